@@ -1,0 +1,139 @@
+// Package app wires enroll-server's parts together from a validated
+// configuration: store, Vault client, enrollment core and HTTP API.
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/edge-enroll/enroll/enroll-server/boltstore"
+	"github.com/edge-enroll/enroll/enroll-server/config"
+	"github.com/edge-enroll/enroll/enroll-server/enrollment"
+	"github.com/edge-enroll/enroll/enroll-server/httpapi"
+	"github.com/edge-enroll/enroll/enroll-server/inventory"
+	"github.com/edge-enroll/enroll/enroll-server/vault"
+)
+
+// Options change how the server runs beyond its configuration file.
+type Options struct {
+	// DevPlainHTTP serves without TLS. For local development only.
+	DevPlainHTTP bool
+}
+
+// App is a built, not yet running, enrollment server.
+type App struct {
+	log      *slog.Logger
+	store    inventory.Store
+	vault    *vault.Server
+	srv      *http.Server
+	listener net.Listener
+	tls      bool
+}
+
+// New builds the server: it opens the state, reads the Vault credentials and
+// the TLS certificate, and binds the listener, so that every configuration
+// mistake shows before Run.
+func New(cfg config.File, opts Options, log *slog.Logger) (*App, error) {
+	creds, err := vault.LoadCredentials(cfg.Vault.CredentialsFile)
+	if err != nil {
+		return nil, err
+	}
+	var tlsCfg *tls.Config
+	if !opts.DevPlainHTTP {
+		cert, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls (tls.cert_file, tls.key_file): %w", err)
+		}
+		tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	}
+	layout := vault.Layout{EnrollMount: cfg.Vault.EnrollMount, KVMount: cfg.Vault.KVMount}
+	vc, err := vault.NewServer(vault.Options{Address: cfg.Vault.Address, CAFile: cfg.Vault.CAFile, Timeout: cfg.Vault.Timeout},
+		layout, creds, log.With("component", "vault"))
+	if err != nil {
+		return nil, err
+	}
+	store, err := boltstore.Open(cfg.StatePath)
+	if err != nil {
+		return nil, err
+	}
+	fleets := make([]enrollment.Fleet, 0, len(cfg.Fleets))
+	for _, f := range cfg.Fleets {
+		fleets = append(fleets, enrollment.Fleet{Name: f.Name, WrapTTL: f.WrapTTL,
+			TokenTTL: f.DeviceTokenTTL, TokenMaxTTL: f.DeviceTokenMaxTTL, SecretIDTTL: f.DeviceSecretIDTTL})
+	}
+	coreLog := log.With("component", "enrollment")
+	core := enrollment.New(vc, store, fleets, enrollment.NewAlerter(store, coreLog), coreLog)
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("listen (listen): %w", err)
+	}
+	srv := &http.Server{
+		Handler:           httpapi.New(core, vc.Ready, log.With("component", "http")),
+		TLSConfig:         tlsCfg,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	return &App{log: log, store: store, vault: vc, srv: srv, listener: ln, tls: tlsCfg != nil}, nil
+}
+
+// Addr is the address the server listens on.
+func (a *App) Addr() net.Addr { return a.listener.Addr() }
+
+// Run serves until ctx ends, then shuts down gracefully and closes the
+// state. The first part to fail stops the others.
+func (a *App) Run(ctx context.Context) error {
+	defer a.store.Close()
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return a.vault.Run(ctx) })
+	g.Go(func() error {
+		a.log.Info("serving", "addr", a.listener.Addr().String(), "tls", a.tls)
+		var err error
+		if a.tls {
+			err = a.srv.ServeTLS(a.listener, "", "")
+		} else {
+			err = a.srv.Serve(a.listener)
+		}
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return err
+	})
+	g.Go(func() error {
+		<-ctx.Done()
+		shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return a.srv.Shutdown(shutCtx)
+	})
+	g.Go(func() error { return a.purgeTokens(ctx) })
+	err := g.Wait()
+	a.log.Info("stopped")
+	return err
+}
+
+func (a *App) purgeTokens(ctx context.Context) error {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case now := <-t.C:
+			if _, err := a.store.PurgeTokens(ctx, now); err != nil {
+				a.log.Warn("purge consumed tokens", "err", err)
+			}
+		}
+	}
+}

@@ -1,0 +1,284 @@
+// Package boltstore is the embedded bbolt implementation of the server's
+// inventory.Store, for a single server. It is the only package on the server
+// side that imports bbolt.
+package boltstore
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/edge-enroll/enroll/enroll-server/inventory"
+)
+
+// SchemaVersion is the layout this package reads and writes.
+const SchemaVersion = 1
+
+var (
+	bucketMeta        = []byte("meta")
+	bucketDevices     = []byte("devices")
+	bucketEnrollments = []byte("enrollments")
+	bucketIdempotency = []byte("idempotency")
+	bucketTokens      = []byte("consumed_tokens")
+	bucketAlerts      = []byte("alerts")
+	keySchema         = []byte("schema_version")
+)
+
+// ErrLocked means another process holds the state file.
+var ErrLocked = errors.New("state file is in use by another process (is another enroll-server running?)")
+
+// Store is a bbolt-backed inventory.
+type Store struct{ db *bolt.DB }
+
+var _ inventory.Store = (*Store)(nil)
+
+// Open opens or creates the state file (mode 0600) and migrates it to the
+// current schema.
+func Open(path string) (*Store, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("state dir: %w", err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		if errors.Is(err, bolterrors.ErrTimeout) {
+			return nil, fmt.Errorf("open %s: %w", path, ErrLocked)
+		}
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	s := &Store{db: db}
+	if err := s.migrate(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	return s, nil
+}
+
+func (s *Store) migrate() error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+		if err != nil {
+			return err
+		}
+		v := 0
+		if raw := meta.Get(keySchema); raw != nil {
+			if len(raw) != 8 {
+				return errors.New("corrupt schema version")
+			}
+			v = int(binary.BigEndian.Uint64(raw))
+		}
+		if v > SchemaVersion {
+			return fmt.Errorf("schema version %d is newer than this binary understands (%d)", v, SchemaVersion)
+		}
+		// Version 0 → 1: create the buckets. Later versions add steps here.
+		for _, b := range [][]byte{bucketDevices, bucketEnrollments, bucketIdempotency, bucketTokens, bucketAlerts} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return meta.Put(keySchema, binary.BigEndian.AppendUint64(nil, SchemaVersion))
+	})
+}
+
+// Close closes the state file.
+func (s *Store) Close() error { return s.db.Close() }
+
+func deviceKey(fleet, id string) []byte { return []byte(fleet + "/" + id) }
+
+func idemKey(e inventory.Enrollment) []byte {
+	return []byte(e.Fleet + "/" + e.DeviceID + "/" + e.IdempotencyKey)
+}
+
+func get[T any](b *bolt.Bucket, key []byte) (T, error) {
+	var v T
+	raw := b.Get(key)
+	if raw == nil {
+		return v, inventory.ErrNotFound
+	}
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return v, fmt.Errorf("decode record %s: %w", key, err)
+	}
+	return v, nil
+}
+
+func put(b *bolt.Bucket, key []byte, v any) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return b.Put(key, raw)
+}
+
+// BeginEnrollment implements inventory.Store.
+func (s *Store) BeginEnrollment(_ context.Context, e inventory.Enrollment, staleBefore time.Time) (inventory.Enrollment, bool, error) {
+	var out inventory.Enrollment
+	var claimed bool
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		enrollments := tx.Bucket(bucketEnrollments)
+		if id := tx.Bucket(bucketIdempotency).Get(idemKey(e)); id != nil {
+			prev, err := get[inventory.Enrollment](enrollments, id)
+			if err != nil {
+				return err
+			}
+			out = prev
+			return nil
+		}
+		devices := tx.Bucket(bucketDevices)
+		d, err := get[inventory.Device](devices, deviceKey(e.Fleet, e.DeviceID))
+		if err != nil && !errors.Is(err, inventory.ErrNotFound) {
+			return err
+		}
+		if errors.Is(err, inventory.ErrNotFound) {
+			d = inventory.Device{Fleet: e.Fleet, ID: e.DeviceID, CreatedAt: e.CreatedAt}
+		}
+		if d.InFlight != "" && d.InFlight != e.ID && d.InFlightSince.After(staleBefore) {
+			return inventory.ErrBusy
+		}
+		d.InFlight, d.InFlightSince, d.UpdatedAt = e.ID, e.CreatedAt, e.CreatedAt
+		if err := put(devices, deviceKey(e.Fleet, e.DeviceID), d); err != nil {
+			return err
+		}
+		if err := put(enrollments, []byte(e.ID), e); err != nil {
+			return err
+		}
+		out, claimed = e, true
+		return tx.Bucket(bucketIdempotency).Put(idemKey(e), []byte(e.ID))
+	})
+	return out, claimed, err
+}
+
+// Record implements inventory.Store.
+func (s *Store) Record(_ context.Context, e inventory.Enrollment, d inventory.Device) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		if err := put(tx.Bucket(bucketEnrollments), []byte(e.ID), e); err != nil {
+			return err
+		}
+		return put(tx.Bucket(bucketDevices), deviceKey(d.Fleet, d.ID), d)
+	})
+}
+
+// Enrollment implements inventory.Store.
+func (s *Store) Enrollment(_ context.Context, id string) (inventory.Enrollment, error) {
+	var e inventory.Enrollment
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		e, err = get[inventory.Enrollment](tx.Bucket(bucketEnrollments), []byte(id))
+		return err
+	})
+	return e, err
+}
+
+// Device implements inventory.Store.
+func (s *Store) Device(_ context.Context, fleet, id string) (inventory.Device, error) {
+	var d inventory.Device
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		d, err = get[inventory.Device](tx.Bucket(bucketDevices), deviceKey(fleet, id))
+		return err
+	})
+	return d, err
+}
+
+// Devices implements inventory.Store. An empty fleet lists every fleet.
+func (s *Store) Devices(_ context.Context, fleet string) ([]inventory.Device, error) {
+	var out []inventory.Device
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketDevices).Cursor()
+		prefix := []byte(fleet + "/")
+		k, v := c.First()
+		if fleet != "" {
+			k, v = c.Seek(prefix)
+		}
+		for ; k != nil; k, v = c.Next() {
+			if fleet != "" && !hasPrefix(k, prefix) {
+				break
+			}
+			var d inventory.Device
+			if err := json.Unmarshal(v, &d); err != nil {
+				return fmt.Errorf("decode device %s: %w", k, err)
+			}
+			out = append(out, d)
+		}
+		return nil
+	})
+	return out, err
+}
+
+func hasPrefix(b, p []byte) bool { return len(b) >= len(p) && string(b[:len(p)]) == string(p) }
+
+// ConsumeToken implements inventory.Store.
+func (s *Store) ConsumeToken(_ context.Context, hash string, expires time.Time) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketTokens)
+		if b.Get([]byte(hash)) != nil {
+			return inventory.ErrConsumed
+		}
+		return b.Put([]byte(hash), []byte(expires.UTC().Format(time.RFC3339Nano)))
+	})
+}
+
+// TokenConsumed implements inventory.Store.
+func (s *Store) TokenConsumed(_ context.Context, hash string) (bool, error) {
+	var seen bool
+	err := s.db.View(func(tx *bolt.Tx) error {
+		seen = tx.Bucket(bucketTokens).Get([]byte(hash)) != nil
+		return nil
+	})
+	return seen, err
+}
+
+// PurgeTokens implements inventory.Store.
+func (s *Store) PurgeTokens(_ context.Context, now time.Time) (int, error) {
+	n := 0
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketTokens).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			exp, err := time.Parse(time.RFC3339Nano, string(v))
+			if err != nil || exp.Before(now) {
+				if err := c.Delete(); err != nil {
+					return err
+				}
+				n++
+			}
+		}
+		return nil
+	})
+	return n, err
+}
+
+// AddAlert implements inventory.Store.
+func (s *Store) AddAlert(_ context.Context, a inventory.Alert) (inventory.Alert, error) {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketAlerts)
+		seq, err := b.NextSequence()
+		if err != nil {
+			return err
+		}
+		a.Seq = seq
+		return put(b, binary.BigEndian.AppendUint64(nil, seq), a)
+	})
+	return a, err
+}
+
+// Alerts implements inventory.Store.
+func (s *Store) Alerts(_ context.Context) ([]inventory.Alert, error) {
+	var out []inventory.Alert
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketAlerts).ForEach(func(_, v []byte) error {
+			var a inventory.Alert
+			if err := json.Unmarshal(v, &a); err != nil {
+				return err
+			}
+			out = append(out, a)
+			return nil
+		})
+	})
+	return out, err
+}

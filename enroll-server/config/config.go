@@ -1,0 +1,198 @@
+// Package config loads enroll-server's configuration file: strict YAML
+// (an unknown key is an error that names it), defaults for every key,
+// a few environment overrides, and validation with messages that name the
+// key. The result is a typed runtime Config.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/edge-enroll/enroll/pkg/bundle"
+	"github.com/edge-enroll/enroll/pkg/wire"
+)
+
+// File is the configuration file as written by an operator.
+type File struct {
+	Listen    string    `yaml:"listen"`
+	TLS       TLSFile   `yaml:"tls"`
+	Vault     VaultFile `yaml:"vault"`
+	StatePath string    `yaml:"state_path"`
+	Log       LogFile   `yaml:"log"`
+	Fleets    []Fleet   `yaml:"fleets"`
+}
+
+// TLSFile is the server's certificate.
+type TLSFile struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// VaultFile says how to reach Vault and log in.
+type VaultFile struct {
+	Address         string        `yaml:"address"`
+	CAFile          string        `yaml:"ca_file"`
+	CredentialsFile string        `yaml:"credentials_file"`
+	Timeout         time.Duration `yaml:"timeout"`
+	EnrollMount     string        `yaml:"enroll_mount"`
+	KVMount         string        `yaml:"kv_mount"`
+}
+
+// LogFile configures logging.
+type LogFile struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"`
+}
+
+// Fleet is one fleet the server enrolls devices of.
+type Fleet struct {
+	Name              string        `yaml:"name"`
+	WrapTTL           time.Duration `yaml:"wrap_ttl"`
+	DeviceTokenTTL    time.Duration `yaml:"device_token_ttl"`
+	DeviceTokenMaxTTL time.Duration `yaml:"device_token_max_ttl"`
+	DeviceSecretIDTTL time.Duration `yaml:"device_secret_id_ttl"`
+}
+
+// Default returns the configuration with every default filled in.
+func Default() File {
+	return File{
+		Listen:    ":8443",
+		TLS:       TLSFile{CertFile: "/etc/enroll-server/tls/server.crt", KeyFile: "/etc/enroll-server/tls/server.key"},
+		Vault:     VaultFile{Address: "https://127.0.0.1:8200", CredentialsFile: "/etc/enroll-server/vault-credentials.json", Timeout: 10 * time.Second, EnrollMount: "edge-enroll", KVMount: "edge-kv"},
+		StatePath: "/var/lib/enroll-server/state.db",
+		Log:       LogFile{Level: "info", Format: "json"},
+	}
+}
+
+// FleetDefaults fills in a fleet's unset durations.
+func FleetDefaults(f Fleet) Fleet {
+	if f.WrapTTL == 0 {
+		f.WrapTTL = 2 * time.Minute
+	}
+	if f.DeviceTokenTTL == 0 {
+		f.DeviceTokenTTL = time.Hour
+	}
+	if f.DeviceTokenMaxTTL == 0 {
+		f.DeviceTokenMaxTTL = 24 * time.Hour
+	}
+	if f.DeviceSecretIDTTL == 0 {
+		f.DeviceSecretIDTTL = 30 * 24 * time.Hour
+	}
+	return f
+}
+
+// Env names the environment variables that override the file.
+var Env = map[string]func(*File, string){
+	"ENROLL_SERVER_LISTEN":     func(f *File, v string) { f.Listen = v },
+	"ENROLL_SERVER_VAULT_ADDR": func(f *File, v string) { f.Vault.Address = v },
+	"ENROLL_SERVER_STATE_PATH": func(f *File, v string) { f.StatePath = v },
+	"ENROLL_SERVER_LOG_LEVEL":  func(f *File, v string) { f.Log.Level = v },
+}
+
+// MaxFileSize caps the configuration file.
+const MaxFileSize = 1 << 20
+
+// Load reads, overrides from the environment and validates a file.
+func Load(path string, getenv func(string) string) (File, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return File{}, fmt.Errorf("config: %w", err)
+	}
+	defer fh.Close()
+	f, err := Parse(fh)
+	if err != nil {
+		return File{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	for name, set := range Env {
+		if v := getenv(name); v != "" {
+			set(&f, v)
+		}
+	}
+	if err := f.Validate(); err != nil {
+		return File{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	return f, nil
+}
+
+// Parse decodes a file over the defaults, refusing unknown keys.
+func Parse(r io.Reader) (File, error) {
+	data, err := io.ReadAll(io.LimitReader(r, MaxFileSize+1))
+	if err != nil {
+		return File{}, err
+	}
+	if len(data) > MaxFileSize {
+		return File{}, fmt.Errorf("larger than %d bytes", MaxFileSize)
+	}
+	f := Default()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
+		return File{}, err
+	}
+	for i := range f.Fleets {
+		f.Fleets[i] = FleetDefaults(f.Fleets[i])
+	}
+	return f, nil
+}
+
+// Validate checks every key and reports all problems, each naming its key.
+func (f File) Validate() error {
+	var errs []error
+	bad := func(key string, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{key}, args...)...))
+	}
+	if f.Listen == "" {
+		bad("listen", "required")
+	}
+	if err := bundle.ValidateURL(f.Vault.Address); err != nil {
+		bad("vault.address", "%v", err)
+	}
+	if f.Vault.CredentialsFile == "" {
+		bad("vault.credentials_file", "required")
+	}
+	if f.Vault.Timeout <= 0 {
+		bad("vault.timeout", "must be positive")
+	}
+	if f.Vault.EnrollMount == "" {
+		bad("vault.enroll_mount", "required")
+	}
+	if f.Vault.KVMount == "" {
+		bad("vault.kv_mount", "required")
+	}
+	if f.StatePath == "" {
+		bad("state_path", "required")
+	}
+	if f.Log.Level == "" {
+		bad("log.level", "required")
+	}
+	if len(f.Fleets) == 0 {
+		bad("fleets", "at least one fleet is required")
+	}
+	seen := map[string]bool{}
+	for i, fl := range f.Fleets {
+		key := fmt.Sprintf("fleets[%d]", i)
+		if err := wire.ValidateFleet(fl.Name); err != nil {
+			bad(key+".name", "%v", err)
+		}
+		if seen[fl.Name] {
+			bad(key+".name", "fleet %q is listed twice", fl.Name)
+		}
+		seen[fl.Name] = true
+		if fl.WrapTTL < 10*time.Second || fl.WrapTTL > time.Hour {
+			bad(key+".wrap_ttl", "want between 10s and 1h, got %v", fl.WrapTTL)
+		}
+		if fl.DeviceTokenTTL < time.Second || fl.DeviceTokenMaxTTL < fl.DeviceTokenTTL {
+			bad(key+".device_token_ttl", "want at least 1s and at most device_token_max_ttl")
+		}
+		if fl.DeviceSecretIDTTL < 0 {
+			bad(key+".device_secret_id_ttl", "must not be negative")
+		}
+	}
+	return errors.Join(errs...)
+}

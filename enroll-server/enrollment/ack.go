@@ -1,0 +1,104 @@
+package enrollment
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/edge-enroll/enroll/enroll-server/inventory"
+	"github.com/edge-enroll/enroll/enroll-server/vault"
+	"github.com/edge-enroll/enroll/pkg/wire"
+)
+
+func validateRef(fleet, device, enrollmentID string) []error {
+	var errs []error
+	if err := wire.ValidateFleet(fleet); err != nil {
+		errs = append(errs, err)
+	}
+	if err := wire.ValidateDeviceID(device); err != nil {
+		errs = append(errs, err)
+	}
+	if enrollmentID == "" || len(enrollmentID) > 64 {
+		errs = append(errs, errors.New("enrollment_id: missing or too long"))
+	}
+	return errs
+}
+
+// loadEnrollment returns the enrollment named by a device's request, which
+// must belong to that device.
+func (s *Service) loadEnrollment(ctx context.Context, fleet, device, id string) (inventory.Enrollment, inventory.Device, error) {
+	if _, ok := s.fleets[fleet]; !ok {
+		return inventory.Enrollment{}, inventory.Device{}, fail(wire.CodeUnknownFleet, "fleet %q is not served here", fleet)
+	}
+	e, err := s.store.Enrollment(ctx, id)
+	if errors.Is(err, inventory.ErrNotFound) || (err == nil && (e.Fleet != fleet || e.DeviceID != device)) {
+		return e, inventory.Device{}, fail(wire.CodeEnrollmentNotFound, "no such enrollment for this device")
+	}
+	if err != nil {
+		return e, inventory.Device{}, fmt.Errorf("load enrollment: %w", err)
+	}
+	d, err := s.store.Device(ctx, fleet, device)
+	if err != nil {
+		return e, d, fmt.Errorf("load device: %w", err)
+	}
+	return e, d, nil
+}
+
+// Acknowledge confirms that the device logged in with the secret ID of this
+// enrollment: the presented token must be a live token of the device's own
+// role, issued from this enrollment's secret ID.
+func (s *Service) Acknowledge(ctx context.Context, req wire.AckRequest) (wire.AckResponse, error) {
+	errs := validateRef(req.Fleet, req.DeviceID, req.EnrollmentID)
+	if req.Token == "" || len(req.Token) > 512 {
+		errs = append(errs, errors.New("token: missing or too long"))
+	}
+	if req.SecretIDAccessor == "" || len(req.SecretIDAccessor) > 128 {
+		errs = append(errs, errors.New("secret_id_accessor: missing or too long"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return wire.AckResponse{}, fail(wire.CodeInvalidRequest, "%v", err)
+	}
+	e, d, err := s.loadEnrollment(ctx, req.Fleet, req.DeviceID, req.EnrollmentID)
+	if err != nil {
+		return wire.AckResponse{}, err
+	}
+	if e.State != inventory.EnrollmentWrapped && e.State != inventory.EnrollmentAcknowledged {
+		return wire.AckResponse{}, fail(wire.CodeRejected, "enrollment is %s and cannot be acknowledged", e.State)
+	}
+	ti, err := s.vault.LookupToken(ctx, req.Token)
+	if errors.Is(err, vault.ErrInvalidToken) {
+		return wire.AckResponse{}, fail(wire.CodeProofInvalid, "the presented token is not valid")
+	}
+	if err != nil {
+		return wire.AckResponse{}, vaultError("look up the device token", err)
+	}
+	wantPath := "auth/" + vault.DeviceMount(req.Fleet) + "/login"
+	if ti.Path != wantPath || ti.Meta["role_name"] != req.DeviceID || ti.Meta["enrollment_id"] != e.ID {
+		return wire.AckResponse{}, fail(wire.CodeProofInvalid, "the presented token was not issued to this device by this enrollment")
+	}
+	meta, err := s.vault.DeviceSecretIDMeta(ctx, req.Fleet, req.DeviceID, req.SecretIDAccessor)
+	if errors.Is(err, vault.ErrNotFound) || (err == nil && meta["enrollment_id"] != e.ID) {
+		return wire.AckResponse{}, fail(wire.CodeProofInvalid, "the secret ID accessor does not belong to this enrollment")
+	}
+	if err != nil {
+		return wire.AckResponse{}, vaultError("look up the secret ID accessor", err)
+	}
+	now := s.now().UTC()
+	first := e.State != inventory.EnrollmentAcknowledged
+	e.State, e.UpdatedAt = inventory.EnrollmentAcknowledged, now
+	e.WrappingToken = "" // spent; never keep it longer than needed
+	e.SecretIDAccessor, e.TokenAccessor = req.SecretIDAccessor, ti.Accessor
+	if d.EnrollmentID == e.ID {
+		d.State, d.UpdatedAt = inventory.DeviceEnrolled, now
+		d.SecretIDAccessor, d.TokenAccessor = req.SecretIDAccessor, ti.Accessor
+		if first {
+			d.EnrolledAt = now
+		}
+	}
+	if err := s.store.Record(ctx, e, d); err != nil {
+		return wire.AckResponse{}, fmt.Errorf("record acknowledgement: %w", err)
+	}
+	s.log.Info("device enrolled", "fleet", req.Fleet, "device_id", req.DeviceID, "enrollment_id", e.ID,
+		"secret_id_accessor", req.SecretIDAccessor, "token_accessor", ti.Accessor, "entity_id", ti.EntityID)
+	return wire.AckResponse{Status: wire.StatusEnrolled}, nil
+}

@@ -1,0 +1,164 @@
+package enrollment
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+
+	"github.com/google/uuid"
+
+	"github.com/edge-enroll/enroll/enroll-server/inventory"
+	"github.com/edge-enroll/enroll/enroll-server/vault"
+	"github.com/edge-enroll/enroll/pkg/wire"
+)
+
+func validateEnroll(r wire.EnrollRequest) error {
+	var errs []error
+	if err := wire.ValidateFleet(r.Fleet); err != nil {
+		errs = append(errs, err)
+	}
+	if err := wire.ValidateDeviceID(r.DeviceID); err != nil {
+		errs = append(errs, err)
+	}
+	if err := wire.ValidateIdempotencyKey(r.IdempotencyKey); err != nil {
+		errs = append(errs, err)
+	}
+	if r.EnrollmentToken == "" || len(r.EnrollmentToken) > 512 {
+		errs = append(errs, errors.New("enrollment_token: missing or too long"))
+	}
+	if err := validateFacts(r.Facts); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fail(wire.CodeInvalidRequest, "%v", err)
+	}
+	return nil
+}
+
+func validateFacts(f wire.Facts) error {
+	for name, v := range map[string]string{"hostname": f.Hostname, "os": f.OS, "arch": f.Arch, "client_version": f.ClientVersion} {
+		if len(v) > 256 {
+			return fmt.Errorf("facts.%s: longer than 256 bytes", name)
+		}
+	}
+	return nil
+}
+
+// Enroll exchanges an enrollment token for the device's response-wrapped
+// secret ID. A retried request with the same idempotency key gets the same
+// answer and never a second secret ID.
+func (s *Service) Enroll(ctx context.Context, req wire.EnrollRequest) (wire.EnrollResponse, error) {
+	if err := validateEnroll(req); err != nil {
+		return wire.EnrollResponse{}, err
+	}
+	fleet, ok := s.fleets[req.Fleet]
+	if !ok {
+		return wire.EnrollResponse{}, fail(wire.CodeUnknownFleet, "fleet %q is not served here", req.Fleet)
+	}
+	gen, err := s.consumeEnrollmentToken(ctx, req.Fleet, req.DeviceID, req.EnrollmentToken)
+	if err != nil {
+		return wire.EnrollResponse{}, err
+	}
+	now := s.now().UTC()
+	e, claimed, err := s.store.BeginEnrollment(ctx, inventory.Enrollment{
+		ID: newID(), Fleet: req.Fleet, DeviceID: req.DeviceID, IdempotencyKey: req.IdempotencyKey,
+		State: inventory.EnrollmentMinting, Generation: gen, CreatedAt: now, UpdatedAt: now,
+	}, now.Add(-s.staleAfter))
+	if errors.Is(err, inventory.ErrBusy) {
+		return wire.EnrollResponse{}, &wire.Error{Code: wire.CodeEnrollmentInProgress,
+			Message: "another enrollment of this device is in progress", RetryAfterSeconds: 2}
+	}
+	if err != nil {
+		return wire.EnrollResponse{}, fmt.Errorf("begin enrollment: %w", err)
+	}
+	log := s.log.With("fleet", req.Fleet, "device_id", req.DeviceID, "enrollment_id", e.ID)
+	if !claimed {
+		switch e.State {
+		case inventory.EnrollmentWrapped, inventory.EnrollmentAcknowledged:
+			log.Info("idempotent replay of an enrollment", "state", e.State)
+			return responseOf(e), nil
+		case inventory.EnrollmentFailed:
+			return wire.EnrollResponse{}, fail(wire.CodeIdempotencyConflict, "this enrollment failed; start a new one with a new idempotency key")
+		}
+		if e.UpdatedAt.After(now.Add(-s.staleAfter)) {
+			return wire.EnrollResponse{}, &wire.Error{Code: wire.CodeEnrollmentInProgress,
+				Message: "this enrollment is being processed", RetryAfterSeconds: 2}
+		}
+		// A server stopped while minting this enrollment: take it over.
+		log.Warn("resuming an interrupted enrollment")
+	}
+	d, err := s.store.Device(ctx, req.Fleet, req.DeviceID)
+	if err != nil {
+		return wire.EnrollResponse{}, fmt.Errorf("load device: %w", err)
+	}
+	if d.State == inventory.DeviceQuarantined {
+		e.State, e.UpdatedAt = inventory.EnrollmentFailed, now
+		d.InFlight = ""
+		if err := s.store.Record(ctx, e, d); err != nil {
+			return wire.EnrollResponse{}, err
+		}
+		log.Warn("enrollment refused: device is quarantined", "reason", d.Reason)
+		return wire.EnrollResponse{}, fail(wire.CodeDeviceQuarantined, "device is quarantined (%s); an administrator must re-admit it", d.Reason)
+	}
+	return s.mint(ctx, log, fleet, e, d, req.Facts)
+}
+
+// mint creates the device's role if needed, destroys any secret ID it held
+// before (so that exactly one is live), and mints a new one, wrapped.
+func (s *Service) mint(ctx context.Context, log *slog.Logger, fleet Fleet, e inventory.Enrollment, d inventory.Device, facts wire.Facts) (wire.EnrollResponse, error) {
+	if d.RoleID == "" {
+		d.RoleID = uuid.NewString()
+	}
+	err := s.vault.UpsertDeviceRole(ctx, fleet.Name, e.DeviceID, vault.DeviceRole{
+		RoleID: d.RoleID, TokenTTL: fleet.TokenTTL, TokenMaxTTL: fleet.TokenMaxTTL, SecretIDTTL: fleet.SecretIDTTL,
+	})
+	if err != nil {
+		return wire.EnrollResponse{}, vaultError("create the device role", err)
+	}
+	n, err := s.vault.DestroyDeviceSecretIDs(ctx, fleet.Name, e.DeviceID)
+	if err != nil {
+		return wire.EnrollResponse{}, vaultError("clear the device's old secret IDs", err)
+	}
+	wi, err := s.vault.MintWrappedSecretID(ctx, fleet.Name, e.DeviceID, map[string]string{
+		"fleet": fleet.Name, "device_id": e.DeviceID, "enrollment_id": e.ID, "generation": strconv.Itoa(e.Generation),
+	}, fleet.WrapTTL)
+	if err != nil {
+		return wire.EnrollResponse{}, vaultError("mint the device's secret ID", err)
+	}
+	want := wire.SecretIDCreationPath(vault.DeviceMount(fleet.Name), e.DeviceID)
+	if wi.CreationPath != want {
+		return wire.EnrollResponse{}, fmt.Errorf("vault wrapped the secret ID at %q, want %q", wi.CreationPath, want)
+	}
+	now := s.now().UTC()
+	e.State, e.UpdatedAt = inventory.EnrollmentWrapped, now
+	e.RoleID = d.RoleID
+	e.WrappingToken, e.WrappingAccessor, e.CreationPath = wi.Token, wi.Accessor, wi.CreationPath
+	e.WrapExpiresAt = now.Add(wi.TTL)
+	d.State, d.Generation, d.EnrollmentID, d.Facts, d.UpdatedAt = inventory.DeviceEnrolling, e.Generation, e.ID, facts, now
+	d.InFlight = ""
+	d.Enrollments++
+	if err := s.store.Record(ctx, e, d); err != nil {
+		return wire.EnrollResponse{}, fmt.Errorf("record enrollment: %w", err)
+	}
+	log.Info("issued wrapped secret ID", "wrapping_accessor", wi.Accessor, "replaced_secret_ids", n, "generation", e.Generation)
+	return responseOf(e), nil
+}
+
+func responseOf(e inventory.Enrollment) wire.EnrollResponse {
+	status := wire.StatusWrapped
+	if e.State == inventory.EnrollmentAcknowledged {
+		status = wire.StatusEnrolled
+	}
+	return wire.EnrollResponse{
+		Status:           status,
+		EnrollmentID:     e.ID,
+		RoleID:           e.RoleID,
+		LoginMount:       vault.DeviceMount(e.Fleet),
+		WrappingToken:    e.WrappingToken,
+		WrappingAccessor: e.WrappingAccessor,
+		CreationPath:     e.CreationPath,
+		WrapExpiresAt:    e.WrapExpiresAt,
+	}
+}

@@ -1,0 +1,36 @@
+package enrollment
+
+import (
+	"fmt"
+
+	"github.com/edge-enroll/enroll/enroll-server/vault"
+	"github.com/edge-enroll/enroll/pkg/wire"
+)
+
+// fail builds a caller-safe error.
+func fail(code wire.Code, format string, args ...any) error {
+	return wire.Errorf(code, format, args...)
+}
+
+// vaultError turns a Vault failure into what the caller may see: a
+// retryable "unavailable" when Vault could not answer, an internal error
+// otherwise. The cause stays in the wrapped chain for the server's log.
+func vaultError(op string, err error) error {
+	code := wire.CodeInternal
+	if vault.IsUnavailable(err) {
+		code = wire.CodeUnavailable
+	}
+	return &causeError{safe: wire.Errorf(code, "vault could not %s; try again later", op), cause: err}
+}
+
+// causeError carries a safe error for the caller and the real cause for
+// the log.
+type causeError struct {
+	safe  *wire.Error
+	cause error
+}
+
+func (e *causeError) Error() string { return fmt.Sprintf("%v: %v", e.safe, e.cause) }
+
+func (e *causeError) Unwrap() []error { return []error{e.safe, e.cause} }
+

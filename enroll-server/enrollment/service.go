@@ -1,0 +1,99 @@
+// Package enrollment is the enrollment server's core: it exchanges a proof of
+// a fleet's bootstrap credential for a device's own response-wrapped secret
+// ID, confirms the device's login, and closes the loop on anything that looks
+// like an intercepted credential.
+package enrollment
+
+import (
+	"context"
+	"crypto/rand"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/edge-enroll/enroll/enroll-server/inventory"
+	"github.com/edge-enroll/enroll/enroll-server/vault"
+)
+
+// Vault is what the core needs from Vault, with the server's own token.
+type Vault interface {
+	LookupToken(ctx context.Context, token string) (vault.TokenInfo, error)
+	RevokeAccessor(ctx context.Context, accessor string) error
+	Generations(ctx context.Context, fleet string) (vault.Generations, error)
+	UpsertDeviceRole(ctx context.Context, fleet, device string, r vault.DeviceRole) error
+	DestroyDeviceSecretIDs(ctx context.Context, fleet, device string) (int, error)
+	MintWrappedSecretID(ctx context.Context, fleet, device string, meta map[string]string, wrapTTL time.Duration) (vault.WrapInfo, error)
+	DeviceSecretIDMeta(ctx context.Context, fleet, device, accessor string) (map[string]string, error)
+	Layout() vault.Layout
+}
+
+// Fleet is the server's configuration of one fleet.
+type Fleet struct {
+	Name string
+	// WrapTTL is how long a wrapped secret ID may wait to be unwrapped.
+	WrapTTL     time.Duration
+	TokenTTL    time.Duration
+	TokenMaxTTL time.Duration
+	SecretIDTTL time.Duration
+}
+
+// Service is the enrollment core. Build it with New.
+type Service struct {
+	vault  Vault
+	store  inventory.Store
+	fleets map[string]Fleet
+	log    *slog.Logger
+	alerts *Alerter
+	now    func() time.Time
+
+	// staleAfter is how long an enrollment may stay minting before another
+	// request for the device may take it over (a server crashed mid-way).
+	staleAfter time.Duration
+
+	genMu    sync.Mutex
+	genCache map[string]cachedGenerations
+}
+
+type cachedGenerations struct {
+	g       vault.Generations
+	fetched time.Time
+}
+
+// generationCacheTTL bounds how long a retired generation may still be
+// accepted by this replica after an admin retired it.
+const generationCacheTTL = 5 * time.Second
+
+// New builds the core.
+func New(v Vault, s inventory.Store, fleets []Fleet, alerts *Alerter, log *slog.Logger) *Service {
+	m := make(map[string]Fleet, len(fleets))
+	for _, f := range fleets {
+		m[f.Name] = f
+	}
+	return &Service{
+		vault: v, store: s, fleets: m, log: log, alerts: alerts,
+		now: time.Now, staleAfter: 30 * time.Second,
+		genCache: map[string]cachedGenerations{},
+	}
+}
+
+// SetClock replaces the clock; for tests.
+func (s *Service) SetClock(now func() time.Time) { s.now = now }
+
+func (s *Service) generations(ctx context.Context, fleet string) (vault.Generations, error) {
+	s.genMu.Lock()
+	c, ok := s.genCache[fleet]
+	s.genMu.Unlock()
+	if ok && s.now().Sub(c.fetched) < generationCacheTTL {
+		return c.g, nil
+	}
+	g, err := s.vault.Generations(ctx, fleet)
+	if err != nil {
+		return vault.Generations{}, err
+	}
+	s.genMu.Lock()
+	s.genCache[fleet] = cachedGenerations{g: g, fetched: s.now()}
+	s.genMu.Unlock()
+	return g, nil
+}
+
+func newID() string { return rand.Text() }

@@ -1,0 +1,92 @@
+// Package httpapi serves the enrollment API over HTTP. It is the only
+// package that imports gin: it reads and validates requests, calls the core,
+// and renders every error in the one JSON shape of package wire.
+package httpapi
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/edge-enroll/enroll/pkg/wire"
+)
+
+// Core is the enrollment logic behind the API.
+type Core interface {
+	Enroll(ctx context.Context, req wire.EnrollRequest) (wire.EnrollResponse, error)
+	Acknowledge(ctx context.Context, req wire.AckRequest) (wire.AckResponse, error)
+	Report(ctx context.Context, req wire.ReportRequest) (wire.ReportResponse, error)
+}
+
+// ReadyFunc reports whether the server can serve requests (Vault reachable).
+type ReadyFunc func(ctx context.Context) error
+
+func init() { gin.SetMode(gin.ReleaseMode) }
+
+// New returns the API handler.
+func New(core Core, ready ReadyFunc, log *slog.Logger) http.Handler {
+	r := gin.New()
+	r.ContextWithFallback = true
+	_ = r.SetTrustedProxies(nil)
+	r.Use(recovery(log), accessLog(log))
+	r.NoRoute(func(c *gin.Context) { render(c, log, wire.Errorf(wire.CodeNotFound, "no such endpoint")) })
+	r.NoMethod(func(c *gin.Context) { render(c, log, wire.Errorf(wire.CodeNotFound, "no such endpoint")) })
+	r.HandleMethodNotAllowed = true
+
+	r.GET(wire.PathHealth, func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	r.GET(wire.PathReady, func(c *gin.Context) {
+		ctx, cancel := context.WithTimeout(c.Request.Context(), 3*time.Second)
+		defer cancel()
+		if err := ready(ctx); err != nil {
+			log.Warn("not ready", "err", err)
+			render(c, log, wire.Errorf(wire.CodeUnavailable, "not ready: vault is not reachable"))
+			return
+		}
+		c.JSON(http.StatusOK, gin.H{"status": "ready"})
+	})
+	r.POST(wire.PathEnroll, handle(log, core.Enroll))
+	r.POST(wire.PathAck, handle(log, core.Acknowledge))
+	r.POST(wire.PathReport, handle(log, core.Report))
+	return r
+}
+
+// handle is the shape of every endpoint: read → validate (in decode and the
+// core) → act → render.
+func handle[Req, Resp any](log *slog.Logger, fn func(context.Context, Req) (Resp, error)) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		var req Req
+		if err := decode(c, &req); err != nil {
+			render(c, log, err)
+			return
+		}
+		resp, err := fn(c.Request.Context(), req)
+		if err != nil {
+			render(c, log, err)
+			return
+		}
+		c.JSON(http.StatusOK, resp)
+	}
+}
+
+func recovery(log *slog.Logger) gin.HandlerFunc {
+	return gin.CustomRecoveryWithWriter(nil, func(c *gin.Context, v any) {
+		log.Error("handler panicked", "panic", v, "path", c.FullPath())
+		render(c, log, wire.Errorf(wire.CodeInternal, "internal error"))
+	})
+}
+
+func accessLog(log *slog.Logger) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		start := time.Now()
+		c.Next()
+		log.LogAttrs(c.Request.Context(), slog.LevelInfo, "request",
+			slog.String("method", c.Request.Method),
+			slog.String("path", c.Request.URL.Path),
+			slog.Int("status", c.Writer.Status()),
+			slog.Duration("duration", time.Since(start)),
+			slog.String("remote", c.ClientIP()))
+	}
+}

@@ -1,0 +1,126 @@
+// Package inventory defines what the enrollment server remembers — devices,
+// enrollments, consumed enrollment tokens and security alerts — and the
+// Store interface every storage backend implements.
+package inventory
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/edge-enroll/enroll/pkg/wire"
+)
+
+// Errors a Store returns. Callers branch on them with errors.Is.
+var (
+	// ErrNotFound: no such record.
+	ErrNotFound = errors.New("not found")
+	// ErrBusy: the device has another enrollment in progress.
+	ErrBusy = errors.New("device has an enrollment in progress")
+	// ErrConsumed: the enrollment token was presented before.
+	ErrConsumed = errors.New("enrollment token already consumed")
+)
+
+// Device states.
+const (
+	DeviceEnrolling   = "enrolling" // a wrapped secret ID is out, no acknowledgement yet
+	DeviceEnrolled    = "enrolled"
+	DeviceQuarantined = "quarantined"
+)
+
+// Device is one device of a fleet.
+type Device struct {
+	Fleet            string     `json:"fleet"`
+	ID               string     `json:"id"`
+	State            string     `json:"state"`
+	RoleID           string     `json:"role_id"`
+	Generation       int        `json:"generation"`
+	EnrollmentID     string     `json:"enrollment_id"`
+	SecretIDAccessor string     `json:"secret_id_accessor,omitempty"`
+	TokenAccessor    string     `json:"token_accessor,omitempty"`
+	Enrollments      int        `json:"enrollments"`
+	Facts            wire.Facts `json:"facts"`
+	Reason           string     `json:"reason,omitempty"` // why it is quarantined
+	CreatedAt        time.Time  `json:"created_at"`
+	UpdatedAt        time.Time  `json:"updated_at"`
+	EnrolledAt       time.Time  `json:"enrolled_at,omitzero"`
+	// InFlight is the enrollment being minted, if any, and since when.
+	InFlight      string    `json:"in_flight,omitempty"`
+	InFlightSince time.Time `json:"in_flight_since,omitzero"`
+}
+
+// Enrollment states.
+const (
+	EnrollmentMinting      = "minting"
+	EnrollmentWrapped      = "wrapped"
+	EnrollmentAcknowledged = "acknowledged"
+	EnrollmentFailed       = "failed"
+)
+
+// Enrollment is one attempt of a device to obtain its credential, keyed by
+// the device's idempotency key.
+type Enrollment struct {
+	ID             string    `json:"id"`
+	Fleet          string    `json:"fleet"`
+	DeviceID       string    `json:"device_id"`
+	IdempotencyKey string    `json:"idempotency_key"`
+	State          string    `json:"state"`
+	Generation     int       `json:"generation"`
+	RoleID         string    `json:"role_id,omitempty"`
+	// WrappingToken is kept only until the enrollment is acknowledged or
+	// fails, so that a retried request gets the same answer.
+	WrappingToken    string    `json:"wrapping_token,omitempty"`
+	WrappingAccessor string    `json:"wrapping_accessor,omitempty"`
+	CreationPath     string    `json:"creation_path,omitempty"`
+	WrapExpiresAt    time.Time `json:"wrap_expires_at,omitzero"`
+	SecretIDAccessor string    `json:"secret_id_accessor,omitempty"`
+	TokenAccessor    string    `json:"token_accessor,omitempty"`
+	CreatedAt        time.Time `json:"created_at"`
+	UpdatedAt        time.Time `json:"updated_at"`
+}
+
+// Alert kinds.
+const (
+	AlertWrappingTokenInvalid = "wrapping_token_invalid"
+	AlertCreationPathMismatch = "creation_path_mismatch"
+	AlertEnrollmentTokenReuse = "enrollment_token_reused"
+	AlertAckMissing           = "acknowledgement_missing"
+)
+
+// Alert is a security event of the secret bridge.
+type Alert struct {
+	Seq          uint64    `json:"seq"`
+	Time         time.Time `json:"time"`
+	Kind         string    `json:"kind"`
+	Fleet        string    `json:"fleet,omitempty"`
+	DeviceID     string    `json:"device_id,omitempty"`
+	EnrollmentID string    `json:"enrollment_id,omitempty"`
+	Detail       string    `json:"detail,omitempty"`
+}
+
+// Store keeps the server's inventory. Every method is safe for concurrent
+// use; multi-record changes are atomic.
+type Store interface {
+	// BeginEnrollment claims e.IdempotencyKey for e's device. When the key
+	// was claimed before, it returns that enrollment and false. When the
+	// device has another enrollment minting since after staleBefore, it
+	// returns ErrBusy. Otherwise it stores e, marks the device in flight and
+	// returns e and true.
+	BeginEnrollment(ctx context.Context, e Enrollment, staleBefore time.Time) (Enrollment, bool, error)
+	// Record stores an enrollment and its device together.
+	Record(ctx context.Context, e Enrollment, d Device) error
+	Enrollment(ctx context.Context, id string) (Enrollment, error)
+	Device(ctx context.Context, fleet, id string) (Device, error)
+	Devices(ctx context.Context, fleet string) ([]Device, error)
+	// ConsumeToken records the hash of a presented enrollment token until
+	// expires; ErrConsumed when it was recorded before.
+	ConsumeToken(ctx context.Context, hash string, expires time.Time) error
+	// TokenConsumed reports whether a token hash was recorded.
+	TokenConsumed(ctx context.Context, hash string) (bool, error)
+	// PurgeTokens forgets token hashes that expired before now.
+	PurgeTokens(ctx context.Context, now time.Time) (int, error)
+	// AddAlert appends an alert and returns it with its sequence number.
+	AddAlert(ctx context.Context, a Alert) (Alert, error)
+	Alerts(ctx context.Context) ([]Alert, error)
+	Close() error
+}

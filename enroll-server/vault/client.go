@@ -1,0 +1,157 @@
+package vault
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+)
+
+// ErrInvalidToken means Vault does not know the token (revoked, expired or
+// never issued).
+var ErrInvalidToken = errors.New("token is not valid")
+
+// ErrNotFound means the Vault object does not exist.
+var ErrNotFound = errors.New("not found in vault")
+
+// Options configure a connection to Vault.
+type Options struct {
+	Address string
+	// CAFile is a PEM bundle trusted for Vault's TLS certificate; empty means
+	// the system roots.
+	CAFile  string
+	Timeout time.Duration
+	// Token, when set, is used as is (an admin's token). The server logs in
+	// with its AppRole instead; see Server.
+	Token string
+}
+
+// newAPIClient builds a Vault client that does no retries of its own (the
+// caller's retry layer is the only one) and ignores VAULT_* environment
+// variables that would change which token or wrapping it uses.
+func newAPIClient(o Options) (*api.Client, error) {
+	cfg := api.DefaultConfig()
+	if cfg.Error != nil {
+		return nil, fmt.Errorf("vault config: %w", cfg.Error)
+	}
+	cfg.Address = o.Address
+	cfg.MaxRetries = 0
+	if o.Timeout > 0 {
+		cfg.Timeout = o.Timeout
+	}
+	if o.CAFile != "" {
+		if err := cfg.ConfigureTLS(&api.TLSConfig{CACert: o.CAFile}); err != nil {
+			return nil, fmt.Errorf("vault TLS: %w", err)
+		}
+	}
+	c, err := api.NewClient(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("vault client: %w", err)
+	}
+	c.SetWrappingLookupFunc(func(string, string) string { return "" })
+	c.SetToken(o.Token)
+	return c, nil
+}
+
+// TokenInfo is what a token lookup tells.
+type TokenInfo struct {
+	Accessor string
+	Path     string
+	Meta     map[string]string
+	Policies []string
+	EntityID string
+	TTL      time.Duration
+}
+
+// WrapInfo describes a response-wrapped secret.
+type WrapInfo struct {
+	Token        string
+	Accessor     string
+	CreationPath string
+	TTL          time.Duration
+	CreationTime time.Time
+}
+
+// statusOf extracts the HTTP status of a Vault error, or 0.
+func statusOf(err error) int {
+	var re *api.ResponseError
+	if errors.As(err, &re) {
+		return re.StatusCode
+	}
+	return 0
+}
+
+// IsUnavailable reports whether err means Vault could not answer (network,
+// sealed, standby, rate limited): the caller may try again later.
+func IsUnavailable(err error) bool {
+	if err == nil || errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalidToken) {
+		return false
+	}
+	s := statusOf(err)
+	return s == 0 || s == http.StatusTooManyRequests || s >= 500
+}
+
+func lookupToken(ctx context.Context, c *api.Client, token string) (TokenInfo, error) {
+	sec, err := c.Logical().WriteWithContext(ctx, "auth/token/lookup", map[string]any{"token": token})
+	if err != nil {
+		if s := statusOf(err); s == http.StatusForbidden || s == http.StatusBadRequest {
+			// Vault answers "bad token" for unknown tokens; a permission
+			// error on our own token surfaces on every other call too.
+			return TokenInfo{}, fmt.Errorf("%w: %v", ErrInvalidToken, err)
+		}
+		return TokenInfo{}, fmt.Errorf("look up token: %w", err)
+	}
+	if sec == nil || sec.Data == nil {
+		return TokenInfo{}, ErrInvalidToken
+	}
+	return tokenInfoFrom(sec.Data), nil
+}
+
+func tokenInfoFrom(d map[string]any) TokenInfo {
+	ti := TokenInfo{
+		Accessor: str(d["accessor"]),
+		Path:     str(d["path"]),
+		EntityID: str(d["entity_id"]),
+		Meta:     map[string]string{},
+	}
+	if m, ok := d["meta"].(map[string]any); ok {
+		for k, v := range m {
+			ti.Meta[k] = str(v)
+		}
+	}
+	ti.Policies = strs(d["policies"])
+	if n, ok := d["ttl"].(json.Number); ok {
+		if s, err := n.Int64(); err == nil {
+			ti.TTL = time.Duration(s) * time.Second
+		}
+	}
+	return ti
+}
+
+func str(v any) string {
+	switch t := v.(type) {
+	case string:
+		return t
+	case json.Number:
+		return t.String()
+	case nil:
+		return ""
+	}
+	return fmt.Sprint(v)
+}
+
+func strs(v any) []string {
+	l, _ := v.([]any)
+	out := make([]string, 0, len(l))
+	for _, e := range l {
+		out = append(out, str(e))
+	}
+	return out
+}
+
+func seconds(d time.Duration) string { return strconv.FormatInt(int64(d/time.Second), 10) + "s" }

@@ -1,0 +1,147 @@
+package vault
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+)
+
+// DeviceRole are the token and secret ID settings of a device's own role.
+type DeviceRole struct {
+	RoleID      string
+	TokenTTL    time.Duration
+	TokenMaxTTL time.Duration
+	SecretIDTTL time.Duration
+}
+
+func deviceRolePath(fleet, device string) string {
+	return "auth/" + DeviceMount(fleet) + "/role/" + device
+}
+
+// UpsertDeviceRole creates or updates the device's own AppRole role. Its
+// tokens carry the fleet's device policy only (Vault's ACL on the server's
+// policy refuses any other); the role ID is chosen by the server so that no
+// read is needed.
+func (s *Server) UpsertDeviceRole(ctx context.Context, fleet, device string, r DeviceRole) error {
+	_, err := s.c.Logical().WriteWithContext(ctx, deviceRolePath(fleet, device), map[string]any{
+		"role_id":            r.RoleID,
+		"bind_secret_id":     true,
+		"token_policies":     []string{DevicePolicy(fleet)},
+		"token_type":         "service",
+		"token_ttl":          seconds(r.TokenTTL),
+		"token_max_ttl":      seconds(r.TokenMaxTTL),
+		"secret_id_ttl":      seconds(r.SecretIDTTL),
+		"secret_id_num_uses": 0,
+	})
+	if err != nil {
+		return fmt.Errorf("write device role: %w", err)
+	}
+	return nil
+}
+
+// DeleteDeviceRole removes a device's role, which invalidates all its secret
+// IDs at once.
+func (s *Server) DeleteDeviceRole(ctx context.Context, fleet, device string) error {
+	if _, err := s.c.Logical().DeleteWithContext(ctx, deviceRolePath(fleet, device)); err != nil {
+		return fmt.Errorf("delete device role: %w", err)
+	}
+	return nil
+}
+
+// MintWrappedSecretID creates a secret ID for the device's role, wrapped
+// with wrapTTL. The server never sees the secret ID itself.
+func (s *Server) MintWrappedSecretID(ctx context.Context, fleet, device string, meta map[string]string, wrapTTL time.Duration) (WrapInfo, error) {
+	metaJSON, err := json.Marshal(meta)
+	if err != nil {
+		return WrapInfo{}, err
+	}
+	req := api.NewLogicalWriteRequest(deviceRolePath(fleet, device)+"/secret-id",
+		map[string]any{"metadata": string(metaJSON)},
+		http.Header{"X-Vault-Wrap-Ttl": []string{seconds(wrapTTL)}})
+	sec, err := s.c.Logical().WriteWithRequest(ctx, req)
+	if err != nil {
+		return WrapInfo{}, fmt.Errorf("mint wrapped secret ID: %w", err)
+	}
+	if sec == nil || sec.WrapInfo == nil || sec.WrapInfo.Token == "" {
+		return WrapInfo{}, errors.New("mint wrapped secret ID: response was not wrapped")
+	}
+	wi := sec.WrapInfo
+	return WrapInfo{
+		Token:        wi.Token,
+		Accessor:     wi.Accessor,
+		CreationPath: wi.CreationPath,
+		TTL:          time.Duration(wi.TTL) * time.Second,
+		CreationTime: wi.CreationTime,
+	}, nil
+}
+
+// DeviceSecretIDAccessors lists the accessors of the device's live secret IDs.
+func (s *Server) DeviceSecretIDAccessors(ctx context.Context, fleet, device string) ([]string, error) {
+	return listKeys(ctx, s.c, deviceRolePath(fleet, device)+"/secret-id")
+}
+
+// DeviceSecretIDMeta returns the metadata of one of the device's secret IDs,
+// or ErrNotFound.
+func (s *Server) DeviceSecretIDMeta(ctx context.Context, fleet, device, accessor string) (map[string]string, error) {
+	sec, err := s.c.Logical().WriteWithContext(ctx, deviceRolePath(fleet, device)+"/secret-id-accessor/lookup",
+		map[string]any{"secret_id_accessor": accessor})
+	if err != nil {
+		if s := statusOf(err); s == http.StatusNotFound || s == http.StatusBadRequest {
+			return nil, ErrNotFound
+		}
+		return nil, fmt.Errorf("look up secret ID accessor: %w", err)
+	}
+	if sec == nil || sec.Data == nil {
+		return nil, ErrNotFound
+	}
+	out := map[string]string{}
+	if m, ok := sec.Data["metadata"].(map[string]any); ok {
+		for k, v := range m {
+			out[k] = str(v)
+		}
+	}
+	return out, nil
+}
+
+// DestroyDeviceSecretIDs destroys every secret ID of the device's role and
+// returns how many there were.
+func (s *Server) DestroyDeviceSecretIDs(ctx context.Context, fleet, device string) (int, error) {
+	accs, err := s.DeviceSecretIDAccessors(ctx, fleet, device)
+	if err != nil {
+		return 0, err
+	}
+	for _, a := range accs {
+		if err := s.destroySecretIDAccessor(ctx, deviceRolePath(fleet, device), a); err != nil {
+			return 0, err
+		}
+	}
+	return len(accs), nil
+}
+
+func (s *Server) destroySecretIDAccessor(ctx context.Context, rolePath, accessor string) error {
+	_, err := s.c.Logical().WriteWithContext(ctx, rolePath+"/secret-id-accessor/destroy",
+		map[string]any{"secret_id_accessor": accessor})
+	if err != nil && statusOf(err) != http.StatusNotFound && statusOf(err) != http.StatusBadRequest {
+		return fmt.Errorf("destroy secret ID: %w", err)
+	}
+	return nil
+}
+
+func listKeys(ctx context.Context, c *api.Client, path string) ([]string, error) {
+	sec, err := c.Logical().ListWithContext(ctx, path)
+	if err != nil {
+		if statusOf(err) == http.StatusNotFound {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("list %s: %w", path, err)
+	}
+	if sec == nil || sec.Data == nil {
+		return nil, nil
+	}
+	return strs(sec.Data["keys"]), nil
+}

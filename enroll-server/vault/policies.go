@@ -1,0 +1,117 @@
+package vault
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// bootstrapPolicyHCL grants enrollment tokens nothing but the right to ask
+// what they may do, so a device can confirm its token is inert. The server
+// looks enrollment tokens up with its own token.
+const bootstrapPolicyHCL = `# Enrollment tokens prove possession of a fleet's bootstrap credential and
+# can do nothing else in Vault.
+path "sys/capabilities-self" {
+  capabilities = ["update"]
+}
+`
+
+// devicePolicyHCL lets a device read its fleet's shared secrets and its own
+// path, which is keyed by its own role name through the identity alias of
+// its fleet's device mount.
+func devicePolicyHCL(l Layout, fleet, mountAccessor string) string {
+	self := "{{identity.entity.aliases." + mountAccessor + ".metadata.role_name}}"
+	return fmt.Sprintf(`# Devices of fleet %[1]s: their fleet's shared secrets and their own path.
+path "%[2]s/data/fleets/%[1]s/shared/*" {
+  capabilities = ["read"]
+}
+path "%[2]s/data/fleets/%[1]s/devices/%[3]s" {
+  capabilities = ["read"]
+}
+path "%[2]s/data/fleets/%[1]s/devices/%[3]s/*" {
+  capabilities = ["read"]
+}
+`, fleet, l.KVMount, self)
+}
+
+// serverPolicyHCL is the enrollment server's policy over every fleet set up
+// so far. It may look up and revoke tokens (enrollment tokens, device
+// tokens), look up wrapping tokens, manage device roles only with their
+// fleet's device policy, mint secret IDs, and manage its fleets' enrollment
+// secret IDs. It cannot touch its own role, other mounts, or policies.
+func serverPolicyHCL(l Layout, fleets []string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `# enroll-server: mint device credentials, consume enrollment tokens.
+path "auth/token/lookup" {
+  capabilities = ["update"]
+}
+path "auth/token/lookup-accessor" {
+  capabilities = ["update"]
+}
+path "auth/token/revoke-accessor" {
+  capabilities = ["update"]
+}
+path "sys/wrapping/lookup" {
+  capabilities = ["update"]
+}
+path "sys/capabilities" {
+  capabilities = ["update"]
+}
+path "%[1]s/data/enroll/fleets/+/generations" {
+  capabilities = ["read", "create", "update"]
+}
+`, l.KVMount)
+	fleets = slices.Clone(fleets)
+	slices.Sort(fleets)
+	for _, f := range slices.Compact(fleets) {
+		fmt.Fprintf(&b, `
+# fleet %[1]s
+path "auth/%[2]s/role/+" {
+  capabilities = ["create", "update", "read", "delete"]
+  allowed_parameters = {
+    "token_policies" = ["%[3]s"]
+    "*" = []
+  }
+  denied_parameters = {
+    "policies" = []
+  }
+}
+path "auth/%[2]s/role/+/secret-id" {
+  capabilities = ["update", "list"]
+}
+path "auth/%[2]s/role/+/secret-id-accessor/lookup" {
+  capabilities = ["update"]
+}
+path "auth/%[2]s/role/+/secret-id-accessor/destroy" {
+  capabilities = ["update"]
+}
+path "auth/%[4]s/role/%[5]s/secret-id" {
+  capabilities = ["update", "list"]
+}
+path "auth/%[4]s/role/%[5]s/secret-id-accessor/lookup" {
+  capabilities = ["update"]
+}
+path "auth/%[4]s/role/%[5]s/secret-id-accessor/destroy" {
+  capabilities = ["update"]
+}
+`, f, DeviceMount(f), DevicePolicy(f), l.EnrollMount, EnrollRole(f))
+	}
+	return b.String()
+}
+
+// The admin API asks Vault what an admin's own token may do on these
+// paths; they stand for actions and need no mount behind them.
+const (
+	AdminActionPrefix = "edge-enroll/admin/"
+
+	adminPolicyHCL = `# Fleet administrators of edge-enroll: every admin action.
+path "edge-enroll/admin/*" {
+  capabilities = ["create", "read", "update", "delete", "list"]
+}
+`
+	operatorPolicyHCL = `# Read-only operators of edge-enroll: list and show only.
+path "edge-enroll/admin/*" {
+  capabilities = ["read", "list"]
+}
+`
+)

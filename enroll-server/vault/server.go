@@ -1,0 +1,197 @@
+package vault
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+)
+
+// Credentials are the server's own AppRole credentials.
+type Credentials struct {
+	RoleID   string `json:"role_id"`
+	SecretID string `json:"secret_id"`
+}
+
+// LoadCredentials reads a credentials file written by the admin CLI. The
+// file must not be readable by group or others.
+func LoadCredentials(path string) (Credentials, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return Credentials{}, fmt.Errorf("vault credentials: %w", err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return Credentials{}, fmt.Errorf("vault credentials %s: mode %v is readable by others, want 0600", path, fi.Mode().Perm())
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Credentials{}, fmt.Errorf("vault credentials: %w", err)
+	}
+	var c Credentials
+	if err := json.Unmarshal(data, &c); err != nil {
+		return Credentials{}, fmt.Errorf("vault credentials %s: %w", path, err)
+	}
+	if c.RoleID == "" || c.SecretID == "" {
+		return Credentials{}, fmt.Errorf("vault credentials %s: role_id and secret_id are required", path)
+	}
+	return c, nil
+}
+
+// Server is the enrollment server's Vault client. It logs in with the
+// server's AppRole and keeps its token alive; every method uses that token.
+type Server struct {
+	c      *api.Client
+	layout Layout
+	creds  Credentials
+	log    *slog.Logger
+
+	mu       sync.Mutex
+	loggedIn chan struct{} // closed after the first successful login
+}
+
+// NewServer builds the server's client. Call Run to log in and keep the
+// token alive.
+func NewServer(o Options, l Layout, creds Credentials, log *slog.Logger) (*Server, error) {
+	c, err := newAPIClient(o)
+	if err != nil {
+		return nil, err
+	}
+	return &Server{c: c, layout: l, creds: creds, log: log, loggedIn: make(chan struct{})}, nil
+}
+
+// Layout returns the Vault layout the server works against.
+func (s *Server) Layout() Layout { return s.layout }
+
+func (s *Server) login(ctx context.Context) (*api.Secret, error) {
+	sec, err := s.c.Logical().WriteWithContext(ctx, "auth/"+s.layout.EnrollMount+"/login",
+		map[string]any{"role_id": s.creds.RoleID, "secret_id": s.creds.SecretID})
+	if err != nil {
+		return nil, fmt.Errorf("server login: %w", err)
+	}
+	if sec == nil || sec.Auth == nil || sec.Auth.ClientToken == "" {
+		return nil, errors.New("server login: no token in response")
+	}
+	s.c.SetToken(sec.Auth.ClientToken)
+	s.mu.Lock()
+	select {
+	case <-s.loggedIn:
+	default:
+		close(s.loggedIn)
+	}
+	s.mu.Unlock()
+	s.log.Info("logged in to vault", "accessor", sec.Auth.Accessor, "ttl", time.Duration(sec.Auth.LeaseDuration)*time.Second)
+	return sec, nil
+}
+
+// Run logs in and keeps the server's token alive until ctx ends: it renews
+// the token while Vault allows and logs in again when renewal stops, with a
+// capped backoff between failed attempts.
+func (s *Server) Run(ctx context.Context) error {
+	delay := time.Second
+	for {
+		sec, err := s.login(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			s.log.Warn("vault login failed; will retry", "err", err, "retry_in", delay)
+			if !sleep(ctx, delay) {
+				return nil
+			}
+			delay = min(delay*2, time.Minute)
+			continue
+		}
+		delay = time.Second
+		if err := s.watch(ctx, sec); err != nil {
+			s.log.Warn("vault token renewal ended; logging in again", "err", err)
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+	}
+}
+
+func (s *Server) watch(ctx context.Context, sec *api.Secret) error {
+	w, err := s.c.NewLifetimeWatcher(&api.LifetimeWatcherInput{Secret: sec})
+	if err != nil {
+		return err
+	}
+	go w.Start()
+	defer w.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-w.DoneCh():
+			return err
+		case r := <-w.RenewCh():
+			if r != nil && r.Secret != nil && r.Secret.Auth != nil {
+				s.log.Debug("vault token renewed", "ttl", time.Duration(r.Secret.Auth.LeaseDuration)*time.Second)
+			}
+		}
+	}
+}
+
+// WaitLoggedIn blocks until the first login succeeded or ctx ends.
+func (s *Server) WaitLoggedIn(ctx context.Context) error {
+	select {
+	case <-s.loggedIn:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// Ready reports whether Vault is reachable, initialised and unsealed, and
+// the server holds a token.
+func (s *Server) Ready(ctx context.Context) error {
+	select {
+	case <-s.loggedIn:
+	default:
+		return errors.New("not logged in to vault yet")
+	}
+	h, err := s.c.Sys().HealthWithContext(ctx)
+	if err != nil {
+		return fmt.Errorf("vault health: %w", err)
+	}
+	if !h.Initialized || h.Sealed {
+		return fmt.Errorf("vault is not ready (initialized=%v sealed=%v)", h.Initialized, h.Sealed)
+	}
+	return nil
+}
+
+// LookupToken looks up another token with the server's token.
+func (s *Server) LookupToken(ctx context.Context, token string) (TokenInfo, error) {
+	return lookupToken(ctx, s.c, token)
+}
+
+// RevokeAccessor revokes the token behind an accessor. An already invalid
+// token is not an error.
+func (s *Server) RevokeAccessor(ctx context.Context, accessor string) error {
+	_, err := s.c.Logical().WriteWithContext(ctx, "auth/token/revoke-accessor", map[string]any{"accessor": accessor})
+	if err != nil && statusOf(err) == http.StatusBadRequest {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("revoke token by accessor: %w", err)
+	}
+	return nil
+}

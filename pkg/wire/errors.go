@@ -1,0 +1,91 @@
+package wire
+
+import (
+	"fmt"
+	"net/http"
+)
+
+// Code is a stable, machine-readable error code. The set is closed: every
+// code is listed in codeStatus.
+type Code string
+
+// Error codes returned by enroll-server.
+const (
+	CodeInvalidRequest        Code = "invalid_request"
+	CodeBodyTooLarge          Code = "body_too_large"
+	CodeUnsupportedMediaType  Code = "unsupported_media_type"
+	CodeUnknownFleet          Code = "unknown_fleet"
+	CodeEnrollmentTokenBad    Code = "enrollment_token_invalid"
+	CodeEnrollmentTokenReused Code = "enrollment_token_reused"
+	CodeIdempotencyConflict   Code = "idempotency_conflict"
+	CodeEnrollmentInProgress  Code = "enrollment_in_progress"
+	CodeEnrollmentNotFound    Code = "enrollment_not_found"
+	CodeProofInvalid          Code = "proof_invalid"
+	CodeDeviceQuarantined     Code = "device_quarantined"
+	CodeRejected              Code = "rejected"
+	CodeNotFound              Code = "not_found"
+	CodeRateLimited           Code = "rate_limited"
+	CodeUnavailable           Code = "unavailable"
+	CodeInternal              Code = "internal"
+)
+
+var codeStatus = map[Code]int{
+	CodeInvalidRequest:        http.StatusBadRequest,
+	CodeBodyTooLarge:          http.StatusRequestEntityTooLarge,
+	CodeUnsupportedMediaType:  http.StatusUnsupportedMediaType,
+	CodeUnknownFleet:          http.StatusNotFound,
+	CodeEnrollmentTokenBad:    http.StatusUnauthorized,
+	CodeEnrollmentTokenReused: http.StatusUnauthorized,
+	CodeIdempotencyConflict:   http.StatusConflict,
+	CodeEnrollmentInProgress:  http.StatusConflict,
+	CodeEnrollmentNotFound:    http.StatusNotFound,
+	CodeProofInvalid:          http.StatusForbidden,
+	CodeDeviceQuarantined:     http.StatusForbidden,
+	CodeRejected:              http.StatusForbidden,
+	CodeNotFound:              http.StatusNotFound,
+	CodeRateLimited:           http.StatusTooManyRequests,
+	CodeUnavailable:           http.StatusServiceUnavailable,
+	CodeInternal:              http.StatusInternalServerError,
+}
+
+// Status is the HTTP status a code is sent with. An unknown code is treated
+// as an internal error.
+func (c Code) Status() int {
+	if s, ok := codeStatus[c]; ok {
+		return s
+	}
+	return http.StatusInternalServerError
+}
+
+// Retryable reports whether a client may try the same step again later.
+// Codes that are not retryable are permanent refusals: the client stops and
+// records why, unless it can fix the cause itself (for example by obtaining
+// a fresh enrollment token).
+func (c Code) Retryable() bool {
+	switch c {
+	case CodeEnrollmentInProgress, CodeRateLimited, CodeUnavailable, CodeInternal:
+		return true
+	}
+	return false
+}
+
+// Error is the one error shape enroll-server sends. Message is safe to show
+// to the caller; internal details are logged by the server, never sent.
+type Error struct {
+	Code    Code   `json:"code"`
+	Message string `json:"message"`
+	// RetryAfterSeconds mirrors the Retry-After header when one is sent.
+	RetryAfterSeconds int `json:"retry_after_seconds,omitempty"`
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%s: %s", e.Code, e.Message) }
+
+// Errorf builds an *Error with a formatted, caller-safe message.
+func Errorf(code Code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// ErrorBody is the JSON document of every error response.
+type ErrorBody struct {
+	Error Error `json:"error"`
+}

@@ -1,0 +1,101 @@
+package wire
+
+import "time"
+
+// HTTP routes served by enroll-server.
+const (
+	PathEnroll = "/v1/enroll"
+	PathAck    = "/v1/enroll/ack"
+	PathReport = "/v1/enroll/report"
+	PathHealth = "/healthz"
+	PathReady  = "/readyz"
+)
+
+// MaxBodyBytes caps every request body the server reads.
+const MaxBodyBytes = 64 << 10
+
+// Facts describe a device. They are informational: the server records them
+// but never trusts them for an authorisation decision.
+type Facts struct {
+	Hostname      string `json:"hostname,omitempty"`
+	OS            string `json:"os,omitempty"`
+	Arch          string `json:"arch,omitempty"`
+	ClientVersion string `json:"client_version,omitempty"`
+}
+
+// EnrollRequest asks the server for a device's own credential.
+//
+// EnrollmentToken is a Vault token obtained by logging in with the fleet's
+// shared enrollment role; the server consumes it. IdempotencyKey is chosen by
+// the device and kept across retries so that a retried request gets the same
+// outcome and never a second credential.
+type EnrollRequest struct {
+	Fleet           string `json:"fleet"`
+	DeviceID        string `json:"device_id"`
+	EnrollmentToken string `json:"enrollment_token"`
+	IdempotencyKey  string `json:"idempotency_key"`
+	Facts           Facts  `json:"facts"`
+}
+
+// Enrollment statuses returned by the enroll endpoint.
+const (
+	StatusWrapped  = "wrapped"
+	StatusPending  = "pending"
+	StatusEnrolled = "enrolled"
+)
+
+// EnrollResponse carries the device's response-wrapped secret ID.
+//
+// The device must look WrappingToken up and refuse it unless its creation
+// path is exactly CreationPath (which the device also derives on its own),
+// then unwrap it and log in at LoginMount with RoleID and the secret ID.
+type EnrollResponse struct {
+	Status           string    `json:"status"`
+	EnrollmentID     string    `json:"enrollment_id"`
+	RoleID           string    `json:"role_id,omitempty"`
+	LoginMount       string    `json:"login_mount,omitempty"`
+	WrappingToken    string    `json:"wrapping_token,omitempty"`
+	WrappingAccessor string    `json:"wrapping_accessor,omitempty"`
+	CreationPath     string    `json:"creation_path,omitempty"`
+	WrapExpiresAt    time.Time `json:"wrap_expires_at,omitzero"`
+	// RetryAfterSeconds is set with StatusPending.
+	RetryAfterSeconds int `json:"retry_after_seconds,omitempty"`
+}
+
+// AckRequest proves that the device logged in with its new secret ID: Token
+// is the device's own new Vault token, which the server looks up.
+type AckRequest struct {
+	Fleet            string `json:"fleet"`
+	DeviceID         string `json:"device_id"`
+	EnrollmentID     string `json:"enrollment_id"`
+	Token            string `json:"token"`
+	SecretIDAccessor string `json:"secret_id_accessor"`
+}
+
+// AckResponse confirms the enrollment.
+type AckResponse struct {
+	Status string `json:"status"`
+}
+
+// Problems a device reports about the credential it was handed.
+const (
+	ProblemWrappingTokenInvalid = "wrapping_token_invalid"
+	ProblemCreationPathMismatch = "creation_path_mismatch"
+)
+
+// ReportRequest tells the server that something was wrong with a wrapped
+// credential. It carries a fresh enrollment token so that only a holder of
+// the fleet's bootstrap credential can raise it.
+type ReportRequest struct {
+	Fleet           string `json:"fleet"`
+	DeviceID        string `json:"device_id"`
+	EnrollmentID    string `json:"enrollment_id"`
+	EnrollmentToken string `json:"enrollment_token"`
+	Problem         string `json:"problem"`
+	Detail          string `json:"detail,omitempty"`
+}
+
+// ReportResponse acknowledges a report.
+type ReportResponse struct {
+	Status string `json:"status"`
+}
