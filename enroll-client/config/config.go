@@ -1,0 +1,151 @@
+// Package config loads enroll-client's configuration file: strict YAML (an
+// unknown key is an error naming it), a default for every key, a few
+// environment overrides, and validation that names the key at fault.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/edge-enroll/enroll/pkg/wire"
+)
+
+// File is the configuration as written by an operator.
+type File struct {
+	// DeviceID identifies the device; empty means the host name.
+	DeviceID   string   `yaml:"device_id"`
+	BundlePath string   `yaml:"bundle_path"`
+	StatePath  string   `yaml:"state_path"`
+	Sinks      []Sink   `yaml:"sinks"`
+	Log        Log      `yaml:"log"`
+	Timeouts   Timeouts `yaml:"timeouts"`
+}
+
+// Sink is a place the token is handed to workloads.
+type Sink struct {
+	Path string `yaml:"path"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"`
+}
+
+// Timeouts bound each network call.
+type Timeouts struct {
+	Vault  time.Duration `yaml:"vault"`
+	Server time.Duration `yaml:"server"`
+}
+
+// Default returns the configuration with every default filled in.
+func Default() File {
+	return File{
+		BundlePath: "/etc/enroll-client/bundle.json",
+		StatePath:  "/var/lib/enroll-client/state.db",
+		Sinks:      []Sink{{Path: "/run/enroll-client/token"}},
+		Log:        Log{Level: "info", Format: "text"},
+		Timeouts:   Timeouts{Vault: 15 * time.Second, Server: 15 * time.Second},
+	}
+}
+
+// Env names the environment variables that override the file.
+var Env = map[string]func(*File, string){
+	"ENROLL_CLIENT_DEVICE_ID":  func(f *File, v string) { f.DeviceID = v },
+	"ENROLL_CLIENT_BUNDLE":     func(f *File, v string) { f.BundlePath = v },
+	"ENROLL_CLIENT_STATE_PATH": func(f *File, v string) { f.StatePath = v },
+	"ENROLL_CLIENT_LOG_LEVEL":  func(f *File, v string) { f.Log.Level = v },
+}
+
+// MaxFileSize caps the configuration file.
+const MaxFileSize = 1 << 20
+
+// Load reads path (a missing file at the default path means all defaults),
+// applies environment overrides and validates.
+func Load(path string, getenv func(string) string, hostname func() (string, error)) (File, error) {
+	f := Default()
+	fh, err := os.Open(path)
+	switch {
+	case err == nil:
+		defer fh.Close()
+		if f, err = Parse(fh); err != nil {
+			return File{}, fmt.Errorf("config %s: %w", path, err)
+		}
+	case errors.Is(err, os.ErrNotExist) && path == DefaultPath:
+	default:
+		return File{}, fmt.Errorf("config: %w", err)
+	}
+	for name, set := range Env {
+		if v := getenv(name); v != "" {
+			set(&f, v)
+		}
+	}
+	if f.DeviceID == "" {
+		h, err := hostname()
+		if err != nil {
+			return File{}, fmt.Errorf("device_id is empty and the host name is unknown: %w", err)
+		}
+		f.DeviceID = strings.ToLower(strings.SplitN(h, ".", 2)[0])
+	}
+	if err := f.Validate(); err != nil {
+		return File{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	return f, nil
+}
+
+// DefaultPath is where the configuration lives unless told otherwise.
+const DefaultPath = "/etc/enroll-client/config.yaml"
+
+// Parse decodes a file over the defaults, refusing unknown keys.
+func Parse(r io.Reader) (File, error) {
+	data, err := io.ReadAll(io.LimitReader(r, MaxFileSize+1))
+	if err != nil {
+		return File{}, err
+	}
+	if len(data) > MaxFileSize {
+		return File{}, fmt.Errorf("larger than %d bytes", MaxFileSize)
+	}
+	f := Default()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
+		return File{}, err
+	}
+	return f, nil
+}
+
+// Validate checks every key and reports all problems, each naming its key.
+func (f File) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{key}, args...)...))
+	}
+	if err := wire.ValidateDeviceID(f.DeviceID); err != nil {
+		bad("device_id", "%v", err)
+	}
+	if f.BundlePath == "" {
+		bad("bundle_path", "required")
+	}
+	if f.StatePath == "" {
+		bad("state_path", "required")
+	}
+	for i, s := range f.Sinks {
+		if s.Path == "" {
+			bad(fmt.Sprintf("sinks[%d].path", i), "required")
+		}
+	}
+	if f.Timeouts.Vault <= 0 {
+		bad("timeouts.vault", "must be positive")
+	}
+	if f.Timeouts.Server <= 0 {
+		bad("timeouts.server", "must be positive")
+	}
+	return errors.Join(errs...)
+}

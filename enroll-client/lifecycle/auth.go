@@ -1,0 +1,133 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/edge-enroll/enroll/enroll-client/serverapi"
+	"github.com/edge-enroll/enroll/enroll-client/vault"
+	"github.com/edge-enroll/enroll/pkg/wire"
+)
+
+// login logs in with the device's own secret ID and hands the token to the
+// sinks. A refused secret ID (expired, used up, destroyed) sends the device
+// back to enrollment.
+func (m *Machine) login(ctx context.Context, st *State) error {
+	a, err := m.cfg.Vault.Login(ctx, st.LoginMount, st.RoleID, st.SecretID)
+	if errors.Is(err, vault.ErrCredentialRefused) {
+		m.log.Warn("secret ID refused; enrolling again", "secret_id_accessor", st.SecretIDAccessor, "err", err)
+		st.clearEnrollment()
+		return m.save(st)
+	}
+	if err != nil {
+		return err
+	}
+	m.setToken(st, a)
+	st.Phase = PhaseAuthenticated
+	if err := m.save(st); err != nil {
+		return err
+	}
+	m.log.Info("logged in", "token_accessor", a.Accessor, "entity_id", a.EntityID, "ttl", a.TTL)
+	return m.writeSinks(st.Token)
+}
+
+func (m *Machine) setToken(st *State, a vault.Auth) {
+	st.Token, st.TokenAccessor, st.TokenRenewable = a.Token, a.Accessor, a.Renewable
+	st.TokenIssuedAt = m.clock.Now().UTC()
+	st.TokenExpiresAt = st.TokenIssuedAt.Add(a.TTL)
+	if a.EntityID != "" {
+		st.EntityID = a.EntityID
+	}
+}
+
+func (m *Machine) writeSinks(token string) error {
+	var errs []error
+	for _, s := range m.cfg.Sinks {
+		if err := s.Write(token); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// maintain acknowledges a new enrollment, then keeps the token alive:
+// renew at about two thirds of its TTL (with jitter), and log in again when
+// renewal is refused or the token nears its end.
+func (m *Machine) maintain(ctx context.Context, st *State) (time.Duration, error) {
+	if !st.Acknowledged {
+		return 0, m.acknowledge(ctx, st)
+	}
+	now := m.clock.Now()
+	remaining := st.TokenExpiresAt.Sub(now)
+	if remaining <= 0 {
+		m.log.Info("token expired; logging in again", "token_accessor", st.TokenAccessor)
+		st.Phase = PhaseUnwrapped
+		return 0, m.save(st)
+	}
+	if wait := m.renewDelay(st, now); wait > 0 {
+		return wait, nil
+	}
+	if !st.TokenRenewable {
+		st.Phase = PhaseUnwrapped
+		return 0, m.save(st)
+	}
+	a, err := m.cfg.Vault.RenewSelf(ctx, st.Token, 0)
+	if errors.Is(err, vault.ErrTokenInvalid) {
+		m.log.Warn("renewal refused; logging in again", "token_accessor", st.TokenAccessor, "err", err)
+		st.Phase = PhaseUnwrapped
+		return 0, m.save(st)
+	}
+	if err != nil {
+		return 0, err
+	}
+	prevExpiry := st.TokenExpiresAt
+	m.setToken(st, a)
+	st.LastRenewal = m.clock.Now().UTC()
+	// A renewal that cannot extend the token (max TTL reached) means it is
+	// time to log in again before it runs out.
+	if !st.TokenExpiresAt.After(prevExpiry.Add(time.Second)) && a.TTL < time.Minute {
+		st.Phase = PhaseUnwrapped
+	}
+	if err := m.save(st); err != nil {
+		return 0, err
+	}
+	m.log.Info("token renewed", "token_accessor", st.TokenAccessor, "ttl", a.TTL)
+	return 0, nil
+}
+
+// renewDelay is how long until the token should be renewed: two thirds of
+// its remaining life, less up to a tenth of jitter.
+func (m *Machine) renewDelay(st *State, now time.Time) time.Duration {
+	issued := st.TokenIssuedAt
+	life := st.TokenExpiresAt.Sub(issued)
+	at := issued.Add(life * 2 / 3)
+	if m.cfg.Rand != nil {
+		at = at.Add(-time.Duration(m.cfg.Rand() * float64(life) / 10))
+	}
+	return at.Sub(now)
+}
+
+// acknowledge proves the login to the server.
+func (m *Machine) acknowledge(ctx context.Context, st *State) error {
+	_, err := m.cfg.Server.Acknowledge(ctx, wire.AckRequest{
+		Fleet: m.cfg.Bundle.Fleet, DeviceID: m.cfg.DeviceID, EnrollmentID: st.EnrollmentID,
+		Token: st.Token, SecretIDAccessor: st.SecretIDAccessor,
+	})
+	var se *serverapi.Error
+	if errors.As(err, &se) && !se.Retryable() {
+		return permanent("enroll-server refused the acknowledgement: %s: %s", se.Err.Code, se.Err.Message)
+	}
+	if err != nil {
+		return fmt.Errorf("acknowledge: %w", err)
+	}
+	st.Acknowledged = true
+	st.Enrollments++
+	st.LastError = ""
+	if err := m.save(st); err != nil {
+		return err
+	}
+	m.log.Info("enrollment acknowledged", "enrollment_id", st.EnrollmentID)
+	return nil
+}

@@ -1,0 +1,172 @@
+package lifecycle
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/edge-enroll/enroll/enroll-client/serverapi"
+	"github.com/edge-enroll/enroll/enroll-client/vault"
+	"github.com/edge-enroll/enroll/pkg/wire"
+)
+
+// startEnrollment picks the idempotency key that every retry of this
+// enrollment will carry, and saves it before anything goes on the wire.
+func (m *Machine) startEnrollment(st *State) error {
+	st.clearEnrollment()
+	st.Phase = PhaseEnrolling
+	st.IdempotencyKey = rand.Text()
+	return m.save(st)
+}
+
+// bootstrapToken logs in with the fleet's shared enrollment role. The token
+// proves possession of the bootstrap credential and is good for one request.
+func (m *Machine) bootstrapToken(ctx context.Context) (string, error) {
+	b := m.cfg.Bundle
+	a, err := m.cfg.Vault.Login(ctx, b.EnrollMount, b.RoleID, b.SecretID)
+	if errors.Is(err, vault.ErrCredentialRefused) {
+		return "", permanent("vault refused the fleet's bootstrap credential (generation %d): %v", b.Generation, err)
+	}
+	if err != nil {
+		return "", err
+	}
+	return a.Token, nil
+}
+
+// enroll asks the server for the device's wrapped secret ID and saves it
+// before using it.
+func (m *Machine) enroll(ctx context.Context, st *State) (time.Duration, error) {
+	token, err := m.bootstrapToken(ctx)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := m.cfg.Server.Enroll(ctx, wire.EnrollRequest{
+		Fleet: m.cfg.Bundle.Fleet, DeviceID: m.cfg.DeviceID, EnrollmentToken: token,
+		IdempotencyKey: st.IdempotencyKey, Facts: m.cfg.Facts,
+	})
+	if err != nil {
+		return 0, m.classifyServer(st, err)
+	}
+	switch resp.Status {
+	case wire.StatusPending:
+		wait := time.Duration(resp.RetryAfterSeconds) * time.Second
+		if st.Phase != PhasePending {
+			st.Phase = PhasePending
+			if err := m.save(st); err != nil {
+				return 0, err
+			}
+			m.log.Info("awaiting approval", "retry_in", wait)
+		}
+		return m.backoff.Next(wait), nil
+	case wire.StatusWrapped, wire.StatusEnrolled:
+	default:
+		return 0, fmt.Errorf("server answered with unknown status %q", resp.Status)
+	}
+	if resp.WrappingToken == "" || resp.RoleID == "" || resp.EnrollmentID == "" || resp.LoginMount != m.cfg.Bundle.DeviceMount {
+		return 0, fmt.Errorf("server answer is incomplete or names login mount %q (want %q)", resp.LoginMount, m.cfg.Bundle.DeviceMount)
+	}
+	st.Phase = PhaseWrapped
+	st.EnrollmentID, st.RoleID, st.LoginMount = resp.EnrollmentID, resp.RoleID, resp.LoginMount
+	st.WrappingToken, st.WrappingAccessor = resp.WrappingToken, resp.WrappingAccessor
+	st.CreationPath, st.WrapExpiresAt = resp.CreationPath, resp.WrapExpiresAt
+	if err := m.save(st); err != nil {
+		return 0, err
+	}
+	m.log.Info("received wrapped secret ID", "enrollment_id", st.EnrollmentID, "wrapping_accessor", st.WrappingAccessor)
+	return 0, nil
+}
+
+// classifyServer turns a server refusal into a retryable or a permanent
+// error, adjusting the state where the device can fix the cause itself.
+func (m *Machine) classifyServer(st *State, err error) error {
+	var se *serverapi.Error
+	if !errors.As(err, &se) {
+		return err // network: retry
+	}
+	switch se.Err.Code {
+	case wire.CodeEnrollmentTokenBad, wire.CodeEnrollmentTokenReused:
+		// Each attempt logs in afresh; a refused token is retried with a
+		// new one, under backoff.
+		return err
+	case wire.CodeIdempotencyConflict:
+		// That enrollment is dead on the server's side: start a new one.
+		st.Phase = PhaseUnenrolled
+		return err
+	}
+	if se.Retryable() {
+		return err
+	}
+	return permanent("enroll-server refused: %s: %s", se.Err.Code, se.Err.Message)
+}
+
+// unwrap validates the wrapping token, unwraps it and saves the secret ID.
+// A token that is already used, expired or minted elsewhere is never used:
+// the device reports it and stops.
+func (m *Machine) unwrap(ctx context.Context, st *State) error {
+	want := wire.SecretIDCreationPath(m.cfg.Bundle.DeviceMount, m.cfg.DeviceID)
+	if st.CreationPath != want {
+		return m.reportAndStop(ctx, st, wire.ProblemCreationPathMismatch,
+			fmt.Sprintf("server named creation path %q, device expects %q", st.CreationPath, want))
+	}
+	wi, err := m.cfg.Vault.LookupWrapping(ctx, st.WrappingToken)
+	if errors.Is(err, vault.ErrWrappingInvalid) {
+		detail := "wrapping token was already unwrapped or never existed"
+		if !st.WrapExpiresAt.IsZero() && m.clock.Now().After(st.WrapExpiresAt) {
+			detail = "wrapping token expired before the device could unwrap it"
+		}
+		return m.reportAndStop(ctx, st, wire.ProblemWrappingTokenInvalid, detail)
+	}
+	if err != nil {
+		return err
+	}
+	if wi.CreationPath != want {
+		return m.reportAndStop(ctx, st, wire.ProblemCreationPathMismatch,
+			fmt.Sprintf("wrapping token was created at %q, device expects %q", wi.CreationPath, want))
+	}
+	sid, err := m.cfg.Vault.UnwrapSecretID(ctx, st.WrappingToken)
+	if errors.Is(err, vault.ErrWrappingInvalid) {
+		return m.reportAndStop(ctx, st, wire.ProblemWrappingTokenInvalid, "wrapping token was unwrapped by someone else between lookup and unwrap")
+	}
+	if err != nil {
+		return err
+	}
+	st.Phase = PhaseUnwrapped
+	st.SecretID, st.SecretIDAccessor = sid.ID, sid.Accessor
+	st.SecretIDExpiresAt = time.Time{}
+	if sid.TTL > 0 {
+		st.SecretIDExpiresAt = m.clock.Now().UTC().Add(sid.TTL)
+	}
+	st.WrappingToken = ""
+	if err := m.save(st); err != nil {
+		return err
+	}
+	m.log.Info("unwrapped secret ID", "secret_id_accessor", sid.Accessor)
+	return nil
+}
+
+// reportAndStop tells the server that the wrapped credential is suspect
+// and stops permanently: someone else may hold the device's secret ID, so
+// only an administrator may let it enroll again.
+func (m *Machine) reportAndStop(ctx context.Context, st *State, problem, detail string) error {
+	m.log.Error("refusing wrapped secret ID", "security", true, "problem", problem, "detail", detail,
+		"enrollment_id", st.EnrollmentID, "wrapping_accessor", st.WrappingAccessor)
+	token, err := m.bootstrapToken(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = m.cfg.Server.Report(ctx, wire.ReportRequest{
+		Fleet: m.cfg.Bundle.Fleet, DeviceID: m.cfg.DeviceID, EnrollmentID: st.EnrollmentID,
+		EnrollmentToken: token, Problem: problem, Detail: detail,
+	})
+	var se *serverapi.Error
+	if err != nil && (!errors.As(err, &se) || se.Retryable()) {
+		return err // the report must get through: retry
+	}
+	if err != nil {
+		m.log.Warn("server refused the report", "err", err)
+	}
+	st.WrappingToken = ""
+	return permanent("%s: %s; the device is quarantined until an administrator re-admits it", problem, detail)
+}

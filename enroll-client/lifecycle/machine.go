@@ -1,0 +1,216 @@
+// Package lifecycle is enroll-client's core: a crash-safe state machine that
+// enrolls the device, keeps its Vault token alive, hands it to workloads and
+// heals itself when a credential expires.
+//
+// Every transition is written to the state store before the next network
+// call, so a crash or power cut at any point resumes without burning a
+// single-use credential and without a second enrollment.
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/edge-enroll/enroll/enroll-client/state"
+	"github.com/edge-enroll/enroll/enroll-client/vault"
+	"github.com/edge-enroll/enroll/pkg/backoff"
+	"github.com/edge-enroll/enroll/pkg/bundle"
+	"github.com/edge-enroll/enroll/pkg/wire"
+)
+
+// stateKey is where the device's state lives in the store.
+const stateKey = "device"
+
+// Vault is what the machine needs from Vault.
+type Vault interface {
+	Login(ctx context.Context, mount, roleID, secretID string) (vault.Auth, error)
+	LookupWrapping(ctx context.Context, wrappingToken string) (vault.WrapInfo, error)
+	UnwrapSecretID(ctx context.Context, wrappingToken string) (vault.SecretID, error)
+	RenewSelf(ctx context.Context, token string, increment time.Duration) (vault.Auth, error)
+}
+
+// Server is what the machine needs from enroll-server.
+type Server interface {
+	Enroll(ctx context.Context, req wire.EnrollRequest) (wire.EnrollResponse, error)
+	Acknowledge(ctx context.Context, req wire.AckRequest) (wire.AckResponse, error)
+	Report(ctx context.Context, req wire.ReportRequest) (wire.ReportResponse, error)
+}
+
+// Store persists opaque state; see package state.
+type Store interface {
+	ReadState(key string) ([]byte, error)
+	WriteState(key string, value []byte) error
+}
+
+// Sink receives every new token.
+type Sink interface {
+	Write(token string) error
+}
+
+// Clock is time, injectable so tests never sleep for real.
+type Clock interface {
+	Now() time.Time
+	// Sleep waits d or until ctx ends; it returns ctx.Err() in the latter case.
+	Sleep(ctx context.Context, d time.Duration) error
+}
+
+// Config is what the machine is built from.
+type Config struct {
+	Bundle   *bundle.Bundle
+	DeviceID string
+	Facts    wire.Facts
+	Vault    Vault
+	Server   Server
+	Store    Store
+	Sinks    []Sink
+	Log      *slog.Logger
+	Clock    Clock          // nil: the real clock
+	Rand     func() float64 // nil: math/rand/v2
+	// AfterSave, when set, runs after every durable transition; tests use it
+	// to crash the process at a chosen step.
+	AfterSave func(State)
+}
+
+// Machine is the device's life. Build it with New.
+type Machine struct {
+	cfg     Config
+	log     *slog.Logger
+	clock   Clock
+	backoff *backoff.Backoff
+}
+
+// New builds a machine.
+func New(cfg Config) *Machine {
+	if cfg.Clock == nil {
+		cfg.Clock = realClock{}
+	}
+	return &Machine{
+		cfg:     cfg,
+		log:     cfg.Log.With("device_id", cfg.DeviceID, "fleet", cfg.Bundle.Fleet),
+		clock:   cfg.Clock,
+		backoff: backoff.New(time.Second, 5*time.Minute, cfg.Rand),
+	}
+}
+
+// Load returns the stored state, or a fresh unenrolled one. A state that
+// belongs to another device ID or fleet is refused: the device never
+// silently becomes someone else.
+func (m *Machine) Load() (State, error) {
+	raw, err := m.cfg.Store.ReadState(stateKey)
+	if errors.Is(err, state.ErrNotFound) {
+		return State{Phase: PhaseUnenrolled, DeviceID: m.cfg.DeviceID, Fleet: m.cfg.Bundle.Fleet}, nil
+	}
+	if err != nil {
+		return State{}, err
+	}
+	st, err := decodeState(raw)
+	if err != nil {
+		return State{}, err
+	}
+	if st.DeviceID != m.cfg.DeviceID || st.Fleet != m.cfg.Bundle.Fleet {
+		return State{}, fmt.Errorf("state belongs to device %q of fleet %q, but this is device %q of fleet %q",
+			st.DeviceID, st.Fleet, m.cfg.DeviceID, m.cfg.Bundle.Fleet)
+	}
+	return st, nil
+}
+
+func (m *Machine) save(st *State) error {
+	st.UpdatedAt = m.clock.Now().UTC()
+	raw, err := encodeState(*st)
+	if err != nil {
+		return err
+	}
+	if err := m.cfg.Store.WriteState(stateKey, raw); err != nil {
+		return fmt.Errorf("save state: %w", err)
+	}
+	if m.cfg.AfterSave != nil {
+		m.cfg.AfterSave(*st)
+	}
+	return nil
+}
+
+// Run drives the machine until ctx ends (nil), a permanent refusal stops it
+// (an error wrapping ErrRejected), or — with untilEnrolled — the device holds
+// an acknowledged token.
+func (m *Machine) Run(ctx context.Context, untilEnrolled bool) error {
+	st, err := m.Load()
+	if err != nil {
+		return err
+	}
+	m.log.Info("starting", "phase", st.Phase)
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		if st.Phase == PhaseRejected {
+			return fmt.Errorf("%w: %s", ErrRejected, st.Reason)
+		}
+		if untilEnrolled && st.Phase == PhaseAuthenticated && st.Acknowledged {
+			return nil
+		}
+		wait, err := m.step(ctx, &st)
+		if err == nil {
+			m.backoff.Reset()
+			if wait > 0 {
+				if m.clock.Sleep(ctx, wait) != nil {
+					return nil
+				}
+			}
+			continue
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		var perm *permanentError
+		if errors.As(err, &perm) {
+			m.log.Error("stopping: permanent refusal", "phase", st.Phase, "reason", perm.reason)
+			st.Phase, st.Reason, st.LastError = PhaseRejected, perm.reason, perm.reason
+			if err := m.save(&st); err != nil {
+				return err
+			}
+			continue
+		}
+		delay := m.backoff.Next(retryAfterOf(err))
+		m.log.Warn("step failed; will retry", "phase", st.Phase, "err", err, "retry_in", delay.Round(time.Millisecond))
+		st.LastError = err.Error()
+		if m.clock.Sleep(ctx, delay) != nil {
+			return nil
+		}
+	}
+}
+
+// step performs one transition from st and saves it. It returns how long to
+// wait before the next step when there is nothing to do until then.
+func (m *Machine) step(ctx context.Context, st *State) (time.Duration, error) {
+	switch st.Phase {
+	case PhaseUnenrolled:
+		return 0, m.startEnrollment(st)
+	case PhaseEnrolling, PhasePending:
+		return m.enroll(ctx, st)
+	case PhaseWrapped:
+		return 0, m.unwrap(ctx, st)
+	case PhaseUnwrapped:
+		return 0, m.login(ctx, st)
+	case PhaseAuthenticated:
+		return m.maintain(ctx, st)
+	}
+	return 0, permanent("unknown phase %q in state", st.Phase)
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time { return time.Now() }
+
+func (realClock) Sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

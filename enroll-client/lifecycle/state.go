@@ -1,0 +1,106 @@
+package lifecycle
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Phase is where the device is in its life.
+type Phase string
+
+// The phases. Transitions:
+//
+//	unenrolled → enrolling → wrapped → unwrapped → authenticated ⇄ renewing
+//	enrolling → pending → enrolling       (awaiting an administrator)
+//	any → rejected                        (permanent, with the reason)
+//	authenticated → unwrapped             (token lost: log in again)
+//	unwrapped → unenrolled                (secret ID refused: enroll again)
+const (
+	PhaseUnenrolled    Phase = "unenrolled"
+	PhaseEnrolling     Phase = "enrolling"
+	PhasePending       Phase = "pending"
+	PhaseWrapped       Phase = "wrapped"
+	PhaseUnwrapped     Phase = "unwrapped"
+	PhaseAuthenticated Phase = "authenticated"
+	PhaseRejected      Phase = "rejected"
+)
+
+// stateVersion is the version of the State record; decode migrates older
+// records forward.
+const stateVersion = 1
+
+// State is everything the device remembers. Secrets in it (WrappingToken,
+// SecretID, Token) never reach a log.
+type State struct {
+	Version  int    `json:"version"`
+	Phase    Phase  `json:"phase"`
+	DeviceID string `json:"device_id"`
+	Fleet    string `json:"fleet"`
+
+	// The enrollment in progress or last completed.
+	IdempotencyKey   string    `json:"idempotency_key,omitempty"`
+	EnrollmentID     string    `json:"enrollment_id,omitempty"`
+	RoleID           string    `json:"role_id,omitempty"`
+	LoginMount       string    `json:"login_mount,omitempty"`
+	WrappingToken    string    `json:"wrapping_token,omitempty"`
+	WrappingAccessor string    `json:"wrapping_accessor,omitempty"`
+	CreationPath     string    `json:"creation_path,omitempty"`
+	WrapExpiresAt    time.Time `json:"wrap_expires_at,omitzero"`
+
+	SecretID          string    `json:"secret_id,omitempty"`
+	SecretIDAccessor  string    `json:"secret_id_accessor,omitempty"`
+	SecretIDExpiresAt time.Time `json:"secret_id_expires_at,omitzero"`
+
+	Token          string    `json:"token,omitempty"`
+	TokenAccessor  string    `json:"token_accessor,omitempty"`
+	TokenIssuedAt  time.Time `json:"token_issued_at,omitzero"` // last login or renewal
+	TokenExpiresAt time.Time `json:"token_expires_at,omitzero"`
+	TokenRenewable bool      `json:"token_renewable,omitempty"`
+	EntityID       string    `json:"entity_id,omitempty"`
+	Acknowledged   bool      `json:"acknowledged,omitempty"`
+
+	Enrollments int       `json:"enrollments"`
+	LastRenewal time.Time `json:"last_renewal,omitzero"`
+	LastError   string    `json:"last_error,omitempty"`
+	Reason      string    `json:"reason,omitempty"` // why rejected
+	UpdatedAt   time.Time `json:"updated_at"`
+}
+
+func encodeState(s State) ([]byte, error) {
+	s.Version = stateVersion
+	return json.Marshal(s)
+}
+
+func decodeState(b []byte) (State, error) {
+	var probe struct {
+		Version int `json:"version"`
+	}
+	if err := json.Unmarshal(b, &probe); err != nil {
+		return State{}, fmt.Errorf("decode device state: %w", err)
+	}
+	switch {
+	case probe.Version == stateVersion:
+	case probe.Version > stateVersion:
+		return State{}, fmt.Errorf("device state version %d is newer than this binary understands (%d)", probe.Version, stateVersion)
+	default:
+		return State{}, fmt.Errorf("device state version %d has no migration", probe.Version)
+	}
+	var s State
+	if err := json.Unmarshal(b, &s); err != nil {
+		return State{}, fmt.Errorf("decode device state: %w", err)
+	}
+	if s.Phase == "" {
+		return State{}, errors.New("decode device state: no phase")
+	}
+	return s, nil
+}
+
+// clearEnrollment forgets everything of the current credential, for a new
+// enrollment.
+func (s *State) clearEnrollment() {
+	keep := State{Version: s.Version, DeviceID: s.DeviceID, Fleet: s.Fleet, Enrollments: s.Enrollments, LastRenewal: s.LastRenewal}
+	*s = keep
+	s.Phase = PhaseUnenrolled
+}

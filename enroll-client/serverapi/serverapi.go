@@ -1,0 +1,137 @@
+// Package serverapi is enroll-client's HTTP client for enroll-server.
+package serverapi
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/edge-enroll/enroll/pkg/wire"
+)
+
+// maxResponse caps what the client reads from the server.
+const maxResponse = 256 << 10
+
+// Error is a refusal from the server: its status, its error body and any
+// Retry-After it sent.
+type Error struct {
+	Status     int
+	Err        wire.Error
+	RetryAfter time.Duration
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("enroll-server answered %d %s: %s", e.Status, e.Err.Code, e.Err.Message)
+}
+
+// Retryable reports whether the same request may succeed later.
+func (e *Error) Retryable() bool {
+	return e.Err.Code.Retryable() || e.Status == http.StatusTooManyRequests || e.Status >= 500
+}
+
+// Client calls enroll-server.
+type Client struct {
+	base string
+	hc   *http.Client
+}
+
+// New builds a client for baseURL trusting caPool (nil: system roots).
+func New(baseURL string, caPool *x509.CertPool, timeout time.Duration) *Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: caPool}
+	tr.Proxy = http.ProxyFromEnvironment
+	return &Client{base: strings.TrimSuffix(baseURL, "/"), hc: &http.Client{Transport: tr, Timeout: timeout}}
+}
+
+// Enroll sends an enrollment request.
+func (c *Client) Enroll(ctx context.Context, req wire.EnrollRequest) (wire.EnrollResponse, error) {
+	var resp wire.EnrollResponse
+	return resp, c.post(ctx, wire.PathEnroll, req, &resp)
+}
+
+// Acknowledge confirms the device's login.
+func (c *Client) Acknowledge(ctx context.Context, req wire.AckRequest) (wire.AckResponse, error) {
+	var resp wire.AckResponse
+	return resp, c.post(ctx, wire.PathAck, req, &resp)
+}
+
+// Report tells the server about a bad wrapped credential.
+func (c *Client) Report(ctx context.Context, req wire.ReportRequest) (wire.ReportResponse, error) {
+	var resp wire.ReportResponse
+	return resp, c.post(ctx, wire.PathReport, req, &resp)
+}
+
+func (c *Client) post(ctx context.Context, path string, in, out any) error {
+	body, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		// Never include the request: it carries a token.
+		return fmt.Errorf("POST %s: %w", path, scrub(err))
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
+	if err != nil {
+		return fmt.Errorf("POST %s: read response: %w", path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		e := &Error{Status: resp.StatusCode, RetryAfter: retryAfter(resp.Header.Get("Retry-After"))}
+		var eb wire.ErrorBody
+		if json.Unmarshal(data, &eb) == nil && eb.Error.Code != "" {
+			e.Err = eb.Error
+		} else {
+			e.Err = wire.Error{Code: wire.CodeInternal, Message: http.StatusText(resp.StatusCode)}
+			if resp.StatusCode == http.StatusTooManyRequests {
+				e.Err.Code = wire.CodeRateLimited
+			}
+		}
+		if e.RetryAfter == 0 && e.Err.RetryAfterSeconds > 0 {
+			e.RetryAfter = time.Duration(e.Err.RetryAfterSeconds) * time.Second
+		}
+		return e
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("POST %s: malformed response: %w", path, err)
+	}
+	return nil
+}
+
+// scrub drops the URL wrapper of a transport error; the URL is harmless but
+// the shape keeps error messages short and free of request data.
+func scrub(err error) error {
+	var ue interface{ Unwrap() error }
+	if errors.As(err, &ue) && ue.Unwrap() != nil {
+		return ue.Unwrap()
+	}
+	return err
+}
+
+// retryAfter parses a Retry-After header in seconds or as an HTTP date.
+func retryAfter(v string) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(v); err == nil && s >= 0 {
+		return min(time.Duration(s)*time.Second, time.Hour)
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return min(max(time.Until(t), 0), time.Hour)
+	}
+	return 0
+}

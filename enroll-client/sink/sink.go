@@ -1,0 +1,28 @@
+// Package sink hands the device's Vault token to local workloads.
+package sink
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/google/renameio/v2/maybe"
+)
+
+// File writes the token to a file, owner-only, replacing it atomically so a
+// workload never reads a half-written token.
+type File struct{ Path string }
+
+// Write replaces the file's content with token.
+func (f File) Write(token string) error {
+	if err := os.MkdirAll(filepath.Dir(f.Path), 0o750); err != nil {
+		return fmt.Errorf("token sink %s: %w", f.Path, err)
+	}
+	if err := maybe.WriteFile(f.Path, []byte(token), 0o600); err != nil {
+		return fmt.Errorf("token sink %s: %w", f.Path, err)
+	}
+	return nil
+}
+
+// String names the sink in logs.
+func (f File) String() string { return "file:" + f.Path }

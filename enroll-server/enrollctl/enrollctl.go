@@ -1,0 +1,263 @@
+// Package enrollctl is the fleet administrator's command line: it sets up
+// Vault for a fleet, writes bootstrap bundles for device images and the
+// enrollment server's Vault credentials. It acts with the administrator's
+// own Vault token (VAULT_TOKEN) at VAULT_ADDR.
+package enrollctl
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/google/renameio/v2/maybe"
+
+	"github.com/edge-enroll/enroll/enroll-server/devca"
+	"github.com/edge-enroll/enroll/enroll-server/vault"
+	"github.com/edge-enroll/enroll/pkg/bundle"
+	"github.com/edge-enroll/enroll/pkg/version"
+)
+
+const usage = `usage: enrollctl <command> [flags]
+
+commands:
+  setup               create the Vault objects of a fleet (idempotent)
+  bundle              write a bootstrap bundle for a fleet's device images
+  server-credentials  write the enrollment server's Vault credentials
+  dev-ca              write a development CA and server certificate
+  version             print the version
+
+Vault is reached at $VAULT_ADDR with the administrator's $VAULT_TOKEN.
+`
+
+// Env is how the CLI reads its environment; tests pass their own.
+type Env struct {
+	Getenv func(string) string
+	Stdout io.Writer
+	Stderr io.Writer
+}
+
+// Run is the whole program.
+func Run(ctx context.Context, args []string, env Env) int {
+	if len(args) == 0 {
+		fmt.Fprint(env.Stderr, usage)
+		return 2
+	}
+	cmds := map[string]func(context.Context, []string, Env) error{
+		"setup":              setup,
+		"bundle":             writeBundle,
+		"server-credentials": serverCredentials,
+		"dev-ca":             devCA,
+	}
+	switch args[0] {
+	case "version", "--version", "-version":
+		fmt.Fprintln(env.Stdout, version.String("enrollctl"))
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(env.Stdout, usage)
+		return 0
+	}
+	cmd, ok := cmds[args[0]]
+	if !ok {
+		fmt.Fprintf(env.Stderr, "enrollctl: unknown command %q\n%s", args[0], usage)
+		return 2
+	}
+	if err := cmd(ctx, args[1:], env); err != nil {
+		if err != flag.ErrHelp {
+			fmt.Fprintln(env.Stderr, "enrollctl "+args[0]+":", err)
+		}
+		return 1
+	}
+	return 0
+}
+
+type vaultFlags struct {
+	layout vault.Layout
+	caFile string
+}
+
+func addVaultFlags(fs *flag.FlagSet) *vaultFlags {
+	v := &vaultFlags{layout: vault.DefaultLayout()}
+	fs.StringVar(&v.layout.EnrollMount, "enroll-mount", v.layout.EnrollMount, "AppRole mount of enrollment roles")
+	fs.StringVar(&v.layout.KVMount, "kv-mount", v.layout.KVMount, "KV v2 mount of fleet and device secrets")
+	fs.StringVar(&v.caFile, "vault-ca", "", "PEM CA bundle for Vault's TLS certificate (default: $VAULT_CACERT or system roots)")
+	return v
+}
+
+func (v *vaultFlags) admin(env Env) (*vault.Admin, error) {
+	addr := env.Getenv("VAULT_ADDR")
+	if addr == "" {
+		return nil, fmt.Errorf("VAULT_ADDR is not set")
+	}
+	ca := v.caFile
+	if ca == "" {
+		ca = env.Getenv("VAULT_CACERT")
+	}
+	return vault.NewAdmin(vault.Options{Address: addr, CAFile: ca, Token: env.Getenv("VAULT_TOKEN"), Timeout: 30 * time.Second}, v.layout)
+}
+
+func parse(fs *flag.FlagSet, args []string, env Env) error {
+	fs.SetOutput(env.Stderr)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	return nil
+}
+
+func setup(ctx context.Context, args []string, env Env) error {
+	fs := flag.NewFlagSet("setup", flag.ContinueOnError)
+	fleet := fs.String("fleet", "", "fleet name (required)")
+	vf := addVaultFlags(fs)
+	if err := parse(fs, args, env); err != nil {
+		return err
+	}
+	a, err := vf.admin(env)
+	if err != nil {
+		return err
+	}
+	rep, err := a.SetupFleet(ctx, *fleet)
+	for _, c := range rep.Changes {
+		fmt.Fprintf(env.Stdout, "%-10s %s\n", c.Action, c.Object)
+	}
+	if err != nil {
+		return err
+	}
+	if rep.Changed() {
+		fmt.Fprintf(env.Stdout, "fleet %s is set up\n", *fleet)
+	} else {
+		fmt.Fprintf(env.Stdout, "fleet %s was already set up: nothing changed\n", *fleet)
+	}
+	return nil
+}
+
+func writeBundle(ctx context.Context, args []string, env Env) error {
+	fs := flag.NewFlagSet("bundle", flag.ContinueOnError)
+	fleet := fs.String("fleet", "", "fleet name (required)")
+	serverURL := fs.String("server-url", "", "enrollment server URL (required)")
+	serverCA := fs.String("server-ca", "", "PEM CA bundle of the enrollment server's certificate")
+	vaultAddr := fs.String("vault-addr", "", "Vault address devices use (default: $VAULT_ADDR)")
+	vaultCA := fs.String("device-vault-ca", "", "PEM CA bundle devices trust for Vault")
+	out := fs.String("out", "", "output file, written 0600 (required)")
+	vf := addVaultFlags(fs)
+	if err := parse(fs, args, env); err != nil {
+		return err
+	}
+	if *out == "" || *serverURL == "" {
+		return fmt.Errorf("-out and -server-url are required")
+	}
+	if *vaultAddr == "" {
+		*vaultAddr = env.Getenv("VAULT_ADDR")
+	}
+	serverPEM, err := readOptional(*serverCA)
+	if err != nil {
+		return err
+	}
+	vaultPEM, err := readOptional(*vaultCA)
+	if err != nil {
+		return err
+	}
+	a, err := vf.admin(env)
+	if err != nil {
+		return err
+	}
+	b := &bundle.Bundle{
+		Version: bundle.Version, Fleet: *fleet, ServerURL: *serverURL, ServerCAPEM: serverPEM,
+		VaultAddr: *vaultAddr, VaultCAPEM: vaultPEM, EnrollMount: vf.layout.EnrollMount,
+		DeviceMount: vault.DeviceMount(*fleet),
+	}
+	// Validate what the admin typed before minting a credential for it.
+	b.RoleID, b.SecretID, b.Generation = "placeholder", "placeholder", 1
+	if err := b.Validate(); err != nil {
+		return err
+	}
+	cred, err := a.MintEnrollmentCredential(ctx, *fleet)
+	if err != nil {
+		return err
+	}
+	b.RoleID, b.SecretID, b.Generation = cred.RoleID, cred.SecretID, cred.Generation
+	data, err := b.Marshal()
+	if err != nil {
+		return err
+	}
+	if err := writeOwnerOnly(*out, data); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "wrote %s: fleet %s, generation %d, secret ID accessor %s\n", *out, *fleet, cred.Generation, cred.Accessor)
+	return nil
+}
+
+func readOptional(path string) (string, error) {
+	if path == "" {
+		return "", nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	if _, err := bundle.CertPool(string(data)); err != nil {
+		return "", fmt.Errorf("%s: %w", path, err)
+	}
+	return string(data), nil
+}
+
+func serverCredentials(ctx context.Context, args []string, env Env) error {
+	fs := flag.NewFlagSet("server-credentials", flag.ContinueOnError)
+	out := fs.String("out", "", "output file, written 0600 (required)")
+	vf := addVaultFlags(fs)
+	if err := parse(fs, args, env); err != nil {
+		return err
+	}
+	if *out == "" {
+		return fmt.Errorf("-out is required")
+	}
+	a, err := vf.admin(env)
+	if err != nil {
+		return err
+	}
+	creds, err := a.MintServerCredentials(ctx)
+	if err != nil {
+		return err
+	}
+	data, _ := json.MarshalIndent(creds, "", "  ")
+	if err := writeOwnerOnly(*out, append(data, '\n')); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "wrote %s\n", *out)
+	return nil
+}
+
+func devCA(_ context.Context, args []string, env Env) error {
+	fs := flag.NewFlagSet("dev-ca", flag.ContinueOnError)
+	dir := fs.String("dir", "", "output directory (required)")
+	hosts := fs.String("hosts", "localhost,127.0.0.1,::1", "comma-separated names and addresses of the server")
+	validity := fs.Duration("validity", 30*24*time.Hour, "certificate lifetime")
+	if err := parse(fs, args, env); err != nil {
+		return err
+	}
+	if *dir == "" {
+		return fmt.Errorf("-dir is required")
+	}
+	f, err := devca.Write(*dir, strings.Split(*hosts, ","), *validity)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "wrote %s, %s, %s\n", f.CACert, f.ServerCert, f.ServerKey)
+	return nil
+}
+
+// writeOwnerOnly writes a file holding a credential: mode 0600, in a
+// directory created 0700 when missing, replaced atomically.
+func writeOwnerOnly(path string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	return maybe.WriteFile(path, data, 0o600)
+}

@@ -1,0 +1,54 @@
+// Package backoff computes retry delays: capped exponential backoff with full
+// jitter, reset on success, and a server's Retry-After honoured and spread.
+//
+// It only computes delays; callers sleep with their own (injectable) clock,
+// so tests never sleep for real.
+package backoff
+
+import (
+	"math/rand/v2"
+	"time"
+)
+
+// Backoff is the retry state of one call path. The zero value is not
+// usable; use New.
+type Backoff struct {
+	base, cap time.Duration
+	rand      func() float64
+	attempt   int
+}
+
+// New returns a backoff starting at base and never exceeding cap. rnd
+// returns values in [0, 1); nil uses math/rand/v2.
+func New(base, cap time.Duration, rnd func() float64) *Backoff {
+	if rnd == nil {
+		rnd = rand.Float64
+	}
+	return &Backoff{base: base, cap: cap, rand: rnd}
+}
+
+// Next returns the delay before the next attempt. With full jitter the
+// delay is uniform in [0, min(cap, base·2^attempt)), which spreads a crowd
+// of clients that failed together. A server's retryAfter is a floor: the
+// delay is retryAfter plus a jitter of up to half of it, so that clients
+// told the same Retry-After do not return in lockstep.
+func (b *Backoff) Next(retryAfter time.Duration) time.Duration {
+	ceiling := b.cap
+	if b.attempt < 62 {
+		if c := b.base << b.attempt; c > 0 && c < ceiling {
+			ceiling = c
+		}
+	}
+	b.attempt++
+	d := time.Duration(b.rand() * float64(ceiling))
+	if retryAfter > 0 {
+		d = retryAfter + time.Duration(b.rand()*float64(retryAfter)/2)
+	}
+	return d
+}
+
+// Reset starts over after a success.
+func (b *Backoff) Reset() { b.attempt = 0 }
+
+// Attempt is how many delays were handed out since the last reset.
+func (b *Backoff) Attempt() int { return b.attempt }

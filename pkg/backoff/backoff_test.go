@@ -1,0 +1,69 @@
+package backoff_test
+
+import (
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/edge-enroll/enroll/pkg/backoff"
+)
+
+func TestCeilingGrowsAndCaps(t *testing.T) {
+	one := func() float64 { return 0.999999 } // the top of each range
+	b := backoff.New(time.Second, 30*time.Second, one)
+	want := []time.Duration{1, 2, 4, 8, 16, 30, 30}
+	for i, w := range want {
+		got := b.Next(0)
+		if got > w*time.Second || got < w*time.Second*99/100 {
+			t.Fatalf("attempt %d: delay %v, want just under %v", i, got, w*time.Second)
+		}
+	}
+	b.Reset()
+	if got := b.Next(0); got > time.Second {
+		t.Fatalf("after Reset: delay %v, want at most 1s", got)
+	}
+}
+
+func TestRetryAfterIsAFloor(t *testing.T) {
+	b := backoff.New(time.Second, time.Minute, rand.New(rand.NewPCG(1, 2)).Float64)
+	for range 100 {
+		d := b.Next(10 * time.Second)
+		if d < 10*time.Second || d >= 15*time.Second {
+			t.Fatalf("delay %v outside [10s, 15s)", d)
+		}
+	}
+}
+
+// TestCrowdIsSpread: 200 clients that fail at the same instant must not
+// retry at the same instants.
+func TestCrowdIsSpread(t *testing.T) {
+	src := rand.New(rand.NewPCG(42, 7))
+	const clients = 200
+	for _, retryAfter := range []time.Duration{0, 5 * time.Second} {
+		var at []time.Duration
+		for range clients {
+			b := backoff.New(time.Second, time.Minute, src.Float64)
+			var now time.Duration
+			for range 4 { // four failed attempts each
+				now += b.Next(retryAfter)
+			}
+			at = append(at, now)
+		}
+		slices.Sort(at)
+		// Count clients landing in each 250 ms slot: no slot may hold more
+		// than a tenth of the crowd.
+		slots := map[time.Duration]int{}
+		for _, a := range at {
+			slots[a/(250*time.Millisecond)]++
+		}
+		for slot, n := range slots {
+			if n > clients/10 {
+				t.Fatalf("retryAfter=%v: %d of %d clients retry in the slot at %v", retryAfter, n, clients, slot*250*time.Millisecond)
+			}
+		}
+		if spread := at[len(at)-1] - at[0]; spread < 5*time.Second {
+			t.Fatalf("retryAfter=%v: retries spread over only %v", retryAfter, spread)
+		}
+	}
+}
