@@ -33,4 +33,3 @@ type causeError struct {
 func (e *causeError) Error() string { return fmt.Sprintf("%v: %v", e.safe, e.cause) }
 
 func (e *causeError) Unwrap() []error { return []error{e.safe, e.cause} }
-

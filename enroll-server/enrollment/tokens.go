@@ -23,39 +23,38 @@ func tokenHash(token string) string {
 }
 
 // consumeEnrollmentToken checks that token is a live token of the fleet's
-// enrollment role from a live generation, and revokes it: a token is good
-// for one request only. It returns the token's generation.
+// enrollment role and revokes it: a token is good for one request only.
+// Then it checks the token's generation is live, and returns it.
+//
+// A token that is not an enrollment token of the fleet is refused and left
+// alone: the server burns only what is provably its own to burn.
 func (s *Service) consumeEnrollmentToken(ctx context.Context, fleet, device, token string) (int, error) {
 	hash := tokenHash(token)
 	ti, err := s.vault.LookupToken(ctx, token)
 	if errors.Is(err, vault.ErrInvalidToken) {
 		if seen, _ := s.store.TokenConsumed(ctx, hash); seen {
-			s.alerts.Raise(ctx, inventory.Alert{Time: s.now(), Kind: inventory.AlertEnrollmentTokenReuse,
-				Fleet: fleet, DeviceID: device, Detail: "an enrollment token was presented a second time"})
-			return 0, fail(wire.CodeEnrollmentTokenReused, "this enrollment token was already used; log in again for a new one")
+			return 0, s.tokenReused(ctx, fleet, device, "an enrollment token was presented a second time")
 		}
 		return 0, fail(wire.CodeEnrollmentTokenBad, "enrollment token is not valid (expired, revoked or unknown)")
 	}
 	if err != nil {
 		return 0, vaultError("look up the enrollment token", err)
 	}
+	layout := s.vault.Layout()
+	if ti.Path != layout.EnrollLoginPath() || ti.Meta["role_name"] != vault.EnrollRole(fleet) {
+		s.log.Warn("enrollment token from the wrong role", "fleet", fleet, "device_id", device,
+			"token_path", ti.Path, "role_name", ti.Meta["role_name"], "accessor", ti.Accessor)
+		return 0, fail(wire.CodeEnrollmentTokenBad, "token is not an enrollment token of fleet %s", fleet)
+	}
 	if err := s.store.ConsumeToken(ctx, hash, s.now().Add(consumedTokenMemory)); err != nil {
 		if errors.Is(err, inventory.ErrConsumed) {
-			s.alerts.Raise(ctx, inventory.Alert{Time: s.now(), Kind: inventory.AlertEnrollmentTokenReuse,
-				Fleet: fleet, DeviceID: device, Detail: "an enrollment token was presented twice at once"})
-			return 0, fail(wire.CodeEnrollmentTokenReused, "this enrollment token was already used; log in again for a new one")
+			return 0, s.tokenReused(ctx, fleet, device, "an enrollment token was presented twice at once")
 		}
 		return 0, err
 	}
 	// Burn the token before anything else, whatever the checks below say.
 	if err := s.vault.RevokeAccessor(ctx, ti.Accessor); err != nil {
 		return 0, vaultError("revoke the enrollment token", err)
-	}
-	layout := s.vault.Layout()
-	if ti.Path != layout.EnrollLoginPath() || ti.Meta["role_name"] != vault.EnrollRole(fleet) {
-		s.log.Warn("enrollment token from the wrong role", "fleet", fleet, "device_id", device,
-			"token_path", ti.Path, "role_name", ti.Meta["role_name"], "accessor", ti.Accessor)
-		return 0, fail(wire.CodeEnrollmentTokenBad, "token is not an enrollment token of fleet %s", fleet)
 	}
 	gen, err := strconv.Atoi(ti.Meta["generation"])
 	if err != nil || gen < 1 {
@@ -69,4 +68,12 @@ func (s *Service) consumeEnrollmentToken(ctx context.Context, fleet, device, tok
 		return 0, fail(wire.CodeRejected, "bootstrap credential generation %d of fleet %s is no longer accepted", gen, fleet)
 	}
 	return gen, nil
+}
+
+// tokenReused raises the alert for a replayed enrollment token and returns
+// the caller's error.
+func (s *Service) tokenReused(ctx context.Context, fleet, device, detail string) error {
+	s.alerts.Raise(ctx, inventory.Alert{Time: s.now(), Kind: inventory.AlertEnrollmentTokenReuse,
+		Fleet: fleet, DeviceID: device, Detail: detail})
+	return fail(wire.CodeEnrollmentTokenReused, "this enrollment token was already used; log in again for a new one")
 }

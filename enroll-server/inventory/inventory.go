@@ -60,13 +60,13 @@ const (
 // Enrollment is one attempt of a device to obtain its credential, keyed by
 // the device's idempotency key.
 type Enrollment struct {
-	ID             string    `json:"id"`
-	Fleet          string    `json:"fleet"`
-	DeviceID       string    `json:"device_id"`
-	IdempotencyKey string    `json:"idempotency_key"`
-	State          string    `json:"state"`
-	Generation     int       `json:"generation"`
-	RoleID         string    `json:"role_id,omitempty"`
+	ID             string `json:"id"`
+	Fleet          string `json:"fleet"`
+	DeviceID       string `json:"device_id"`
+	IdempotencyKey string `json:"idempotency_key"`
+	State          string `json:"state"`
+	Generation     int    `json:"generation"`
+	RoleID         string `json:"role_id,omitempty"`
 	// WrappingToken is kept only until the enrollment is acknowledged or
 	// fails, so that a retried request gets the same answer.
 	WrappingToken    string    `json:"wrapping_token,omitempty"`

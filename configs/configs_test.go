@@ -1,0 +1,116 @@
+// Package configs holds the example configuration files; its test proves
+// they parse and show every key with its default.
+package configs
+
+import (
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+
+	"go.yaml.in/yaml/v3"
+
+	clientconfig "github.com/edge-enroll/enroll/enroll-client/config"
+	serverconfig "github.com/edge-enroll/enroll/enroll-server/config"
+)
+
+func TestServerExampleShowsEveryDefault(t *testing.T) {
+	f, err := os.Open("enroll-server.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	got, err := serverconfig.Parse(f)
+	if err != nil {
+		t.Fatalf("parse: %v", err)
+	}
+	want := serverconfig.Default()
+	want.Fleets = []serverconfig.Fleet{serverconfig.FleetDefaults(serverconfig.Fleet{Name: "example"})}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("example differs from the defaults:\n got %+v\nwant %+v", got, want)
+	}
+	if err := got.Validate(); err != nil {
+		t.Fatalf("example does not validate: %v", err)
+	}
+	assertEveryKeyShown(t, "enroll-server.yaml", reflect.TypeOf(serverconfig.File{}))
+}
+
+func TestClientExampleShowsEveryDefault(t *testing.T) {
+	f, err := os.Open("enroll-client.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	got, err := clientconfig.Parse(f)
+	if err != nil {
+		t.Fatalf("parse: %v", err)
+	}
+	if want := clientconfig.Default(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("example differs from the defaults:\n got %+v\nwant %+v", got, want)
+	}
+	assertEveryKeyShown(t, "enroll-client.yaml", reflect.TypeOf(clientconfig.File{}))
+}
+
+// assertEveryKeyShown checks that every yaml key of typ appears in the file.
+func assertEveryKeyShown(t *testing.T, path string, typ reflect.Type) {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc any
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	var missing []string
+	walk(typ, doc, "", &missing)
+	if len(missing) > 0 {
+		t.Fatalf("%s does not show: %s", path, strings.Join(missing, ", "))
+	}
+}
+
+func walk(typ reflect.Type, doc any, prefix string, missing *[]string) {
+	switch typ.Kind() {
+	case reflect.Struct:
+		m, _ := doc.(map[string]any)
+		for i := range typ.NumField() {
+			key := strings.Split(typ.Field(i).Tag.Get("yaml"), ",")[0]
+			v, ok := m[key]
+			if !ok {
+				*missing = append(*missing, prefix+key)
+				continue
+			}
+			walk(typ.Field(i).Type, v, prefix+key+".", missing)
+		}
+	case reflect.Slice:
+		l, _ := doc.([]any)
+		if len(l) == 0 {
+			*missing = append(*missing, strings.TrimSuffix(prefix, ".")+"[0]")
+			return
+		}
+		walk(typ.Elem(), l[0], prefix, missing)
+	}
+}
+
+func TestUnknownKeysAreNamed(t *testing.T) {
+	_, err := clientconfig.Parse(strings.NewReader("device_id: a\nsinks:\n  - path: /x\n    colour: red\n"))
+	if err == nil || !strings.Contains(err.Error(), "colour") {
+		t.Fatalf("client: error %v does not name the unknown key", err)
+	}
+	_, err = serverconfig.Parse(strings.NewReader("vault:\n  adress: https://x\n"))
+	if err == nil || !strings.Contains(err.Error(), "adress") {
+		t.Fatalf("server: error %v does not name the unknown key", err)
+	}
+}
+
+func TestValidationNamesTheKey(t *testing.T) {
+	f := serverconfig.Default()
+	f.Vault.Address = "http://vault.example.com"
+	f.Fleets = []serverconfig.Fleet{serverconfig.FleetDefaults(serverconfig.Fleet{Name: "Bad Name"})}
+	err := f.Validate()
+	for _, key := range []string{"vault.address", "fleets[0].name"} {
+		if err == nil || !strings.Contains(err.Error(), key) {
+			t.Errorf("validation error %v does not name %s", err, key)
+		}
+	}
+}

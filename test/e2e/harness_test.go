@@ -1,0 +1,289 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+
+	"github.com/edge-enroll/enroll/enroll-client/lifecycle"
+	"github.com/edge-enroll/enroll/enroll-client/serverapi"
+	"github.com/edge-enroll/enroll/enroll-client/sink"
+	"github.com/edge-enroll/enroll/enroll-client/state"
+	clientvault "github.com/edge-enroll/enroll/enroll-client/vault"
+	"github.com/edge-enroll/enroll/enroll-server/app"
+	"github.com/edge-enroll/enroll/enroll-server/boltstore"
+	"github.com/edge-enroll/enroll/enroll-server/config"
+	"github.com/edge-enroll/enroll/enroll-server/devca"
+	"github.com/edge-enroll/enroll/enroll-server/inventory"
+	"github.com/edge-enroll/enroll/enroll-server/vault"
+	"github.com/edge-enroll/enroll/pkg/bundle"
+	"github.com/edge-enroll/enroll/test/vaulttest"
+)
+
+const fleet = "acme"
+
+// logBuffer collects JSON log lines from several goroutines.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// lines returns the decoded log records whose msg is msg.
+func (b *logBuffer) lines(msg string) []map[string]any {
+	var out []map[string]any
+	for _, l := range strings.Split(b.String(), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(l), &m) == nil && m["msg"] == msg {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// env is a real Vault with a fleet set up and a running enroll-server.
+type env struct {
+	t         *testing.T
+	vault     *vaulttest.Server
+	root      *api.Client
+	layout    vault.Layout
+	bundle    bundle.Bundle // the fleet's bootstrap bundle
+	serverURL string
+	caPEM     string
+	statePath string
+	logs      *logBuffer // every server and client log line
+	stop      func()     // stops the server and waits for it
+	// secrets collects every credential the test saw, to prove none was logged.
+	secrets []string
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	vs := vaulttest.StartDev(t)
+	root, err := api.NewClient(&api.Config{Address: vs.Addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root.SetToken(vs.RootToken)
+	e := &env{t: t, vault: vs, root: root, layout: vault.DefaultLayout(), logs: &logBuffer{}}
+	ctx := context.Background()
+
+	admin, err := vault.NewAdmin(vault.Options{Address: vs.Addr, Token: vs.RootToken}, e.layout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.SetupFleet(ctx, fleet); err != nil {
+		t.Fatalf("setup: %v", err)
+	}
+	cred, err := admin.MintEnrollmentCredential(ctx, fleet)
+	if err != nil {
+		t.Fatalf("mint enrollment credential: %v", err)
+	}
+	serverCreds, err := admin.MintServerCredentials(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	credPath := filepath.Join(dir, "vault-credentials.json")
+	raw, _ := json.Marshal(serverCreds)
+	writeFile(t, credPath, raw)
+	tlsFiles, err := devca.Write(filepath.Join(dir, "tls"), []string{"localhost", "127.0.0.1"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.caPEM = readFile(t, tlsFiles.CACert)
+	e.statePath = filepath.Join(dir, "server.db")
+
+	cfg := config.Default()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.TLS = config.TLSFile{CertFile: tlsFiles.ServerCert, KeyFile: tlsFiles.ServerKey}
+	cfg.Vault.Address = vs.Addr
+	cfg.Vault.CredentialsFile = credPath
+	cfg.StatePath = e.statePath
+	cfg.Fleets = []config.Fleet{config.FleetDefaults(config.Fleet{Name: fleet})}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	e.startServer(cfg)
+
+	e.bundle = bundle.Bundle{
+		Version: bundle.Version, Fleet: fleet, ServerURL: e.serverURL, ServerCAPEM: e.caPEM,
+		VaultAddr: vs.Addr, EnrollMount: e.layout.EnrollMount, DeviceMount: vault.DeviceMount(fleet),
+		RoleID: cred.RoleID, SecretID: cred.SecretID, Generation: cred.Generation,
+	}
+	if err := e.bundle.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	e.secrets = append(e.secrets, cred.SecretID, serverCreds.SecretID)
+	t.Cleanup(func() { e.assertNoSecretsLogged() })
+	return e
+}
+
+func (e *env) startServer(cfg config.File) {
+	log := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	a, err := app.New(cfg, app.Options{}, log)
+	if err != nil {
+		e.t.Fatalf("build server: %v", err)
+	}
+	e.serverURL = "https://" + a.Addr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	var once sync.Once
+	e.stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				e.t.Errorf("server stopped with: %v", err)
+			}
+		})
+	}
+	e.t.Cleanup(e.stop)
+	waitFor(e.t, 10*time.Second, "server ready", func() bool {
+		c := serverapi.New(e.serverURL, mustPool(e.t, e.caPEM), time.Second)
+		_, err := c.Enroll(context.Background(), wireProbe())
+		return err != nil && !isTransport(err)
+	})
+}
+
+// inventory stops the server and returns what it stored.
+func (e *env) inventory() ([]inventory.Device, []inventory.Alert) {
+	e.t.Helper()
+	e.stop()
+	s, err := boltstore.Open(e.statePath)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer s.Close()
+	devs, err := s.Devices(context.Background(), "")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	alerts, err := s.Alerts(context.Background())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return devs, alerts
+}
+
+// device is one simulated device running the real client core.
+type device struct {
+	id       string
+	machine  *lifecycle.Machine
+	store    *state.Store
+	sinkPath string
+}
+
+// newDevice builds a device; mod may change its bundle (for example to
+// send it through a proxy).
+func (e *env) newDevice(id string, mod func(*bundle.Bundle)) *device {
+	e.t.Helper()
+	b := e.bundle
+	if mod != nil {
+		mod(&b)
+	}
+	dir := e.t.TempDir()
+	st, err := state.Open(filepath.Join(dir, "state.db"))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { st.Close() })
+	vc, err := clientvault.New(b.VaultAddr, b.VaultCAPEM, 10*time.Second)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	d := &device{id: id, store: st, sinkPath: filepath.Join(dir, "token")}
+	log := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	d.machine = lifecycle.New(lifecycle.Config{
+		Bundle: &b, DeviceID: id, Vault: vc, Store: st, Log: log,
+		Server: serverapi.New(b.ServerURL, mustPool(e.t, b.ServerCAPEM), 10*time.Second),
+		Sinks:  []lifecycle.Sink{sink.File{Path: d.sinkPath}},
+	})
+	return d
+}
+
+// enroll runs the device until it holds an acknowledged token.
+func (e *env) enroll(d *device) lifecycle.State {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := d.machine.Run(ctx, true); err != nil {
+		e.t.Fatalf("device %s: %v", d.id, err)
+	}
+	st := d.state(e.t)
+	if st.Phase != lifecycle.PhaseAuthenticated || !st.Acknowledged {
+		e.t.Fatalf("device %s ended in phase %s (acknowledged=%v), last error %q", d.id, st.Phase, st.Acknowledged, st.LastError)
+	}
+	e.secrets = append(e.secrets, st.SecretID, st.Token)
+	return st
+}
+
+func (d *device) state(t *testing.T) lifecycle.State {
+	t.Helper()
+	st, err := d.machine.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// assertNoSecretsLogged fails when any credential the test saw appears in
+// any captured log line.
+func (e *env) assertNoSecretsLogged() {
+	logs := e.logs.String()
+	if logs == "" {
+		e.t.Error("no log lines were captured; the check below would prove nothing")
+	}
+	for _, s := range e.secrets {
+		if s != "" && strings.Contains(logs, s) {
+			e.t.Errorf("a credential (%d chars, starting %.4s…) appears in the logs", len(s), s)
+		}
+	}
+}
+
+// deviceSecretIDAccessors lists, with the root token, the live secret IDs
+// of a device's role.
+func (e *env) deviceSecretIDAccessors(id string) []string {
+	e.t.Helper()
+	sec, err := e.root.Logical().List("auth/" + vault.DeviceMount(fleet) + "/role/" + id + "/secret-id")
+	if err != nil {
+		e.t.Fatalf("list secret IDs of %s: %v", id, err)
+	}
+	if sec == nil || sec.Data == nil {
+		return nil
+	}
+	var out []string
+	for _, k := range sec.Data["keys"].([]any) {
+		out = append(out, k.(string))
+	}
+	return out
+}
+
+// clientFor returns a Vault client that uses token.
+func (e *env) clientFor(token string) *api.Client {
+	c, err := api.NewClient(&api.Config{Address: e.vault.Addr})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	c.SetToken(token)
+	return c
+}

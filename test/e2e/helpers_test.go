@@ -1,0 +1,66 @@
+package e2e
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/edge-enroll/enroll/enroll-client/serverapi"
+	"github.com/edge-enroll/enroll/pkg/bundle"
+	"github.com/edge-enroll/enroll/pkg/wire"
+)
+
+func writeFile(t *testing.T, path string, data []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func mustPool(t *testing.T, pemData string) *x509.CertPool {
+	t.Helper()
+	if pemData == "" {
+		return nil
+	}
+	p, err := bundle.CertPool(pemData)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// wireProbe is a request the server refuses without touching Vault.
+func wireProbe() wire.EnrollRequest { return wire.EnrollRequest{Fleet: "-"} }
+
+func isTransport(err error) bool {
+	var se *serverapi.Error
+	return !errors.As(err, &se)
+}
+
+func tlsTo(t *testing.T, caPEM string) *tls.Config {
+	return &tls.Config{RootCAs: mustPool(t, caPEM)}
+}

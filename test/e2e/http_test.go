@@ -1,0 +1,61 @@
+package e2e
+
+import (
+	"bytes"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"testing"
+	"time"
+)
+
+// post sends a raw body to the server and returns the status and body.
+func (e *env) post(path, body string) (int, string) {
+	e.t.Helper()
+	return e.postWith(path, "application/json", []byte(body))
+}
+
+func (e *env) postWith(path, contentType string, body []byte) (int, string) {
+	e.t.Helper()
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: mustPool(e.t, e.caPEM)},
+	}}
+	resp, err := c.Post(e.serverURL+path, contentType, bytes.NewReader(body))
+	if err != nil {
+		e.t.Fatalf("POST %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(out)
+}
+
+func enrollBody(token, device, key string) string {
+	return fmt.Sprintf(`{"fleet":"acme","device_id":%q,"enrollment_token":%q,"idempotency_key":%q,"facts":{"os":"linux"}}`,
+		device, token, key)
+}
+
+func jsonField(t *testing.T, body, field string) string {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal([]byte(body), &m); err != nil {
+		t.Fatalf("response is not JSON: %s", body)
+	}
+	s, _ := m[field].(string)
+	return s
+}
+
+func errorCode(t *testing.T, body string) string {
+	t.Helper()
+	var eb struct {
+		Error struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal([]byte(body), &eb); err != nil || eb.Error.Message == "" {
+		t.Fatalf("not an error document: %s", body)
+	}
+	return eb.Error.Code
+}
