@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/edge-enroll/enroll/enroll-server/admin"
 	"github.com/edge-enroll/enroll/enroll-server/boltstore"
 	"github.com/edge-enroll/enroll/enroll-server/config"
 	"github.com/edge-enroll/enroll/enroll-server/enrollment"
@@ -77,7 +78,7 @@ func New(cfg config.File, opts Options, log *slog.Logger) (*App, error) {
 		return nil, fmt.Errorf("listen (listen): %w", err)
 	}
 	srv := &http.Server{
-		Handler:           httpapi.New(core, vc.Ready, log.With("component", "http")),
+		Handler:           httpapi.New(core, admin.New(vc, store), vc.Ready, log.With("component", "http")),
 		TLSConfig:         tlsCfg,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,

@@ -30,6 +30,7 @@ commands:
   bundle              write a bootstrap bundle for a fleet's device images
   server-credentials  write the enrollment server's Vault credentials
   dev-ca              write a development CA and server certificate
+  devices             list devices in the server's inventory
   version             print the version
 
 Vault is reached at $VAULT_ADDR with the administrator's $VAULT_TOKEN.
@@ -53,6 +54,7 @@ func Run(ctx context.Context, args []string, env Env) int {
 		"bundle":             writeBundle,
 		"server-credentials": serverCredentials,
 		"dev-ca":             devCA,
+		"devices":            devices,
 	}
 	switch args[0] {
 	case "version", "--version", "-version":

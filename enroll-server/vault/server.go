@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -194,4 +195,22 @@ func (s *Server) RevokeAccessor(ctx context.Context, accessor string) error {
 		return fmt.Errorf("revoke token by accessor: %w", err)
 	}
 	return nil
+}
+
+// Capabilities returns what token may do on path, asked with the server's
+// own token (sys/capabilities). An unknown token may do nothing.
+func (s *Server) Capabilities(ctx context.Context, token, path string) ([]string, error) {
+	sec, err := s.c.Logical().WriteWithContext(ctx, "sys/capabilities", map[string]any{"token": token, "paths": []string{path}})
+	if err != nil {
+		if st := statusOf(err); st == http.StatusBadRequest || st == http.StatusForbidden {
+			if strings.Contains(err.Error(), "invalid token") || strings.Contains(err.Error(), "bad token") {
+				return []string{"deny"}, nil
+			}
+		}
+		return nil, fmt.Errorf("capabilities: %w", err)
+	}
+	if sec == nil || sec.Data == nil {
+		return []string{"deny"}, nil
+	}
+	return strs(sec.Data[path]), nil
 }

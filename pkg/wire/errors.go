@@ -23,6 +23,8 @@ const (
 	CodeProofInvalid          Code = "proof_invalid"
 	CodeDeviceQuarantined     Code = "device_quarantined"
 	CodeRejected              Code = "rejected"
+	CodeUnauthenticated       Code = "unauthenticated"
+	CodeForbidden             Code = "forbidden"
 	CodeNotFound              Code = "not_found"
 	CodeRateLimited           Code = "rate_limited"
 	CodeUnavailable           Code = "unavailable"
@@ -42,6 +44,8 @@ var codeStatus = map[Code]int{
 	CodeProofInvalid:          http.StatusForbidden,
 	CodeDeviceQuarantined:     http.StatusForbidden,
 	CodeRejected:              http.StatusForbidden,
+	CodeUnauthenticated:       http.StatusUnauthorized,
+	CodeForbidden:             http.StatusForbidden,
 	CodeNotFound:              http.StatusNotFound,
 	CodeRateLimited:           http.StatusTooManyRequests,
 	CodeUnavailable:           http.StatusServiceUnavailable,

@@ -31,6 +31,25 @@ func (e *env) postWith(path, contentType string, body []byte) (int, string) {
 	return resp.StatusCode, string(out)
 }
 
+func (e *env) get(path, vaultToken string) (int, string) {
+	e.t.Helper()
+	req, err := http.NewRequest(http.MethodGet, e.serverURL+path, nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if vaultToken != "" {
+		req.Header.Set("X-Vault-Token", vaultToken)
+	}
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: mustPool(e.t, e.caPEM)}}}
+	resp, err := c.Do(req)
+	if err != nil {
+		e.t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(out)
+}
+
 func enrollBody(token, device, key string) string {
 	return fmt.Sprintf(`{"fleet":"acme","device_id":%q,"enrollment_token":%q,"idempotency_key":%q,"facts":{"os":"linux"}}`,
 		device, token, key)

@@ -1,0 +1,78 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/edge-enroll/enroll/pkg/wire"
+)
+
+func decodeBody(contentType string, body []byte) (wire.EnrollRequest, error) {
+	w := httptest.NewRecorder()
+	c, _ := gin.CreateTestContext(w)
+	c.Request = httptest.NewRequest(http.MethodPost, wire.PathEnroll, bytes.NewReader(body))
+	c.Request.Header.Set("Content-Type", contentType)
+	var req wire.EnrollRequest
+	err := decode(c, &req)
+	return req, err
+}
+
+func TestDecode(t *testing.T) {
+	tests := []struct {
+		name string
+		ct   string
+		body string
+		code wire.Code
+	}{
+		{"valid", "application/json; charset=utf-8", `{"fleet":"acme","device_id":"d1"}`, ""},
+		{"unknown field", "application/json", `{"fleet":"acme","extra":1}`, wire.CodeInvalidRequest},
+		{"two objects", "application/json", `{"fleet":"a"}{"fleet":"b"}`, wire.CodeInvalidRequest},
+		{"wrong type", "application/json", `{"fleet":42}`, wire.CodeInvalidRequest},
+		{"empty", "application/json", ``, wire.CodeInvalidRequest},
+		{"too large", "application/json", `{"fleet":"` + strings.Repeat("a", wire.MaxBodyBytes) + `"}`, wire.CodeBodyTooLarge},
+		{"form", "application/x-www-form-urlencoded", `fleet=acme`, wire.CodeUnsupportedMediaType},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := decodeBody(tt.ct, []byte(tt.body))
+			var we *wire.Error
+			switch {
+			case tt.code == "" && err != nil:
+				t.Fatalf("decode: %v", err)
+			case tt.code != "" && (!errors.As(err, &we) || we.Code != tt.code):
+				t.Fatalf("decode error %v, want code %s", err, tt.code)
+			}
+		})
+	}
+}
+
+// The decoder never panics, only ever answers with a *wire.Error, and never
+// echoes the body back in its message.
+func FuzzDecode(f *testing.F) {
+	f.Add([]byte(`{"fleet":"acme","device_id":"d1","enrollment_token":"t","idempotency_key":"k","facts":{}}`))
+	f.Add([]byte(`{"fleet":`))
+	f.Add([]byte(`{"secret-marker-xyz":1}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req, err := decodeBody("application/json", body)
+		if err == nil {
+			if _, merr := json.Marshal(req); merr != nil {
+				t.Fatalf("decoded request does not marshal: %v", merr)
+			}
+			return
+		}
+		var we *wire.Error
+		if !errors.As(err, &we) {
+			t.Fatalf("decode returned %T, want *wire.Error", err)
+		}
+		if len(body) >= 8 && strings.Contains(we.Message, string(body)) {
+			t.Fatalf("error message echoes the body: %q", we.Message)
+		}
+	})
+}
