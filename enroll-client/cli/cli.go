@@ -11,7 +11,10 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime"
+	"strconv"
+	"time"
 
 	"github.com/edge-enroll/enroll/enroll-client/config"
 	"github.com/edge-enroll/enroll/enroll-client/lifecycle"
@@ -29,7 +32,8 @@ const usage = `usage: enroll-client <command> [flags]
 
 commands:
   run           enroll this device and keep its Vault token alive
-  status        show the device's enrollment state
+  status        show the device's enrollment state (works while run is running)
+  reset-state   move a damaged state file aside so the device can enroll again
   check-config  validate the configuration and bundle, then exit
   version       print the version
 `
@@ -45,6 +49,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return run(ctx, args[1:], stderr)
 	case "status":
 		return status(args[1:], stdout, stderr)
+	case "reset-state":
+		return resetState(args[1:], stdout, stderr)
 	case "check-config":
 		return checkConfig(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
@@ -127,8 +133,9 @@ func build(cfg config.File, b *bundle.Bundle, log *slog.Logger) (*lifecycle.Mach
 	st, err := state.Open(cfg.StatePath)
 	if err != nil {
 		if errors.Is(err, state.ErrCorrupt) {
-			err = fmt.Errorf("%w\nthe device will not start over on its own, which would give it a second identity; "+
-				"to re-enroll it, move the file aside (enroll-client keeps no other copy) and ask an administrator to re-admit the device", err)
+			err = fmt.Errorf("%w\nThe device will not start over on its own: that would give it a second identity.\n"+
+				"To enroll it again, run `enroll-client reset-state -config <file>` (it moves the file aside),\n"+
+				"and, if its fleet counts re-enrollments, ask an administrator to re-admit it", err)
 		}
 		return nil, nil, err
 	}
@@ -142,6 +149,10 @@ func build(cfg config.File, b *bundle.Bundle, log *slog.Logger) (*lifecycle.Mach
 		Facts: wire.Facts{Hostname: hostname, OS: runtime.GOOS, Arch: runtime.GOARCH, ClientVersion: version.Version},
 		Vault: vc, Server: serverapi.New(b.ServerURL, serverCAs, cfg.Timeouts.Server),
 		Store: st, Sinks: sinks, Log: log,
+		Status: lifecycle.StatusFunc(func(s lifecycle.Status) error {
+			return sink.StatusFile{Path: statusPath(cfg)}.WriteStatus(s)
+		}),
+		AfterSave: crashHook(os.Getenv("ENROLL_CLIENT_TEST_CRASH_AFTER")),
 	})
 	return m, func() { st.Close() }, nil
 }
@@ -160,19 +171,11 @@ func status(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return 1
 	}
-	st, err := state.Open(cfg.StatePath)
+	v, err := readStatus(cfg, b)
 	if err != nil {
 		fmt.Fprintln(stderr, "enroll-client:", err)
 		return 1
 	}
-	defer st.Close()
-	m := lifecycle.New(lifecycle.Config{Bundle: b, DeviceID: cfg.DeviceID, Store: st, Log: slog.New(slog.DiscardHandler)})
-	s, err := m.Load()
-	if err != nil {
-		fmt.Fprintln(stderr, "enroll-client:", err)
-		return 1
-	}
-	v := lifecycle.StatusOf(s)
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -190,5 +193,86 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	fmt.Fprintf(stdout, "ok: device %s, fleet %s, server %s, vault %s\n", cfg.DeviceID, b.Fleet, b.ServerURL, b.VaultAddr)
+	return 0
+}
+
+// statusPath is where the daemon publishes its status, next to its state.
+func statusPath(cfg config.File) string {
+	return filepath.Join(filepath.Dir(cfg.StatePath), "status.json")
+}
+
+// readStatus reads the status the daemon publishes; with no daemon having
+// run yet, it reads the state file itself.
+func readStatus(cfg config.File, b *bundle.Bundle) (lifecycle.Status, error) {
+	var v lifecycle.Status
+	data, err := os.ReadFile(statusPath(cfg))
+	if err == nil {
+		if err := json.Unmarshal(data, &v); err != nil {
+			return v, fmt.Errorf("status file %s: %w", statusPath(cfg), err)
+		}
+		return v, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return v, err
+	}
+	st, err := state.Open(cfg.StatePath)
+	if err != nil {
+		return v, err
+	}
+	defer st.Close()
+	m := lifecycle.New(lifecycle.Config{Bundle: b, DeviceID: cfg.DeviceID, Store: st, Log: slog.New(slog.DiscardHandler)})
+	s, err := m.Load()
+	if err != nil {
+		return v, err
+	}
+	return lifecycle.StatusOf(s), nil
+}
+
+// crashHook returns, for ENROLL_CLIENT_TEST_CRASH_AFTER=N, a hook that kills
+// the process with SIGKILL right after the Nth durable transition: the
+// crash-safety tests use it to cut power at every step.
+func crashHook(v string) func(lifecycle.State) {
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		return nil
+	}
+	saves := 0
+	return func(lifecycle.State) {
+		if saves++; saves == n {
+			killSelf()
+		}
+	}
+}
+
+func resetState(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("reset-state", flag.ContinueOnError)
+	force := fs.Bool("force", false, "move the state aside even if it is readable (the device enrolls again as new)")
+	cfg, _, ok := loadConfig(fs, args, stderr)
+	if !ok {
+		return 1
+	}
+	if _, err := os.Stat(cfg.StatePath); errors.Is(err, os.ErrNotExist) {
+		fmt.Fprintln(stdout, "no state file; nothing to reset")
+		return 0
+	}
+	st, err := state.Open(cfg.StatePath)
+	switch {
+	case err == nil:
+		st.Close()
+		if !*force {
+			fmt.Fprintf(stderr, "enroll-client: %s is readable; refusing to reset it without -force\n", cfg.StatePath)
+			return 1
+		}
+	case errors.Is(err, state.ErrLocked):
+		fmt.Fprintln(stderr, "enroll-client:", err)
+		return 1
+	}
+	aside := fmt.Sprintf("%s.reset-%s", cfg.StatePath, time.Now().UTC().Format("20060102T150405Z"))
+	if err := os.Rename(cfg.StatePath, aside); err != nil {
+		fmt.Fprintln(stderr, "enroll-client:", err)
+		return 1
+	}
+	_ = os.Remove(statusPath(cfg))
+	fmt.Fprintf(stdout, "moved %s to %s; the next run enrolls the device again\n", cfg.StatePath, aside)
 	return 0
 }

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"time"
 
 	"github.com/edge-enroll/enroll/enroll-client/state"
@@ -50,6 +51,17 @@ type Sink interface {
 	Write(token string) error
 }
 
+// StatusSink publishes the device's status; it must never block for long.
+type StatusSink interface {
+	WriteStatus(Status) error
+}
+
+// StatusFunc adapts a function to a StatusSink.
+type StatusFunc func(Status) error
+
+// WriteStatus calls f.
+func (f StatusFunc) WriteStatus(s Status) error { return f(s) }
+
 // Clock is time, injectable so tests never sleep for real.
 type Clock interface {
 	Now() time.Time
@@ -67,8 +79,11 @@ type Config struct {
 	Store    Store
 	Sinks    []Sink
 	Log      *slog.Logger
-	Clock    Clock          // nil: the real clock
-	Rand     func() float64 // nil: math/rand/v2
+	// Status, when set, receives the device's public status after every
+	// transition and failure, for `enroll-client status`.
+	Status StatusSink
+	Clock  Clock          // nil: the real clock
+	Rand   func() float64 // nil: math/rand/v2
 	// AfterSave, when set, runs after every durable transition; tests use it
 	// to crash the process at a chosen step.
 	AfterSave func(State)
@@ -86,6 +101,9 @@ type Machine struct {
 func New(cfg Config) *Machine {
 	if cfg.Clock == nil {
 		cfg.Clock = realClock{}
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.Float64
 	}
 	return &Machine{
 		cfg:     cfg,
@@ -126,10 +144,23 @@ func (m *Machine) save(st *State) error {
 	if err := m.cfg.Store.WriteState(stateKey, raw); err != nil {
 		return fmt.Errorf("save state: %w", err)
 	}
+	m.publish(*st, time.Time{})
 	if m.cfg.AfterSave != nil {
 		m.cfg.AfterSave(*st)
 	}
 	return nil
+}
+
+// publish hands the public status to the status sink, if any.
+func (m *Machine) publish(st State, nextRetry time.Time) {
+	if m.cfg.Status == nil {
+		return
+	}
+	s := StatusOf(st)
+	s.NextRetry = nextRetry
+	if err := m.cfg.Status.WriteStatus(s); err != nil {
+		m.log.Warn("write status", "err", err)
+	}
 }
 
 // Run drives the machine until ctx ends (nil), a permanent refusal stops it
@@ -176,6 +207,7 @@ func (m *Machine) Run(ctx context.Context, untilEnrolled bool) error {
 		delay := m.backoff.Next(retryAfterOf(err))
 		m.log.Warn("step failed; will retry", "phase", st.Phase, "err", err, "retry_in", delay.Round(time.Millisecond))
 		st.LastError = err.Error()
+		m.publish(st, m.clock.Now().Add(delay))
 		if m.clock.Sleep(ctx, delay) != nil {
 			return nil
 		}

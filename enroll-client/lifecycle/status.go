@@ -22,6 +22,7 @@ type Status struct {
 	Enrollments       int       `json:"enrollments"`
 	LastRenewal       time.Time `json:"last_renewal,omitzero"`
 	LastError         string    `json:"last_error,omitempty"`
+	NextRetry         time.Time `json:"next_retry,omitzero"`
 	Reason            string    `json:"reason,omitempty"`
 	UpdatedAt         time.Time `json:"updated_at,omitzero"`
 }
@@ -67,6 +68,11 @@ func (s Status) Text() string {
 	row("enrollments", fmt.Sprint(s.Enrollments))
 	row("last renewal", s.LastRenewal)
 	row("last error", s.LastError)
+	row("next retry", s.NextRetry)
 	row("stopped because", s.Reason)
+	if s.Phase == PhaseRejected {
+		fmt.Fprintf(&b, "\nThe device stopped and will not retry on its own. Once an administrator has\n"+
+			"dealt with the cause (for a quarantine: enrollctl re-admit), restart enroll-client.\n")
+	}
 	return b.String()
 }

@@ -2,6 +2,7 @@
 package sink
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -26,3 +27,20 @@ func (f File) Write(token string) error {
 
 // String names the sink in logs.
 func (f File) String() string { return "file:" + f.Path }
+
+// StatusFile publishes the device's status as JSON, replaced atomically, so
+// that `enroll-client status` can read it while the daemon holds the state
+// file. It holds no secret; it is owner-only all the same.
+type StatusFile struct{ Path string }
+
+// WriteStatus replaces the file with v encoded as JSON.
+func (f StatusFile) WriteStatus(v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := maybe.WriteFile(f.Path, append(data, '\n'), 0o600); err != nil {
+		return fmt.Errorf("status file %s: %w", f.Path, err)
+	}
+	return nil
+}

@@ -68,7 +68,8 @@ func New(cfg config.File, opts Options, log *slog.Logger) (*App, error) {
 	fleets := make([]enrollment.Fleet, 0, len(cfg.Fleets))
 	for _, f := range cfg.Fleets {
 		fleets = append(fleets, enrollment.Fleet{Name: f.Name, WrapTTL: f.WrapTTL,
-			TokenTTL: f.DeviceTokenTTL, TokenMaxTTL: f.DeviceTokenMaxTTL, SecretIDTTL: f.DeviceSecretIDTTL})
+			TokenTTL: f.DeviceTokenTTL, TokenMaxTTL: f.DeviceTokenMaxTTL, SecretIDTTL: f.DeviceSecretIDTTL,
+			RecoveryBudget: f.RecoveryBudget, RecoveryWindow: f.RecoveryWindow})
 	}
 	coreLog := log.With("component", "enrollment")
 	core := enrollment.New(vc, store, fleets, enrollment.NewAlerter(store, coreLog), coreLog)

@@ -57,6 +57,10 @@ type Fleet struct {
 	DeviceTokenTTL    time.Duration `yaml:"device_token_ttl"`
 	DeviceTokenMaxTTL time.Duration `yaml:"device_token_max_ttl"`
 	DeviceSecretIDTTL time.Duration `yaml:"device_secret_id_ttl"`
+	// RecoveryBudget is how many automatic re-enrollments a device may make
+	// within RecoveryWindow before it is quarantined.
+	RecoveryBudget int           `yaml:"recovery_budget"`
+	RecoveryWindow time.Duration `yaml:"recovery_window"`
 }
 
 // Default returns the configuration with every default filled in.
@@ -83,6 +87,12 @@ func FleetDefaults(f Fleet) Fleet {
 	}
 	if f.DeviceSecretIDTTL == 0 {
 		f.DeviceSecretIDTTL = 30 * 24 * time.Hour
+	}
+	if f.RecoveryBudget == 0 {
+		f.RecoveryBudget = 5
+	}
+	if f.RecoveryWindow == 0 {
+		f.RecoveryWindow = 24 * time.Hour
 	}
 	return f
 }
@@ -189,6 +199,12 @@ func (f File) Validate() error {
 		}
 		if fl.DeviceTokenTTL < time.Second || fl.DeviceTokenMaxTTL < fl.DeviceTokenTTL {
 			bad(key+".device_token_ttl", "want at least 1s and at most device_token_max_ttl")
+		}
+		if fl.RecoveryBudget < 0 {
+			bad(key+".recovery_budget", "must not be negative")
+		}
+		if fl.RecoveryWindow <= 0 {
+			bad(key+".recovery_window", "must be positive")
 		}
 		if fl.DeviceSecretIDTTL < 0 {
 			bad(key+".device_secret_id_ttl", "must not be negative")

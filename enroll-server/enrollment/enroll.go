@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -102,7 +103,37 @@ func (s *Service) Enroll(ctx context.Context, req wire.EnrollRequest) (wire.Enro
 		log.Warn("enrollment refused: device is quarantined", "reason", d.Reason)
 		return wire.EnrollResponse{}, fail(wire.CodeDeviceQuarantined, "device is quarantined (%s); an administrator must re-admit it", d.Reason)
 	}
+	if d.Enrollments > 0 && claimed {
+		if err := s.spendRecovery(ctx, fleet, &e, &d, now); err != nil {
+			return wire.EnrollResponse{}, err
+		}
+	}
 	return s.mint(ctx, log, fleet, e, d, req.Facts)
+}
+
+// spendRecovery counts a re-enrollment of a device that was enrolled
+// before against its fleet's recovery budget. Past the budget the device is
+// quarantined: a device that keeps losing its credential is either broken or
+// being impersonated, and either way needs a person.
+func (s *Service) spendRecovery(ctx context.Context, fleet Fleet, e *inventory.Enrollment, d *inventory.Device, now time.Time) error {
+	kept := d.Recoveries[:0]
+	for _, t := range d.Recoveries {
+		if now.Sub(t) < fleet.RecoveryWindow {
+			kept = append(kept, t)
+		}
+	}
+	d.Recoveries = kept
+	if len(d.Recoveries) < fleet.RecoveryBudget {
+		d.Recoveries = append(d.Recoveries, now)
+		return nil
+	}
+	s.alerts.Raise(ctx, inventory.Alert{Time: now, Kind: inventory.AlertRecoveryBudget, Fleet: d.Fleet, DeviceID: d.ID,
+		EnrollmentID: e.ID, Detail: fmt.Sprintf("%d re-enrollments within %v", len(d.Recoveries), fleet.RecoveryWindow)})
+	d.InFlight = ""
+	if err := s.quarantine(ctx, e, d, fmt.Sprintf("recovery budget exhausted (%d re-enrollments within %v)", fleet.RecoveryBudget, fleet.RecoveryWindow)); err != nil {
+		return err
+	}
+	return fail(wire.CodeDeviceQuarantined, "device is quarantined (%s); an administrator must re-admit it", d.Reason)
 }
 
 // mint creates the device's role if needed, destroys any secret ID it held

@@ -16,12 +16,17 @@ func fail(code wire.Code, format string, args ...any) error {
 // retryable "unavailable" when Vault could not answer, an internal error
 // otherwise. The cause stays in the wrapped chain for the server's log.
 func vaultError(op string, err error) error {
-	code := wire.CodeInternal
+	safe := wire.Errorf(wire.CodeInternal, "vault could not %s; try again later", op)
 	if vault.IsUnavailable(err) {
-		code = wire.CodeUnavailable
+		// Vault is down, sealed or shedding load: tell clients when to come
+		// back rather than letting them hammer it.
+		safe.Code, safe.RetryAfterSeconds = wire.CodeUnavailable, unavailableRetryAfter
 	}
-	return &causeError{safe: wire.Errorf(code, "vault could not %s; try again later", op), cause: err}
+	return &causeError{safe: safe, cause: err}
 }
+
+// unavailableRetryAfter is the Retry-After sent while Vault is unavailable.
+const unavailableRetryAfter = 5
 
 // causeError carries a safe error for the caller and the real cause for
 // the log.

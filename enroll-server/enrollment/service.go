@@ -35,6 +35,10 @@ type Fleet struct {
 	TokenTTL    time.Duration
 	TokenMaxTTL time.Duration
 	SecretIDTTL time.Duration
+	// RecoveryBudget is how many automatic re-enrollments a device may make
+	// within RecoveryWindow before it is quarantined; 0 means none.
+	RecoveryBudget int
+	RecoveryWindow time.Duration
 }
 
 // Service is the enrollment core. Build it with New.

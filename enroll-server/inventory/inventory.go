@@ -44,6 +44,9 @@ type Device struct {
 	CreatedAt        time.Time  `json:"created_at"`
 	UpdatedAt        time.Time  `json:"updated_at"`
 	EnrolledAt       time.Time  `json:"enrolled_at,omitzero"`
+	// Recoveries are the times of automatic re-enrollments, for the
+	// recovery budget; older ones than the fleet's window are dropped.
+	Recoveries []time.Time `json:"recoveries,omitempty"`
 	// InFlight is the enrollment being minted, if any, and since when.
 	InFlight      string    `json:"in_flight,omitempty"`
 	InFlightSince time.Time `json:"in_flight_since,omitzero"`
@@ -85,6 +88,7 @@ const (
 	AlertCreationPathMismatch = "creation_path_mismatch"
 	AlertEnrollmentTokenReuse = "enrollment_token_reused"
 	AlertAckMissing           = "acknowledgement_missing"
+	AlertRecoveryBudget       = "recovery_budget_exhausted"
 )
 
 // Alert is a security event of the secret bridge.

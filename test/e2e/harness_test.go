@@ -64,6 +64,8 @@ func (b *logBuffer) lines(msg string) []map[string]any {
 type env struct {
 	t         *testing.T
 	vault     *vaulttest.Server
+	pvault    *vaulttest.Persistent // set with options.persistent
+	cfg       config.File           // the server's configuration
 	root      *api.Client
 	layout    vault.Layout
 	bundle    bundle.Bundle // the fleet's bootstrap bundle
@@ -76,15 +78,34 @@ type env struct {
 	secrets []string
 }
 
-func newEnv(t *testing.T) *env {
+// options change the environment newEnv builds.
+type options struct {
+	// persistent runs a Vault that can be stopped and restarted.
+	persistent bool
+	// fleet adjusts the fleet's server configuration.
+	fleet func(*config.Fleet)
+}
+
+func newEnv(t *testing.T, opts ...options) *env {
 	t.Helper()
-	vs := vaulttest.StartDev(t)
+	var o options
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	var vs *vaulttest.Server
+	var pv *vaulttest.Persistent
+	if o.persistent {
+		pv = vaulttest.StartPersistent(t)
+		vs = pv.Server
+	} else {
+		vs = vaulttest.StartDev(t)
+	}
 	root, err := api.NewClient(&api.Config{Address: vs.Addr})
 	if err != nil {
 		t.Fatal(err)
 	}
 	root.SetToken(vs.RootToken)
-	e := &env{t: t, vault: vs, root: root, layout: vault.DefaultLayout(), logs: &logBuffer{}}
+	e := &env{t: t, vault: vs, pvault: pv, root: root, layout: vault.DefaultLayout(), logs: &logBuffer{}}
 	ctx := context.Background()
 
 	admin, err := vault.NewAdmin(vault.Options{Address: vs.Addr, Token: vs.RootToken}, e.layout)
@@ -119,7 +140,11 @@ func newEnv(t *testing.T) *env {
 	cfg.Vault.Address = vs.Addr
 	cfg.Vault.CredentialsFile = credPath
 	cfg.StatePath = e.statePath
-	cfg.Fleets = []config.Fleet{config.FleetDefaults(config.Fleet{Name: fleet})}
+	fl := config.Fleet{Name: fleet}
+	if o.fleet != nil {
+		o.fleet(&fl)
+	}
+	cfg.Fleets = []config.Fleet{config.FleetDefaults(fl)}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -139,12 +164,14 @@ func newEnv(t *testing.T) *env {
 }
 
 func (e *env) startServer(cfg config.File) {
+	e.cfg = cfg
 	log := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	a, err := app.New(cfg, app.Options{}, log)
 	if err != nil {
 		e.t.Fatalf("build server: %v", err)
 	}
 	e.serverURL = "https://" + a.Addr().String()
+	e.cfg.Listen = a.Addr().String() // a restart comes back on the same address
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
@@ -163,6 +190,13 @@ func (e *env) startServer(cfg config.File) {
 		_, err := c.Enroll(context.Background(), wireProbe())
 		return err != nil && !isTransport(err)
 	})
+}
+
+// restartServer starts the server again on the same address and state.
+func (e *env) restartServer() {
+	e.t.Helper()
+	e.stop()
+	e.startServer(e.cfg)
 }
 
 // inventory stops the server and returns what it stored.

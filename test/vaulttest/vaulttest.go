@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -144,13 +145,23 @@ func (s *Server) waitReady(timeout time.Duration) error {
 	return errors.New("vault did not become ready in time")
 }
 
-// Stop ends the server and waits for it.
+// Stop ends the server (SIGTERM, then SIGKILL after 10 s) and waits for it.
 func (s *Server) Stop() {
 	if s.cmd.Process == nil {
 		return
 	}
-	_ = s.cmd.Process.Kill()
-	<-s.done
+	select {
+	case <-s.done:
+		return
+	default:
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(10 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.done
+	}
 }
 
 // Log returns what the server printed.
