@@ -15,6 +15,13 @@ import (
 // sinks. A refused secret ID (expired, used up, destroyed) sends the device
 // back to enrollment.
 func (m *Machine) login(ctx context.Context, st *State) error {
+	if !st.SecretIDExpiresAt.IsZero() && !m.clock.Now().Before(st.SecretIDExpiresAt) {
+		// Vault removes expired secret IDs only by a periodic tidy, up to a
+		// minute late; the device honours the TTL Vault gave it instead.
+		m.log.Info("secret ID expired; enrolling again", "secret_id_accessor", st.SecretIDAccessor)
+		st.clearEnrollment()
+		return m.save(st)
+	}
 	a, err := m.cfg.Vault.Login(ctx, st.LoginMount, st.RoleID, st.SecretID)
 	if errors.Is(err, vault.ErrCredentialRefused) {
 		m.log.Warn("secret ID refused; enrolling again", "secret_id_accessor", st.SecretIDAccessor, "err", err)

@@ -172,6 +172,13 @@ func (m *Machine) Run(ctx context.Context, untilEnrolled bool) error {
 		return err
 	}
 	m.log.Info("starting", "phase", st.Phase)
+	if st.Phase == PhaseAuthenticated && st.Token != "" {
+		// A crash may have come between saving the token and handing it
+		// over: hand it over again.
+		if err := m.writeSinks(st.Token); err != nil {
+			m.log.Warn("write token sinks", "err", err)
+		}
+	}
 	for {
 		if ctx.Err() != nil {
 			return nil

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"log/slog"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -64,3 +65,5 @@ func isTransport(err error) bool {
 func tlsTo(t *testing.T, caPEM string) *tls.Config {
 	return &tls.Config{RootCAs: mustPool(t, caPEM)}
 }
+
+func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
