@@ -47,6 +47,9 @@ func Open(path string) (s *Store, err error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("state dir: %w", err)
 	}
+	if err := checkFile(path); err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
 	defer func() {
 		// bbolt panics on some kinds of damage instead of returning an error.
 		if r := recover(); r != nil {
@@ -64,11 +67,25 @@ func Open(path string) (s *Store, err error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	s = &Store{db: db}
+	if err := s.check(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
 	if err := s.migrate(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	return s, nil
+}
+
+// check runs bbolt's own consistency check over the whole (small) file.
+func (s *Store) check() error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		for err := range tx.Check() {
+			return fmt.Errorf("%w: %v", ErrCorrupt, err)
+		}
+		return nil
+	})
 }
 
 func (s *Store) migrate() error {

@@ -61,6 +61,13 @@ func TestCorruptFileIsRefused(t *testing.T) {
 	}{
 		{"garbage", func(p string) error { return os.WriteFile(p, []byte("not a database at all, just text"), 0o600) }},
 		{"truncated", func(p string) error { return os.Truncate(p, 100) }},
+		{"cut to a third", func(p string) error {
+			fi, err := os.Stat(p)
+			if err != nil {
+				return err
+			}
+			return os.Truncate(p, fi.Size()/3)
+		}},
 		{"zeroed header", func(p string) error {
 			f, err := os.OpenFile(p, os.O_WRONLY, 0)
 			if err != nil {
@@ -95,4 +102,32 @@ func TestCorruptFileIsRefused(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzOpen: whatever bytes the state file holds, Open returns a store or an
+// error; it never crashes the process.
+func FuzzOpen(f *testing.F) {
+	seed := filepath.Join(f.TempDir(), "seed.db")
+	s, err := state.Open(seed)
+	if err != nil {
+		f.Fatal(err)
+	}
+	_ = s.WriteState("device", []byte(`{"version":1}`))
+	s.Close()
+	good, _ := os.ReadFile(seed)
+	f.Add(good)
+	f.Add(good[:len(good)/2])
+	f.Add([]byte("not a database"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		path := filepath.Join(t.TempDir(), "state.db")
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s, err := state.Open(path)
+		if err != nil {
+			return
+		}
+		_, _ = s.ReadState("device")
+		s.Close()
+	})
 }

@@ -221,6 +221,9 @@ func (e *env) inventory() ([]inventory.Device, []inventory.Alert) {
 
 // device is one simulated device running the real client core.
 type device struct {
+	statusMu sync.Mutex
+	status   lifecycle.Status // the last status the machine published
+
 	id       string
 	machine  *lifecycle.Machine
 	store    *state.Store
@@ -241,16 +244,17 @@ func (e *env) newDevice(id string, mod func(*bundle.Bundle)) *device {
 		e.t.Fatal(err)
 	}
 	e.t.Cleanup(func() { st.Close() })
-	vc, err := clientvault.New(b.VaultAddr, b.VaultCAPEM, 10*time.Second)
-	if err != nil {
-		e.t.Fatal(err)
-	}
 	d := &device{id: id, store: st, sinkPath: filepath.Join(dir, "token")}
-	log := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	d.machine = lifecycle.New(lifecycle.Config{
-		Bundle: &b, DeviceID: id, Vault: vc, Store: st, Log: log,
-		Server: serverapi.New(b.ServerURL, mustPool(e.t, b.ServerCAPEM), 10*time.Second),
+		Bundle: &b, DeviceID: id, Vault: mustClientVault(e.t, b), Store: st, Log: jsonLogger(e.logs),
+		Server: serverClient(e.t, b),
 		Sinks:  []lifecycle.Sink{sink.File{Path: d.sinkPath}},
+		Status: lifecycle.StatusFunc(func(s lifecycle.Status) error {
+			d.statusMu.Lock()
+			defer d.statusMu.Unlock()
+			d.status = s
+			return nil
+		}),
 	})
 	return d
 }
@@ -269,6 +273,13 @@ func (e *env) enroll(d *device) lifecycle.State {
 	}
 	e.secrets = append(e.secrets, st.SecretID, st.Token)
 	return st
+}
+
+// lastStatus is what `enroll-client status` would show.
+func (d *device) lastStatus() lifecycle.Status {
+	d.statusMu.Lock()
+	defer d.statusMu.Unlock()
+	return d.status
 }
 
 func (d *device) state(t *testing.T) lifecycle.State {
@@ -320,4 +331,21 @@ func (e *env) clientFor(token string) *api.Client {
 	}
 	c.SetToken(token)
 	return c
+}
+
+func mustClientVault(t *testing.T, b bundle.Bundle) *clientvault.Client {
+	t.Helper()
+	vc, err := clientvault.New(b.VaultAddr, b.VaultCAPEM, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return vc
+}
+
+func serverClient(t *testing.T, b bundle.Bundle) *serverapi.Client {
+	return serverapi.New(b.ServerURL, mustPool(t, b.ServerCAPEM), 10*time.Second)
+}
+
+func jsonLogger(w *logBuffer) *slog.Logger {
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
