@@ -1,10 +1,10 @@
 package e2e
 
 import (
-	"log/slog"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"log/slog"
 	"os"
 	"testing"
 	"time"

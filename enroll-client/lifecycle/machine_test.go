@@ -1,0 +1,163 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edge-enroll/enroll/enroll-client/serverapi"
+	"github.com/edge-enroll/enroll/pkg/bundle"
+	"github.com/edge-enroll/enroll/pkg/wire"
+)
+
+type rig struct {
+	m      *Machine
+	clock  *fakeClock
+	vault  *fakeVault
+	server *fakeServer
+	store  *memStore
+}
+
+func newRig(t *testing.T) *rig {
+	t.Helper()
+	r := &rig{
+		clock:  &fakeClock{now: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)},
+		vault:  &fakeVault{failOn: map[int]error{}, tokenTTL: time.Hour},
+		server: &fakeServer{},
+		store:  &memStore{},
+	}
+	b := &bundle.Bundle{Fleet: "acme", EnrollMount: "edge-enroll", DeviceMount: "edge-devices-acme", RoleID: "r", SecretID: "s", Generation: 1}
+	r.m = New(Config{
+		Bundle: b, DeviceID: "dev-1", Vault: r.vault, Server: r.server, Store: r.store,
+		Log: slog.New(slog.DiscardHandler), Clock: r.clock, Rand: func() float64 { return 0.5 },
+	})
+	return r
+}
+
+func (r *rig) enroll(t *testing.T) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return r.m.Run(ctx, true)
+}
+
+// Vault answers 503 on the third call (the unwrap): the machine backs off
+// and resumes from the saved state without a second enrollment.
+func TestVaultOutageMidEnrollmentResumes(t *testing.T) {
+	r := newRig(t)
+	r.vault.failOn[3] = errors.New("vault answered 503")
+	if err := r.enroll(t); err != nil {
+		t.Fatal(err)
+	}
+	if r.server.enrolls != 1 || r.server.acks != 1 {
+		t.Fatalf("enrolls=%d acks=%d, want 1 and 1", r.server.enrolls, r.server.acks)
+	}
+	if len(r.clock.sleeps) != 1 || r.clock.sleeps[0] <= 0 || r.clock.sleeps[0] > time.Second {
+		t.Fatalf("backoff sleeps %v, want one sleep within the first backoff step", r.clock.sleeps)
+	}
+}
+
+// A server's Retry-After is a floor for the next attempt.
+func TestRetryAfterIsHonoured(t *testing.T) {
+	r := newRig(t)
+	r.server.enrollErr = []error{&serverapi.Error{Status: 429, RetryAfter: 30 * time.Second,
+		Err: wire.Error{Code: wire.CodeRateLimited, Message: "slow down"}}}
+	if err := r.enroll(t); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.clock.sleeps) != 1 || r.clock.sleeps[0] < 30*time.Second || r.clock.sleeps[0] >= 45*time.Second {
+		t.Fatalf("sleeps %v, want one of at least the 30 s Retry-After", r.clock.sleeps)
+	}
+	if r.server.enrolls != 2 {
+		t.Fatalf("enrolls = %d, want 2", r.server.enrolls)
+	}
+}
+
+// A permanent refusal stops the loop, is recorded, and is not retried.
+func TestPermanentRefusalStops(t *testing.T) {
+	r := newRig(t)
+	r.server.enrollErr = []error{&serverapi.Error{Status: 404, Err: wire.Error{Code: wire.CodeUnknownFleet, Message: "fleet acme is not served here"}}}
+	err := r.enroll(t)
+	if !errors.Is(err, ErrRejected) {
+		t.Fatalf("Run = %v, want ErrRejected", err)
+	}
+	st, _ := r.m.Load()
+	if st.Phase != PhaseRejected || !strings.Contains(st.Reason, "unknown_fleet") {
+		t.Fatalf("state %s reason %q", st.Phase, st.Reason)
+	}
+	if r.server.enrolls != 1 || len(r.clock.sleeps) != 0 {
+		t.Fatalf("enrolls=%d sleeps=%v: a permanent refusal was retried", r.server.enrolls, r.clock.sleeps)
+	}
+	// A restart does not retry either.
+	if err := r.enroll(t); !errors.Is(err, ErrRejected) || r.server.enrolls != 1 {
+		t.Fatalf("after restart: %v, enrolls %d", err, r.server.enrolls)
+	}
+}
+
+// The same idempotency key is sent on every retry of one enrollment.
+func TestRetriesKeepTheIdempotencyKey(t *testing.T) {
+	r := newRig(t)
+	var keys []string
+	srv := &recordingServer{fakeServer: r.server, keys: &keys}
+	r.m.cfg.Server = srv
+	r.server.enrollErr = []error{errors.New("connection reset"), errors.New("connection reset")}
+	if err := r.enroll(t); err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 3 || keys[0] != keys[1] || keys[1] != keys[2] || keys[0] == "" {
+		t.Fatalf("keys sent: %v, want the same key three times", keys)
+	}
+}
+
+type recordingServer struct {
+	*fakeServer
+	keys *[]string
+}
+
+func (s *recordingServer) Enroll(ctx context.Context, req wire.EnrollRequest) (wire.EnrollResponse, error) {
+	*s.keys = append(*s.keys, req.IdempotencyKey)
+	return s.fakeServer.Enroll(ctx, req)
+}
+
+// A wrapping token someone else unwrapped is reported, never unwrapped.
+func TestUsedWrappingTokenIsReported(t *testing.T) {
+	r := newRig(t)
+	r.vault.unwrapped = true
+	if err := r.enroll(t); !errors.Is(err, ErrRejected) {
+		t.Fatalf("Run = %v, want ErrRejected", err)
+	}
+	if r.server.reports != 1 {
+		t.Fatalf("reports = %d, want 1", r.server.reports)
+	}
+}
+
+// The token is renewed at about two thirds of its TTL, jitter included.
+func TestRenewalIsScheduledAtTwoThirds(t *testing.T) {
+	r := newRig(t)
+	r.vault.tokenTTL = 90 * time.Second
+	if err := r.enroll(t); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r.vault.onRenew = cancel // stop right after the first renewal
+	_ = r.m.Run(ctx, false)
+	// Rand is 0.5: 2/3 of 90 s is 60 s, less half of a tenth of 90 s = 55.5 s.
+	if len(r.clock.sleeps) == 0 || r.clock.sleeps[0] != 55500*time.Millisecond {
+		t.Fatalf("first sleep %v, want 55.5s", r.clock.sleeps)
+	}
+}
+
+// A state of another device is refused, never adopted.
+func TestStateOfAnotherDeviceIsRefused(t *testing.T) {
+	r := newRig(t)
+	if err := r.enroll(t); err != nil {
+		t.Fatal(err)
+	}
+	other := New(Config{Bundle: r.m.cfg.Bundle, DeviceID: "dev-2", Store: r.store, Log: slog.New(slog.DiscardHandler)})
+	if _, err := other.Load(); err == nil || !strings.Contains(err.Error(), "belongs to device") {
+		t.Fatalf("Load = %v, want a refusal", err)
+	}
+}
