@@ -4,7 +4,6 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -12,8 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
+	"github.com/edge-enroll/enroll/pkg/strictyaml"
 	"github.com/edge-enroll/enroll/pkg/wire"
 )
 
@@ -64,9 +62,6 @@ var Env = map[string]func(*File, string){
 	"ENROLL_CLIENT_LOG_LEVEL":  func(f *File, v string) { f.Log.Level = v },
 }
 
-// MaxFileSize caps the configuration file.
-const MaxFileSize = 1 << 20
-
 // Load reads path (a missing file at the default path means all defaults),
 // applies environment overrides and validates.
 func Load(path string, getenv func(string) string, hostname func() (string, error)) (File, error) {
@@ -105,17 +100,8 @@ const DefaultPath = "/etc/enroll-client/config.yaml"
 
 // Parse decodes a file over the defaults, refusing unknown keys.
 func Parse(r io.Reader) (File, error) {
-	data, err := io.ReadAll(io.LimitReader(r, MaxFileSize+1))
-	if err != nil {
-		return File{}, err
-	}
-	if len(data) > MaxFileSize {
-		return File{}, fmt.Errorf("larger than %d bytes", MaxFileSize)
-	}
 	f := Default()
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
+	if err := strictyaml.Decode(r, &f); err != nil {
 		return File{}, err
 	}
 	return f, nil

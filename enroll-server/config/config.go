@@ -5,16 +5,14 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/edge-enroll/enroll/pkg/bundle"
+	"github.com/edge-enroll/enroll/pkg/strictyaml"
 	"github.com/edge-enroll/enroll/pkg/wire"
 )
 
@@ -105,9 +103,6 @@ var Env = map[string]func(*File, string){
 	"ENROLL_SERVER_LOG_LEVEL":  func(f *File, v string) { f.Log.Level = v },
 }
 
-// MaxFileSize caps the configuration file.
-const MaxFileSize = 1 << 20
-
 // Load reads, overrides from the environment and validates a file.
 func Load(path string, getenv func(string) string) (File, error) {
 	fh, err := os.Open(path)
@@ -132,17 +127,8 @@ func Load(path string, getenv func(string) string) (File, error) {
 
 // Parse decodes a file over the defaults, refusing unknown keys.
 func Parse(r io.Reader) (File, error) {
-	data, err := io.ReadAll(io.LimitReader(r, MaxFileSize+1))
-	if err != nil {
-		return File{}, err
-	}
-	if len(data) > MaxFileSize {
-		return File{}, fmt.Errorf("larger than %d bytes", MaxFileSize)
-	}
 	f := Default()
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
+	if err := strictyaml.Decode(r, &f); err != nil {
 		return File{}, err
 	}
 	for i := range f.Fleets {
