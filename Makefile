@@ -29,7 +29,7 @@ demo: build vault
 	@VAULT_BIN=$$(test/vaultbin/build.sh) BIN_DIR=$(CURDIR)/$(BIN) test/demo/demo.sh
 
 test: vault
-	@VAULT_BIN=$$(test/vaultbin/build.sh) $(GO) test -timeout 30m ./...
+	@VAULT_BIN=$$(test/vaultbin/build.sh) $(GO) test -race -timeout 30m ./...
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
