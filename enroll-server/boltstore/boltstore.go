@@ -16,6 +16,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
 
+	"github.com/edge-enroll/enroll/enroll-server/audit"
 	"github.com/edge-enroll/enroll/enroll-server/inventory"
 )
 
@@ -29,6 +30,9 @@ var (
 	bucketIdempotency = []byte("idempotency")
 	bucketTokens      = []byte("consumed_tokens")
 	bucketAlerts      = []byte("alerts")
+	bucketAwaitingAck = []byte("awaiting_ack")
+	bucketAttempts    = []byte("generation_attempts")
+	bucketAudit       = []byte("audit")
 	keySchema         = []byte("schema_version")
 )
 
@@ -78,7 +82,8 @@ func (s *Store) migrate() error {
 			return fmt.Errorf("schema version %d is newer than this binary understands (%d)", v, SchemaVersion)
 		}
 		// Version 0 → 1: create the buckets. Later versions add steps here.
-		for _, b := range [][]byte{bucketDevices, bucketEnrollments, bucketIdempotency, bucketTokens, bucketAlerts} {
+		for _, b := range [][]byte{bucketDevices, bucketEnrollments, bucketIdempotency, bucketTokens, bucketAlerts,
+			bucketAwaitingAck, bucketAttempts, bucketAudit} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -160,8 +165,103 @@ func (s *Store) Record(_ context.Context, e inventory.Enrollment, d inventory.De
 		if err := put(tx.Bucket(bucketEnrollments), []byte(e.ID), e); err != nil {
 			return err
 		}
+		awaiting := tx.Bucket(bucketAwaitingAck)
+		if e.State == inventory.EnrollmentWrapped {
+			if err := awaiting.Put([]byte(e.ID), nil); err != nil {
+				return err
+			}
+		} else if err := awaiting.Delete([]byte(e.ID)); err != nil {
+			return err
+		}
 		return put(tx.Bucket(bucketDevices), deviceKey(d.Fleet, d.ID), d)
 	})
+}
+
+// AwaitingAck implements inventory.Store.
+func (s *Store) AwaitingAck(_ context.Context) ([]inventory.Enrollment, error) {
+	var out []inventory.Enrollment
+	err := s.db.View(func(tx *bolt.Tx) error {
+		enrollments := tx.Bucket(bucketEnrollments)
+		return tx.Bucket(bucketAwaitingAck).ForEach(func(k, _ []byte) error {
+			e, err := get[inventory.Enrollment](enrollments, k)
+			if err != nil {
+				return err
+			}
+			out = append(out, e)
+			return nil
+		})
+	})
+	return out, err
+}
+
+func attemptKey(fleet string, gen int) []byte {
+	return binary.BigEndian.AppendUint64([]byte(fleet+"/"), uint64(gen))
+}
+
+// CountAttempt implements inventory.Store.
+func (s *Store) CountAttempt(_ context.Context, fleet string, gen int, at time.Time) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketAttempts)
+		u, err := get[inventory.GenerationUse](b, attemptKey(fleet, gen))
+		if err != nil && !errors.Is(err, inventory.ErrNotFound) {
+			return err
+		}
+		u.Generation, u.Attempts, u.Last = gen, u.Attempts+1, at.UTC()
+		return put(b, attemptKey(fleet, gen), u)
+	})
+}
+
+// GenerationUse implements inventory.Store.
+func (s *Store) GenerationUse(_ context.Context, fleet string) ([]inventory.GenerationUse, error) {
+	var out []inventory.GenerationUse
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketAttempts).Cursor()
+		prefix := []byte(fleet + "/")
+		for k, v := c.Seek(prefix); k != nil && hasPrefix(k, prefix); k, v = c.Next() {
+			var u inventory.GenerationUse
+			if err := json.Unmarshal(v, &u); err != nil {
+				return err
+			}
+			out = append(out, u)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// AppendAudit implements inventory.Store. Sealing happens inside the write
+// transaction, so concurrent appends cannot fork the chain.
+func (s *Store) AppendAudit(_ context.Context, r audit.Record) (audit.Record, error) {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketAudit)
+		var prev *audit.Record
+		if k, v := b.Cursor().Last(); k != nil {
+			var last audit.Record
+			if err := json.Unmarshal(v, &last); err != nil {
+				return fmt.Errorf("decode last audit record: %w", err)
+			}
+			prev = &last
+		}
+		r = audit.Seal(prev, r)
+		return put(b, binary.BigEndian.AppendUint64(nil, r.Seq), r)
+	})
+	return r, err
+}
+
+// Audit implements inventory.Store.
+func (s *Store) Audit(_ context.Context) ([]audit.Record, error) {
+	var out []audit.Record
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketAudit).ForEach(func(_, v []byte) error {
+			var r audit.Record
+			if err := json.Unmarshal(v, &r); err != nil {
+				return err
+			}
+			out = append(out, r)
+			return nil
+		})
+	})
+	return out, err
 }
 
 // Enrollment implements inventory.Store.

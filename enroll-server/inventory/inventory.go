@@ -8,6 +8,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/edge-enroll/enroll/enroll-server/audit"
 	"github.com/edge-enroll/enroll/pkg/wire"
 )
 
@@ -23,9 +24,19 @@ var (
 
 // Device states.
 const (
+	DevicePending     = "pending"   // waiting for an administrator's approval
 	DeviceEnrolling   = "enrolling" // a wrapped secret ID is out, no acknowledgement yet
 	DeviceEnrolled    = "enrolled"
 	DeviceQuarantined = "quarantined"
+	DeviceRevoked     = "revoked"
+	DeviceRejected    = "rejected"
+)
+
+// Admission decisions an administrator made about a device.
+const (
+	AdmissionPreauthorized = "preauthorized"
+	AdmissionApproved      = "approved"
+	AdmissionRejected      = "rejected"
 )
 
 // Device is one device of a fleet.
@@ -40,7 +51,8 @@ type Device struct {
 	TokenAccessor    string     `json:"token_accessor,omitempty"`
 	Enrollments      int        `json:"enrollments"`
 	Facts            wire.Facts `json:"facts"`
-	Reason           string     `json:"reason,omitempty"` // why it is quarantined
+	Reason           string     `json:"reason,omitempty"` // why it is quarantined, revoked or rejected
+	Admission        string     `json:"admission,omitempty"`
 	CreatedAt        time.Time  `json:"created_at"`
 	UpdatedAt        time.Time  `json:"updated_at"`
 	EnrolledAt       time.Time  `json:"enrolled_at,omitzero"`
@@ -54,6 +66,7 @@ type Device struct {
 
 // Enrollment states.
 const (
+	EnrollmentPending      = "pending" // awaiting approval
 	EnrollmentMinting      = "minting"
 	EnrollmentWrapped      = "wrapped"
 	EnrollmentAcknowledged = "acknowledged"
@@ -78,8 +91,14 @@ type Enrollment struct {
 	WrapExpiresAt    time.Time `json:"wrap_expires_at,omitzero"`
 	SecretIDAccessor string    `json:"secret_id_accessor,omitempty"`
 	TokenAccessor    string    `json:"token_accessor,omitempty"`
-	CreatedAt        time.Time `json:"created_at"`
-	UpdatedAt        time.Time `json:"updated_at"`
+	// Batch marks a credential pre-provisioned by an administrator for an
+	// orchestrator to inject, rather than requested by the device.
+	Batch bool `json:"batch,omitempty"`
+	// AckDeadline is when the server gives up waiting for the device's
+	// acknowledgement and treats the credential as intercepted.
+	AckDeadline time.Time `json:"ack_deadline,omitzero"`
+	CreatedAt   time.Time `json:"created_at"`
+	UpdatedAt   time.Time `json:"updated_at"`
 }
 
 // Alert kinds.
@@ -100,6 +119,13 @@ type Alert struct {
 	DeviceID     string    `json:"device_id,omitempty"`
 	EnrollmentID string    `json:"enrollment_id,omitempty"`
 	Detail       string    `json:"detail,omitempty"`
+}
+
+// GenerationUse is how often a fleet's bootstrap generation was presented.
+type GenerationUse struct {
+	Generation int       `json:"generation"`
+	Attempts   int       `json:"attempts"`
+	Last       time.Time `json:"last,omitzero"`
 }
 
 // Store keeps the server's inventory. Every method is safe for concurrent
@@ -126,5 +152,14 @@ type Store interface {
 	// AddAlert appends an alert and returns it with its sequence number.
 	AddAlert(ctx context.Context, a Alert) (Alert, error)
 	Alerts(ctx context.Context) ([]Alert, error)
+	// AwaitingAck lists enrollments whose wrapped secret ID is out and not
+	// acknowledged.
+	AwaitingAck(ctx context.Context) ([]Enrollment, error)
+	// CountAttempt records that a generation's credential was presented.
+	CountAttempt(ctx context.Context, fleet string, generation int, at time.Time) error
+	GenerationUse(ctx context.Context, fleet string) ([]GenerationUse, error)
+	// AppendAudit seals r after the last record and appends it.
+	AppendAudit(ctx context.Context, r audit.Record) (audit.Record, error)
+	Audit(ctx context.Context) ([]audit.Record, error)
 	Close() error
 }

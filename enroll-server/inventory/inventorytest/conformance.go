@@ -1,0 +1,213 @@
+// Package inventorytest is the conformance suite every inventory.Store
+// implementation must pass.
+package inventorytest
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/edge-enroll/enroll/enroll-server/audit"
+	"github.com/edge-enroll/enroll/enroll-server/inventory"
+)
+
+// Run runs the suite; open returns a new, empty store.
+func Run(t *testing.T, open func(t *testing.T) inventory.Store) {
+	tests := map[string]func(*testing.T, inventory.Store){
+		"idempotent begin":    testIdempotentBegin,
+		"busy device":         testBusyDevice,
+		"concurrent begins":   testConcurrentBegins,
+		"record and awaiting": testRecordAndAwaiting,
+		"consumed tokens":     testConsumedTokens,
+		"alerts":              testAlerts,
+		"audit chain":         testAuditChain,
+		"generation use":      testGenerationUse,
+		"devices by fleet":    testDevicesByFleet,
+		"missing records":     testMissing,
+	}
+	for name, fn := range tests {
+		t.Run(name, func(t *testing.T) {
+			s := open(t)
+			t.Cleanup(func() { s.Close() })
+			fn(t, s)
+		})
+	}
+}
+
+var t0 = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func enrollment(id, device, key string) inventory.Enrollment {
+	return inventory.Enrollment{ID: id, Fleet: "acme", DeviceID: device, IdempotencyKey: key,
+		State: inventory.EnrollmentMinting, CreatedAt: t0, UpdatedAt: t0}
+}
+
+func testIdempotentBegin(t *testing.T, s inventory.Store) {
+	ctx := context.Background()
+	got, claimed, err := s.BeginEnrollment(ctx, enrollment("e1", "d1", "k1"), t0.Add(-time.Minute))
+	if err != nil || !claimed || got.ID != "e1" {
+		t.Fatalf("first begin = %v %v %v", got.ID, claimed, err)
+	}
+	got, claimed, err = s.BeginEnrollment(ctx, enrollment("e2", "d1", "k1"), t0.Add(-time.Minute))
+	if err != nil || claimed || got.ID != "e1" {
+		t.Fatalf("same key again = %v %v %v, want e1 unclaimed", got.ID, claimed, err)
+	}
+	d, err := s.Device(ctx, "acme", "d1")
+	if err != nil || d.InFlight != "e1" {
+		t.Fatalf("device in flight = %q, %v", d.InFlight, err)
+	}
+}
+
+func testBusyDevice(t *testing.T, s inventory.Store) {
+	ctx := context.Background()
+	if _, _, err := s.BeginEnrollment(ctx, enrollment("e1", "d1", "k1"), t0.Add(-time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.BeginEnrollment(ctx, enrollment("e2", "d1", "k2"), t0.Add(-time.Minute)); !errors.Is(err, inventory.ErrBusy) {
+		t.Fatalf("a second key while the first mints = %v, want ErrBusy", err)
+	}
+	// Once the first is stale, another may take over.
+	if _, claimed, err := s.BeginEnrollment(ctx, enrollment("e3", "d1", "k3"), t0.Add(time.Second)); err != nil || !claimed {
+		t.Fatalf("after the first went stale = %v %v", claimed, err)
+	}
+}
+
+func testConcurrentBegins(t *testing.T, s inventory.Store) {
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	claims := 0
+	for i := range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, claimed, err := s.BeginEnrollment(ctx, enrollment("e"+string(rune('a'+i)), "d1", "same-key"), t0.Add(-time.Minute))
+			if err != nil {
+				t.Error(err)
+			}
+			if claimed {
+				mu.Lock()
+				claims++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if claims != 1 {
+		t.Fatalf("%d concurrent requests with one key claimed it, want 1", claims)
+	}
+}
+
+func testRecordAndAwaiting(t *testing.T, s inventory.Store) {
+	ctx := context.Background()
+	e := enrollment("e1", "d1", "k1")
+	e.State = inventory.EnrollmentWrapped
+	d := inventory.Device{Fleet: "acme", ID: "d1", State: inventory.DeviceEnrolling}
+	if err := s.Record(ctx, e, d); err != nil {
+		t.Fatal(err)
+	}
+	aw, err := s.AwaitingAck(ctx)
+	if err != nil || len(aw) != 1 || aw[0].ID != "e1" {
+		t.Fatalf("awaiting = %+v %v", aw, err)
+	}
+	e.State = inventory.EnrollmentAcknowledged
+	d.State = inventory.DeviceEnrolled
+	if err := s.Record(ctx, e, d); err != nil {
+		t.Fatal(err)
+	}
+	if aw, _ := s.AwaitingAck(ctx); len(aw) != 0 {
+		t.Fatalf("still awaiting after acknowledgement: %+v", aw)
+	}
+	got, err := s.Enrollment(ctx, "e1")
+	if err != nil || got.State != inventory.EnrollmentAcknowledged {
+		t.Fatalf("enrollment = %+v %v", got, err)
+	}
+}
+
+func testConsumedTokens(t *testing.T, s inventory.Store) {
+	ctx := context.Background()
+	if err := s.ConsumeToken(ctx, "h1", t0.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ConsumeToken(ctx, "h1", t0.Add(time.Minute)); !errors.Is(err, inventory.ErrConsumed) {
+		t.Fatalf("second consume = %v, want ErrConsumed", err)
+	}
+	if seen, _ := s.TokenConsumed(ctx, "h1"); !seen {
+		t.Fatal("consumed token not remembered")
+	}
+	if n, err := s.PurgeTokens(ctx, t0.Add(2*time.Minute)); err != nil || n != 1 {
+		t.Fatalf("purge = %d %v", n, err)
+	}
+	if seen, _ := s.TokenConsumed(ctx, "h1"); seen {
+		t.Fatal("purged token still remembered")
+	}
+}
+
+func testAlerts(t *testing.T, s inventory.Store) {
+	ctx := context.Background()
+	for _, k := range []string{"a", "b"} {
+		if _, err := s.AddAlert(ctx, inventory.Alert{Kind: k, Time: t0}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	al, err := s.Alerts(ctx)
+	if err != nil || len(al) != 2 || al[0].Kind != "a" || al[1].Seq <= al[0].Seq {
+		t.Fatalf("alerts = %+v %v", al, err)
+	}
+}
+
+func testAuditChain(t *testing.T, s inventory.Store) {
+	ctx := context.Background()
+	for _, a := range []string{"enroll", "acknowledge", "admin:revoke"} {
+		if _, err := s.AppendAudit(ctx, audit.Record{Time: t0, Actor: "server", Action: a}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recs, err := s.Audit(ctx)
+	if err != nil || len(recs) != 3 {
+		t.Fatalf("audit = %d records, %v", len(recs), err)
+	}
+	if err := audit.Verify(recs); err != nil {
+		t.Fatalf("a fresh log does not verify: %v", err)
+	}
+}
+
+func testGenerationUse(t *testing.T, s inventory.Store) {
+	ctx := context.Background()
+	for _, g := range []int{1, 1, 2} {
+		if err := s.CountAttempt(ctx, "acme", g, t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = s.CountAttempt(ctx, "other", 1, t0)
+	use, err := s.GenerationUse(ctx, "acme")
+	if err != nil || len(use) != 2 || use[0].Attempts != 2 || use[1].Attempts != 1 {
+		t.Fatalf("use = %+v %v", use, err)
+	}
+}
+
+func testDevicesByFleet(t *testing.T, s inventory.Store) {
+	ctx := context.Background()
+	for _, d := range []inventory.Device{{Fleet: "acme", ID: "a"}, {Fleet: "acme", ID: "b"}, {Fleet: "acme-2", ID: "c"}} {
+		if err := s.Record(ctx, inventory.Enrollment{ID: "e-" + d.ID}, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, _ := s.Devices(ctx, "acme"); len(got) != 2 {
+		t.Fatalf("fleet acme has %d devices, want 2 (a fleet's prefix must not match another's)", len(got))
+	}
+	if got, _ := s.Devices(ctx, ""); len(got) != 3 {
+		t.Fatalf("all fleets: %d devices, want 3", len(got))
+	}
+}
+
+func testMissing(t *testing.T, s inventory.Store) {
+	ctx := context.Background()
+	if _, err := s.Device(ctx, "acme", "nope"); !errors.Is(err, inventory.ErrNotFound) {
+		t.Fatalf("Device = %v, want ErrNotFound", err)
+	}
+	if _, err := s.Enrollment(ctx, "nope"); !errors.Is(err, inventory.ErrNotFound) {
+		t.Fatalf("Enrollment = %v, want ErrNotFound", err)
+	}
+}
