@@ -143,9 +143,16 @@ func build(cfg config.File, b *bundle.Bundle, log *slog.Logger) (*lifecycle.Mach
 	for _, s := range cfg.Sinks {
 		sinks = append(sinks, sink.File{Path: s.Path})
 	}
+	pre, err := readPreprovisioned(cfg, b)
+	if err != nil {
+		st.Close()
+		return nil, nil, err
+	}
 	hostname, _ := os.Hostname()
 	m := lifecycle.New(lifecycle.Config{
-		Bundle: b, DeviceID: cfg.DeviceID,
+		Preprovisioned:   pre,
+		OnPreprovisioned: func() { _ = os.Remove(cfg.PreprovisionedPath) },
+		Bundle:           b, DeviceID: cfg.DeviceID,
 		Facts: wire.Facts{Hostname: hostname, OS: runtime.GOOS, Arch: runtime.GOARCH, ClientVersion: version.Version},
 		Vault: vc, Server: serverapi.New(b.ServerURL, serverCAs, cfg.Timeouts.Server),
 		Store: st, Sinks: sinks, Log: log,
@@ -275,4 +282,29 @@ func resetState(args []string, stdout, stderr io.Writer) int {
 	_ = os.Remove(statusPath(cfg))
 	fmt.Fprintf(stdout, "moved %s to %s; the next run enrolls the device again\n", cfg.StatePath, aside)
 	return 0
+}
+
+// readPreprovisioned reads an injected credential, if there is one. It is
+// hostile input like any file: size-capped, strict, and it must name this
+// device and fleet.
+func readPreprovisioned(cfg config.File, b *bundle.Bundle) (*wire.EnrollResponse, error) {
+	f, err := os.Open(cfg.PreprovisionedPath)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var item wire.BatchItem
+	dec := json.NewDecoder(io.LimitReader(f, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&item); err != nil {
+		return nil, fmt.Errorf("pre-provisioned credential %s: %w", cfg.PreprovisionedPath, err)
+	}
+	if item.Fleet != b.Fleet || item.DeviceID != cfg.DeviceID {
+		return nil, fmt.Errorf("pre-provisioned credential %s is for device %q of fleet %q, not this one",
+			cfg.PreprovisionedPath, item.DeviceID, item.Fleet)
+	}
+	return &item.EnrollResponse, nil
 }

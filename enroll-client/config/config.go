@@ -18,12 +18,15 @@ import (
 // File is the configuration as written by an operator.
 type File struct {
 	// DeviceID identifies the device; empty means the host name.
-	DeviceID   string   `yaml:"device_id"`
-	BundlePath string   `yaml:"bundle_path"`
-	StatePath  string   `yaml:"state_path"`
-	Sinks      []Sink   `yaml:"sinks"`
-	Log        Log      `yaml:"log"`
-	Timeouts   Timeouts `yaml:"timeouts"`
+	DeviceID   string `yaml:"device_id"`
+	BundlePath string `yaml:"bundle_path"`
+	// PreprovisionedPath is where an orchestrator may inject a wrapped
+	// credential for this device; it is used once and deleted.
+	PreprovisionedPath string   `yaml:"preprovisioned_path"`
+	StatePath          string   `yaml:"state_path"`
+	Sinks              []Sink   `yaml:"sinks"`
+	Log                Log      `yaml:"log"`
+	Timeouts           Timeouts `yaml:"timeouts"`
 }
 
 // Sink is a place the token is handed to workloads.
@@ -46,11 +49,12 @@ type Timeouts struct {
 // Default returns the configuration with every default filled in.
 func Default() File {
 	return File{
-		BundlePath: "/etc/enroll-client/bundle.json",
-		StatePath:  "/var/lib/enroll-client/state.db",
-		Sinks:      []Sink{{Path: "/run/enroll-client/token"}},
-		Log:        Log{Level: "info", Format: "text"},
-		Timeouts:   Timeouts{Vault: 15 * time.Second, Server: 15 * time.Second},
+		BundlePath:         "/etc/enroll-client/bundle.json",
+		PreprovisionedPath: "/var/lib/enroll-client/preprovisioned.json",
+		StatePath:          "/var/lib/enroll-client/state.db",
+		Sinks:              []Sink{{Path: "/run/enroll-client/token"}},
+		Log:                Log{Level: "info", Format: "text"},
+		Timeouts:           Timeouts{Vault: 15 * time.Second, Server: 15 * time.Second},
 	}
 }
 

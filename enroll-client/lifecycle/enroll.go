@@ -16,15 +16,35 @@ import (
 // enrollment will carry, and saves it before anything goes on the wire.
 func (m *Machine) startEnrollment(st *State) error {
 	st.clearEnrollment()
+	if p := m.cfg.Preprovisioned; p != nil && st.Enrollments == 0 {
+		return m.usePreprovisioned(st, p)
+	}
 	st.Phase = PhaseEnrolling
 	st.IdempotencyKey = rand.Text()
 	return m.save(st)
+}
+
+// usePreprovisioned takes an injected wrapped credential as if the server
+// had just answered with it; it is validated exactly the same way.
+func (m *Machine) usePreprovisioned(st *State, p *wire.EnrollResponse) error {
+	m.cfg.Preprovisioned = nil // single use, whatever happens next
+	if err := m.acceptWrapped(st, *p); err != nil {
+		return permanent("pre-provisioned credential: %v", err)
+	}
+	if m.cfg.OnPreprovisioned != nil {
+		m.cfg.OnPreprovisioned()
+	}
+	m.log.Info("using a pre-provisioned credential", "enrollment_id", st.EnrollmentID, "wrapping_accessor", st.WrappingAccessor)
+	return nil
 }
 
 // bootstrapToken logs in with the fleet's shared enrollment role. The token
 // proves possession of the bootstrap credential and is good for one request.
 func (m *Machine) bootstrapToken(ctx context.Context) (string, error) {
 	b := m.cfg.Bundle
+	if b.RoleID == "" {
+		return "", permanent("the bundle holds no bootstrap credential and no pre-provisioned credential is left; re-provision the device")
+	}
 	a, err := m.cfg.Vault.Login(ctx, b.EnrollMount, b.RoleID, b.SecretID)
 	if errors.Is(err, vault.ErrCredentialRefused) {
 		return "", permanent("vault refused the fleet's bootstrap credential (generation %d): %v", b.Generation, err)
@@ -64,18 +84,23 @@ func (m *Machine) enroll(ctx context.Context, st *State) (time.Duration, error) 
 	default:
 		return 0, fmt.Errorf("server answered with unknown status %q", resp.Status)
 	}
+	if err := m.acceptWrapped(st, resp); err != nil {
+		return 0, err
+	}
+	m.log.Info("received wrapped secret ID", "enrollment_id", st.EnrollmentID, "wrapping_accessor", st.WrappingAccessor)
+	return 0, nil
+}
+
+// acceptWrapped saves a wrapped credential before anything uses it.
+func (m *Machine) acceptWrapped(st *State, resp wire.EnrollResponse) error {
 	if resp.WrappingToken == "" || resp.RoleID == "" || resp.EnrollmentID == "" || resp.LoginMount != m.cfg.Bundle.DeviceMount {
-		return 0, fmt.Errorf("server answer is incomplete or names login mount %q (want %q)", resp.LoginMount, m.cfg.Bundle.DeviceMount)
+		return fmt.Errorf("credential is incomplete or names login mount %q (want %q)", resp.LoginMount, m.cfg.Bundle.DeviceMount)
 	}
 	st.Phase = PhaseWrapped
 	st.EnrollmentID, st.RoleID, st.LoginMount = resp.EnrollmentID, resp.RoleID, resp.LoginMount
 	st.WrappingToken, st.WrappingAccessor = resp.WrappingToken, resp.WrappingAccessor
 	st.CreationPath, st.WrapExpiresAt = resp.CreationPath, resp.WrapExpiresAt
-	if err := m.save(st); err != nil {
-		return 0, err
-	}
-	m.log.Info("received wrapped secret ID", "enrollment_id", st.EnrollmentID, "wrapping_accessor", st.WrappingAccessor)
-	return 0, nil
+	return m.save(st)
 }
 
 // classifyServer turns a server refusal into a retryable or a permanent
@@ -152,11 +177,16 @@ func (m *Machine) unwrap(ctx context.Context, st *State) error {
 func (m *Machine) reportAndStop(ctx context.Context, st *State, problem, detail string) error {
 	m.log.Error("refusing wrapped secret ID", "security", true, "problem", problem, "detail", detail,
 		"enrollment_id", st.EnrollmentID, "wrapping_accessor", st.WrappingAccessor)
-	token, err := m.bootstrapToken(ctx)
-	if err != nil {
-		return err
+	// A pre-provisioned device may hold no bootstrap credential; it reports
+	// without one.
+	token := ""
+	if m.cfg.Bundle.RoleID != "" {
+		var err error
+		if token, err = m.bootstrapToken(ctx); err != nil {
+			return err
+		}
 	}
-	_, err = m.cfg.Server.Report(ctx, wire.ReportRequest{
+	_, err := m.cfg.Server.Report(ctx, wire.ReportRequest{
 		Fleet: m.cfg.Bundle.Fleet, DeviceID: m.cfg.DeviceID, EnrollmentID: st.EnrollmentID,
 		EnrollmentToken: token, Problem: problem, Detail: detail,
 	})

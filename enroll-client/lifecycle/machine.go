@@ -84,6 +84,16 @@ type Config struct {
 	Status StatusSink
 	Clock  Clock          // nil: the real clock
 	Rand   func() float64 // nil: math/rand/v2
+	// Preprovisioned is a wrapped credential an orchestrator injected
+	// ("batch" introduction); a device that never enrolled uses it instead
+	// of asking the server. OnPreprovisioned runs once it is saved, so the
+	// caller can delete the injected copy.
+	Preprovisioned   *wire.EnrollResponse
+	OnPreprovisioned func()
+	// RecheckAfter is how long a daemon that was refused permanently waits
+	// before trying once more, in case an administrator re-admitted it
+	// (default one hour, jittered).
+	RecheckAfter time.Duration
 	// AfterSave, when set, runs after every durable transition; tests use it
 	// to crash the process at a chosen step.
 	AfterSave func(State)
@@ -184,7 +194,13 @@ func (m *Machine) Run(ctx context.Context, untilEnrolled bool) error {
 			return nil
 		}
 		if st.Phase == PhaseRejected {
-			return fmt.Errorf("%w: %s", ErrRejected, st.Reason)
+			if untilEnrolled {
+				return fmt.Errorf("%w: %s", ErrRejected, st.Reason)
+			}
+			if !m.recheck(ctx, &st) {
+				return nil
+			}
+			continue
 		}
 		if untilEnrolled && st.Phase == PhaseAuthenticated && st.Acknowledged {
 			return nil
@@ -219,6 +235,28 @@ func (m *Machine) Run(ctx context.Context, untilEnrolled bool) error {
 			return nil
 		}
 	}
+}
+
+// recheck waits, then starts a fresh enrollment: an administrator may have
+// re-admitted the device meanwhile. A refusal comes back as cheaply as it
+// went, so this never hammers the server.
+func (m *Machine) recheck(ctx context.Context, st *State) bool {
+	every := m.cfg.RecheckAfter
+	if every <= 0 {
+		every = time.Hour
+	}
+	wait := every/2 + time.Duration(m.cfg.Rand()*float64(every))
+	m.log.Info("stopped; will check again later", "reason", st.Reason, "check_in", wait.Round(time.Second))
+	m.publish(*st, m.clock.Now().Add(wait))
+	if m.clock.Sleep(ctx, wait) != nil {
+		return false
+	}
+	st.clearEnrollment()
+	if err := m.save(st); err != nil {
+		m.log.Error("save state", "err", err)
+		return false
+	}
+	return true
 }
 
 // step performs one transition from st and saves it. It returns how long to

@@ -1,14 +1,15 @@
 // Package admin is the fleet administrators' side of the server. Admins
 // authenticate with their own Vault token; what each may do is decided by
-// Vault policy, by asking Vault what that token may do on a path that stands
-// for the action. There is no second user database.
+// Vault policy, by asking Vault what that token may do on a path that
+// stands for the action. There is no second user database. Every change is
+// attributed in the audit log to the token's display name and accessor.
 package admin
 
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"slices"
-	"sort"
 
 	"github.com/edge-enroll/enroll/enroll-server/inventory"
 	"github.com/edge-enroll/enroll/enroll-server/vault"
@@ -18,62 +19,93 @@ import (
 // Vault is what the admin service needs from Vault.
 type Vault interface {
 	Capabilities(ctx context.Context, token, path string) ([]string, error)
+	LookupToken(ctx context.Context, token string) (vault.TokenInfo, error)
+	Generations(ctx context.Context, fleet string) (vault.Generations, error)
+	Rotate(ctx context.Context, fleet string) (vault.EnrollmentCredential, error)
+	EndGeneration(ctx context.Context, fleet string, n int, state string) (int, error)
+	EnrollmentSecretIDs(ctx context.Context, fleet string) (map[int]int, error)
+}
+
+// Core is the enrollment core's side of device administration.
+type Core interface {
+	Device(ctx context.Context, fleet, id string) (inventory.Device, error)
+	Approve(ctx context.Context, actor, fleet, id string) (inventory.Device, error)
+	Reject(ctx context.Context, actor, fleet, id, reason string) (inventory.Device, error)
+	Revoke(ctx context.Context, actor, fleet, id, reason string) (inventory.Device, error)
+	Readmit(ctx context.Context, actor, fleet, id string) (inventory.Device, error)
+	Preauthorize(ctx context.Context, actor, fleet string, ids []string) error
+	PreProvision(ctx context.Context, actor, fleet string, ids []string) ([]wire.EnrollResponse, error)
+	ForgetGenerations(fleet string)
+	Serves(fleet string) bool
 }
 
 // Service answers admin requests.
 type Service struct {
 	vault Vault
+	core  Core
 	store inventory.Store
+	log   *slog.Logger
 }
 
 // New builds the admin service.
-func New(v Vault, s inventory.Store) *Service { return &Service{vault: v, store: s} }
-
-// Action paths, under vault.AdminActionPrefix.
-const (
-	ActionDevices = "devices"
-)
-
-// authorize checks that token has capability on the action's path.
-func (s *Service) authorize(ctx context.Context, token, action, capability string) error {
-	if token == "" {
-		return wire.Errorf(wire.CodeUnauthenticated, "an administrator's Vault token is required (X-Vault-Token)")
-	}
-	caps, err := s.vault.Capabilities(ctx, token, vault.AdminActionPrefix+action)
-	if err != nil {
-		return &wire.Error{Code: wire.CodeUnavailable, Message: "vault could not check the token's capabilities", RetryAfterSeconds: 2}
-	}
-	if slices.Contains(caps, "root") || slices.Contains(caps, capability) {
-		return nil
-	}
-	return wire.Errorf(wire.CodeForbidden, "this token may not %s %s", capability, action)
+func New(v Vault, c Core, s inventory.Store, log *slog.Logger) *Service {
+	return &Service{vault: v, core: c, store: s, log: log}
 }
 
-// Devices lists devices, optionally of one fleet.
-func (s *Service) Devices(ctx context.Context, token, fleet string) (wire.DeviceList, error) {
-	if err := s.authorize(ctx, token, ActionDevices, "list"); err != nil {
-		return wire.DeviceList{}, err
+// Areas of administration: each is a path under vault.AdminActionPrefix.
+const (
+	AreaDevices = "devices"
+	AreaFleets  = "fleets"
+	AreaAudit   = "audit"
+)
+
+// Capabilities an action needs.
+const (
+	canRead   = "read"
+	canUpdate = "update"
+)
+
+// authorize checks that token may act on area with capability, and returns
+// the actor to record.
+func (s *Service) authorize(ctx context.Context, token, area, capability string) (string, error) {
+	if token == "" {
+		return "", wire.Errorf(wire.CodeUnauthenticated, "an administrator's Vault token is required (X-Vault-Token)")
 	}
-	if fleet != "" {
-		if err := wire.ValidateFleet(fleet); err != nil {
-			return wire.DeviceList{}, wire.Errorf(wire.CodeInvalidRequest, "%v", err)
-		}
+	caps, err := s.vault.Capabilities(ctx, token, vault.AdminActionPrefix+area)
+	if err != nil {
+		return "", &wire.Error{Code: wire.CodeUnavailable, Message: "vault could not check the token's capabilities", RetryAfterSeconds: 2}
 	}
-	devs, err := s.store.Devices(ctx, fleet)
-	if err != nil && !errors.Is(err, inventory.ErrNotFound) {
-		return wire.DeviceList{}, err
+	allowed := slices.Contains(caps, "root") || slices.Contains(caps, capability) ||
+		(capability == canRead && slices.Contains(caps, "list"))
+	if !allowed {
+		return "", wire.Errorf(wire.CodeForbidden, "this token may not %s %s", capability, area)
 	}
-	out := wire.DeviceList{Devices: make([]wire.Device, 0, len(devs))}
-	for _, d := range devs {
-		out.Devices = append(out.Devices, wire.Device{
-			Fleet: d.Fleet, ID: d.ID, State: d.State, Generation: d.Generation,
-			Enrollments: d.Enrollments, SecretIDAccessor: d.SecretIDAccessor,
-			EnrolledAt: d.EnrolledAt, UpdatedAt: d.UpdatedAt, Reason: d.Reason,
-		})
+	ti, err := s.vault.LookupToken(ctx, token)
+	if err != nil {
+		return "admin:unknown", nil
 	}
-	sort.Slice(out.Devices, func(i, j int) bool {
-		a, b := out.Devices[i], out.Devices[j]
-		return a.Fleet < b.Fleet || (a.Fleet == b.Fleet && a.ID < b.ID)
-	})
-	return out, nil
+	name := ti.Meta["username"]
+	if name == "" {
+		name = ti.DisplayName
+	}
+	return "admin:" + name + " (" + ti.Accessor + ")", nil
+}
+
+func (s *Service) fleet(name string) error {
+	if !s.core.Serves(name) {
+		return wire.Errorf(wire.CodeUnknownFleet, "fleet %q is not served here", name)
+	}
+	return nil
+}
+
+func notFound(err error) bool {
+	return errors.Is(err, inventory.ErrNotFound) || errors.Is(err, vault.ErrNotFound)
+}
+
+func deviceOut(d inventory.Device) wire.Device {
+	return wire.Device{
+		Fleet: d.Fleet, ID: d.ID, State: d.State, Admission: d.Admission, Generation: d.Generation,
+		Enrollments: d.Enrollments, SecretIDAccessor: d.SecretIDAccessor, EntityID: d.EntityID,
+		Facts: d.Facts, EnrolledAt: d.EnrolledAt, UpdatedAt: d.UpdatedAt, Reason: d.Reason,
+	}
 }

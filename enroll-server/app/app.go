@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/edge-enroll/enroll/enroll-server/admin"
@@ -20,7 +21,9 @@ import (
 	"github.com/edge-enroll/enroll/enroll-server/enrollment"
 	"github.com/edge-enroll/enroll/enroll-server/httpapi"
 	"github.com/edge-enroll/enroll/enroll-server/inventory"
+	"github.com/edge-enroll/enroll/enroll-server/metrics"
 	"github.com/edge-enroll/enroll/enroll-server/vault"
+	"github.com/edge-enroll/enroll/enroll-server/webhook"
 )
 
 // Options change how the server runs beyond its configuration file.
@@ -37,6 +40,10 @@ type App struct {
 	srv      *http.Server
 	listener net.Listener
 	tls      bool
+
+	core       *enrollment.Service
+	hook       *webhook.Sender // nil without a webhook
+	sweepEvery time.Duration
 }
 
 // New builds the server: it opens the state, reads the Vault credentials and
@@ -69,17 +76,26 @@ func New(cfg config.File, opts Options, log *slog.Logger) (*App, error) {
 	for _, f := range cfg.Fleets {
 		fleets = append(fleets, enrollment.Fleet{Name: f.Name, WrapTTL: f.WrapTTL,
 			TokenTTL: f.DeviceTokenTTL, TokenMaxTTL: f.DeviceTokenMaxTTL, SecretIDTTL: f.DeviceSecretIDTTL,
-			RecoveryBudget: f.RecoveryBudget, RecoveryWindow: f.RecoveryWindow})
+			RecoveryBudget: f.RecoveryBudget, RecoveryWindow: f.RecoveryWindow,
+			Admission: f.Admission, AckTimeout: f.AckTimeout})
 	}
 	coreLog := log.With("component", "enrollment")
-	core := enrollment.New(vc, store, fleets, enrollment.NewAlerter(store, coreLog), coreLog)
+	m := metrics.New()
+	var hook *webhook.Sender
+	var notify enrollment.Notifier
+	if cfg.Alerts.WebhookURL != "" {
+		hook = webhook.New(cfg.Alerts.WebhookURL, cfg.Alerts.WebhookTimeout, log.With("component", "webhook"))
+		notify = hook
+	}
+	core := enrollment.New(vc, store, fleets, enrollment.NewAlerter(store, coreLog, m.Alerts, notify), coreLog)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		store.Close()
 		return nil, fmt.Errorf("listen (listen): %w", err)
 	}
 	srv := &http.Server{
-		Handler:           httpapi.New(core, admin.New(vc, store), vc.Ready, log.With("component", "http")),
+		Handler: httpapi.New(core, admin.New(vc, core, store, log.With("component", "admin")),
+			promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}), vc.Ready, log.With("component", "http")),
 		TLSConfig:         tlsCfg,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
@@ -88,7 +104,8 @@ func New(cfg config.File, opts Options, log *slog.Logger) (*App, error) {
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	return &App{log: log, store: store, vault: vc, srv: srv, listener: ln, tls: tlsCfg != nil}, nil
+	return &App{log: log, store: store, vault: vc, srv: srv, listener: ln, tls: tlsCfg != nil,
+		core: core, hook: hook, sweepEvery: cfg.Alerts.SweepInterval}, nil
 }
 
 // Addr is the address the server listens on.
@@ -120,9 +137,29 @@ func (a *App) Run(ctx context.Context) error {
 		return a.srv.Shutdown(shutCtx)
 	})
 	g.Go(func() error { return a.purgeTokens(ctx) })
+	g.Go(func() error { return a.sweep(ctx) })
+	if a.hook != nil {
+		g.Go(func() error { return a.hook.Run(ctx) })
+	}
 	err := g.Wait()
 	a.log.Info("stopped")
 	return err
+}
+
+// sweep closes the loop on credentials never acknowledged in time.
+func (a *App) sweep(ctx context.Context) error {
+	t := time.NewTicker(a.sweepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if n, err := a.core.SweepUnacknowledged(ctx); err != nil {
+				a.log.Warn("sweep unacknowledged credentials", "err", err, "swept", n)
+			}
+		}
+	}
 }
 
 func (a *App) purgeTokens(ctx context.Context) error {

@@ -286,6 +286,13 @@ func (s *Store) Device(_ context.Context, fleet, id string) (inventory.Device, e
 	return d, err
 }
 
+// SaveDevice implements inventory.Store.
+func (s *Store) SaveDevice(_ context.Context, d inventory.Device) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		return put(tx.Bucket(bucketDevices), deviceKey(d.Fleet, d.ID), d)
+	})
+}
+
 // Devices implements inventory.Store. An empty fleet lists every fleet.
 func (s *Store) Devices(_ context.Context, fleet string) ([]inventory.Device, error) {
 	var out []inventory.Device

@@ -21,6 +21,8 @@ const usage = `usage: enroll-server <command> [flags]
 commands:
   run           serve the enrollment API
   check-config  validate a configuration file and exit
+  audit verify  verify the audit log's hash chain (server stopped)
+  audit export  print the audit log as JSON lines (server stopped)
   version       print the version
 `
 
@@ -35,6 +37,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return run(ctx, args[1:], stderr)
 	case "check-config":
 		return checkConfig(args[1:], stdout, stderr)
+	case "audit":
+		return auditCmd(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, version.String("enroll-server"))
 		return 0

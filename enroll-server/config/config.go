@@ -23,7 +23,19 @@ type File struct {
 	Vault     VaultFile `yaml:"vault"`
 	StatePath string    `yaml:"state_path"`
 	Log       LogFile   `yaml:"log"`
+	Alerts    Alerts    `yaml:"alerts"`
 	Fleets    []Fleet   `yaml:"fleets"`
+}
+
+// Alerts configures where security alerts go besides the log, the metric
+// and the store.
+type Alerts struct {
+	// WebhookURL receives each alert as a JSON POST; empty: none.
+	WebhookURL     string        `yaml:"webhook_url"`
+	WebhookTimeout time.Duration `yaml:"webhook_timeout"`
+	// SweepInterval is how often the server looks for credentials that
+	// were never acknowledged.
+	SweepInterval time.Duration `yaml:"sweep_interval"`
 }
 
 // TLSFile is the server's certificate.
@@ -59,6 +71,12 @@ type Fleet struct {
 	// within RecoveryWindow before it is quarantined.
 	RecoveryBudget int           `yaml:"recovery_budget"`
 	RecoveryWindow time.Duration `yaml:"recovery_window"`
+	// Admission is auto, allow-list (pre-authorised devices only) or
+	// manual (devices wait, pending, for an administrator).
+	Admission string `yaml:"admission"`
+	// AckTimeout is how long after minting a credential the server waits
+	// for the device's acknowledgement before treating it as intercepted.
+	AckTimeout time.Duration `yaml:"ack_timeout"`
 }
 
 // Default returns the configuration with every default filled in.
@@ -69,6 +87,7 @@ func Default() File {
 		Vault:     VaultFile{Address: "https://127.0.0.1:8200", CredentialsFile: "/etc/enroll-server/vault-credentials.json", Timeout: 10 * time.Second, EnrollMount: "edge-enroll", KVMount: "edge-kv"},
 		StatePath: "/var/lib/enroll-server/state.db",
 		Log:       LogFile{Level: "info", Format: "json"},
+		Alerts:    Alerts{WebhookTimeout: 5 * time.Second, SweepInterval: 15 * time.Second},
 	}
 }
 
@@ -91,6 +110,12 @@ func FleetDefaults(f Fleet) Fleet {
 	}
 	if f.RecoveryWindow == 0 {
 		f.RecoveryWindow = 24 * time.Hour
+	}
+	if f.Admission == "" {
+		f.Admission = "auto"
+	}
+	if f.AckTimeout == 0 {
+		f.AckTimeout = 10 * time.Minute
 	}
 	return f
 }
@@ -167,6 +192,17 @@ func (f File) Validate() error {
 	if f.Log.Level == "" {
 		bad("log.level", "required")
 	}
+	if f.Alerts.WebhookURL != "" {
+		if err := bundle.ValidateURL(f.Alerts.WebhookURL); err != nil {
+			bad("alerts.webhook_url", "%v", err)
+		}
+	}
+	if f.Alerts.WebhookTimeout <= 0 {
+		bad("alerts.webhook_timeout", "must be positive")
+	}
+	if f.Alerts.SweepInterval <= 0 {
+		bad("alerts.sweep_interval", "must be positive")
+	}
 	if len(f.Fleets) == 0 {
 		bad("fleets", "at least one fleet is required")
 	}
@@ -191,6 +227,12 @@ func (f File) Validate() error {
 		}
 		if fl.RecoveryWindow <= 0 {
 			bad(key+".recovery_window", "must be positive")
+		}
+		if fl.Admission != "auto" && fl.Admission != "allow-list" && fl.Admission != "manual" {
+			bad(key+".admission", "want auto, allow-list or manual, got %q", fl.Admission)
+		}
+		if fl.AckTimeout < fl.WrapTTL {
+			bad(key+".ack_timeout", "must be at least wrap_ttl (%v)", fl.WrapTTL)
 		}
 		if fl.DeviceSecretIDTTL < 0 {
 			bad(key+".device_secret_id_ttl", "must not be negative")

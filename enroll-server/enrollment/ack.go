@@ -90,7 +90,7 @@ func (s *Service) Acknowledge(ctx context.Context, req wire.AckRequest) (wire.Ac
 	e.SecretIDAccessor, e.TokenAccessor = req.SecretIDAccessor, ti.Accessor
 	if d.EnrollmentID == e.ID {
 		d.State, d.UpdatedAt = inventory.DeviceEnrolled, now
-		d.SecretIDAccessor, d.TokenAccessor = req.SecretIDAccessor, ti.Accessor
+		d.SecretIDAccessor, d.TokenAccessor, d.EntityID = req.SecretIDAccessor, ti.Accessor, ti.EntityID
 		if first {
 			d.EnrolledAt = now
 		}
@@ -98,6 +98,8 @@ func (s *Service) Acknowledge(ctx context.Context, req wire.AckRequest) (wire.Ac
 	if err := s.store.Record(ctx, e, d); err != nil {
 		return wire.AckResponse{}, fmt.Errorf("record acknowledgement: %w", err)
 	}
+	s.record(ctx, deviceActor(req.Fleet, req.DeviceID), "enroll:acknowledged", req.Fleet, req.DeviceID,
+		fmt.Sprintf("enrollment %s, secret ID accessor %s, token accessor %s", e.ID, req.SecretIDAccessor, ti.Accessor))
 	s.log.Info("device enrolled", "fleet", req.Fleet, "device_id", req.DeviceID, "enrollment_id", e.ID,
 		"secret_id_accessor", req.SecretIDAccessor, "token_accessor", ti.Accessor, "entity_id", ti.EntityID)
 	return wire.AckResponse{Status: wire.StatusEnrolled}, nil

@@ -83,25 +83,30 @@ func (s *Service) Enroll(ctx context.Context, req wire.EnrollRequest) (wire.Enro
 		case inventory.EnrollmentFailed:
 			return wire.EnrollResponse{}, fail(wire.CodeIdempotencyConflict, "this enrollment failed; start a new one with a new idempotency key")
 		}
-		if e.UpdatedAt.After(now.Add(-s.staleAfter)) {
+		if e.State != inventory.EnrollmentPending && e.UpdatedAt.After(now.Add(-s.staleAfter)) {
 			return wire.EnrollResponse{}, &wire.Error{Code: wire.CodeEnrollmentInProgress,
 				Message: "this enrollment is being processed", RetryAfterSeconds: 2}
 		}
 		// A server stopped while minting this enrollment: take it over.
-		log.Warn("resuming an interrupted enrollment")
+		if e.State != inventory.EnrollmentPending {
+			log.Warn("resuming an interrupted enrollment")
+		}
 	}
 	d, err := s.store.Device(ctx, req.Fleet, req.DeviceID)
 	if err != nil {
 		return wire.EnrollResponse{}, fmt.Errorf("load device: %w", err)
 	}
-	if d.State == inventory.DeviceQuarantined {
+	if refusal := s.admit(fleet, d); refusal != nil {
 		e.State, e.UpdatedAt = inventory.EnrollmentFailed, now
 		d.InFlight = ""
 		if err := s.store.Record(ctx, e, d); err != nil {
 			return wire.EnrollResponse{}, err
 		}
-		log.Warn("enrollment refused: device is quarantined", "reason", d.Reason)
-		return wire.EnrollResponse{}, fail(wire.CodeDeviceQuarantined, "device is quarantined (%s); an administrator must re-admit it", d.Reason)
+		log.Warn("enrollment refused", "reason", refusal.Message)
+		return wire.EnrollResponse{}, refusal
+	}
+	if fleet.Admission == AdmitManual && d.Admission != inventory.AdmissionApproved && d.Admission != inventory.AdmissionPreauthorized {
+		return s.hold(ctx, log, e, d, req.Facts)
 	}
 	if d.Enrollments > 0 && claimed {
 		if err := s.spendRecovery(ctx, fleet, &e, &d, now); err != nil {
@@ -136,6 +141,42 @@ func (s *Service) spendRecovery(ctx context.Context, fleet Fleet, e *inventory.E
 	return fail(wire.CodeDeviceQuarantined, "device is quarantined (%s); an administrator must re-admit it", d.Reason)
 }
 
+// admit applies the device's standing and the fleet's admission rule; it
+// returns the refusal, or nil when the device may go on.
+func (s *Service) admit(fleet Fleet, d inventory.Device) *wire.Error {
+	switch {
+	case d.State == inventory.DeviceQuarantined:
+		return wire.Errorf(wire.CodeDeviceQuarantined, "device is quarantined (%s); an administrator must re-admit it", d.Reason)
+	case d.State == inventory.DeviceRevoked:
+		return wire.Errorf(wire.CodeRejected, "device was revoked (%s); an administrator must re-admit it", d.Reason)
+	case d.Admission == inventory.AdmissionRejected:
+		return wire.Errorf(wire.CodeRejected, "enrollment rejected by an administrator: %s", d.Reason)
+	case fleet.Admission == AdmitAllowList && d.Admission != inventory.AdmissionPreauthorized && d.Admission != inventory.AdmissionApproved:
+		return wire.Errorf(wire.CodeRejected, "device %s is not on fleet %s's allow-list", d.ID, fleet.Name)
+	}
+	return nil
+}
+
+// hold parks an enrollment until an administrator approves or rejects the
+// device; the device asks again with the same idempotency key.
+func (s *Service) hold(ctx context.Context, log *slog.Logger, e inventory.Enrollment, d inventory.Device, facts wire.Facts) (wire.EnrollResponse, error) {
+	now := s.now().UTC()
+	first := e.State != inventory.EnrollmentPending
+	e.State, e.UpdatedAt = inventory.EnrollmentPending, now
+	if d.State == "" || d.State == inventory.DevicePending {
+		d.State = inventory.DevicePending
+	}
+	d.Facts, d.UpdatedAt, d.InFlight = facts, now, ""
+	if err := s.store.Record(ctx, e, d); err != nil {
+		return wire.EnrollResponse{}, err
+	}
+	if first {
+		log.Info("device awaits approval")
+		s.record(ctx, deviceActor(d.Fleet, d.ID), "enroll:pending", d.Fleet, d.ID, "awaiting approval")
+	}
+	return wire.EnrollResponse{Status: wire.StatusPending, EnrollmentID: e.ID, RetryAfterSeconds: pendingRetryAfter}, nil
+}
+
 // mint creates the device's role if needed, destroys any secret ID it held
 // before (so that exactly one is live), and mints a new one, wrapped.
 func (s *Service) mint(ctx context.Context, log *slog.Logger, fleet Fleet, e inventory.Enrollment, d inventory.Device, facts wire.Facts) (wire.EnrollResponse, error) {
@@ -167,6 +208,7 @@ func (s *Service) mint(ctx context.Context, log *slog.Logger, fleet Fleet, e inv
 	e.RoleID = d.RoleID
 	e.WrappingToken, e.WrappingAccessor, e.CreationPath = wi.Token, wi.Accessor, wi.CreationPath
 	e.WrapExpiresAt = now.Add(wi.TTL)
+	e.AckDeadline = now.Add(max(fleet.AckTimeout, wi.TTL))
 	d.State, d.Generation, d.EnrollmentID, d.Facts, d.UpdatedAt = inventory.DeviceEnrolling, e.Generation, e.ID, facts, now
 	d.InFlight = ""
 	d.Enrollments++
@@ -174,6 +216,12 @@ func (s *Service) mint(ctx context.Context, log *slog.Logger, fleet Fleet, e inv
 		return wire.EnrollResponse{}, fmt.Errorf("record enrollment: %w", err)
 	}
 	log.Info("issued wrapped secret ID", "wrapping_accessor", wi.Accessor, "replaced_secret_ids", n, "generation", e.Generation)
+	actor := deviceActor(e.Fleet, e.DeviceID)
+	if e.Batch {
+		actor = "server"
+	}
+	s.record(ctx, actor, "enroll:wrapped", e.Fleet, e.DeviceID,
+		fmt.Sprintf("enrollment %s, generation %d, wrapping accessor %s", e.ID, e.Generation, wi.Accessor))
 	return responseOf(e), nil
 }
 

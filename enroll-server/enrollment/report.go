@@ -24,8 +24,8 @@ func (s *Service) Report(ctx context.Context, req wire.ReportRequest) (wire.Repo
 	if len(req.Detail) > 512 {
 		errs = append(errs, errors.New("detail: longer than 512 bytes"))
 	}
-	if req.EnrollmentToken == "" || len(req.EnrollmentToken) > 512 {
-		errs = append(errs, errors.New("enrollment_token: missing or too long"))
+	if len(req.EnrollmentToken) > 512 {
+		errs = append(errs, errors.New("enrollment_token: too long"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return wire.ReportResponse{}, fail(wire.CodeInvalidRequest, "%v", err)
@@ -34,8 +34,17 @@ func (s *Service) Report(ctx context.Context, req wire.ReportRequest) (wire.Repo
 	if err != nil {
 		return wire.ReportResponse{}, err
 	}
-	if _, err := s.consumeEnrollmentToken(ctx, req.Fleet, req.DeviceID, req.EnrollmentToken); err != nil {
-		return wire.ReportResponse{}, err
+	// A device that asked for its credential proves it holds the bootstrap
+	// credential. A pre-provisioned device may hold none: knowing its
+	// enrollment ID, which only the orchestrator and the device had, is its
+	// proof.
+	if req.EnrollmentToken != "" || !e.Batch {
+		if req.EnrollmentToken == "" {
+			return wire.ReportResponse{}, fail(wire.CodeInvalidRequest, "enrollment_token: missing")
+		}
+		if _, err := s.consumeEnrollmentToken(ctx, req.Fleet, req.DeviceID, req.EnrollmentToken); err != nil {
+			return wire.ReportResponse{}, err
+		}
 	}
 	kind := inventory.AlertWrappingTokenInvalid
 	if req.Problem == wire.ProblemCreationPathMismatch {
@@ -49,17 +58,11 @@ func (s *Service) Report(ctx context.Context, req wire.ReportRequest) (wire.Repo
 	return wire.ReportResponse{Status: inventory.DeviceQuarantined}, nil
 }
 
-// quarantine destroys every secret ID of the device, revokes its known
-// token, and marks it quarantined until an administrator re-admits it.
+// quarantine cuts the device off in Vault (see cutOff) and marks it
+// quarantined until an administrator re-admits it.
 func (s *Service) quarantine(ctx context.Context, e *inventory.Enrollment, d *inventory.Device, reason string) error {
-	n, err := s.vault.DestroyDeviceSecretIDs(ctx, d.Fleet, d.ID)
-	if err != nil {
-		return vaultError("destroy the device's secret IDs", err)
-	}
-	if d.TokenAccessor != "" {
-		if err := s.vault.RevokeAccessor(ctx, d.TokenAccessor); err != nil {
-			return vaultError("revoke the device's token", err)
-		}
+	if err := s.cutOff(ctx, *d); err != nil {
+		return err
 	}
 	now := s.now().UTC()
 	e.State, e.WrappingToken, e.UpdatedAt = inventory.EnrollmentFailed, "", now
@@ -67,7 +70,7 @@ func (s *Service) quarantine(ctx context.Context, e *inventory.Enrollment, d *in
 	if err := s.store.Record(ctx, *e, *d); err != nil {
 		return fmt.Errorf("record quarantine: %w", err)
 	}
-	s.log.Warn("device quarantined", "security", true, "fleet", d.Fleet, "device_id", d.ID,
-		"reason", reason, "destroyed_secret_ids", n)
+	s.log.Warn("device quarantined", "security", true, "fleet", d.Fleet, "device_id", d.ID, "reason", reason)
+	s.record(ctx, "server", "quarantine", d.Fleet, d.ID, reason)
 	return nil
 }

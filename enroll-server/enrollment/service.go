@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/edge-enroll/enroll/enroll-server/audit"
 	"github.com/edge-enroll/enroll/enroll-server/inventory"
 	"github.com/edge-enroll/enroll/enroll-server/vault"
 )
@@ -24,6 +25,7 @@ type Vault interface {
 	DestroyDeviceSecretIDs(ctx context.Context, fleet, device string) (int, error)
 	MintWrappedSecretID(ctx context.Context, fleet, device string, meta map[string]string, wrapTTL time.Duration) (vault.WrapInfo, error)
 	DeviceSecretIDMeta(ctx context.Context, fleet, device, accessor string) (map[string]string, error)
+	SetEntityDisabled(ctx context.Context, entityID string, disabled bool) error
 	Layout() vault.Layout
 }
 
@@ -39,7 +41,23 @@ type Fleet struct {
 	// within RecoveryWindow before it is quarantined; 0 means none.
 	RecoveryBudget int
 	RecoveryWindow time.Duration
+	// Admission is AdmitAuto, AdmitAllowList or AdmitManual.
+	Admission string
+	// AckTimeout is how long after minting the server waits for the
+	// device's acknowledgement before treating the credential as
+	// intercepted.
+	AckTimeout time.Duration
 }
+
+// Admission modes.
+const (
+	AdmitAuto      = "auto"
+	AdmitAllowList = "allow-list"
+	AdmitManual    = "manual"
+)
+
+// pendingRetryAfter is how often a device awaiting approval asks again.
+const pendingRetryAfter = 5
 
 // Service is the enrollment core. Build it with New.
 type Service struct {
@@ -80,6 +98,17 @@ func New(v Vault, s inventory.Store, fleets []Fleet, alerts *Alerter, log *slog.
 	}
 }
 
+// Serves reports whether the server enrolls devices of fleet.
+func (s *Service) Serves(fleet string) bool { _, ok := s.fleets[fleet]; return ok }
+
+// ForgetGenerations drops the cached generation record of a fleet, after
+// an administrator changed it.
+func (s *Service) ForgetGenerations(fleet string) {
+	s.genMu.Lock()
+	delete(s.genCache, fleet)
+	s.genMu.Unlock()
+}
+
 // SetClock replaces the clock; for tests.
 func (s *Service) SetClock(now func() time.Time) { s.now = now }
 
@@ -101,3 +130,14 @@ func (s *Service) generations(ctx context.Context, fleet string) (vault.Generati
 }
 
 func newID() string { return rand.Text() }
+
+// record appends to the audit log; a failure is logged, never hidden.
+func (s *Service) record(ctx context.Context, actor, action, fleet, device, detail string) {
+	_, err := s.store.AppendAudit(ctx, audit.Record{Time: s.now().UTC(), Actor: actor, Action: action,
+		Fleet: fleet, DeviceID: device, Detail: detail})
+	if err != nil {
+		s.log.Error("append audit record", "err", err, "action", action)
+	}
+}
+
+func deviceActor(fleet, device string) string { return "device:" + fleet + "/" + device }

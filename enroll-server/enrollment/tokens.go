@@ -60,6 +60,9 @@ func (s *Service) consumeEnrollmentToken(ctx context.Context, fleet, device, tok
 	if err != nil || gen < 1 {
 		return 0, fail(wire.CodeEnrollmentTokenBad, "enrollment token carries no credential generation")
 	}
+	if err := s.store.CountAttempt(ctx, fleet, gen, s.now()); err != nil {
+		s.log.Warn("count generation attempt", "err", err)
+	}
 	gens, err := s.generations(ctx, fleet)
 	if err != nil {
 		return 0, vaultError("read the fleet's credential generations", err)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/edge-enroll/enroll/enroll-server/admin"
 	"github.com/edge-enroll/enroll/pkg/wire"
 )
 
@@ -21,18 +22,13 @@ type Core interface {
 	Report(ctx context.Context, req wire.ReportRequest) (wire.ReportResponse, error)
 }
 
-// Admin is the administrators' API behind /v1/admin.
-type Admin interface {
-	Devices(ctx context.Context, token, fleet string) (wire.DeviceList, error)
-}
-
 // ReadyFunc reports whether the server can serve requests (Vault reachable).
 type ReadyFunc func(ctx context.Context) error
 
 func init() { gin.SetMode(gin.ReleaseMode) }
 
 // New returns the API handler.
-func New(core Core, admin Admin, ready ReadyFunc, log *slog.Logger) http.Handler {
+func New(core Core, admin *admin.Service, metrics http.Handler, ready ReadyFunc, log *slog.Logger) http.Handler {
 	r := gin.New()
 	r.ContextWithFallback = true
 	_ = r.SetTrustedProxies(nil)
@@ -55,14 +51,10 @@ func New(core Core, admin Admin, ready ReadyFunc, log *slog.Logger) http.Handler
 	r.POST(wire.PathEnroll, handle(log, core.Enroll))
 	r.POST(wire.PathAck, handle(log, core.Acknowledge))
 	r.POST(wire.PathReport, handle(log, core.Report))
-	r.GET(wire.PathAdminDevices, func(c *gin.Context) {
-		list, err := admin.Devices(c.Request.Context(), c.GetHeader(wire.HeaderVaultToken), c.Query("fleet"))
-		if err != nil {
-			render(c, log, err)
-			return
-		}
-		c.JSON(http.StatusOK, list)
-	})
+	if metrics != nil {
+		r.GET("/metrics", gin.WrapH(metrics))
+	}
+	adminRoutes(r.Group(wire.PathAdmin), admin, log)
 	return r
 }
 

@@ -49,6 +49,7 @@ type Device struct {
 	EnrollmentID     string     `json:"enrollment_id"`
 	SecretIDAccessor string     `json:"secret_id_accessor,omitempty"`
 	TokenAccessor    string     `json:"token_accessor,omitempty"`
+	EntityID         string     `json:"entity_id,omitempty"`
 	Enrollments      int        `json:"enrollments"`
 	Facts            wire.Facts `json:"facts"`
 	Reason           string     `json:"reason,omitempty"` // why it is quarantined, revoked or rejected
@@ -141,6 +142,7 @@ type Store interface {
 	Record(ctx context.Context, e Enrollment, d Device) error
 	Enrollment(ctx context.Context, id string) (Enrollment, error)
 	Device(ctx context.Context, fleet, id string) (Device, error)
+	SaveDevice(ctx context.Context, d Device) error
 	Devices(ctx context.Context, fleet string) ([]Device, error)
 	// ConsumeToken records the hash of a presented enrollment token until
 	// expires; ErrConsumed when it was recorded before.

@@ -60,12 +60,13 @@ func newAPIClient(o Options) (*api.Client, error) {
 
 // TokenInfo is what a token lookup tells.
 type TokenInfo struct {
-	Accessor string
-	Path     string
-	Meta     map[string]string
-	Policies []string
-	EntityID string
-	TTL      time.Duration
+	Accessor    string
+	DisplayName string
+	Path        string
+	Meta        map[string]string
+	Policies    []string
+	EntityID    string
+	TTL         time.Duration
 }
 
 // WrapInfo describes a response-wrapped secret.
@@ -114,10 +115,11 @@ func lookupToken(ctx context.Context, c *api.Client, token string) (TokenInfo, e
 
 func tokenInfoFrom(d map[string]any) TokenInfo {
 	ti := TokenInfo{
-		Accessor: str(d["accessor"]),
-		Path:     str(d["path"]),
-		EntityID: str(d["entity_id"]),
-		Meta:     map[string]string{},
+		Accessor:    str(d["accessor"]),
+		DisplayName: str(d["display_name"]),
+		Path:        str(d["path"]),
+		EntityID:    str(d["entity_id"]),
+		Meta:        map[string]string{},
 	}
 	if m, ok := d["meta"].(map[string]any); ok {
 		for k, v := range m {

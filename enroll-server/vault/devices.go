@@ -145,3 +145,16 @@ func listKeys(ctx context.Context, c *api.Client, path string) ([]string, error)
 	}
 	return strs(sec.Data["keys"]), nil
 }
+
+// SetEntityDisabled disables (or re-enables) a device's Vault entity: the
+// tokens of a disabled entity cannot be used, whichever the device holds.
+func (s *Server) SetEntityDisabled(ctx context.Context, entityID string, disabled bool) error {
+	if entityID == "" {
+		return nil
+	}
+	_, err := s.c.Logical().WriteWithContext(ctx, "identity/entity/id/"+entityID, map[string]any{"disabled": disabled})
+	if err != nil {
+		return fmt.Errorf("set entity disabled=%v: %w", disabled, err)
+	}
+	return nil
+}

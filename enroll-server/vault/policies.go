@@ -57,6 +57,13 @@ path "sys/wrapping/lookup" {
 path "sys/capabilities" {
   capabilities = ["update"]
 }
+# Disable or re-enable a revoked device's entity, and nothing else of it.
+path "identity/entity/id/+" {
+  capabilities = ["update"]
+  allowed_parameters = {
+    "disabled" = []
+  }
+}
 path "%[1]s/data/enroll/fleets/+/generations" {
   capabilities = ["read", "create", "update"]
 }
@@ -84,6 +91,9 @@ path "auth/%[2]s/role/+/secret-id-accessor/lookup" {
 }
 path "auth/%[2]s/role/+/secret-id-accessor/destroy" {
   capabilities = ["update"]
+}
+path "auth/%[4]s/role/%[5]s/role-id" {
+  capabilities = ["read"]
 }
 path "auth/%[4]s/role/%[5]s/secret-id" {
   capabilities = ["update", "list"]

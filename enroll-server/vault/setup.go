@@ -277,7 +277,7 @@ func (a *Admin) MintEnrollmentCredential(ctx context.Context, fleet string) (Enr
 		return EnrollmentCredential{}, fmt.Errorf("fleet %s is not set up: %w", fleet, err)
 	}
 	path := "auth/" + a.layout.EnrollMount + "/role/" + EnrollRole(fleet)
-	roleID, secretID, acc, err := a.mintSecretID(ctx, path, map[string]string{
+	roleID, secretID, acc, err := mintSecretID(ctx, a.c, path, map[string]string{
 		"generation": fmt.Sprint(g.Current), "fleet": fleet,
 	})
 	if err != nil {
@@ -289,21 +289,21 @@ func (a *Admin) MintEnrollmentCredential(ctx context.Context, fleet string) (Enr
 // MintServerCredentials creates a secret ID for the enrollment server's role.
 func (a *Admin) MintServerCredentials(ctx context.Context) (Credentials, error) {
 	path := "auth/" + a.layout.EnrollMount + "/role/" + ServerRole
-	roleID, secretID, _, err := a.mintSecretID(ctx, path, map[string]string{"purpose": "enroll-server"})
+	roleID, secretID, _, err := mintSecretID(ctx, a.c, path, map[string]string{"purpose": "enroll-server"})
 	if err != nil {
 		return Credentials{}, err
 	}
 	return Credentials{RoleID: roleID, SecretID: secretID}, nil
 }
 
-func (a *Admin) mintSecretID(ctx context.Context, rolePath string, meta map[string]string) (roleID, secretID, accessor string, err error) {
-	sec, err := a.c.Logical().ReadWithContext(ctx, rolePath+"/role-id")
+func mintSecretID(ctx context.Context, c *api.Client, rolePath string, meta map[string]string) (roleID, secretID, accessor string, err error) {
+	sec, err := c.Logical().ReadWithContext(ctx, rolePath+"/role-id")
 	if err != nil || sec == nil {
 		return "", "", "", fmt.Errorf("read role ID of %s: %v", rolePath, err)
 	}
 	roleID = str(sec.Data["role_id"])
 	metaJSON, _ := json.Marshal(meta)
-	sec, err = a.c.Logical().WriteWithContext(ctx, rolePath+"/secret-id", map[string]any{"metadata": string(metaJSON)})
+	sec, err = c.Logical().WriteWithContext(ctx, rolePath+"/secret-id", map[string]any{"metadata": string(metaJSON)})
 	if err != nil || sec == nil {
 		return "", "", "", fmt.Errorf("create secret ID for %s: %v", rolePath, err)
 	}

@@ -42,9 +42,11 @@ type Bundle struct {
 	// DeviceMount is the AppRole mount holding the fleet's device roles; the
 	// device derives the creation path of its wrapped secret ID from it.
 	DeviceMount string `json:"device_mount"`
-	RoleID      string `json:"role_id"`
-	SecretID    string `json:"secret_id"`
-	Generation  int    `json:"generation"`
+	// RoleID and SecretID are the fleet's shared enrollment credential;
+	// both empty for devices that are only ever pre-provisioned.
+	RoleID     string `json:"role_id,omitempty"`
+	SecretID   string `json:"secret_id,omitempty"`
+	Generation int    `json:"generation"`
 }
 
 // LogValue keeps the secret out of logs even if a bundle is logged whole.
@@ -117,8 +119,11 @@ func (b *Bundle) Validate() error {
 	add("vault_ca_pem", validateOptionalPEM(b.VaultCAPEM))
 	add("enroll_mount", matches(mountRE, b.EnrollMount))
 	add("device_mount", matches(mountRE, b.DeviceMount))
-	add("role_id", matches(idRE, b.RoleID))
-	add("secret_id", matches(idRE, b.SecretID))
+	// A bundle for pre-provisioned devices may carry no shared credential.
+	if b.RoleID != "" || b.SecretID != "" {
+		add("role_id", matches(idRE, b.RoleID))
+		add("secret_id", matches(idRE, b.SecretID))
+	}
 	if b.Generation < 1 {
 		add("generation", fmt.Errorf("must be at least 1, got %d", b.Generation))
 	}

@@ -56,6 +56,7 @@ func TestParseRefuses(t *testing.T) {
 		{"clear http to remote", strings.Replace(string(good), "https://vault.example.com", "http://vault.example.com", 1), "vault_addr"},
 		{"bad fleet", strings.Replace(string(good), `"acme"`, `"ACME!"`, 1), "bundle fleet"},
 		{"missing secret", strings.Replace(string(good), `"5e1c1f0a-2b8e-4c3d-8d6e-7f9a0b1c2d3e"`, `""`, 1), "secret_id: missing"},
+		{"malformed role", strings.Replace(string(good), `"0b4c2c8e-6a7f-4f1e-9a55-2f8d7d2c1a10"`, `"a b"`, 1), "role_id: malformed"},
 		{"bad ca", strings.Replace(string(good), `"version"`, `"server_ca_pem": "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", "version"`, 1), "server_ca_pem"},
 		{"generation zero", strings.Replace(string(good), `"generation": 1`, `"generation": 0`, 1), "generation"},
 	}

@@ -2,9 +2,11 @@ package wire
 
 import "time"
 
-// Admin API routes. Admins authenticate with their own Vault token in the
-// X-Vault-Token header.
+// Admin API routes, under PathAdmin. Admins authenticate with their own
+// Vault token in the X-Vault-Token header; Vault policy decides what they
+// may do.
 const (
+	PathAdmin        = "/v1/admin"
 	PathAdminDevices = "/v1/admin/devices"
 	HeaderVaultToken = "X-Vault-Token"
 )
@@ -14,15 +16,83 @@ type Device struct {
 	Fleet            string    `json:"fleet"`
 	ID               string    `json:"id"`
 	State            string    `json:"state"`
+	Admission        string    `json:"admission,omitempty"`
 	Generation       int       `json:"generation"`
 	Enrollments      int       `json:"enrollments"`
 	SecretIDAccessor string    `json:"secret_id_accessor,omitempty"`
+	EntityID         string    `json:"entity_id,omitempty"`
+	Facts            Facts     `json:"facts"`
 	EnrolledAt       time.Time `json:"enrolled_at,omitzero"`
 	UpdatedAt        time.Time `json:"updated_at,omitzero"`
 	Reason           string    `json:"reason,omitempty"`
 }
 
-// DeviceList is the answer of GET /v1/admin/devices.
+// DeviceList is one page of devices; Next is the cursor of the next page.
 type DeviceList struct {
 	Devices []Device `json:"devices"`
+	Next    string   `json:"next,omitempty"`
+}
+
+// DeviceIDs names devices of a fleet (pre-authorisation, batches).
+type DeviceIDs struct {
+	DeviceIDs []string `json:"device_ids"`
+}
+
+// Reason explains a refusal or a revocation to the device and the log.
+type Reason struct {
+	Reason string `json:"reason"`
+}
+
+// Generation is one bootstrap credential generation and its use.
+type Generation struct {
+	N             int       `json:"n"`
+	State         string    `json:"state"`
+	Current       bool      `json:"current"`
+	CreatedAt     time.Time `json:"created_at"`
+	Devices       int       `json:"devices"`  // devices whose last enrollment used it
+	Attempts      int       `json:"attempts"` // times its credential was presented
+	LastAttempt   time.Time `json:"last_attempt,omitzero"`
+	LiveSecretIDs int       `json:"live_secret_ids"` // its secret IDs still in Vault
+}
+
+// Generations lists a fleet's generations.
+type Generations struct {
+	Fleet       string       `json:"fleet"`
+	Generations []Generation `json:"generations"`
+}
+
+// Rotated is the new generation's first credential, for new images.
+type Rotated struct {
+	Fleet            string `json:"fleet"`
+	Generation       int    `json:"generation"`
+	RoleID           string `json:"role_id"`
+	SecretID         string `json:"secret_id"`
+	SecretIDAccessor string `json:"secret_id_accessor"`
+}
+
+// GenerationEnded reports a retired or revoked generation.
+type GenerationEnded struct {
+	Generation         int    `json:"generation"`
+	State              string `json:"state"`
+	DestroyedSecretIDs int    `json:"destroyed_secret_ids"`
+}
+
+// BatchItem is one device's pre-provisioned credential.
+type BatchItem struct {
+	Fleet    string `json:"fleet"`
+	DeviceID string `json:"device_id"`
+	EnrollResponse
+}
+
+// Batch is the answer to a pre-provisioning request.
+type Batch struct {
+	Items []BatchItem `json:"items"`
+}
+
+// AuditCheck is the result of verifying the audit log.
+type AuditCheck struct {
+	Records  int    `json:"records"`
+	OK       bool   `json:"ok"`
+	BrokenAt uint64 `json:"broken_at,omitempty"`
+	Problem  string `json:"problem,omitempty"`
 }

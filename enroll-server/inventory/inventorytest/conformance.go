@@ -204,6 +204,12 @@ func testDevicesByFleet(t *testing.T, s inventory.Store) {
 
 func testMissing(t *testing.T, s inventory.Store) {
 	ctx := context.Background()
+	if err := s.SaveDevice(ctx, inventory.Device{Fleet: "acme", ID: "pre", Admission: inventory.AdmissionPreauthorized}); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := s.Device(ctx, "acme", "pre"); err != nil || d.Admission != inventory.AdmissionPreauthorized {
+		t.Fatalf("saved device = %+v %v", d, err)
+	}
 	if _, err := s.Device(ctx, "acme", "nope"); !errors.Is(err, inventory.ErrNotFound) {
 		t.Fatalf("Device = %v, want ErrNotFound", err)
 	}

@@ -1,0 +1,115 @@
+package admin
+
+import (
+	"context"
+	"sort"
+	"strconv"
+
+	"github.com/edge-enroll/enroll/enroll-server/inventory"
+	"github.com/edge-enroll/enroll/pkg/wire"
+)
+
+// ListFilter selects devices.
+type ListFilter struct {
+	Fleet      string
+	State      string
+	Generation int
+	Limit      int
+	After      string // cursor: "fleet/id" of the last device of the previous page
+}
+
+// Devices lists devices, filtered and paginated.
+func (s *Service) Devices(ctx context.Context, token string, f ListFilter) (wire.DeviceList, error) {
+	if _, err := s.authorize(ctx, token, AreaDevices, canRead); err != nil {
+		return wire.DeviceList{}, err
+	}
+	if f.Fleet != "" {
+		if err := wire.ValidateFleet(f.Fleet); err != nil {
+			return wire.DeviceList{}, wire.Errorf(wire.CodeInvalidRequest, "%v", err)
+		}
+	}
+	if f.Limit <= 0 || f.Limit > 1000 {
+		f.Limit = 100
+	}
+	devs, err := s.store.Devices(ctx, f.Fleet)
+	if err != nil {
+		return wire.DeviceList{}, err
+	}
+	sort.Slice(devs, func(i, j int) bool { return key(devs[i]) < key(devs[j]) })
+	out := wire.DeviceList{Devices: []wire.Device{}}
+	for _, d := range devs {
+		if (f.After != "" && key(d) <= f.After) || (f.State != "" && d.State != f.State) ||
+			(f.Generation != 0 && d.Generation != f.Generation) {
+			continue
+		}
+		if len(out.Devices) == f.Limit {
+			out.Next = key(inventory.Device{Fleet: out.Devices[len(out.Devices)-1].Fleet, ID: out.Devices[len(out.Devices)-1].ID})
+			break
+		}
+		out.Devices = append(out.Devices, deviceOut(d))
+	}
+	return out, nil
+}
+
+func key(d inventory.Device) string { return d.Fleet + "/" + d.ID }
+
+// ParseGeneration reads a generation filter.
+func ParseGeneration(v string) (int, error) {
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return 0, wire.Errorf(wire.CodeInvalidRequest, "generation: want a positive number")
+	}
+	return n, nil
+}
+
+// Device shows one device.
+func (s *Service) Device(ctx context.Context, token, fleet, id string) (wire.Device, error) {
+	if _, err := s.authorize(ctx, token, AreaDevices, canRead); err != nil {
+		return wire.Device{}, err
+	}
+	d, err := s.core.Device(ctx, fleet, id)
+	return deviceOut(d), err
+}
+
+// DeviceAction is approve, reject, revoke or readmit.
+func (s *Service) DeviceAction(ctx context.Context, token, action, fleet, id, reason string) (wire.Device, error) {
+	actor, err := s.authorize(ctx, token, AreaDevices, canUpdate)
+	if err != nil {
+		return wire.Device{}, err
+	}
+	if len(reason) > 512 {
+		return wire.Device{}, wire.Errorf(wire.CodeInvalidRequest, "reason: longer than 512 bytes")
+	}
+	var d inventory.Device
+	switch action {
+	case "approve":
+		d, err = s.core.Approve(ctx, actor, fleet, id)
+	case "reject":
+		d, err = s.core.Reject(ctx, actor, fleet, id, reason)
+	case "revoke":
+		d, err = s.core.Revoke(ctx, actor, fleet, id, reason)
+	case "readmit":
+		d, err = s.core.Readmit(ctx, actor, fleet, id)
+	default:
+		return wire.Device{}, wire.Errorf(wire.CodeNotFound, "no device action %q", action)
+	}
+	return deviceOut(d), err
+}
+
+// Preauthorize puts devices on their fleet's allow-list.
+func (s *Service) Preauthorize(ctx context.Context, token, fleet string, req wire.DeviceIDs) error {
+	actor, err := s.authorize(ctx, token, AreaDevices, canUpdate)
+	if err != nil {
+		return err
+	}
+	if err := s.fleet(fleet); err != nil {
+		return err
+	}
+	if len(req.DeviceIDs) == 0 || len(req.DeviceIDs) > 1000 {
+		return wire.Errorf(wire.CodeInvalidRequest, "device_ids: want 1 to 1000 devices")
+	}
+	return s.core.Preauthorize(ctx, actor, fleet, req.DeviceIDs)
+}

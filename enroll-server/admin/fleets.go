@@ -1,0 +1,155 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"sort"
+
+	"github.com/edge-enroll/enroll/enroll-server/audit"
+	"github.com/edge-enroll/enroll/enroll-server/vault"
+	"github.com/edge-enroll/enroll/pkg/wire"
+)
+
+// Generations shows a fleet's bootstrap generations and who uses them.
+func (s *Service) Generations(ctx context.Context, token, fleet string) (wire.Generations, error) {
+	if _, err := s.authorize(ctx, token, AreaFleets, canRead); err != nil {
+		return wire.Generations{}, err
+	}
+	if err := s.fleet(fleet); err != nil {
+		return wire.Generations{}, err
+	}
+	g, err := s.vault.Generations(ctx, fleet)
+	if err != nil {
+		return wire.Generations{}, err
+	}
+	live, err := s.vault.EnrollmentSecretIDs(ctx, fleet)
+	if err != nil {
+		return wire.Generations{}, err
+	}
+	use, err := s.store.GenerationUse(ctx, fleet)
+	if err != nil {
+		return wire.Generations{}, err
+	}
+	devs, err := s.store.Devices(ctx, fleet)
+	if err != nil {
+		return wire.Generations{}, err
+	}
+	out := wire.Generations{Fleet: fleet}
+	for _, x := range g.List {
+		gen := wire.Generation{N: x.N, State: x.State, Current: x.N == g.Current, CreatedAt: x.CreatedAt, LiveSecretIDs: live[x.N]}
+		for _, u := range use {
+			if u.Generation == x.N {
+				gen.Attempts, gen.LastAttempt = u.Attempts, u.Last
+			}
+		}
+		for _, d := range devs {
+			if d.Generation == x.N {
+				gen.Devices++
+			}
+		}
+		out.Generations = append(out.Generations, gen)
+	}
+	sort.Slice(out.Generations, func(i, j int) bool { return out.Generations[i].N < out.Generations[j].N })
+	return out, nil
+}
+
+// Rotate starts a new generation; earlier ones stay valid until retired.
+func (s *Service) Rotate(ctx context.Context, token, fleet string) (wire.Rotated, error) {
+	actor, err := s.authorize(ctx, token, AreaFleets, canUpdate)
+	if err != nil {
+		return wire.Rotated{}, err
+	}
+	if err := s.fleet(fleet); err != nil {
+		return wire.Rotated{}, err
+	}
+	cred, err := s.vault.Rotate(ctx, fleet)
+	if err != nil {
+		return wire.Rotated{}, err
+	}
+	s.core.ForgetGenerations(fleet)
+	s.audit(ctx, actor, "admin:rotate", fleet, "generation "+itoa(cred.Generation)+", secret ID accessor "+cred.Accessor)
+	return wire.Rotated{Fleet: fleet, Generation: cred.Generation, RoleID: cred.RoleID, SecretID: cred.SecretID, SecretIDAccessor: cred.Accessor}, nil
+}
+
+// EndGeneration retires (after its grace period) or revokes (in an
+// emergency) a generation: its enrollment secret IDs are destroyed.
+func (s *Service) EndGeneration(ctx context.Context, token, fleet string, n int, state string) (wire.GenerationEnded, error) {
+	actor, err := s.authorize(ctx, token, AreaFleets, canUpdate)
+	if err != nil {
+		return wire.GenerationEnded{}, err
+	}
+	if err := s.fleet(fleet); err != nil {
+		return wire.GenerationEnded{}, err
+	}
+	destroyed, err := s.vault.EndGeneration(ctx, fleet, n, state)
+	switch {
+	case errors.Is(err, vault.ErrCurrentGeneration):
+		return wire.GenerationEnded{}, wire.Errorf(wire.CodeIdempotencyConflict, "%v", err)
+	case notFound(err):
+		return wire.GenerationEnded{}, wire.Errorf(wire.CodeNotFound, "fleet %s has no generation %d", fleet, n)
+	case err != nil:
+		return wire.GenerationEnded{}, err
+	}
+	s.core.ForgetGenerations(fleet)
+	s.audit(ctx, actor, "admin:"+state, fleet, "generation "+itoa(n)+", destroyed "+itoa(destroyed)+" secret IDs")
+	return wire.GenerationEnded{Generation: n, State: state, DestroyedSecretIDs: destroyed}, nil
+}
+
+// Batch pre-provisions wrapped secret IDs for an orchestrator.
+func (s *Service) Batch(ctx context.Context, token, fleet string, req wire.DeviceIDs) (wire.Batch, error) {
+	actor, err := s.authorize(ctx, token, AreaDevices, canUpdate)
+	if err != nil {
+		return wire.Batch{}, err
+	}
+	items, err := s.core.PreProvision(ctx, actor, fleet, req.DeviceIDs)
+	out := wire.Batch{Items: make([]wire.BatchItem, 0, len(items))}
+	for i, it := range items {
+		out.Items = append(out.Items, wire.BatchItem{Fleet: fleet, DeviceID: req.DeviceIDs[i], EnrollResponse: it})
+	}
+	return out, err
+}
+
+// Alerts lists the stored security alerts.
+func (s *Service) Alerts(ctx context.Context, token string) (any, error) {
+	if _, err := s.authorize(ctx, token, AreaAudit, canRead); err != nil {
+		return nil, err
+	}
+	al, err := s.store.Alerts(ctx)
+	return map[string]any{"alerts": al}, err
+}
+
+// Audit returns the whole audit log.
+func (s *Service) Audit(ctx context.Context, token string) ([]audit.Record, error) {
+	if _, err := s.authorize(ctx, token, AreaAudit, canRead); err != nil {
+		return nil, err
+	}
+	return s.store.Audit(ctx)
+}
+
+// VerifyAudit checks the audit log's chain.
+func (s *Service) VerifyAudit(ctx context.Context, token string) (wire.AuditCheck, error) {
+	if _, err := s.authorize(ctx, token, AreaAudit, canRead); err != nil {
+		return wire.AuditCheck{}, err
+	}
+	recs, err := s.store.Audit(ctx)
+	if err != nil {
+		return wire.AuditCheck{}, err
+	}
+	return Check(recs), nil
+}
+
+// Check verifies records and says where the chain breaks.
+func Check(recs []audit.Record) wire.AuditCheck {
+	out := wire.AuditCheck{Records: len(recs), OK: true}
+	var be *audit.BrokenError
+	if err := audit.Verify(recs); errors.As(err, &be) {
+		out.OK, out.BrokenAt, out.Problem = false, be.Seq, be.Reason
+	}
+	return out
+}
+
+func (s *Service) audit(ctx context.Context, actor, action, fleet, detail string) {
+	if _, err := s.store.AppendAudit(ctx, audit.Record{Time: timeNow(), Actor: actor, Action: action, Fleet: fleet, Detail: detail}); err != nil {
+		s.log.Error("append audit record", "err", err, "action", action)
+	}
+}

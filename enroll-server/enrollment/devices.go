@@ -1,0 +1,137 @@
+package enrollment
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/edge-enroll/enroll/enroll-server/inventory"
+	"github.com/edge-enroll/enroll/pkg/wire"
+)
+
+// Device operations for administrators. actor names the administrator in
+// the audit log.
+
+func (s *Service) device(ctx context.Context, fleet, id string, create bool) (inventory.Device, error) {
+	if _, ok := s.fleets[fleet]; !ok {
+		return inventory.Device{}, fail(wire.CodeUnknownFleet, "fleet %q is not served here", fleet)
+	}
+	if err := wire.ValidateDeviceID(id); err != nil {
+		return inventory.Device{}, fail(wire.CodeInvalidRequest, "%v", err)
+	}
+	d, err := s.store.Device(ctx, fleet, id)
+	if errors.Is(err, inventory.ErrNotFound) {
+		if !create {
+			return d, fail(wire.CodeNotFound, "no device %s in fleet %s", id, fleet)
+		}
+		now := s.now().UTC()
+		return inventory.Device{Fleet: fleet, ID: id, CreatedAt: now, UpdatedAt: now}, nil
+	}
+	return d, err
+}
+
+// Device returns one device.
+func (s *Service) Device(ctx context.Context, fleet, id string) (inventory.Device, error) {
+	return s.device(ctx, fleet, id, false)
+}
+
+// Approve lets a device enroll (in a manual fleet) or lifts a rejection.
+func (s *Service) Approve(ctx context.Context, actor, fleet, id string) (inventory.Device, error) {
+	d, err := s.device(ctx, fleet, id, true)
+	if err != nil {
+		return d, err
+	}
+	d.Admission, d.UpdatedAt = inventory.AdmissionApproved, s.now().UTC()
+	if d.State == inventory.DeviceRejected {
+		d.State, d.Reason = inventory.DevicePending, ""
+	}
+	return d, s.saveAudited(ctx, d, actor, "admin:approve", "")
+}
+
+// Reject refuses a device; it sees the reason.
+func (s *Service) Reject(ctx context.Context, actor, fleet, id, reason string) (inventory.Device, error) {
+	d, err := s.device(ctx, fleet, id, true)
+	if err != nil {
+		return d, err
+	}
+	if d.State == inventory.DeviceEnrolled || d.State == inventory.DeviceEnrolling {
+		return d, fail(wire.CodeIdempotencyConflict, "device %s is %s: revoke it instead", id, d.State)
+	}
+	d.Admission, d.State, d.Reason, d.UpdatedAt = inventory.AdmissionRejected, inventory.DeviceRejected, reason, s.now().UTC()
+	return d, s.saveAudited(ctx, d, actor, "admin:reject", reason)
+}
+
+// Preauthorize puts devices on their fleet's allow-list.
+func (s *Service) Preauthorize(ctx context.Context, actor, fleet string, ids []string) error {
+	for _, id := range ids {
+		d, err := s.device(ctx, fleet, id, true)
+		if err != nil {
+			return err
+		}
+		if d.Admission != inventory.AdmissionApproved {
+			d.Admission, d.UpdatedAt = inventory.AdmissionPreauthorized, s.now().UTC()
+		}
+		if err := s.saveAudited(ctx, d, actor, "admin:preauthorize", ""); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Revoke ends everything of a device in Vault: its secret IDs are
+// destroyed, its last known token revoked and its entity disabled, so that
+// no token it holds works. It may not enroll again until re-admitted.
+func (s *Service) Revoke(ctx context.Context, actor, fleet, id, reason string) (inventory.Device, error) {
+	d, err := s.device(ctx, fleet, id, false)
+	if err != nil {
+		return d, err
+	}
+	if err := s.cutOff(ctx, d); err != nil {
+		return d, err
+	}
+	d.State, d.Reason, d.UpdatedAt = inventory.DeviceRevoked, reason, s.now().UTC()
+	d.SecretIDAccessor, d.TokenAccessor = "", ""
+	return d, s.saveAudited(ctx, d, actor, "admin:revoke", reason)
+}
+
+// cutOff destroys a device's secret IDs, revokes its known token and
+// disables its Vault entity.
+func (s *Service) cutOff(ctx context.Context, d inventory.Device) error {
+	if _, err := s.vault.DestroyDeviceSecretIDs(ctx, d.Fleet, d.ID); err != nil {
+		return vaultError("destroy the device's secret IDs", err)
+	}
+	if d.TokenAccessor != "" {
+		if err := s.vault.RevokeAccessor(ctx, d.TokenAccessor); err != nil {
+			return vaultError("revoke the device's token", err)
+		}
+	}
+	if err := s.vault.SetEntityDisabled(ctx, d.EntityID, true); err != nil {
+		return vaultError("disable the device's entity", err)
+	}
+	return nil
+}
+
+// Readmit clears a quarantine, a revocation or a rejection: the device may
+// enroll again, and its Vault entity is enabled again.
+func (s *Service) Readmit(ctx context.Context, actor, fleet, id string) (inventory.Device, error) {
+	d, err := s.device(ctx, fleet, id, false)
+	if err != nil {
+		return d, err
+	}
+	if err := s.vault.SetEntityDisabled(ctx, d.EntityID, false); err != nil {
+		return d, vaultError("enable the device's entity", err)
+	}
+	d.State, d.Reason, d.Recoveries, d.UpdatedAt = "", "", nil, s.now().UTC()
+	if d.Admission == inventory.AdmissionRejected {
+		d.Admission = inventory.AdmissionApproved
+	}
+	return d, s.saveAudited(ctx, d, actor, "admin:readmit", "")
+}
+
+func (s *Service) saveAudited(ctx context.Context, d inventory.Device, actor, action, detail string) error {
+	if err := s.store.SaveDevice(ctx, d); err != nil {
+		return fmt.Errorf("save device: %w", err)
+	}
+	s.record(ctx, actor, action, d.Fleet, d.ID, detail)
+	return nil
+}
