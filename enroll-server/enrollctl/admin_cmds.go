@@ -9,9 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 
-	"github.com/edge-enroll/enroll/enroll-server/vault"
 	"github.com/edge-enroll/enroll/pkg/bundle"
 	"github.com/edge-enroll/enroll/pkg/wire"
 )
@@ -215,6 +213,3 @@ func auditCmd(ctx context.Context, args []string, env Env) error {
 	fmt.Fprintf(env.Stdout, "audit log intact: %d records\n", res.Records)
 	return nil
 }
-
-var _ = strings.TrimSpace
-var _ = vault.GenerationRetired

@@ -1,6 +1,7 @@
 package enrollctl
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -9,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -27,14 +29,18 @@ func addServerFlags(fs *flag.FlagSet) *serverFlags {
 	return s
 }
 
-// get calls an admin endpoint with the administrator's Vault token.
-func (s *serverFlags) get(ctx context.Context, env Env, path string, q url.Values, out any) error {
+// rawTo copies a response body to a writer instead of decoding it.
+type rawTo struct{ w io.Writer }
+
+// call calls an admin endpoint with the administrator's Vault token,
+// sending in as JSON when it is not nil and decoding the answer into out.
+func (s *serverFlags) call(ctx context.Context, env Env, method, path string, q url.Values, in, out any) error {
 	base := s.url
 	if base == "" {
 		base = env.Getenv("ENROLL_SERVER_URL")
 	}
 	if err := bundle.ValidateURL(base); err != nil {
-		return fmt.Errorf("server URL: %w", err)
+		return fmt.Errorf("server URL (-server-url or $ENROLL_SERVER_URL): %w", err)
 	}
 	caPath := s.ca
 	if caPath == "" {
@@ -49,16 +55,37 @@ func (s *serverFlags) get(ctx context.Context, env Env, path string, q url.Value
 		pool, _ := bundle.CertPool(caPEM)
 		tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(base, "/")+path+"?"+q.Encode(), nil)
+	var body io.Reader
+	if in != nil {
+		raw, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(raw)
+	}
+	u := strings.TrimSuffix(base, "/") + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
 	if err != nil {
 		return err
 	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	req.Header.Set(wire.HeaderVaultToken, env.Getenv("VAULT_TOKEN"))
-	resp, err := (&http.Client{Transport: tr, Timeout: 30 * time.Second}).Do(req)
+	resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Minute}).Do(req)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusOK {
+		if r, ok := out.(rawTo); ok {
+			_, err := io.Copy(r.w, io.LimitReader(resp.Body, 1<<30))
+			return err
+		}
+	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
 		return err
@@ -76,13 +103,21 @@ func (s *serverFlags) get(ctx context.Context, env Env, path string, q url.Value
 func devices(ctx context.Context, args []string, env Env) error {
 	fs := flag.NewFlagSet("devices", flag.ContinueOnError)
 	fleet := fs.String("fleet", "", "only devices of this fleet")
+	state := fs.String("state", "", "only devices in this state")
+	gen := fs.Int("generation", 0, "only devices enrolled with this bootstrap generation")
+	limit := fs.Int("limit", 100, "devices per page")
+	after := fs.String("after", "", "page cursor (the previous page's next)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	sf := addServerFlags(fs)
 	if err := parse(fs, args, env); err != nil {
 		return err
 	}
 	var list wire.DeviceList
-	if err := sf.get(ctx, env, wire.PathAdminDevices, url.Values{"fleet": {*fleet}}, &list); err != nil {
+	q := url.Values{"fleet": {*fleet}, "state": {*state}, "limit": {strconv.Itoa(*limit)}, "after": {*after}}
+	if *gen > 0 {
+		q.Set("generation", strconv.Itoa(*gen))
+	}
+	if err := sf.call(ctx, env, http.MethodGet, wire.PathAdminDevices, q, nil, &list); err != nil {
 		return err
 	}
 	if *asJSON {
@@ -91,13 +126,26 @@ func devices(ctx context.Context, args []string, env Env) error {
 		return enc.Encode(list)
 	}
 	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "FLEET\tDEVICE\tSTATE\tGENERATION\tENROLLMENTS\tENROLLED\tSECRET ID ACCESSOR")
+	fmt.Fprintln(tw, "FLEET\tDEVICE\tSTATE\tADMISSION\tGENERATION\tENROLLMENTS\tENROLLED\tSECRET ID ACCESSOR")
 	for _, d := range list.Devices {
 		enrolled := "-"
 		if !d.EnrolledAt.IsZero() {
 			enrolled = d.EnrolledAt.Format(time.RFC3339)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\n", d.Fleet, d.ID, d.State, d.Generation, d.Enrollments, enrolled, d.SecretIDAccessor)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", d.Fleet, d.ID, dash(d.State), dash(d.Admission), d.Generation, d.Enrollments, enrolled, d.SecretIDAccessor)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if list.Next != "" {
+		fmt.Fprintf(env.Stdout, "more: -after %s\n", list.Next)
+	}
+	return nil
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

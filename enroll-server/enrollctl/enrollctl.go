@@ -30,7 +30,20 @@ commands:
   bundle              write a bootstrap bundle for a fleet's device images
   server-credentials  write the enrollment server's Vault credentials
   dev-ca              write a development CA and server certificate
-  devices             list devices in the server's inventory
+
+fleet administration, through enroll-server's admin API (-server-url,
+-server-ca or $ENROLL_SERVER_URL, $ENROLL_SERVER_CA):
+  devices             list devices (filters: -fleet -state -generation; pages)
+  approve | reject    decide on a device awaiting approval (-reason)
+  revoke | readmit    cut a device off in Vault / let it enroll again
+  preauthorize        put devices on a fleet's allow-list
+  generations         show a fleet's bootstrap generations and their use
+  rotate              start a new generation and write its bundle
+  retire              end an old generation after its grace period
+  revoke-generation   end a generation at once (emergency)
+  batch               pre-provision wrapped credentials for an orchestrator
+  alerts              list security alerts
+  audit verify|export check or export the hash-chained audit log
   version             print the version
 
 Vault is reached at $VAULT_ADDR with the administrator's $VAULT_TOKEN.
@@ -55,6 +68,18 @@ func Run(ctx context.Context, args []string, env Env) int {
 		"server-credentials": serverCredentials,
 		"dev-ca":             devCA,
 		"devices":            devices,
+		"approve":            deviceAction("approve"),
+		"reject":             deviceAction("reject"),
+		"revoke":             deviceAction("revoke"),
+		"readmit":            deviceAction("readmit"),
+		"preauthorize":       preauthorize,
+		"generations":        generations,
+		"rotate":             rotate,
+		"retire":             endGeneration("retire"),
+		"revoke-generation":  endGeneration("revoke"),
+		"batch":              batch,
+		"alerts":             alerts,
+		"audit":              auditCmd,
 	}
 	switch args[0] {
 	case "version", "--version", "-version":
