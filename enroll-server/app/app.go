@@ -76,7 +76,7 @@ func New(cfg config.File, opts Options, log *slog.Logger) (*App, error) {
 	for _, f := range cfg.Fleets {
 		fleets = append(fleets, enrollment.Fleet{Name: f.Name, WrapTTL: f.WrapTTL,
 			TokenTTL: f.DeviceTokenTTL, TokenMaxTTL: f.DeviceTokenMaxTTL, SecretIDTTL: f.DeviceSecretIDTTL,
-			RecoveryBudget: f.RecoveryBudget, RecoveryWindow: f.RecoveryWindow,
+			RecoveryBudget: *f.RecoveryBudget, RecoveryWindow: f.RecoveryWindow,
 			Admission: f.Admission, AckTimeout: f.AckTimeout})
 	}
 	coreLog := log.With("component", "enrollment")

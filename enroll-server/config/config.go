@@ -68,8 +68,9 @@ type Fleet struct {
 	DeviceTokenMaxTTL time.Duration `yaml:"device_token_max_ttl"`
 	DeviceSecretIDTTL time.Duration `yaml:"device_secret_id_ttl"`
 	// RecoveryBudget is how many automatic re-enrollments a device may make
-	// within RecoveryWindow before it is quarantined.
-	RecoveryBudget int           `yaml:"recovery_budget"`
+	// within RecoveryWindow before it is quarantined; 0 allows none. Unset
+	// means the default.
+	RecoveryBudget *int          `yaml:"recovery_budget"`
 	RecoveryWindow time.Duration `yaml:"recovery_window"`
 	// Admission is auto, allow-list (pre-authorised devices only) or
 	// manual (devices wait, pending, for an administrator).
@@ -105,8 +106,9 @@ func FleetDefaults(f Fleet) Fleet {
 	if f.DeviceSecretIDTTL == 0 {
 		f.DeviceSecretIDTTL = 30 * 24 * time.Hour
 	}
-	if f.RecoveryBudget == 0 {
-		f.RecoveryBudget = 5
+	if f.RecoveryBudget == nil {
+		five := 5
+		f.RecoveryBudget = &five
 	}
 	if f.RecoveryWindow == 0 {
 		f.RecoveryWindow = 24 * time.Hour
@@ -222,7 +224,7 @@ func (f File) Validate() error {
 		if fl.DeviceTokenTTL < time.Second || fl.DeviceTokenMaxTTL < fl.DeviceTokenTTL {
 			bad(key+".device_token_ttl", "want at least 1s and at most device_token_max_ttl")
 		}
-		if fl.RecoveryBudget < 0 {
+		if fl.RecoveryBudget != nil && *fl.RecoveryBudget < 0 {
 			bad(key+".recovery_budget", "must not be negative")
 		}
 		if fl.RecoveryWindow <= 0 {

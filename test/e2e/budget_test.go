@@ -18,7 +18,8 @@ import (
 // and `enroll-client status` explains why.
 func TestSecretIDDestroyedRecoveryBudget(t *testing.T) {
 	e := newEnv(t, options{fleet: func(f *config.Fleet) {
-		f.DeviceTokenTTL, f.RecoveryBudget = 3*time.Second, 1
+		one := 1
+		f.DeviceTokenTTL, f.RecoveryBudget = 3*time.Second, &one
 	}})
 	dd := e.deviceDir("sensor-a")
 	d := e.newDevice("sensor-a", nil)

@@ -84,6 +84,8 @@ type options struct {
 	persistent bool
 	// fleet adjusts the fleet's server configuration.
 	fleet func(*config.Fleet)
+	// server adjusts the rest of the server's configuration.
+	server func(*config.File)
 }
 
 func newEnv(t *testing.T, opts ...options) *env {
@@ -145,6 +147,9 @@ func newEnv(t *testing.T, opts ...options) *env {
 		o.fleet(&fl)
 	}
 	cfg.Fleets = []config.Fleet{config.FleetDefaults(fl)}
+	if o.server != nil {
+		o.server(&cfg)
+	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}

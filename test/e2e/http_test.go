@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 )
@@ -33,7 +34,20 @@ func (e *env) postWith(path, contentType string, body []byte) (int, string) {
 
 func (e *env) get(path, vaultToken string) (int, string) {
 	e.t.Helper()
-	req, err := http.NewRequest(http.MethodGet, e.serverURL+path, nil)
+	return e.adminCall(http.MethodGet, path, vaultToken, "")
+}
+
+// adminCall calls the admin API with a Vault token and an optional body.
+func (e *env) adminCall(method, path, vaultToken, body string) (int, string) {
+	e.t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, e.serverURL+path, rd)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -1,0 +1,138 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/edge-enroll/enroll/enroll-server/config"
+	"github.com/edge-enroll/enroll/enroll-server/inventory"
+	"github.com/edge-enroll/enroll/pkg/wire"
+)
+
+// webhookReceiver collects the alerts the server posts.
+type webhookReceiver struct {
+	mu    sync.Mutex
+	kinds []string
+	srv   *httptest.Server
+}
+
+func newWebhookReceiver(t *testing.T) *webhookReceiver {
+	w := &webhookReceiver{}
+	w.srv = httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		var al inventory.Alert
+		raw, _ := io.ReadAll(r.Body)
+		if r.Header.Get("Content-Type") != "application/json" || json.Unmarshal(raw, &al) != nil {
+			rw.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		w.mu.Lock()
+		w.kinds = append(w.kinds, al.Kind)
+		w.mu.Unlock()
+	}))
+	t.Cleanup(w.srv.Close)
+	return w
+}
+
+func (w *webhookReceiver) has(kind string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, k := range w.kinds {
+		if k == kind {
+			return true
+		}
+	}
+	return false
+}
+
+// Each secret-bridge alert is raised by a real event and seen in the log,
+// the metric and the webhook.
+func TestEveryAlertReachesLogMetricAndWebhook(t *testing.T) {
+	hook := newWebhookReceiver(t)
+	e := newEnv(t, options{
+		fleet: func(f *config.Fleet) {
+			zero := 0
+			f.WrapTTL, f.AckTimeout, f.RecoveryBudget = 10*time.Second, 10*time.Second, &zero
+			f.RecoveryWindow = time.Hour
+		},
+		server: func(c *config.File) { c.Alerts.WebhookURL, c.Alerts.SweepInterval = hook.srv.URL, time.Second },
+	})
+	// 1. An enrollment token presented twice.
+	tok := e.bootstrapLogin()
+	_, first := e.post("/v1/enroll", enrollBody(tok, "reuse-1", "key-reuse000000001"))
+	e.secrets = append(e.secrets, jsonField(t, first, "wrapping_token"))
+	e.post("/v1/enroll", enrollBody(tok, "reuse-2", "key-reuse000000002"))
+	// 2. A wrapping token unwrapped by someone else.
+	stealer := e.interceptor(func(r *wire.EnrollResponse) {
+		if sec, err := e.clientFor(r.WrappingToken).Logical().Unwrap(""); err == nil {
+			e.secrets = append(e.secrets, sec.Data["secret_id"].(string))
+		}
+	})
+	e.runUntilStopped(e.newDevice("stolen", viaProxy(stealer)))
+	// 3. A wrapping token minted at another path.
+	swapper := e.interceptor(func(r *wire.EnrollResponse) {
+		sec, err := e.root.Logical().Write("sys/wrapping/wrap", map[string]any{"x": "y"})
+		if err == nil {
+			r.WrappingToken = sec.WrapInfo.Token
+			e.secrets = append(e.secrets, r.WrappingToken)
+		}
+	})
+	e.runUntilStopped(e.newDevice("swapped", viaProxy(swapper)))
+	// 4. A recovery budget exhausted: budget 0, so a second enrollment is one too many.
+	st := e.enroll(e.newDevice("budget", nil))
+	e.secrets = append(e.secrets, st.SecretID, st.Token)
+	status, body := e.post("/v1/enroll", enrollBody(e.bootstrapLogin(), "budget", "key-budget00000002"))
+	if status != 403 || errorCode(t, body) != "device_quarantined" {
+		t.Fatalf("over budget: %d %s", status, body)
+	}
+	// 5. No acknowledgement in time: mint, never acknowledge.
+	_, silent := e.post("/v1/enroll", enrollBody(e.bootstrapLogin(), "silent", "key-silent00000001"))
+	e.secrets = append(e.secrets, jsonField(t, silent, "wrapping_token"))
+
+	kinds := []string{inventory.AlertEnrollmentTokenReuse, inventory.AlertWrappingTokenInvalid,
+		inventory.AlertCreationPathMismatch, inventory.AlertRecoveryBudget, inventory.AlertAckMissing}
+	waitFor(t, 40*time.Second, "every alert at the webhook", func() bool {
+		for _, k := range kinds {
+			if !hook.has(k) {
+				return false
+			}
+		}
+		return true
+	})
+	_, metrics := e.get("/metrics", "")
+	// reuse-1's credential, minted by the first use of the reused token, was
+	// never acknowledged either: two such alerts.
+	counts := map[string]int{inventory.AlertAckMissing: 2}
+	for _, k := range kinds {
+		logged := false
+		for _, l := range e.logs.lines("security alert") {
+			if l["kind"] == k && l["security"] == true {
+				logged = true
+			}
+		}
+		if !logged {
+			t.Errorf("alert %s: no log line", k)
+		}
+		want := max(counts[k], 1)
+		if !strings.Contains(metrics, fmt.Sprintf("enroll_server_security_alerts_total{kind=%q} %d", k, want)) {
+			t.Errorf("alert %s: metric not counted %d times", k, want)
+		}
+	}
+	// The silent device's wrapping token was revoked and it is quarantined.
+	if _, err := e.root.Logical().Write("sys/wrapping/lookup", map[string]any{"token": jsonField(t, silent, "wrapping_token")}); err == nil {
+		t.Error("the unacknowledged wrapping token is still valid")
+	}
+	devs, _ := e.inventory()
+	for _, d := range devs {
+		want := map[string]bool{"stolen": true, "swapped": true, "budget": true, "silent": true, "reuse-1": true}[d.ID]
+		if want && d.State != inventory.DeviceQuarantined {
+			t.Errorf("device %s is %s, want quarantined", d.ID, d.State)
+		}
+	}
+}
