@@ -73,6 +73,7 @@ func (s *Service) authorize(ctx context.Context, token, area, capability string)
 	}
 	caps, err := s.vault.Capabilities(ctx, token, vault.AdminActionPrefix+area)
 	if err != nil {
+		s.log.Warn("check admin capabilities", "err", err, "area", area)
 		return "", &wire.Error{Code: wire.CodeUnavailable, Message: "vault could not check the token's capabilities", RetryAfterSeconds: 2}
 	}
 	allowed := slices.Contains(caps, "root") || slices.Contains(caps, capability) ||

@@ -3,15 +3,14 @@ package e2e
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
+	"github.com/edge-enroll/enroll/enroll-client/lifecycle"
+	"github.com/edge-enroll/enroll/enroll-client/sink"
 	"log/slog"
 	"os"
 	"testing"
 	"time"
 
-	"github.com/edge-enroll/enroll/enroll-client/serverapi"
 	"github.com/edge-enroll/enroll/pkg/bundle"
-	"github.com/edge-enroll/enroll/pkg/wire"
 )
 
 func writeFile(t *testing.T, path string, data []byte) {
@@ -54,16 +53,11 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
-// wireProbe is a request the server refuses without touching Vault.
-func wireProbe() wire.EnrollRequest { return wire.EnrollRequest{Fleet: "-"} }
-
-func isTransport(err error) bool {
-	var se *serverapi.Error
-	return !errors.As(err, &se)
-}
 
 func tlsTo(t *testing.T, caPEM string) *tls.Config {
 	return &tls.Config{RootCAs: mustPool(t, caPEM)}
 }
 
 func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+func sinkFile(path string) lifecycle.Sink { return sink.File{Path: path} }

@@ -1,0 +1,122 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/edge-enroll/enroll/enroll-client/lifecycle"
+	servercli "github.com/edge-enroll/enroll/enroll-server/cli"
+	"github.com/edge-enroll/enroll/enroll-server/inventory"
+	"github.com/edge-enroll/enroll/pkg/bundle"
+	"github.com/edge-enroll/enroll/pkg/wire"
+)
+
+// The audit log records enrollments and admin actions; after a test edits
+// one record in the store, verify names that record.
+func TestAuditLogDetectsTampering(t *testing.T) {
+	e := newEnv(t)
+	e.enroll(e.newDevice("sensor-a", nil))
+	if status, body := e.adminCall("POST", "/v1/admin/devices/acme/sensor-b/approve", e.vault.RootToken, ""); status != 200 {
+		t.Fatalf("approve: %d %s", status, body)
+	}
+	_, export := e.get("/v1/admin/audit", e.vault.RootToken)
+	for _, want := range []string{`"action":"enroll:wrapped"`, `"action":"enroll:acknowledged"`, `"action":"admin:approve"`, `"actor":"admin:token (`} {
+		if !strings.Contains(export, want) {
+			t.Fatalf("audit export lacks %s:\n%s", want, export)
+		}
+	}
+	e.stop()
+	cfgPath := filepath.Join(t.TempDir(), "server.yaml")
+	raw, err := yaml.Marshal(e.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, cfgPath, raw)
+	verify := func() (int, string) {
+		var out, errOut bytes.Buffer
+		code := servercli.Run(context.Background(), []string{"audit", "verify", "-config", cfgPath}, &out, &errOut)
+		return code, out.String() + errOut.String()
+	}
+	if code, out := verify(); code != 0 || !strings.Contains(out, "intact: 3 records") {
+		t.Fatalf("verify of an untouched log: %d %s", code, out)
+	}
+	// Edit record 2 in place, as someone with the file could.
+	db, err := bolt.Open(e.statePath, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte("audit"))
+		k := binary.BigEndian.AppendUint64(nil, 2)
+		var rec map[string]any
+		if err := json.Unmarshal(b.Get(k), &rec); err != nil {
+			return err
+		}
+		rec["detail"] = "nothing to see here"
+		edited, _ := json.Marshal(rec)
+		return b.Put(k, edited)
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, out := verify()
+	if code == 0 || !strings.Contains(out, "BROKEN at record 2") {
+		t.Fatalf("verify of an edited log: %d %s", code, out)
+	}
+}
+
+// An orchestrator injects one pre-provisioned credential per device; each
+// device consumes its own without any bootstrap credential. A second use of
+// one is refused and raises an alert.
+func TestBatchPreProvisioning(t *testing.T) {
+	e := newEnv(t)
+	var batch wire.Batch
+	e.adminJSON("POST", "/v1/admin/fleets/acme/batch", `{"device_ids":["b-1","b-2","b-3"]}`, &batch)
+	if len(batch.Items) != 3 {
+		t.Fatalf("batch = %+v", batch)
+	}
+	noBootstrap := func(b *bundle.Bundle) { b.RoleID, b.SecretID = "", "" }
+	for _, it := range batch.Items {
+		e.secrets = append(e.secrets, it.WrappingToken)
+		d := e.newDevice(it.DeviceID, noBootstrap)
+		d.preprovision(e, it)
+		st := e.enroll(d)
+		if st.EnrollmentID != it.EnrollmentID || st.Enrollments != 1 {
+			t.Fatalf("device %s enrolled as %s, want its batch enrollment %s", it.DeviceID, st.EnrollmentID, it.EnrollmentID)
+		}
+	}
+	// The same credential a second time, on another machine claiming b-1.
+	clone := e.newDevice("b-1", noBootstrap)
+	clone.preprovision(e, batch.Items[0])
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := clone.machine.Run(ctx, true); !errors.Is(err, lifecycle.ErrRejected) {
+		t.Fatalf("second use of a batch credential: %v", err)
+	}
+	alerts := e.logs.lines("security alert")
+	if len(alerts) != 1 || alerts[0]["kind"] != inventory.AlertWrappingTokenInvalid || alerts[0]["device_id"] != "b-1" {
+		t.Fatalf("alerts = %v", alerts)
+	}
+}
+
+// preprovision rebuilds the device's machine with an injected credential.
+func (d *device) preprovision(e *env, it wire.BatchItem) {
+	b := e.bundle
+	b.RoleID, b.SecretID = "", ""
+	resp := it.EnrollResponse
+	d.machine = lifecycle.New(lifecycle.Config{
+		Bundle: &b, DeviceID: d.id, Vault: mustClientVault(e.t, b), Store: d.store, Log: jsonLogger(e.logs),
+		Server: serverClient(e.t, b), Sinks: []lifecycle.Sink{sinkFile(d.sinkPath)}, Preprovisioned: &resp,
+	})
+}
