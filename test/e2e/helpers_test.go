@@ -53,7 +53,6 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
-
 func tlsTo(t *testing.T, caPEM string) *tls.Config {
 	return &tls.Config{RootCAs: mustPool(t, caPEM)}
 }
