@@ -88,6 +88,7 @@ func New(cfg config.File, opts Options, log *slog.Logger) (*App, error) {
 		notify = hook
 	}
 	core := enrollment.New(vc, store, fleets, enrollment.NewAlerter(store, coreLog, m.Alerts, notify), coreLog)
+	core.CountOutcomes(m.Enrollments)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		store.Close()

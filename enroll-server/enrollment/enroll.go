@@ -50,7 +50,8 @@ func validateFacts(f wire.Facts) error {
 // Enroll exchanges an enrollment token for the device's response-wrapped
 // secret ID. A retried request with the same idempotency key gets the same
 // answer and never a second secret ID.
-func (s *Service) Enroll(ctx context.Context, req wire.EnrollRequest) (wire.EnrollResponse, error) {
+func (s *Service) Enroll(ctx context.Context, req wire.EnrollRequest) (resp wire.EnrollResponse, err error) {
+	defer func() { s.countOutcome(req.Fleet, resp, err) }()
 	if err := validateEnroll(req); err != nil {
 		return wire.EnrollResponse{}, err
 	}
@@ -240,4 +241,24 @@ func responseOf(e inventory.Enrollment) wire.EnrollResponse {
 		CreationPath:     e.CreationPath,
 		WrapExpiresAt:    e.WrapExpiresAt,
 	}
+}
+
+// countOutcome counts a request as wrapped, pending, enrolled (a replay) or
+// by the code it was refused with.
+func (s *Service) countOutcome(fleet string, resp wire.EnrollResponse, err error) {
+	if s.outcomes == nil {
+		return
+	}
+	outcome := resp.Status
+	if err != nil {
+		outcome = string(wire.CodeInternal)
+		var we *wire.Error
+		if errors.As(err, &we) {
+			outcome = string(we.Code)
+		}
+	}
+	if _, ok := s.fleets[fleet]; !ok {
+		fleet = "" // never a label per unknown name a client sends
+	}
+	s.outcomes.WithLabelValues(fleet, outcome).Inc()
 }

@@ -5,6 +5,8 @@
 package enrollment
 
 import (
+	"github.com/prometheus/client_golang/prometheus"
+
 	"context"
 	"crypto/rand"
 	"log/slog"
@@ -67,6 +69,8 @@ type Service struct {
 	log    *slog.Logger
 	alerts *Alerter
 	now    func() time.Time
+	// outcomes counts enrollment requests by fleet and outcome; optional.
+	outcomes *prometheus.CounterVec
 
 	// staleAfter is how long an enrollment may stay minting before another
 	// request for the device may take it over (a server crashed mid-way).
@@ -97,6 +101,9 @@ func New(v Vault, s inventory.Store, fleets []Fleet, alerts *Alerter, log *slog.
 		genCache: map[string]cachedGenerations{},
 	}
 }
+
+// CountOutcomes makes the core count enrollment requests by outcome.
+func (s *Service) CountOutcomes(c *prometheus.CounterVec) { s.outcomes = c }
 
 // Serves reports whether the server enrolls devices of fleet.
 func (s *Service) Serves(fleet string) bool { _, ok := s.fleets[fleet]; return ok }

@@ -124,15 +124,21 @@ func TestEveryAlertReachesLogMetricAndWebhook(t *testing.T) {
 			t.Errorf("alert %s: metric not counted %d times", k, want)
 		}
 	}
+	if !strings.Contains(metrics, `enroll_server_enrollments_total{fleet="acme",outcome="wrapped"}`) ||
+		!strings.Contains(metrics, `enroll_server_enrollments_total{fleet="acme",outcome="enrollment_token_reused"} 1`) {
+		t.Error("enrollment outcomes are not counted")
+	}
 	// The silent device's wrapping token was revoked and it is quarantined.
 	if _, err := e.root.Logical().Write("sys/wrapping/lookup", map[string]any{"token": jsonField(t, silent, "wrapping_token")}); err == nil {
 		t.Error("the unacknowledged wrapping token is still valid")
 	}
-	devs, _ := e.inventory()
-	for _, d := range devs {
-		want := map[string]bool{"stolen": true, "swapped": true, "budget": true, "silent": true, "reuse-1": true}[d.ID]
-		if want && d.State != inventory.DeviceQuarantined {
-			t.Errorf("device %s is %s, want quarantined", d.ID, d.State)
+	waitFor(t, 20*time.Second, "every affected device quarantined", func() bool {
+		_, body := e.get("/v1/admin/devices?fleet=acme&state=quarantined", e.vault.RootToken)
+		for _, id := range []string{"stolen", "swapped", "budget", "silent", "reuse-1"} {
+			if !strings.Contains(body, `"id":"`+id+`"`) {
+				return false
+			}
 		}
-	}
+		return true
+	})
 }
