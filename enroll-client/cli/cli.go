@@ -23,6 +23,7 @@ import (
 	"github.com/edge-enroll/enroll/enroll-client/state"
 	"github.com/edge-enroll/enroll/enroll-client/vault"
 	"github.com/edge-enroll/enroll/pkg/bundle"
+	"github.com/edge-enroll/enroll/pkg/cmdline"
 	"github.com/edge-enroll/enroll/pkg/logging"
 	"github.com/edge-enroll/enroll/pkg/version"
 	"github.com/edge-enroll/enroll/pkg/wire"
@@ -40,28 +41,18 @@ commands:
 
 // Run is the whole program; main only adds signals and exits with its code.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return 2
-	}
-	switch args[0] {
-	case "run":
-		return run(ctx, args[1:], stderr)
-	case "status":
-		return status(args[1:], stdout, stderr)
-	case "reset-state":
-		return resetState(args[1:], stdout, stderr)
-	case "check-config":
-		return checkConfig(args[1:], stdout, stderr)
-	case "version", "--version", "-version":
-		fmt.Fprintln(stdout, version.String("enroll-client"))
-		return 0
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return 0
-	}
-	fmt.Fprintf(stderr, "enroll-client: unknown command %q\n%s", args[0], usage)
-	return 2
+	return cmdline.Program{Name: "enroll-client", Usage: usage, Commands: map[string]cmdline.Command{
+		"run": func(ctx context.Context, args []string, _, stderr io.Writer) int { return run(ctx, args, stderr) },
+		"status": func(_ context.Context, args []string, stdout, stderr io.Writer) int {
+			return status(args, stdout, stderr)
+		},
+		"reset-state": func(_ context.Context, args []string, stdout, stderr io.Writer) int {
+			return resetState(args, stdout, stderr)
+		},
+		"check-config": func(_ context.Context, args []string, stdout, stderr io.Writer) int {
+			return checkConfig(args, stdout, stderr)
+		},
+	}}.Run(ctx, args, stdout, stderr)
 }
 
 func loadConfig(fs *flag.FlagSet, args []string, stderr io.Writer) (config.File, *bundle.Bundle, bool) {

@@ -12,8 +12,8 @@ import (
 
 	"github.com/edge-enroll/enroll/enroll-server/app"
 	"github.com/edge-enroll/enroll/enroll-server/config"
+	"github.com/edge-enroll/enroll/pkg/cmdline"
 	"github.com/edge-enroll/enroll/pkg/logging"
-	"github.com/edge-enroll/enroll/pkg/version"
 )
 
 const usage = `usage: enroll-server <command> [flags]
@@ -28,26 +28,15 @@ commands:
 
 // Run is the whole program; main only adds signals and exits with its code.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return 2
-	}
-	switch args[0] {
-	case "run":
-		return run(ctx, args[1:], stderr)
-	case "check-config":
-		return checkConfig(args[1:], stdout, stderr)
-	case "audit":
-		return auditCmd(args[1:], stdout, stderr)
-	case "version", "--version", "-version":
-		fmt.Fprintln(stdout, version.String("enroll-server"))
-		return 0
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return 0
-	}
-	fmt.Fprintf(stderr, "enroll-server: unknown command %q\n%s", args[0], usage)
-	return 2
+	return cmdline.Program{Name: "enroll-server", Usage: usage, Commands: map[string]cmdline.Command{
+		"run": func(ctx context.Context, args []string, _, stderr io.Writer) int { return run(ctx, args, stderr) },
+		"check-config": func(_ context.Context, args []string, stdout, stderr io.Writer) int {
+			return checkConfig(args, stdout, stderr)
+		},
+		"audit": func(_ context.Context, args []string, stdout, stderr io.Writer) int {
+			return auditCmd(args, stdout, stderr)
+		},
+	}}.Run(ctx, args, stdout, stderr)
 }
 
 func configFlag(fs *flag.FlagSet) *string {

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/api"
+
+	"github.com/edge-enroll/enroll/pkg/backoff"
 )
 
 // Credentials are the server's own AppRole credentials.
@@ -103,7 +105,7 @@ func (s *Server) Run(ctx context.Context) error {
 				return nil
 			}
 			s.log.Warn("vault login failed; will retry", "err", err, "retry_in", delay)
-			if !sleep(ctx, delay) {
+			if !backoff.Sleep(ctx, delay) {
 				return nil
 			}
 			delay = min(delay*2, time.Minute)
@@ -147,17 +149,6 @@ func (s *Server) WaitLoggedIn(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
 

@@ -29,7 +29,7 @@ type Sender struct {
 func New(url string, timeout time.Duration, log *slog.Logger) *Sender {
 	return &Sender{
 		url: url, client: &http.Client{Timeout: timeout}, log: log,
-		queue: make(chan []byte, 1024), attempts: 5, sleep: sleepCtx,
+		queue: make(chan []byte, 1024), attempts: 5, sleep: backoff.Sleep,
 	}
 }
 
@@ -91,15 +91,4 @@ func (s *Sender) post(ctx context.Context, raw []byte) error {
 		return fmt.Errorf("receiver answered %s", resp.Status)
 	}
 	return nil
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

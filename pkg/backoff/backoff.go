@@ -6,6 +6,7 @@
 package backoff
 
 import (
+	"context"
 	"math/rand/v2"
 	"time"
 )
@@ -52,3 +53,16 @@ func (b *Backoff) Reset() { b.attempt = 0 }
 
 // Attempt is how many delays were handed out since the last reset.
 func (b *Backoff) Attempt() int { return b.attempt }
+
+// Sleep waits d or until ctx ends, and reports whether the full wait
+// elapsed.
+func Sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

@@ -1,0 +1,43 @@
+// Package cmdline dispatches a binary's subcommands, with the version and
+// help commands every binary shares.
+package cmdline
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/edge-enroll/enroll/pkg/version"
+)
+
+// Command runs one subcommand and returns the process exit code.
+type Command func(ctx context.Context, args []string, stdout, stderr io.Writer) int
+
+// Program is a binary's command line.
+type Program struct {
+	Name     string
+	Usage    string
+	Commands map[string]Command
+}
+
+// Run dispatches args[0]; 2 is the exit code of a usage error.
+func (p Program) Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, p.Usage)
+		return 2
+	}
+	switch args[0] {
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, version.String(p.Name))
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, p.Usage)
+		return 0
+	}
+	cmd, ok := p.Commands[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "%s: unknown command %q\n%s", p.Name, args[0], p.Usage)
+		return 2
+	}
+	return cmd(ctx, args[1:], stdout, stderr)
+}
