@@ -132,3 +132,21 @@ func TestManualApproval(t *testing.T) {
 		t.Fatalf("rejected device's reason %q does not carry the administrator's", sb.Reason)
 	}
 }
+
+// In an allow-list fleet only pre-authorised devices enroll.
+func TestAllowListAdmission(t *testing.T) {
+	e := newEnv(t, options{fleet: func(f *config.Fleet) { f.Admission = "allow-list" }})
+	stranger := e.newDevice("stranger", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := stranger.machine.Run(ctx, true); !errors.Is(err, lifecycle.ErrRejected) || !strings.Contains(err.Error(), "allow-list") {
+		t.Fatalf("a device not on the allow-list: %v", err)
+	}
+	if role, err := e.root.Logical().Read("auth/" + vault.DeviceMount(fleet) + "/role/stranger"); err != nil || role != nil {
+		t.Fatalf("a refused device got a role in Vault: %v %v", role, err)
+	}
+	if status, body := e.adminCall("POST", "/v1/admin/fleets/acme/preauthorize", e.vault.RootToken, `{"device_ids":["known"]}`); status != 200 {
+		t.Fatalf("preauthorize: %d %s", status, body)
+	}
+	e.enroll(e.newDevice("known", nil))
+}
