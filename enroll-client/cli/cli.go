@@ -24,6 +24,7 @@ import (
 	"github.com/edge-enroll/enroll/enroll-client/vault"
 	"github.com/edge-enroll/enroll/pkg/bundle"
 	"github.com/edge-enroll/enroll/pkg/cmdline"
+	"github.com/edge-enroll/enroll/pkg/daemon"
 	"github.com/edge-enroll/enroll/pkg/logging"
 	"github.com/edge-enroll/enroll/pkg/version"
 	"github.com/edge-enroll/enroll/pkg/wire"
@@ -35,7 +36,8 @@ commands:
   run           enroll this device and keep its Vault token alive
   status        show the device's enrollment state (works while run is running)
   reset-state   move a damaged state file aside so the device can enroll again
-  check-config  validate the configuration and bundle, then exit
+  check-config  validate the configuration, bundle and state file, then exit
+  service       install | uninstall | start | stop | restart | status
   version       print the version
 `
 
@@ -52,11 +54,17 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"check-config": func(_ context.Context, args []string, stdout, stderr io.Writer) int {
 			return checkConfig(args, stdout, stderr)
 		},
+		"service": func(_ context.Context, args []string, stdout, stderr io.Writer) int {
+			return serviceControl(args, stdout, stderr)
+		},
 	}}.Run(ctx, args, stdout, stderr)
 }
 
 func loadConfig(fs *flag.FlagSet, args []string, stderr io.Writer) (config.File, *bundle.Bundle, bool) {
-	path := fs.String("config", config.DefaultPath, "configuration file")
+	return loadConfigAt(fs, fs.String("config", config.DefaultPath, "configuration file"), args, stderr)
+}
+
+func loadConfigAt(fs *flag.FlagSet, path *string, args []string, stderr io.Writer) (config.File, *bundle.Bundle, bool) {
 	fs.SetOutput(stderr)
 	if err := fs.Parse(args); err != nil {
 		return config.File{}, nil, false
@@ -90,7 +98,8 @@ func readBundle(path string) (*bundle.Bundle, error) {
 func run(ctx context.Context, args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	once := fs.Bool("once", false, "exit once the device holds an acknowledged token")
-	cfg, b, ok := loadConfig(fs, args, stderr)
+	path := fs.String("config", config.DefaultPath, "configuration file")
+	cfg, b, ok := loadConfigAt(fs, path, args, stderr)
 	if !ok {
 		return 1
 	}
@@ -99,13 +108,22 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "enroll-client: config:", err)
 		return 1
 	}
+	if err := daemon.Harden(); err != nil {
+		log.Warn("process hardening", "err", err)
+	}
 	m, closeFn, err := build(cfg, b, log)
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		return 1
 	}
 	defer closeFn()
-	if err := m.Run(ctx, *once); err != nil {
+	runMachine := func(ctx context.Context) error { return m.Run(ctx, *once) }
+	if daemon.UnderManager() {
+		err = daemon.Run(serviceSpec(*path), runMachine)
+	} else {
+		err = runMachine(ctx)
+	}
+	if err != nil {
 		log.Error("stopped", "err", err)
 		return 1
 	}
@@ -190,7 +208,13 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return 1
 	}
-	fmt.Fprintf(stdout, "ok: device %s, fleet %s, server %s, vault %s\n", cfg.DeviceID, b.Fleet, b.ServerURL, b.VaultAddr)
+	st, err := state.Open(cfg.StatePath)
+	if err != nil {
+		fmt.Fprintln(stderr, "enroll-client:", err)
+		return 1
+	}
+	st.Close()
+	fmt.Fprintf(stdout, "ok: device %s, fleet %s, server %s, vault %s, state %s\n", cfg.DeviceID, b.Fleet, b.ServerURL, b.VaultAddr, cfg.StatePath)
 	return 0
 }
 
@@ -298,4 +322,22 @@ func readPreprovisioned(cfg config.File, b *bundle.Bundle) (*wire.EnrollResponse
 			cfg.PreprovisionedPath, item.DeviceID, item.Fleet)
 	}
 	return &item.EnrollResponse, nil
+}
+
+// serviceSpec is how enroll-client runs as a service with configPath.
+func serviceSpec(configPath string) daemon.Spec {
+	abs, err := filepath.Abs(configPath)
+	if err != nil {
+		abs = configPath
+	}
+	return daemon.Spec{
+		Name:        "enroll-client",
+		Description: "edge-enroll device enrollment client: keeps this device's Vault token alive",
+		Arguments:   []string{"run", "-config", abs},
+		UserName:    daemon.DefaultUser("enroll-client"),
+	}
+}
+
+func serviceControl(args []string, stdout, stderr io.Writer) int {
+	return daemon.ControlCommand("enroll-client", config.DefaultPath, serviceSpec, args, stdout, stderr)
 }

@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 
 	"github.com/edge-enroll/enroll/enroll-server/app"
 	"github.com/edge-enroll/enroll/enroll-server/config"
 	"github.com/edge-enroll/enroll/pkg/cmdline"
+	"github.com/edge-enroll/enroll/pkg/daemon"
 	"github.com/edge-enroll/enroll/pkg/logging"
 )
 
@@ -21,6 +23,7 @@ const usage = `usage: enroll-server <command> [flags]
 commands:
   run           serve the enrollment API
   check-config  validate a configuration file and exit
+  service       install | uninstall | start | stop | restart | status
   audit verify  verify the audit log's hash chain (server stopped)
   audit export  print the audit log as JSON lines (server stopped)
   version       print the version
@@ -36,11 +39,30 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"audit": func(_ context.Context, args []string, stdout, stderr io.Writer) int {
 			return auditCmd(args, stdout, stderr)
 		},
+		"service": func(_ context.Context, args []string, stdout, stderr io.Writer) int {
+			return daemon.ControlCommand("enroll-server", defaultConfig, serviceSpec, args, stdout, stderr)
+		},
 	}}.Run(ctx, args, stdout, stderr)
 }
 
+const defaultConfig = "/etc/enroll-server/config.yaml"
+
+// serviceSpec is how enroll-server runs as a service with configPath.
+func serviceSpec(configPath string) daemon.Spec {
+	abs, err := filepath.Abs(configPath)
+	if err != nil {
+		abs = configPath
+	}
+	return daemon.Spec{
+		Name:        "enroll-server",
+		Description: "edge-enroll enrollment server: exchanges fleet bootstrap proofs for per-device Vault credentials",
+		Arguments:   []string{"run", "-config", abs},
+		UserName:    daemon.DefaultUser("enroll-server"),
+	}
+}
+
 func configFlag(fs *flag.FlagSet) *string {
-	return fs.String("config", "/etc/enroll-server/config.yaml", "configuration file")
+	return fs.String("config", defaultConfig, "configuration file")
 }
 
 func run(ctx context.Context, args []string, stderr io.Writer) int {
@@ -69,7 +91,15 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		log.Error("cannot start", "err", err)
 		return 1
 	}
-	if err := a.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+	if err := daemon.Harden(); err != nil {
+		log.Warn("process hardening", "err", err)
+	}
+	if daemon.UnderManager() {
+		err = daemon.Run(serviceSpec(*path), a.Run)
+	} else {
+		err = a.Run(ctx)
+	}
+	if err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("stopped with an error", "err", err)
 		return 1
 	}
