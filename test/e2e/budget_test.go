@@ -46,10 +46,17 @@ func TestSecretIDDestroyedRecoveryBudget(t *testing.T) {
 	if !strings.Contains(stopped.Reason, "device_quarantined") || !strings.Contains(stopped.Reason, "recovery budget") {
 		t.Fatalf("reason = %q, want it to name the quarantine and the budget", stopped.Reason)
 	}
-	code, out, errOut := e.cli("status", "-config", dd.config)
-	if code != 0 {
-		t.Fatalf("status: exit %d: %s", code, errOut)
-	}
+	// The status file follows the state a moment later: wait for it, as a
+	// person running status would.
+	var out string
+	waitFor(t, 10*time.Second, "status to show the stop", func() bool {
+		code, o, errOut := e.cli("status", "-config", dd.config)
+		if code != 0 {
+			t.Fatalf("status: exit %d: %s", code, errOut)
+		}
+		out = o
+		return strings.Contains(out, "rejected")
+	})
 	for _, want := range []string{"rejected", "recovery budget", "will not retry"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status output does not say %q:\n%s", want, out)
