@@ -3,6 +3,7 @@
 #   make demo    a full first-boot enrollment against a local Vault
 #   make test    every test, against a real Vault dev server
 #   make build   the three binaries into ./bin
+#   make packages  client .deb/.rpm (amd64, arm64, armv7) and signed .msi
 
 SHELL   := /bin/bash
 GO      ?= go
@@ -13,7 +14,7 @@ LDFLAGS := -s -w -X github.com/edge-enroll/enroll/pkg/version.Version=$(VERSION)
            -X github.com/edge-enroll/enroll/pkg/version.Commit=$(COMMIT)
 CMDS    := enroll-server enroll-client enrollctl
 
-.PHONY: all build vault demo test lint clean-bin
+.PHONY: all build vault demo test lint packages test-packages clean-bin
 
 all: build
 
@@ -30,6 +31,14 @@ demo: build vault
 
 test: vault
 	@VAULT_BIN=$$(test/vaultbin/build.sh) $(GO) test -race -timeout 30m ./...
+
+# Cross-built, signed client packages in ./dist (.deb, .rpm, .msi).
+packages:
+	@packaging/build.sh
+
+# Checks the packages with dpkg, rpm, lintian, msiinfo, osslsigncode, qemu.
+test-packages: packages
+	@packaging/check.sh
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }

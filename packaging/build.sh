@@ -10,6 +10,8 @@ root=$(cd "$here/.." && pwd)
 dist="$root/dist"
 mkdir -p "$dist" "$root/.cache/bin"
 cd "$root"
+# Only this script's own earlier outputs; never Go's build cache.
+rm -rf "$dist"/*.deb "$dist"/*.rpm "$dist"/*.msi "$dist"/throwaway-ca
 
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 version=${VERSION:-$(git describe --tags --match 'v[0-9]*' 2>/dev/null | sed 's/^v//' || true)}
@@ -41,12 +43,17 @@ sed -e 's#{{Description}}#edge-enroll device enrollment client: keeps this devic
     "$root/pkg/daemon/unit.service" > "$unit"
 if grep -q '{{' "$unit"; then echo "unrendered template left in $unit" >&2; exit 1; fi
 
+# Debian wants a changelog in every non-native package.
+when=$(git log -1 --format=%cD 2>/dev/null || date -R)
+printf 'enroll-client (%s-1) unstable; urgency=medium\n\n  * Release %s (commit %s).\n\n -- edge-enroll maintainers <maintainers@edge-enroll.invalid>  %s\n' \
+  "$version" "$version" "$commit" "$when" | gzip -9n >"$dist/changelog.Debian.gz"
+
 for arch in amd64:amd64 arm64:arm64 armv7:arm7; do
   dir=${arch%%:*}; nfpm_arch=${arch##*:}
   for fmt in deb rpm; do
     cfg="$dist/nfpm-$dir.yaml"
     sed -e "s#\${NFPM_ARCH}#$nfpm_arch#" -e "s#\${VERSION}#$version#" -e "s#\${BIN}#$dist/linux-$dir/enroll-client#" \
-        -e "s#\${UNIT}#$unit#" "$here/nfpm.yaml" > "$cfg"
+        -e "s#\${UNIT}#$unit#" -e "s#\${CHANGELOG}#$dist/changelog.Debian.gz#" "$here/nfpm.yaml" > "$cfg"
     (cd "$here" && "$nfpm" package -f "$cfg" -p "$fmt" -t "$dist/" >/dev/null)
   done
 done
