@@ -108,6 +108,13 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "enroll-client: config:", err)
 		return 1
 	}
+	// Under the Windows service manager: a log file and the Event Log.
+	if svcLog, closer, err := daemon.ServiceLog(serviceSpec(*path), filepath.Dir(cfg.StatePath), nil); err != nil {
+		log.Warn("service log", "err", err)
+	} else if svcLog != nil {
+		defer closer.Close()
+		log = svcLog
+	}
 	if err := daemon.Harden(); err != nil {
 		log.Warn("process hardening", "err", err)
 	}

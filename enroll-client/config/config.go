@@ -49,10 +49,10 @@ type Timeouts struct {
 // Default returns the configuration with every default filled in.
 func Default() File {
 	return File{
-		BundlePath:         "/etc/enroll-client/bundle.json",
-		PreprovisionedPath: "/var/lib/enroll-client/preprovisioned.json",
-		StatePath:          "/var/lib/enroll-client/state.db",
-		Sinks:              []Sink{{Path: "/run/enroll-client/token"}},
+		BundlePath:         defaultBundle,
+		PreprovisionedPath: defaultPreprovisioned,
+		StatePath:          defaultState,
+		Sinks:              []Sink{{Path: defaultSink}},
 		Log:                Log{Level: "info", Format: "text"},
 		Timeouts:           Timeouts{Vault: 15 * time.Second, Server: 15 * time.Second},
 	}
@@ -98,9 +98,6 @@ func Load(path string, getenv func(string) string, hostname func() (string, erro
 	}
 	return f, nil
 }
-
-// DefaultPath is where the configuration lives unless told otherwise.
-const DefaultPath = "/etc/enroll-client/config.yaml"
 
 // Parse decodes a file over the defaults, refusing unknown keys.
 func Parse(r io.Reader) (File, error) {

@@ -4,10 +4,11 @@ package sink
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"github.com/google/renameio/v2/maybe"
+
+	"github.com/edge-enroll/enroll/pkg/privatedir"
 )
 
 // File writes the token to a file, owner-only, replacing it atomically so a
@@ -16,7 +17,9 @@ type File struct{ Path string }
 
 // Write replaces the file's content with token.
 func (f File) Write(token string) error {
-	if err := os.MkdirAll(filepath.Dir(f.Path), 0o750); err != nil {
+	// Group may enter (workloads in the service's group read the token
+	// file only if its mode allows; it is 0600).
+	if err := privatedir.Make(filepath.Dir(f.Path), 0o750); err != nil {
 		return fmt.Errorf("token sink %s: %w", f.Path, err)
 	}
 	if err := maybe.WriteFile(f.Path, []byte(token), 0o600); err != nil {

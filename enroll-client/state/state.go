@@ -10,11 +10,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/edge-enroll/enroll/pkg/privatedir"
 	bolterrors "go.etcd.io/bbolt/errors"
 )
 
@@ -44,7 +45,7 @@ type Store struct{ db *bolt.DB }
 // A file held by another process fails after a short wait with ErrLocked; a
 // damaged file fails with ErrCorrupt and is never replaced silently.
 func Open(path string) (s *Store, err error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	if err := privatedir.Make(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("state dir: %w", err)
 	}
 	if err := checkFile(path); err != nil {
