@@ -78,6 +78,14 @@ type Fleet struct {
 	// AckTimeout is how long after minting a credential the server waits
 	// for the device's acknowledgement before treating it as intercepted.
 	AckTimeout time.Duration `yaml:"ack_timeout"`
+	// Admission control in front of Vault: enrollment requests per second
+	// (and burst), and requests in flight, per fleet; over either the
+	// server answers 429 with Retry-After.
+	RateLimit     float64 `yaml:"rate_limit"`
+	RateBurst     int     `yaml:"rate_burst"`
+	MaxConcurrent int     `yaml:"max_concurrent"`
+	// Enrollment is open or closed (the fleet's enrollment window).
+	Enrollment string `yaml:"enrollment"`
 }
 
 // Default returns the configuration with every default filled in.
@@ -118,6 +126,18 @@ func FleetDefaults(f Fleet) Fleet {
 	}
 	if f.AckTimeout == 0 {
 		f.AckTimeout = 10 * time.Minute
+	}
+	if f.RateLimit == 0 {
+		f.RateLimit = 100
+	}
+	if f.RateBurst == 0 {
+		f.RateBurst = 200
+	}
+	if f.MaxConcurrent == 0 {
+		f.MaxConcurrent = 64
+	}
+	if f.Enrollment == "" {
+		f.Enrollment = "open"
 	}
 	return f
 }
@@ -232,6 +252,12 @@ func (f File) Validate() error {
 		}
 		if fl.Admission != "auto" && fl.Admission != "allow-list" && fl.Admission != "manual" {
 			bad(key+".admission", "want auto, allow-list or manual, got %q", fl.Admission)
+		}
+		if fl.RateLimit < 0 || fl.RateBurst < 0 || fl.MaxConcurrent < 0 {
+			bad(key+".rate_limit", "rate_limit, rate_burst and max_concurrent must not be negative")
+		}
+		if fl.Enrollment != "open" && fl.Enrollment != "closed" {
+			bad(key+".enrollment", "want open or closed, got %q", fl.Enrollment)
 		}
 		if fl.AckTimeout < fl.WrapTTL {
 			bad(key+".ack_timeout", "must be at least wrap_ttl (%v)", fl.WrapTTL)

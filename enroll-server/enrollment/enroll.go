@@ -59,6 +59,12 @@ func (s *Service) Enroll(ctx context.Context, req wire.EnrollRequest) (resp wire
 	if !ok {
 		return wire.EnrollResponse{}, fail(wire.CodeUnknownFleet, "fleet %q is not served here", req.Fleet)
 	}
+	// Admission control comes before the first Vault call.
+	release, err := s.gates[req.Fleet].enter(s.now())
+	if err != nil {
+		return wire.EnrollResponse{}, err
+	}
+	defer release()
 	gen, err := s.consumeEnrollmentToken(ctx, req.Fleet, req.DeviceID, req.EnrollmentToken)
 	if err != nil {
 		return wire.EnrollResponse{}, err

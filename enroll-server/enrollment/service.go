@@ -49,6 +49,7 @@ type Fleet struct {
 	// device's acknowledgement before treating the credential as
 	// intercepted.
 	AckTimeout time.Duration
+	Limits     Limits
 }
 
 // Admission modes.
@@ -78,6 +79,8 @@ type Service struct {
 
 	genMu    sync.Mutex
 	genCache map[string]cachedGenerations
+
+	gates map[string]*gate // per fleet, built once
 }
 
 type cachedGenerations struct {
@@ -92,13 +95,15 @@ const generationCacheTTL = 5 * time.Second
 // New builds the core.
 func New(v Vault, s inventory.Store, fleets []Fleet, alerts *Alerter, log *slog.Logger) *Service {
 	m := make(map[string]Fleet, len(fleets))
+	gates := make(map[string]*gate, len(fleets))
 	for _, f := range fleets {
 		m[f.Name] = f
+		gates[f.Name] = newGate(f.Limits)
 	}
 	return &Service{
 		vault: v, store: s, fleets: m, log: log, alerts: alerts,
 		now: time.Now, staleAfter: 30 * time.Second,
-		genCache: map[string]cachedGenerations{},
+		genCache: map[string]cachedGenerations{}, gates: gates,
 	}
 }
 

@@ -27,6 +27,7 @@ const (
 	CodeForbidden             Code = "forbidden"
 	CodeNotFound              Code = "not_found"
 	CodeRateLimited           Code = "rate_limited"
+	CodeEnrollmentClosed      Code = "enrollment_closed"
 	CodeUnavailable           Code = "unavailable"
 	CodeInternal              Code = "internal"
 )
@@ -48,6 +49,7 @@ var codeStatus = map[Code]int{
 	CodeForbidden:             http.StatusForbidden,
 	CodeNotFound:              http.StatusNotFound,
 	CodeRateLimited:           http.StatusTooManyRequests,
+	CodeEnrollmentClosed:      http.StatusForbidden,
 	CodeUnavailable:           http.StatusServiceUnavailable,
 	CodeInternal:              http.StatusInternalServerError,
 }

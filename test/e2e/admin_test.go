@@ -21,7 +21,7 @@ func TestAdminDevicesIsAuthorisedByVault(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		e.secrets = append(e.secrets, sec.Auth.ClientToken)
+		e.keep(sec.Auth.ClientToken)
 		return sec.Auth.ClientToken
 	}
 	tests := []struct {

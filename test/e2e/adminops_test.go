@@ -20,7 +20,7 @@ func (e *env) tokenWith(policies ...string) string {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	e.secrets = append(e.secrets, sec.Auth.ClientToken)
+	e.keep(sec.Auth.ClientToken)
 	return sec.Auth.ClientToken
 }
 
@@ -124,7 +124,7 @@ func TestManualApproval(t *testing.T) {
 	sa := waitState(t, a, 30*time.Second, "approved device to enroll", func(s lifecycle.State) bool {
 		return s.Phase == lifecycle.PhaseAuthenticated && s.Acknowledged
 	})
-	e.secrets = append(e.secrets, sa.SecretID, sa.Token)
+	e.keep(sa.SecretID, sa.Token)
 	sb := waitState(t, b, 30*time.Second, "rejected device to stop", func(s lifecycle.State) bool {
 		return s.Phase == lifecycle.PhaseRejected
 	})

@@ -66,12 +66,12 @@ func TestEveryAlertReachesLogMetricAndWebhook(t *testing.T) {
 	// 1. An enrollment token presented twice.
 	tok := e.bootstrapLogin()
 	_, first := e.post("/v1/enroll", enrollBody(tok, "reuse-1", "key-reuse000000001"))
-	e.secrets = append(e.secrets, jsonField(t, first, "wrapping_token"))
+	e.keep(jsonField(t, first, "wrapping_token"))
 	e.post("/v1/enroll", enrollBody(tok, "reuse-2", "key-reuse000000002"))
 	// 2. A wrapping token unwrapped by someone else.
 	stealer := e.interceptor(func(r *wire.EnrollResponse) {
 		if sec, err := e.clientFor(r.WrappingToken).Logical().Unwrap(""); err == nil {
-			e.secrets = append(e.secrets, sec.Data["secret_id"].(string))
+			e.keep(sec.Data["secret_id"].(string))
 		}
 	})
 	e.runUntilStopped(e.newDevice("stolen", viaProxy(stealer)))
@@ -80,20 +80,20 @@ func TestEveryAlertReachesLogMetricAndWebhook(t *testing.T) {
 		sec, err := e.root.Logical().Write("sys/wrapping/wrap", map[string]any{"x": "y"})
 		if err == nil {
 			r.WrappingToken = sec.WrapInfo.Token
-			e.secrets = append(e.secrets, r.WrappingToken)
+			e.keep(r.WrappingToken)
 		}
 	})
 	e.runUntilStopped(e.newDevice("swapped", viaProxy(swapper)))
 	// 4. A recovery budget exhausted: budget 0, so a second enrollment is one too many.
 	st := e.enroll(e.newDevice("budget", nil))
-	e.secrets = append(e.secrets, st.SecretID, st.Token)
+	e.keep(st.SecretID, st.Token)
 	status, body := e.post("/v1/enroll", enrollBody(e.bootstrapLogin(), "budget", "key-budget00000002"))
 	if status != 403 || errorCode(t, body) != "device_quarantined" {
 		t.Fatalf("over budget: %d %s", status, body)
 	}
 	// 5. No acknowledgement in time: mint, never acknowledge.
 	_, silent := e.post("/v1/enroll", enrollBody(e.bootstrapLogin(), "silent", "key-silent00000001"))
-	e.secrets = append(e.secrets, jsonField(t, silent, "wrapping_token"))
+	e.keep(jsonField(t, silent, "wrapping_token"))
 
 	kinds := []string{inventory.AlertEnrollmentTokenReuse, inventory.AlertWrappingTokenInvalid,
 		inventory.AlertCreationPathMismatch, inventory.AlertRecoveryBudget, inventory.AlertAckMissing}

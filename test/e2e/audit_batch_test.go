@@ -88,7 +88,7 @@ func TestBatchPreProvisioning(t *testing.T) {
 	}
 	noBootstrap := func(b *bundle.Bundle) { b.RoleID, b.SecretID = "", "" }
 	for _, it := range batch.Items {
-		e.secrets = append(e.secrets, it.WrappingToken)
+		e.keep(it.WrappingToken)
 		d := e.newDevice(it.DeviceID, noBootstrap)
 		d.preprovision(e, it)
 		st := e.enroll(d)

@@ -31,13 +31,13 @@ func TestSecretIDDestroyedRecoveryBudget(t *testing.T) {
 	first := waitState(t, d, 30*time.Second, "first enrollment", func(s lifecycle.State) bool {
 		return s.Phase == lifecycle.PhaseAuthenticated && s.Acknowledged
 	})
-	e.secrets = append(e.secrets, first.SecretID, first.Token)
+	e.keep(first.SecretID, first.Token)
 
 	e.revokeDevice("sensor-a", first.TokenAccessor)
 	second := waitState(t, d, 30*time.Second, "re-enrollment within the budget", func(s lifecycle.State) bool {
 		return s.Phase == lifecycle.PhaseAuthenticated && s.Acknowledged && s.Enrollments == 2
 	})
-	e.secrets = append(e.secrets, second.SecretID, second.Token)
+	e.keep(second.SecretID, second.Token)
 
 	e.revokeDevice("sensor-a", second.TokenAccessor)
 	stopped := waitState(t, d, 30*time.Second, "the device to stop past its budget", func(s lifecycle.State) bool {
@@ -99,7 +99,7 @@ func TestDamagedStateFileIsRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.secrets = append(e.secrets, st.SecretID, st.Token)
+	e.keep(st.SecretID, st.Token)
 	fi, err := os.Stat(d.statePath)
 	if err != nil {
 		t.Fatal(err)
@@ -135,7 +135,7 @@ func TestDamagedStateFileIsRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.secrets = append(e.secrets, again.SecretID, again.Token)
+	e.keep(again.SecretID, again.Token)
 	devs, _ := e.inventory()
 	if len(devs) != 1 || devs[0].ID != "sensor-a" || devs[0].Enrollments != 2 {
 		t.Fatalf("inventory after reset: %+v", devs)

@@ -47,7 +47,7 @@ func TestCrashAfterEveryTransition(t *testing.T) {
 		if got := e.deviceSecretIDAccessors(d.id); len(got) != 1 {
 			t.Fatalf("crash point %d: %d live secret IDs in Vault, want 1", n, len(got))
 		}
-		e.secrets = append(e.secrets, st.Token, st.SecretID)
+		e.keep(st.Token, st.SecretID)
 	}
 	devs, alerts := e.inventory()
 	if len(alerts) != 0 {

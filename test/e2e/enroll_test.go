@@ -123,7 +123,7 @@ func (e *env) bootstrapLogin() string {
 	if err != nil {
 		e.t.Fatalf("bootstrap login: %v", err)
 	}
-	e.secrets = append(e.secrets, sec.Auth.ClientToken)
+	e.keep(sec.Auth.ClientToken)
 	return sec.Auth.ClientToken
 }
 
@@ -136,7 +136,7 @@ func TestEnrollmentTokenUsedTwice(t *testing.T) {
 	if status != 200 {
 		t.Fatalf("first use: %d %s", status, body)
 	}
-	e.secrets = append(e.secrets, jsonField(t, body, "wrapping_token"))
+	e.keep(jsonField(t, body, "wrapping_token"))
 	status, body = e.post("/v1/enroll", enrollBody(tok, "sensor-b", "key-0000000000000002"))
 	if status != 401 || errorCode(t, body) != "enrollment_token_reused" {
 		t.Fatalf("second use: %d %s, want 401 enrollment_token_reused", status, body)
@@ -167,7 +167,7 @@ func TestSameIdempotencyKeyMintsOnce(t *testing.T) {
 	_, first := e.post("/v1/enroll", enrollBody(e.bootstrapLogin(), "sensor-a", key))
 	_, second := e.post("/v1/enroll", enrollBody(e.bootstrapLogin(), "sensor-a", key))
 	w1, w2 := jsonField(t, first, "wrapping_token"), jsonField(t, second, "wrapping_token")
-	e.secrets = append(e.secrets, w1)
+	e.keep(w1)
 	if w1 == "" || w1 != w2 || jsonField(t, first, "enrollment_id") != jsonField(t, second, "enrollment_id") {
 		t.Fatalf("retry got a different outcome:\n%s\n%s", first, second)
 	}
@@ -177,7 +177,7 @@ func TestSameIdempotencyKeyMintsOnce(t *testing.T) {
 	// A new key is a new enrollment: the old secret ID is replaced, so
 	// still exactly one is live.
 	_, third := e.post("/v1/enroll", enrollBody(e.bootstrapLogin(), "sensor-a", "idem-fedcba9876543210"))
-	e.secrets = append(e.secrets, jsonField(t, third, "wrapping_token"))
+	e.keep(jsonField(t, third, "wrapping_token"))
 	if got := e.deviceSecretIDAccessors("sensor-a"); len(got) != 1 {
 		t.Fatalf("after a new enrollment the device has %d secret IDs, want 1", len(got))
 	}

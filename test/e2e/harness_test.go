@@ -74,8 +74,10 @@ type env struct {
 	statePath string
 	logs      *logBuffer // every server and client log line
 	stop      func()     // stops the server and waits for it
-	// secrets collects every credential the test saw, to prove none was logged.
-	secrets []string
+	// secrets collects every credential the test saw, to prove none was
+	// logged; keep adds to it from any goroutine.
+	secretsMu sync.Mutex
+	secrets   []string
 }
 
 // options change the environment newEnv builds.
@@ -163,7 +165,7 @@ func newEnv(t *testing.T, opts ...options) *env {
 	if err := e.bundle.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	e.secrets = append(e.secrets, cred.SecretID, serverCreds.SecretID)
+	e.keep(cred.SecretID, serverCreds.SecretID)
 	t.Cleanup(func() { e.assertNoSecretsLogged() })
 	return e
 }
@@ -275,7 +277,7 @@ func (e *env) enroll(d *device) lifecycle.State {
 	if st.Phase != lifecycle.PhaseAuthenticated || !st.Acknowledged {
 		e.t.Fatalf("device %s ended in phase %s (acknowledged=%v), last error %q", d.id, st.Phase, st.Acknowledged, st.LastError)
 	}
-	e.secrets = append(e.secrets, st.SecretID, st.Token)
+	e.keep(st.SecretID, st.Token)
 	return st
 }
 
@@ -295,10 +297,19 @@ func (d *device) state(t *testing.T) lifecycle.State {
 	return st
 }
 
+// keep remembers credentials the test saw.
+func (e *env) keep(secrets ...string) {
+	e.secretsMu.Lock()
+	defer e.secretsMu.Unlock()
+	e.secrets = append(e.secrets, secrets...)
+}
+
 // assertNoSecretsLogged fails when any credential the test saw appears in
 // any captured log line.
 func (e *env) assertNoSecretsLogged() {
 	logs := e.logs.String()
+	e.secretsMu.Lock()
+	defer e.secretsMu.Unlock()
 	if logs == "" {
 		e.t.Error("no log lines were captured; the check below would prove nothing")
 	}

@@ -36,7 +36,7 @@ func (e *env) interceptor(rewrite func(*wire.EnrollResponse)) *httptest.Server {
 		if err := json.Unmarshal(raw, &resp); err != nil {
 			return err
 		}
-		e.secrets = append(e.secrets, resp.WrappingToken)
+		e.keep(resp.WrappingToken)
 		rewrite(&resp)
 		out, _ := json.Marshal(resp)
 		r.Body = io.NopCloser(bytes.NewReader(out))
@@ -82,7 +82,7 @@ func TestWrappingTokenUnwrappedBySomeoneElse(t *testing.T) {
 			return
 		}
 		stolen, _ = sec.Data["secret_id"].(string)
-		e.secrets = append(e.secrets, stolen)
+		e.keep(stolen)
 	})
 	d := e.newDevice("sensor-a", viaProxy(proxy))
 	st := e.runUntilStopped(d)
@@ -124,7 +124,7 @@ func TestWrongCreationPathIsRefusedBeforeUnwrap(t *testing.T) {
 			return
 		}
 		substitute = sec.WrapInfo.Token
-		e.secrets = append(e.secrets, substitute)
+		e.keep(substitute)
 		r.WrappingToken = substitute
 	})
 	d := e.newDevice("sensor-a", viaProxy(proxy))

@@ -49,7 +49,7 @@ func TestVaultOutage(t *testing.T) {
 	before := waitState(t, renewing, 30*time.Second, "first enrollment", func(s lifecycle.State) bool {
 		return s.Phase == lifecycle.PhaseAuthenticated && s.Acknowledged
 	})
-	e.secrets = append(e.secrets, before.SecretID, before.Token)
+	e.keep(before.SecretID, before.Token)
 
 	e.pvault.Stop()
 	outage := time.Now()
@@ -63,7 +63,7 @@ func TestVaultOutage(t *testing.T) {
 	after := waitState(t, renewing, 90*time.Second, "recovery after the outage", func(s lifecycle.State) bool {
 		return s.Phase == lifecycle.PhaseAuthenticated && s.TokenIssuedAt.After(outage.Add(20*time.Second))
 	})
-	e.secrets = append(e.secrets, after.Token)
+	e.keep(after.Token)
 	if after.SecretID != before.SecretID || after.Enrollments != 1 {
 		t.Fatalf("the outage cost the device its secret ID (enrollments %d)", after.Enrollments)
 	}
@@ -85,7 +85,7 @@ func TestVaultOutage(t *testing.T) {
 	st := waitState(t, booting, 120*time.Second, "enrollment after the outage", func(s lifecycle.State) bool {
 		return s.Phase == lifecycle.PhaseAuthenticated && s.Acknowledged
 	})
-	e.secrets = append(e.secrets, st.SecretID, st.Token)
+	e.keep(st.SecretID, st.Token)
 	if st.Enrollments != 1 {
 		t.Fatalf("enrollments = %d, want 1", st.Enrollments)
 	}
@@ -103,7 +103,7 @@ func TestServerDownDuringReenrollment(t *testing.T) {
 	first := waitState(t, d, 30*time.Second, "first enrollment", func(s lifecycle.State) bool {
 		return s.Phase == lifecycle.PhaseAuthenticated && s.Acknowledged
 	})
-	e.secrets = append(e.secrets, first.SecretID, first.Token)
+	e.keep(first.SecretID, first.Token)
 
 	e.stop()
 	e.revokeDevice("sensor-a", first.TokenAccessor)
@@ -115,7 +115,7 @@ func TestServerDownDuringReenrollment(t *testing.T) {
 	st := waitState(t, d, 90*time.Second, "re-enrollment once the server is back", func(s lifecycle.State) bool {
 		return s.Phase == lifecycle.PhaseAuthenticated && s.Acknowledged && s.Enrollments == 2
 	})
-	e.secrets = append(e.secrets, st.SecretID, st.Token)
+	e.keep(st.SecretID, st.Token)
 	if _, err := e.clientFor(readToken(d.sinkPath)).Auth().Token().LookupSelf(); err != nil {
 		t.Fatalf("the token file does not work: %v", err)
 	}

@@ -39,7 +39,7 @@ func TestFullRotation(t *testing.T) {
 
 	var rot wire.Rotated
 	e.adminJSON("POST", "/v1/admin/fleets/acme/rotate", "", &rot)
-	e.secrets = append(e.secrets, rot.SecretID)
+	e.keep(rot.SecretID)
 	if rot.Generation != 2 || rot.SecretID == "" {
 		t.Fatalf("rotate = %+v", rot)
 	}
@@ -104,7 +104,7 @@ func TestFullRotation(t *testing.T) {
 		if err != nil {
 			t.Errorf("device %s cannot log in: %v", st.DeviceID, err)
 		} else {
-			e.secrets = append(e.secrets, login.Auth.ClientToken)
+			e.keep(login.Auth.ClientToken)
 		}
 	}
 }

@@ -60,10 +60,10 @@ func TestShortTTLsRenewReloginReenroll(t *testing.T) {
 	}
 	<-pollDone
 	for tok := range seen {
-		e.secrets = append(e.secrets, tok)
+		e.keep(tok)
 	}
 	st := d.state(t)
-	e.secrets = append(e.secrets, st.SecretID)
+	e.keep(st.SecretID)
 	renewals := len(e.logs.lines("token renewed"))
 	logins := len(e.logs.lines("logged in"))
 	enrollments := len(e.logs.lines("received wrapped secret ID"))
