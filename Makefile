@@ -14,7 +14,7 @@ LDFLAGS := -s -w -X github.com/edge-enroll/enroll/pkg/version.Version=$(VERSION)
            -X github.com/edge-enroll/enroll/pkg/version.Commit=$(COMMIT)
 CMDS    := enroll-server enroll-client enrollctl
 
-.PHONY: all build vault demo test lint packages test-packages clean-bin
+.PHONY: all build vault demo test storm lint packages test-packages clean-bin
 
 all: build
 
@@ -39,6 +39,12 @@ packages:
 # Checks the packages with dpkg, rpm, lintian, msiinfo, osslsigncode, qemu.
 test-packages: packages
 	@packaging/check.sh
+
+# A boot storm of 10,000 devices (STORM_DEVICES to change) against one
+# server and the real Vault; minutes, so not part of `make test`.
+storm: vault
+	@VAULT_BIN=$$(test/vaultbin/build.sh) STORM_DEVICES=$${STORM_DEVICES:-10000} \
+		$(GO) test -run '^TestStorm$$' -count=1 -timeout 60m -v ./test/e2e/ 2>&1 | grep -v '^{'
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }

@@ -1,0 +1,78 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"regexp"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/edge-enroll/enroll/test/fleetsim"
+)
+
+// A boot storm: many devices at once against one server and the real Vault.
+// `make test` runs a few hundred; `make storm` sets STORM_DEVICES=10000.
+// Every device ends enrolled with exactly one live secret ID of its own, the
+// server sheds load with 429 first, and no request fails because Vault
+// could not answer.
+func TestStorm(t *testing.T) {
+	n := 300
+	if v := os.Getenv("STORM_DEVICES"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 1 {
+			t.Fatalf("STORM_DEVICES=%q", v)
+		}
+	}
+	e := newEnv(t)
+	b := e.bundle
+	var progress *os.File
+	if testing.Verbose() {
+		progress = os.Stderr
+	}
+	res, err := fleetsim.Run(context.Background(), fleetsim.Options{
+		Bundle: &b, Devices: n, Prefix: "storm", Timeout: 50 * time.Minute, Progress: progressWriter(progress),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log(res)
+	if res.Enrolled != n {
+		t.Fatalf("%d of %d devices enrolled (%d pending, %d failed)", res.Enrolled, n, res.Pending, res.Failed)
+	}
+	seen := map[string]string{}
+	for id, st := range res.States {
+		accs := e.deviceSecretIDAccessors(id)
+		if len(accs) != 1 || accs[0] != st.SecretIDAccessor {
+			t.Fatalf("device %s: live secret IDs %v, want exactly its own %s", id, accs, st.SecretIDAccessor)
+		}
+		if other, dup := seen[accs[0]]; dup {
+			t.Fatalf("devices %s and %s share a secret ID", id, other)
+		}
+		seen[accs[0]] = id
+	}
+	_, metrics := e.get("/metrics", "")
+	outcome := func(o string) int {
+		m := regexp.MustCompile(`enroll_server_enrollments_total\{fleet="acme",outcome="` + o + `"\} (\d+)`).FindStringSubmatch(metrics)
+		if m == nil {
+			return 0
+		}
+		v, _ := strconv.Atoi(m[1])
+		return v
+	}
+	if outcome("unavailable") != 0 || outcome("internal") != 0 {
+		t.Fatalf("requests failed on Vault: %d unavailable, %d internal", outcome("unavailable"), outcome("internal"))
+	}
+	if n >= 300 && outcome("rate_limited") == 0 {
+		t.Fatalf("%d devices at once were never shed with 429", n)
+	}
+	t.Logf("server outcomes: %d wrapped, %d shed with 429", outcome("wrapped"), outcome("rate_limited"))
+}
+
+// progressWriter keeps a nil *os.File from becoming a non-nil io.Writer.
+func progressWriter(f *os.File) interface{ Write([]byte) (int, error) } {
+	if f == nil {
+		return nil
+	}
+	return f
+}

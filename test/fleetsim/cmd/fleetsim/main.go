@@ -1,0 +1,47 @@
+// Command fleetsim enrolls a simulated fleet through a running enroll-server:
+//
+//	fleetsim -bundle bundle.json -devices 1000 [-ramp 30s] [-prefix sim]
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"time"
+
+	"github.com/edge-enroll/enroll/pkg/bundle"
+	"github.com/edge-enroll/enroll/test/fleetsim"
+)
+
+func main() {
+	path := flag.String("bundle", "", "bootstrap bundle of the fleet (required)")
+	n := flag.Int("devices", 100, "how many devices")
+	ramp := flag.Duration("ramp", 0, "spread arrivals over this long (0: all at once)")
+	prefix := flag.String("prefix", "sim", "device ID prefix")
+	timeout := flag.Duration("timeout", 30*time.Minute, "give up after this long")
+	flag.Parse()
+	f, err := os.Open(*path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "fleetsim:", err)
+		os.Exit(2)
+	}
+	b, err := bundle.Parse(f)
+	f.Close()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "fleetsim:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	res, err := fleetsim.Run(ctx, fleetsim.Options{Bundle: b, Devices: *n, Ramp: *ramp, Prefix: *prefix, Timeout: *timeout, Progress: os.Stderr})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "fleetsim:", err)
+		os.Exit(1)
+	}
+	fmt.Println(res)
+	if res.Enrolled != res.Devices {
+		os.Exit(1)
+	}
+}

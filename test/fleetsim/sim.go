@@ -1,0 +1,216 @@
+// Package fleetsim simulates a fleet of devices enrolling at once: each
+// simulated device runs the real client core (package lifecycle) with its
+// own state, through the real enroll-server against the real Vault.
+package fleetsim
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/edge-enroll/enroll/enroll-client/lifecycle"
+	"github.com/edge-enroll/enroll/enroll-client/serverapi"
+	"github.com/edge-enroll/enroll/enroll-client/state"
+	"github.com/edge-enroll/enroll/enroll-client/vault"
+	"github.com/edge-enroll/enroll/pkg/bundle"
+)
+
+// Options describe a simulation.
+type Options struct {
+	Bundle  *bundle.Bundle
+	Devices int
+	// Prefix names the devices <prefix>-<n>.
+	Prefix string
+	// Ramp spreads arrivals evenly over this long; 0: all at once.
+	Ramp time.Duration
+	// Timeout bounds the whole run.
+	Timeout time.Duration
+	// Progress, when set, gets a progress line about once a second.
+	Progress io.Writer
+}
+
+// Result is what a run measured.
+type Result struct {
+	Devices, Enrolled, Pending, Failed int
+	Retries                            int64
+	Latencies                          []time.Duration // per enrolled device, sorted
+	Elapsed                            time.Duration
+	States                             map[string]lifecycle.State
+}
+
+// Percentile returns the p-th percentile (0-100) of enrollment latency.
+func (r Result) Percentile(p float64) time.Duration {
+	if len(r.Latencies) == 0 {
+		return 0
+	}
+	i := int(float64(len(r.Latencies)-1) * p / 100)
+	return r.Latencies[i]
+}
+
+// PerSecond is enrollments per second over the run.
+func (r Result) PerSecond() float64 {
+	if r.Elapsed <= 0 {
+		return 0
+	}
+	return float64(r.Enrolled) / r.Elapsed.Seconds()
+}
+
+func (r Result) String() string {
+	return fmt.Sprintf("%d devices: %d enrolled, %d pending, %d failed, %d retries; %.1f enrollments/s; latency p50 %v p99 %v; %v",
+		r.Devices, r.Enrolled, r.Pending, r.Failed, r.Retries, r.PerSecond(),
+		r.Percentile(50).Round(time.Millisecond), r.Percentile(99).Round(time.Millisecond), r.Elapsed.Round(time.Millisecond))
+}
+
+// memStore is one simulated device's state.
+type memStore struct {
+	mu sync.Mutex
+	v  []byte
+}
+
+func (s *memStore) ReadState(string) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.v == nil {
+		return nil, state.ErrNotFound
+	}
+	return s.v, nil
+}
+
+func (s *memStore) WriteState(_ string, v []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.v = append([]byte(nil), v...)
+	return nil
+}
+
+// Run enrolls the fleet and reports.
+func Run(ctx context.Context, o Options) (Result, error) {
+	if o.Timeout <= 0 {
+		o.Timeout = 10 * time.Minute
+	}
+	if o.Prefix == "" {
+		o.Prefix = "sim"
+	}
+	var pool *x509.CertPool
+	if o.Bundle.ServerCAPEM != "" {
+		p, err := bundle.CertPool(o.Bundle.ServerCAPEM)
+		if err != nil {
+			return Result{}, err
+		}
+		pool = p
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+
+	var enrolled, failed atomic.Int64
+	var retries atomic.Int64
+	res := Result{Devices: o.Devices, States: make(map[string]lifecycle.State, o.Devices)}
+	var mu sync.Mutex
+	start := time.Now()
+	stopProgress := progress(ctx, o, start, &enrolled, &failed, &retries)
+	defer stopProgress()
+
+	var wg sync.WaitGroup
+	for i := range o.Devices {
+		id := fmt.Sprintf("%s-%05d", o.Prefix, i)
+		arrive := time.Duration(0)
+		if o.Ramp > 0 {
+			arrive = o.Ramp * time.Duration(i) / time.Duration(o.Devices)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if !sleep(ctx, arrive) {
+				return
+			}
+			st, latency, err := enrollOne(ctx, o.Bundle, pool, id, &retries)
+			mu.Lock()
+			defer mu.Unlock()
+			res.States[id] = st
+			switch {
+			case err == nil:
+				enrolled.Add(1)
+				res.Latencies = append(res.Latencies, latency)
+			case st.Phase == lifecycle.PhasePending:
+				res.Pending++
+			default:
+				failed.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	res.Elapsed = time.Since(start)
+	res.Enrolled, res.Failed = int(enrolled.Load()), int(failed.Load())
+	res.Retries = retries.Load()
+	slices.Sort(res.Latencies)
+	return res, nil
+}
+
+func enrollOne(ctx context.Context, b *bundle.Bundle, pool *x509.CertPool, id string, retries *atomic.Int64) (lifecycle.State, time.Duration, error) {
+	vc, err := vault.New(b.VaultAddr, b.VaultCAPEM, 30*time.Second)
+	if err != nil {
+		return lifecycle.State{}, 0, err
+	}
+	store := &memStore{}
+	m := lifecycle.New(lifecycle.Config{
+		Bundle: b, DeviceID: id, Vault: vc, Store: store,
+		Server: serverapi.New(b.ServerURL, pool, 30*time.Second),
+		Log:    slog.New(slog.DiscardHandler),
+		Status: lifecycle.StatusFunc(func(s lifecycle.Status) error {
+			if !s.NextRetry.IsZero() {
+				retries.Add(1)
+			}
+			return nil
+		}),
+	})
+	start := time.Now()
+	err = m.Run(ctx, true)
+	st, _ := m.Load()
+	if err == nil && ctx.Err() != nil {
+		err = ctx.Err()
+	}
+	return st, time.Since(start), err
+}
+
+func progress(ctx context.Context, o Options, start time.Time, enrolled, failed, retries *atomic.Int64) func() {
+	if o.Progress == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				fmt.Fprintf(o.Progress, "\r%6.0fs  enrolled %d/%d  failed %d  retries %d   ",
+					time.Since(start).Seconds(), enrolled.Load(), o.Devices, failed.Load(), retries.Load())
+			}
+		}
+	}()
+	return func() { close(done); fmt.Fprintln(o.Progress) }
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
