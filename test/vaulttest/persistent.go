@@ -93,7 +93,7 @@ func (p *Persistent) launch() error {
 	go func() { _ = cmd.Wait(); close(p.done) }()
 	// Any answer from the health endpoint means it listens (501: not
 	// initialised, 503: sealed).
-	return p.poll(30*time.Second, func(code int) bool { return code != 0 })
+	return p.poll(2*time.Minute, func(code int) bool { return code != 0 })
 }
 
 // Restart starts a stopped server again and unseals it.
@@ -114,7 +114,7 @@ func (p *Persistent) Unseal() error {
 	if err := p.call(http.MethodPut, "/v1/sys/unseal", map[string]any{"key": p.unsealKey}, nil); err != nil {
 		return fmt.Errorf("unseal: %w", err)
 	}
-	return p.poll(30*time.Second, func(code int) bool { return code == http.StatusOK })
+	return p.poll(2*time.Minute, func(code int) bool { return code == http.StatusOK })
 }
 
 func (p *Persistent) poll(timeout time.Duration, ok func(code int) bool) error {
@@ -148,7 +148,8 @@ func (p *Persistent) call(method, path string, body, out any) error {
 	if p.RootToken != "" {
 		req.Header.Set("X-Vault-Token", p.RootToken)
 	}
-	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	// Initialising bootstraps Raft and syncs to disk: slow on a busy machine.
+	resp, err := (&http.Client{Timeout: 2 * time.Minute}).Do(req)
 	if err != nil {
 		return err
 	}
