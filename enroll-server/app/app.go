@@ -22,6 +22,7 @@ import (
 	"github.com/edge-enroll/enroll/enroll-server/httpapi"
 	"github.com/edge-enroll/enroll/enroll-server/inventory"
 	"github.com/edge-enroll/enroll/enroll-server/metrics"
+	"github.com/edge-enroll/enroll/enroll-server/pgstore"
 	"github.com/edge-enroll/enroll/enroll-server/vault"
 	"github.com/edge-enroll/enroll/enroll-server/webhook"
 )
@@ -68,7 +69,7 @@ func New(cfg config.File, opts Options, log *slog.Logger) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	store, err := boltstore.Open(cfg.StatePath)
+	store, err := openStore(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -177,4 +178,14 @@ func (a *App) purgeTokens(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// openStore opens PostgreSQL when configured, else the bbolt file.
+func openStore(cfg config.File) (inventory.Store, error) {
+	if cfg.DatabaseURL != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		return pgstore.Open(ctx, cfg.DatabaseURL)
+	}
+	return boltstore.Open(cfg.StatePath)
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/edge-enroll/enroll/pkg/bundle"
@@ -22,9 +23,12 @@ type File struct {
 	TLS       TLSFile   `yaml:"tls"`
 	Vault     VaultFile `yaml:"vault"`
 	StatePath string    `yaml:"state_path"`
-	Log       LogFile   `yaml:"log"`
-	Alerts    Alerts    `yaml:"alerts"`
-	Fleets    []Fleet   `yaml:"fleets"`
+	// DatabaseURL, when set, keeps the inventory in PostgreSQL instead of
+	// the bbolt file at StatePath, so several replicas can share it.
+	DatabaseURL string  `yaml:"database_url"`
+	Log         LogFile `yaml:"log"`
+	Alerts      Alerts  `yaml:"alerts"`
+	Fleets      []Fleet `yaml:"fleets"`
 }
 
 // Alerts configures where security alerts go besides the log, the metric
@@ -147,7 +151,9 @@ var Env = map[string]func(*File, string){
 	"ENROLL_SERVER_LISTEN":     func(f *File, v string) { f.Listen = v },
 	"ENROLL_SERVER_VAULT_ADDR": func(f *File, v string) { f.Vault.Address = v },
 	"ENROLL_SERVER_STATE_PATH": func(f *File, v string) { f.StatePath = v },
-	"ENROLL_SERVER_LOG_LEVEL":  func(f *File, v string) { f.Log.Level = v },
+	// A connection string often carries a password: keep it out of files.
+	"ENROLL_SERVER_DATABASE_URL": func(f *File, v string) { f.DatabaseURL = v },
+	"ENROLL_SERVER_LOG_LEVEL":    func(f *File, v string) { f.Log.Level = v },
 }
 
 // Load reads, overrides from the environment and validates a file.
@@ -208,8 +214,11 @@ func (f File) Validate() error {
 	if f.Vault.KVMount == "" {
 		bad("vault.kv_mount", "required")
 	}
-	if f.StatePath == "" {
-		bad("state_path", "required")
+	if f.StatePath == "" && f.DatabaseURL == "" {
+		bad("state_path", "required unless database_url is set")
+	}
+	if f.DatabaseURL != "" && !strings.HasPrefix(f.DatabaseURL, "postgres://") && !strings.HasPrefix(f.DatabaseURL, "postgresql://") {
+		bad("database_url", "want postgres://user@host:port/db")
 	}
 	if f.Log.Level == "" {
 		bad("log.level", "required")

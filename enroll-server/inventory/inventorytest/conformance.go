@@ -190,7 +190,7 @@ func testGenerationUse(t *testing.T, s inventory.Store) {
 func testDevicesByFleet(t *testing.T, s inventory.Store) {
 	ctx := context.Background()
 	for _, d := range []inventory.Device{{Fleet: "acme", ID: "a"}, {Fleet: "acme", ID: "b"}, {Fleet: "acme-2", ID: "c"}} {
-		if err := s.Record(ctx, inventory.Enrollment{ID: "e-" + d.ID}, d); err != nil {
+		if err := s.SaveDevice(ctx, d); err != nil {
 			t.Fatal(err)
 		}
 	}
