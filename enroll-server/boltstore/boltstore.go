@@ -39,7 +39,9 @@ var (
 // ErrLocked means another process holds the state file.
 var ErrLocked = errors.New("state file is in use by another process (is another enroll-server running?)")
 
-// Store is a bbolt-backed inventory.
+// Store is a bbolt-backed inventory. Writes go through bbolt's Batch, which
+// folds concurrent writers into one transaction and one fsync: without it
+// every request waits for the disk in turn.
 type Store struct{ db *bolt.DB }
 
 var _ inventory.Store = (*Store)(nil)
@@ -125,7 +127,9 @@ func put(b *bolt.Bucket, key []byte, v any) error {
 func (s *Store) BeginEnrollment(_ context.Context, e inventory.Enrollment, staleBefore time.Time) (inventory.Enrollment, bool, error) {
 	var out inventory.Enrollment
 	var claimed bool
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	// Batch may run fn more than once: it sets every result afresh.
+	err := s.db.Batch(func(tx *bolt.Tx) error {
+		out, claimed = inventory.Enrollment{}, false
 		enrollments := tx.Bucket(bucketEnrollments)
 		if id := tx.Bucket(bucketIdempotency).Get(idemKey(e)); id != nil {
 			prev, err := get[inventory.Enrollment](enrollments, id)
@@ -160,8 +164,13 @@ func (s *Store) BeginEnrollment(_ context.Context, e inventory.Enrollment, stale
 }
 
 // Record implements inventory.Store.
-func (s *Store) Record(_ context.Context, e inventory.Enrollment, d inventory.Device) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+func (s *Store) Record(_ context.Context, e inventory.Enrollment, d inventory.Device, rec *audit.Record) error {
+	return s.db.Batch(func(tx *bolt.Tx) error {
+		if rec != nil {
+			if _, err := appendAudit(tx, *rec); err != nil {
+				return err
+			}
+		}
 		if err := put(tx.Bucket(bucketEnrollments), []byte(e.ID), e); err != nil {
 			return err
 		}
@@ -200,15 +209,17 @@ func attemptKey(fleet string, gen int) []byte {
 
 // CountAttempt implements inventory.Store.
 func (s *Store) CountAttempt(_ context.Context, fleet string, gen int, at time.Time) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketAttempts)
-		u, err := get[inventory.GenerationUse](b, attemptKey(fleet, gen))
-		if err != nil && !errors.Is(err, inventory.ErrNotFound) {
-			return err
-		}
-		u.Generation, u.Attempts, u.Last = gen, u.Attempts+1, at.UTC()
-		return put(b, attemptKey(fleet, gen), u)
-	})
+	return s.db.Batch(func(tx *bolt.Tx) error { return countAttempt(tx, fleet, gen, at) })
+}
+
+func countAttempt(tx *bolt.Tx, fleet string, gen int, at time.Time) error {
+	b := tx.Bucket(bucketAttempts)
+	u, err := get[inventory.GenerationUse](b, attemptKey(fleet, gen))
+	if err != nil && !errors.Is(err, inventory.ErrNotFound) {
+		return err
+	}
+	u.Generation, u.Attempts, u.Last = gen, u.Attempts+1, at.UTC()
+	return put(b, attemptKey(fleet, gen), u)
 }
 
 // GenerationUse implements inventory.Store.
@@ -232,20 +243,27 @@ func (s *Store) GenerationUse(_ context.Context, fleet string) ([]inventory.Gene
 // AppendAudit implements inventory.Store. Sealing happens inside the write
 // transaction, so concurrent appends cannot fork the chain.
 func (s *Store) AppendAudit(_ context.Context, r audit.Record) (audit.Record, error) {
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketAudit)
-		var prev *audit.Record
-		if k, v := b.Cursor().Last(); k != nil {
-			var last audit.Record
-			if err := json.Unmarshal(v, &last); err != nil {
-				return fmt.Errorf("decode last audit record: %w", err)
-			}
-			prev = &last
-		}
-		r = audit.Seal(prev, r)
-		return put(b, binary.BigEndian.AppendUint64(nil, r.Seq), r)
+	var sealed audit.Record
+	err := s.db.Batch(func(tx *bolt.Tx) error {
+		var err error
+		sealed, err = appendAudit(tx, r)
+		return err
 	})
-	return r, err
+	return sealed, err
+}
+
+func appendAudit(tx *bolt.Tx, r audit.Record) (audit.Record, error) {
+	b := tx.Bucket(bucketAudit)
+	var prev *audit.Record
+	if k, v := b.Cursor().Last(); k != nil {
+		var last audit.Record
+		if err := json.Unmarshal(v, &last); err != nil {
+			return r, fmt.Errorf("decode last audit record: %w", err)
+		}
+		prev = &last
+	}
+	r = audit.Seal(prev, r)
+	return r, put(b, binary.BigEndian.AppendUint64(nil, r.Seq), r)
 }
 
 // Audit implements inventory.Store.
@@ -288,7 +306,7 @@ func (s *Store) Device(_ context.Context, fleet, id string) (inventory.Device, e
 
 // SaveDevice implements inventory.Store.
 func (s *Store) SaveDevice(_ context.Context, d inventory.Device) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.db.Batch(func(tx *bolt.Tx) error {
 		return put(tx.Bucket(bucketDevices), deviceKey(d.Fleet, d.ID), d)
 	})
 }
@@ -321,13 +339,19 @@ func (s *Store) Devices(_ context.Context, fleet string) ([]inventory.Device, er
 func hasPrefix(b, p []byte) bool { return len(b) >= len(p) && string(b[:len(p)]) == string(p) }
 
 // ConsumeToken implements inventory.Store.
-func (s *Store) ConsumeToken(_ context.Context, hash string, expires time.Time) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+func (s *Store) ConsumeToken(_ context.Context, hash string, expires time.Time, fleet string, gen int) error {
+	return s.db.Batch(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketTokens)
 		if b.Get([]byte(hash)) != nil {
 			return inventory.ErrConsumed
 		}
-		return b.Put([]byte(hash), []byte(expires.UTC().Format(time.RFC3339Nano)))
+		if err := b.Put([]byte(hash), []byte(expires.UTC().Format(time.RFC3339Nano))); err != nil {
+			return err
+		}
+		if gen > 0 {
+			return countAttempt(tx, fleet, gen, time.Now())
+		}
+		return nil
 	})
 }
 
@@ -344,7 +368,8 @@ func (s *Store) TokenConsumed(_ context.Context, hash string) (bool, error) {
 // PurgeTokens implements inventory.Store.
 func (s *Store) PurgeTokens(_ context.Context, now time.Time) (int, error) {
 	n := 0
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.db.Batch(func(tx *bolt.Tx) error {
+		n = 0
 		c := tx.Bucket(bucketTokens).Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
 			exp, err := time.Parse(time.RFC3339Nano, string(v))
@@ -362,7 +387,7 @@ func (s *Store) PurgeTokens(_ context.Context, now time.Time) (int, error) {
 
 // AddAlert implements inventory.Store.
 func (s *Store) AddAlert(_ context.Context, a inventory.Alert) (inventory.Alert, error) {
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.db.Batch(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketAlerts)
 		seq, err := b.NextSequence()
 		if err != nil {

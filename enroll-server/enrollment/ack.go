@@ -95,11 +95,11 @@ func (s *Service) Acknowledge(ctx context.Context, req wire.AckRequest) (wire.Ac
 			d.EnrolledAt = now
 		}
 	}
-	if err := s.store.Record(ctx, e, d); err != nil {
+	rec := s.auditRec(deviceActor(req.Fleet, req.DeviceID), "enroll:acknowledged", req.Fleet, req.DeviceID,
+		fmt.Sprintf("enrollment %s, secret ID accessor %s, token accessor %s", e.ID, req.SecretIDAccessor, ti.Accessor))
+	if err := s.store.Record(ctx, e, d, rec); err != nil {
 		return wire.AckResponse{}, fmt.Errorf("record acknowledgement: %w", err)
 	}
-	s.record(ctx, deviceActor(req.Fleet, req.DeviceID), "enroll:acknowledged", req.Fleet, req.DeviceID,
-		fmt.Sprintf("enrollment %s, secret ID accessor %s, token accessor %s", e.ID, req.SecretIDAccessor, ti.Accessor))
 	s.log.Info("device enrolled", "fleet", req.Fleet, "device_id", req.DeviceID, "enrollment_id", e.ID,
 		"secret_id_accessor", req.SecretIDAccessor, "token_accessor", ti.Accessor, "entity_id", ti.EntityID)
 	return wire.AckResponse{Status: wire.StatusEnrolled}, nil

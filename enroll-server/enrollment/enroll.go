@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/edge-enroll/enroll/enroll-server/audit"
 	"github.com/edge-enroll/enroll/enroll-server/inventory"
 	"github.com/edge-enroll/enroll/enroll-server/vault"
 	"github.com/edge-enroll/enroll/pkg/wire"
@@ -106,7 +107,7 @@ func (s *Service) Enroll(ctx context.Context, req wire.EnrollRequest) (resp wire
 	if refusal := s.admit(fleet, d); refusal != nil {
 		e.State, e.UpdatedAt = inventory.EnrollmentFailed, now
 		d.InFlight = ""
-		if err := s.store.Record(ctx, e, d); err != nil {
+		if err := s.store.Record(ctx, e, d, nil); err != nil {
 			return wire.EnrollResponse{}, err
 		}
 		log.Warn("enrollment refused", "reason", refusal.Message)
@@ -174,12 +175,15 @@ func (s *Service) hold(ctx context.Context, log *slog.Logger, e inventory.Enroll
 		d.State = inventory.DevicePending
 	}
 	d.Facts, d.UpdatedAt, d.InFlight = facts, now, ""
-	if err := s.store.Record(ctx, e, d); err != nil {
+	var rec *audit.Record
+	if first {
+		rec = s.auditRec(deviceActor(d.Fleet, d.ID), "enroll:pending", d.Fleet, d.ID, "awaiting approval")
+	}
+	if err := s.store.Record(ctx, e, d, rec); err != nil {
 		return wire.EnrollResponse{}, err
 	}
 	if first {
 		log.Info("device awaits approval")
-		s.record(ctx, deviceActor(d.Fleet, d.ID), "enroll:pending", d.Fleet, d.ID, "awaiting approval")
 	}
 	return wire.EnrollResponse{Status: wire.StatusPending, EnrollmentID: e.ID, RetryAfterSeconds: pendingRetryAfter}, nil
 }
@@ -219,16 +223,16 @@ func (s *Service) mint(ctx context.Context, log *slog.Logger, fleet Fleet, e inv
 	d.State, d.Generation, d.EnrollmentID, d.Facts, d.UpdatedAt = inventory.DeviceEnrolling, e.Generation, e.ID, facts, now
 	d.InFlight = ""
 	d.Enrollments++
-	if err := s.store.Record(ctx, e, d); err != nil {
-		return wire.EnrollResponse{}, fmt.Errorf("record enrollment: %w", err)
-	}
-	log.Info("issued wrapped secret ID", "wrapping_accessor", wi.Accessor, "replaced_secret_ids", n, "generation", e.Generation)
 	actor := deviceActor(e.Fleet, e.DeviceID)
 	if e.Batch {
 		actor = "server"
 	}
-	s.record(ctx, actor, "enroll:wrapped", e.Fleet, e.DeviceID,
+	rec := s.auditRec(actor, "enroll:wrapped", e.Fleet, e.DeviceID,
 		fmt.Sprintf("enrollment %s, generation %d, wrapping accessor %s", e.ID, e.Generation, wi.Accessor))
+	if err := s.store.Record(ctx, e, d, rec); err != nil {
+		return wire.EnrollResponse{}, fmt.Errorf("record enrollment: %w", err)
+	}
+	log.Info("issued wrapped secret ID", "wrapping_accessor", wi.Accessor, "replaced_secret_ids", n, "generation", e.Generation)
 	return responseOf(e), nil
 }
 

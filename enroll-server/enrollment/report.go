@@ -67,10 +67,9 @@ func (s *Service) quarantine(ctx context.Context, e *inventory.Enrollment, d *in
 	now := s.now().UTC()
 	e.State, e.WrappingToken, e.UpdatedAt = inventory.EnrollmentFailed, "", now
 	d.State, d.Reason, d.UpdatedAt, d.TokenAccessor, d.SecretIDAccessor = inventory.DeviceQuarantined, reason, now, "", ""
-	if err := s.store.Record(ctx, *e, *d); err != nil {
+	if err := s.store.Record(ctx, *e, *d, s.auditRec("server", "quarantine", d.Fleet, d.ID, reason)); err != nil {
 		return fmt.Errorf("record quarantine: %w", err)
 	}
 	s.log.Warn("device quarantined", "security", true, "fleet", d.Fleet, "device_id", d.ID, "reason", reason)
-	s.record(ctx, "server", "quarantine", d.Fleet, d.ID, reason)
 	return nil
 }

@@ -143,11 +143,15 @@ func (s *Service) generations(ctx context.Context, fleet string) (vault.Generati
 
 func newID() string { return rand.Text() }
 
-// record appends to the audit log; a failure is logged, never hidden.
+// auditRec builds an audit record, to store with the change it records.
+func (s *Service) auditRec(actor, action, fleet, device, detail string) *audit.Record {
+	return &audit.Record{Time: s.now().UTC(), Actor: actor, Action: action, Fleet: fleet, DeviceID: device, Detail: detail}
+}
+
+// record appends to the audit log on its own, for events that change no
+// other record; a failure is logged, never hidden.
 func (s *Service) record(ctx context.Context, actor, action, fleet, device, detail string) {
-	_, err := s.store.AppendAudit(ctx, audit.Record{Time: s.now().UTC(), Actor: actor, Action: action,
-		Fleet: fleet, DeviceID: device, Detail: detail})
-	if err != nil {
+	if _, err := s.store.AppendAudit(ctx, *s.auditRec(actor, action, fleet, device, detail)); err != nil {
 		s.log.Error("append audit record", "err", err, "action", action)
 	}
 }

@@ -36,7 +36,7 @@ func (s *Service) SweepUnacknowledged(ctx context.Context) (int, error) {
 		if d.EnrollmentID != e.ID {
 			// A newer enrollment replaced this one; only the old one ends.
 			e.State, e.WrappingToken, e.UpdatedAt = inventory.EnrollmentFailed, "", now.UTC()
-			if err := s.store.Record(ctx, e, d); err != nil {
+			if err := s.store.Record(ctx, e, d, nil); err != nil {
 				return n, err
 			}
 		} else if err := s.quarantine(ctx, &e, &d, "no acknowledgement of its credential in time"); err != nil {

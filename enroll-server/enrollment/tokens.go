@@ -46,7 +46,12 @@ func (s *Service) consumeEnrollmentToken(ctx context.Context, fleet, device, tok
 			"token_path", ti.Path, "role_name", ti.Meta["role_name"], "accessor", ti.Accessor)
 		return 0, fail(wire.CodeEnrollmentTokenBad, "token is not an enrollment token of fleet %s", fleet)
 	}
-	if err := s.store.ConsumeToken(ctx, hash, s.now().Add(consumedTokenMemory)); err != nil {
+	// The generation is counted with the consumption: one write.
+	gen, genErr := strconv.Atoi(ti.Meta["generation"])
+	if genErr != nil || gen < 1 {
+		gen = 0
+	}
+	if err := s.store.ConsumeToken(ctx, hash, s.now().Add(consumedTokenMemory), fleet, gen); err != nil {
 		if errors.Is(err, inventory.ErrConsumed) {
 			return 0, s.tokenReused(ctx, fleet, device, "an enrollment token was presented twice at once")
 		}
@@ -56,12 +61,8 @@ func (s *Service) consumeEnrollmentToken(ctx context.Context, fleet, device, tok
 	if err := s.vault.RevokeAccessor(ctx, ti.Accessor); err != nil {
 		return 0, vaultError("revoke the enrollment token", err)
 	}
-	gen, err := strconv.Atoi(ti.Meta["generation"])
-	if err != nil || gen < 1 {
+	if gen == 0 {
 		return 0, fail(wire.CodeEnrollmentTokenBad, "enrollment token carries no credential generation")
-	}
-	if err := s.store.CountAttempt(ctx, fleet, gen, s.now()); err != nil {
-		s.log.Warn("count generation attempt", "err", err)
 	}
 	gens, err := s.generations(ctx, fleet)
 	if err != nil {

@@ -138,15 +138,18 @@ type Store interface {
 	// returns ErrBusy. Otherwise it stores e, marks the device in flight and
 	// returns e and true.
 	BeginEnrollment(ctx context.Context, e Enrollment, staleBefore time.Time) (Enrollment, bool, error)
-	// Record stores an enrollment and its device together.
-	Record(ctx context.Context, e Enrollment, d Device) error
+	// Record stores an enrollment and its device together, with the audit
+	// record of the change when rec is not nil: one transaction, so the log
+	// and the state never disagree.
+	Record(ctx context.Context, e Enrollment, d Device, rec *audit.Record) error
 	Enrollment(ctx context.Context, id string) (Enrollment, error)
 	Device(ctx context.Context, fleet, id string) (Device, error)
 	SaveDevice(ctx context.Context, d Device) error
 	Devices(ctx context.Context, fleet string) ([]Device, error)
 	// ConsumeToken records the hash of a presented enrollment token until
-	// expires; ErrConsumed when it was recorded before.
-	ConsumeToken(ctx context.Context, hash string, expires time.Time) error
+	// expires, and counts a presentation of the fleet's generation (when
+	// generation > 0); ErrConsumed when the hash was recorded before.
+	ConsumeToken(ctx context.Context, hash string, expires time.Time, fleet string, generation int) error
 	// TokenConsumed reports whether a token hash was recorded.
 	TokenConsumed(ctx context.Context, hash string) (bool, error)
 	// PurgeTokens forgets token hashes that expired before now.

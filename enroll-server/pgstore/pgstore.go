@@ -167,8 +167,13 @@ func (s *Store) BeginEnrollment(ctx context.Context, e inventory.Enrollment, sta
 }
 
 // Record implements inventory.Store.
-func (s *Store) Record(ctx context.Context, e inventory.Enrollment, d inventory.Device) error {
+func (s *Store) Record(ctx context.Context, e inventory.Enrollment, d inventory.Device, rec *audit.Record) error {
 	return pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
+		if rec != nil {
+			if _, err := appendAudit(ctx, tx, *rec); err != nil {
+				return err
+			}
+		}
 		if err := putEnrollment(ctx, tx, e); err != nil {
 			return err
 		}
@@ -229,15 +234,20 @@ func (s *Store) AwaitingAck(ctx context.Context) ([]inventory.Enrollment, error)
 }
 
 // ConsumeToken implements inventory.Store.
-func (s *Store) ConsumeToken(ctx context.Context, hash string, expires time.Time) error {
-	tag, err := s.db.Exec(ctx, `INSERT INTO consumed_tokens (hash, expires) VALUES ($1, $2) ON CONFLICT DO NOTHING`, hash, expires)
-	if err != nil {
-		return err
-	}
-	if tag.RowsAffected() == 0 {
-		return inventory.ErrConsumed
-	}
-	return nil
+func (s *Store) ConsumeToken(ctx context.Context, hash string, expires time.Time, fleet string, gen int) error {
+	return pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `INSERT INTO consumed_tokens (hash, expires) VALUES ($1, $2) ON CONFLICT DO NOTHING`, hash, expires)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return inventory.ErrConsumed
+		}
+		if gen > 0 {
+			return countAttempt(ctx, tx, fleet, gen, time.Now())
+		}
+		return nil
+	})
 }
 
 // TokenConsumed implements inventory.Store.
@@ -275,7 +285,11 @@ func (s *Store) Alerts(ctx context.Context) ([]inventory.Alert, error) {
 
 // CountAttempt implements inventory.Store.
 func (s *Store) CountAttempt(ctx context.Context, fleet string, gen int, at time.Time) error {
-	_, err := s.db.Exec(ctx, `INSERT INTO generation_attempts (fleet, generation, attempts, last) VALUES ($1, $2, 1, $3)
+	return countAttempt(ctx, s.db, fleet, gen, at)
+}
+
+func countAttempt(ctx context.Context, x execer, fleet string, gen int, at time.Time) error {
+	_, err := x.Exec(ctx, `INSERT INTO generation_attempts (fleet, generation, attempts, last) VALUES ($1, $2, 1, $3)
 		ON CONFLICT (fleet, generation) DO UPDATE SET attempts = generation_attempts.attempts + 1, last = EXCLUDED.last`,
 		fleet, gen, at.UTC())
 	return err
@@ -303,21 +317,28 @@ func (s *Store) GenerationUse(ctx context.Context, fleet string) ([]inventory.Ge
 // AppendAudit implements inventory.Store: the chain is sealed under a lock
 // that every replica takes, so it never forks.
 func (s *Store) AppendAudit(ctx context.Context, r audit.Record) (audit.Record, error) {
+	var sealed audit.Record
 	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, lockKey("audit")); err != nil {
-			return err
-		}
-		var prev *audit.Record
-		last, err := scan[audit.Record](tx.QueryRow(ctx, `SELECT data FROM audit ORDER BY seq DESC LIMIT 1`))
-		if err == nil {
-			prev = &last
-		} else if !errors.Is(err, inventory.ErrNotFound) {
-			return err
-		}
-		r = audit.Seal(prev, r)
-		_, err = tx.Exec(ctx, `INSERT INTO audit (seq, data) VALUES ($1, $2)`, r.Seq, r)
+		var err error
+		sealed, err = appendAudit(ctx, tx, r)
 		return err
 	})
+	return sealed, err
+}
+
+func appendAudit(ctx context.Context, tx pgx.Tx, r audit.Record) (audit.Record, error) {
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, lockKey("audit")); err != nil {
+		return r, err
+	}
+	var prev *audit.Record
+	last, err := scan[audit.Record](tx.QueryRow(ctx, `SELECT data FROM audit ORDER BY seq DESC LIMIT 1`))
+	if err == nil {
+		prev = &last
+	} else if !errors.Is(err, inventory.ErrNotFound) {
+		return r, err
+	}
+	r = audit.Seal(prev, r)
+	_, err = tx.Exec(ctx, `INSERT INTO audit (seq, data) VALUES ($1, $2)`, r.Seq, r)
 	return r, err
 }
 

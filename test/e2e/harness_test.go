@@ -62,7 +62,7 @@ func (b *logBuffer) lines(msg string) []map[string]any {
 
 // env is a real Vault with a fleet set up and a running enroll-server.
 type env struct {
-	t         *testing.T
+	t         testing.TB
 	vault     *vaulttest.Server
 	pvault    *vaulttest.Persistent // set with options.persistent
 	cfg       config.File           // the server's configuration
@@ -90,7 +90,7 @@ type options struct {
 	server func(*config.File)
 }
 
-func newEnv(t *testing.T, opts ...options) *env {
+func newEnv(t testing.TB, opts ...options) *env {
 	t.Helper()
 	var o options
 	if len(opts) > 0 {
@@ -288,7 +288,7 @@ func (d *device) lastStatus() lifecycle.Status {
 	return d.status
 }
 
-func (d *device) state(t *testing.T) lifecycle.State {
+func (d *device) state(t testing.TB) lifecycle.State {
 	t.Helper()
 	st, err := d.machine.Load()
 	if err != nil {
@@ -348,7 +348,7 @@ func (e *env) clientFor(token string) *api.Client {
 	return c
 }
 
-func mustClientVault(t *testing.T, b bundle.Bundle) *clientvault.Client {
+func mustClientVault(t testing.TB, b bundle.Bundle) *clientvault.Client {
 	t.Helper()
 	vc, err := clientvault.New(b.VaultAddr, b.VaultCAPEM, 10*time.Second)
 	if err != nil {
@@ -357,7 +357,7 @@ func mustClientVault(t *testing.T, b bundle.Bundle) *clientvault.Client {
 	return vc
 }
 
-func serverClient(t *testing.T, b bundle.Bundle) *serverapi.Client {
+func serverClient(t testing.TB, b bundle.Bundle) *serverapi.Client {
 	return serverapi.New(b.ServerURL, mustPool(t, b.ServerCAPEM), 10*time.Second)
 }
 

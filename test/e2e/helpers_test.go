@@ -13,14 +13,14 @@ import (
 	"github.com/edge-enroll/enroll/pkg/bundle"
 )
 
-func writeFile(t *testing.T, path string, data []byte) {
+func writeFile(t testing.TB, path string, data []byte) {
 	t.Helper()
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func readFile(t *testing.T, path string) string {
+func readFile(t testing.TB, path string) string {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -29,7 +29,7 @@ func readFile(t *testing.T, path string) string {
 	return string(b)
 }
 
-func mustPool(t *testing.T, pemData string) *x509.CertPool {
+func mustPool(t testing.TB, pemData string) *x509.CertPool {
 	t.Helper()
 	if pemData == "" {
 		return nil
@@ -42,7 +42,7 @@ func mustPool(t *testing.T, pemData string) *x509.CertPool {
 }
 
 // waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
@@ -53,7 +53,7 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
-func tlsTo(t *testing.T, caPEM string) *tls.Config {
+func tlsTo(t testing.TB, caPEM string) *tls.Config {
 	return &tls.Config{RootCAs: mustPool(t, caPEM)}
 }
 

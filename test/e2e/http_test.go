@@ -69,7 +69,7 @@ func enrollBody(token, device, key string) string {
 		device, token, key)
 }
 
-func jsonField(t *testing.T, body, field string) string {
+func jsonField(t testing.TB, body, field string) string {
 	t.Helper()
 	var m map[string]any
 	if err := json.Unmarshal([]byte(body), &m); err != nil {
@@ -79,7 +79,7 @@ func jsonField(t *testing.T, body, field string) string {
 	return s
 }
 
-func errorCode(t *testing.T, body string) string {
+func errorCode(t testing.TB, body string) string {
 	t.Helper()
 	var eb struct {
 		Error struct {

@@ -29,6 +29,8 @@ type Options struct {
 	Prefix string
 	// Ramp spreads arrivals evenly over this long; 0: all at once.
 	Ramp time.Duration
+	// Concurrency bounds devices enrolling at once; 0: all of them.
+	Concurrency int
 	// Timeout bounds the whole run.
 	Timeout time.Duration
 	// Progress, when set, gets a progress line about once a second.
@@ -116,6 +118,10 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	stopProgress := progress(ctx, o, start, &enrolled, &failed, &retries)
 	defer stopProgress()
 
+	var slots chan struct{}
+	if o.Concurrency > 0 {
+		slots = make(chan struct{}, o.Concurrency)
+	}
 	var wg sync.WaitGroup
 	for i := range o.Devices {
 		id := fmt.Sprintf("%s-%05d", o.Prefix, i)
@@ -128,6 +134,10 @@ func Run(ctx context.Context, o Options) (Result, error) {
 			defer wg.Done()
 			if !sleep(ctx, arrive) {
 				return
+			}
+			if slots != nil {
+				slots <- struct{}{}
+				defer func() { <-slots }()
 			}
 			st, latency, err := enrollOne(ctx, o.Bundle, pool, id, &retries)
 			mu.Lock()

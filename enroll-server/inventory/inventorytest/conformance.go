@@ -104,7 +104,7 @@ func testRecordAndAwaiting(t *testing.T, s inventory.Store) {
 	e := enrollment("e1", "d1", "k1")
 	e.State = inventory.EnrollmentWrapped
 	d := inventory.Device{Fleet: "acme", ID: "d1", State: inventory.DeviceEnrolling}
-	if err := s.Record(ctx, e, d); err != nil {
+	if err := s.Record(ctx, e, d, nil); err != nil {
 		t.Fatal(err)
 	}
 	aw, err := s.AwaitingAck(ctx)
@@ -113,8 +113,11 @@ func testRecordAndAwaiting(t *testing.T, s inventory.Store) {
 	}
 	e.State = inventory.EnrollmentAcknowledged
 	d.State = inventory.DeviceEnrolled
-	if err := s.Record(ctx, e, d); err != nil {
+	if err := s.Record(ctx, e, d, &audit.Record{Time: t0, Actor: "device:acme/d1", Action: "enroll:acknowledged"}); err != nil {
 		t.Fatal(err)
+	}
+	if recs, _ := s.Audit(ctx); len(recs) != 1 || recs[0].Action != "enroll:acknowledged" || audit.Verify(recs) != nil {
+		t.Fatalf("Record's audit record: %+v", recs)
 	}
 	if aw, _ := s.AwaitingAck(ctx); len(aw) != 0 {
 		t.Fatalf("still awaiting after acknowledgement: %+v", aw)
@@ -127,10 +130,13 @@ func testRecordAndAwaiting(t *testing.T, s inventory.Store) {
 
 func testConsumedTokens(t *testing.T, s inventory.Store) {
 	ctx := context.Background()
-	if err := s.ConsumeToken(ctx, "h1", t0.Add(time.Minute)); err != nil {
+	if err := s.ConsumeToken(ctx, "h1", t0.Add(time.Minute), "acme", 3); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.ConsumeToken(ctx, "h1", t0.Add(time.Minute)); !errors.Is(err, inventory.ErrConsumed) {
+	if use, _ := s.GenerationUse(ctx, "acme"); len(use) != 1 || use[0].Generation != 3 || use[0].Attempts != 1 {
+		t.Fatalf("consuming a token did not count its generation: %+v", use)
+	}
+	if err := s.ConsumeToken(ctx, "h1", t0.Add(time.Minute), "acme", 3); !errors.Is(err, inventory.ErrConsumed) {
 		t.Fatalf("second consume = %v, want ErrConsumed", err)
 	}
 	if seen, _ := s.TokenConsumed(ctx, "h1"); !seen {
