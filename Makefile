@@ -14,7 +14,7 @@ LDFLAGS := -s -w -X github.com/edge-enroll/enroll/pkg/version.Version=$(VERSION)
            -X github.com/edge-enroll/enroll/pkg/version.Commit=$(COMMIT)
 CMDS    := enroll-server enroll-client enrollctl
 
-.PHONY: all build vault demo test storm lint packages test-packages clean-bin
+.PHONY: all build vault demo test bench storm lint packages test-packages clean-bin
 
 all: build
 
@@ -39,6 +39,14 @@ packages:
 # Checks the packages with dpkg, rpm, lintian, msiinfo, osslsigncode, qemu.
 test-packages: packages
 	@packaging/check.sh
+
+# Speed and memory, measured against the real Vault on this machine: the
+# enrollment rate through the server, the same Vault calls made directly,
+# their ratio and latency; client idle RSS and size, server RSS under load.
+bench: vault
+	@VAULT_BIN=$$(test/vaultbin/build.sh); export VAULT_BIN; \
+	$(GO) test -run '^$$' -bench '^BenchmarkEnrollment$$' -benchtime 300x -count=1 ./test/e2e/ 2>&1 | grep -E '^(bench:|Benchmark|ok|FAIL|---)' && \
+	$(GO) test -run '^$$' -bench '^BenchmarkFootprint$$' -benchtime 1x -count=1 ./test/e2e/ 2>&1 | grep -E '^(bench:|Benchmark|ok|FAIL|---)'
 
 # A boot storm of 10,000 devices (STORM_DEVICES to change) against one
 # server and the real Vault; minutes, so not part of `make test`.
