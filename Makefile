@@ -45,8 +45,8 @@ test-packages: packages
 # their ratio and latency; client idle RSS and size, server RSS under load.
 bench: vault
 	@VAULT_BIN=$$(test/vaultbin/build.sh); export VAULT_BIN; \
-	$(GO) test -run '^$$' -bench '^BenchmarkEnrollment$$' -benchtime 300x -count=1 ./test/e2e/ 2>&1 | grep -E '^(bench:|Benchmark|ok|FAIL|---)' && \
-	$(GO) test -run '^$$' -bench '^BenchmarkFootprint$$' -benchtime 1x -count=1 ./test/e2e/ 2>&1 | grep -E '^(bench:|Benchmark|ok|FAIL|---)'
+	$(GO) test -run '^$$' -bench '^BenchmarkEnrollment$$' -benchtime 300x -count=1 ./test/e2e/ 2>&1 | grep -E '(^bench:|^Benchmark|enroll/s|MiB|^ok|^FAIL|^---)' && \
+	$(GO) test -run '^$$' -bench '^BenchmarkFootprint$$' -benchtime 1x -count=1 ./test/e2e/ 2>&1 | grep -E '(^bench:|^Benchmark|enroll/s|MiB|^ok|^FAIL|^---)'
 
 # A boot storm of 10,000 devices (STORM_DEVICES to change) against one
 # server and the real Vault; minutes, so not part of `make test`.
