@@ -4,6 +4,7 @@ import (
 	"context"
 	"sort"
 	"strconv"
+	"time"
 
 	"github.com/edge-enroll/enroll/enroll-server/inventory"
 	"github.com/edge-enroll/enroll/pkg/wire"
@@ -14,8 +15,10 @@ type ListFilter struct {
 	Fleet      string
 	State      string
 	Generation int
-	Limit      int
-	After      string // cursor: "fleet/id" of the last device of the previous page
+	// SeenSince keeps devices heard from (any change) at or after it.
+	SeenSince time.Time
+	Limit     int
+	After     string // cursor: "fleet/id" of the last device of the previous page
 }
 
 // Devices lists devices, filtered and paginated.
@@ -39,7 +42,7 @@ func (s *Service) Devices(ctx context.Context, token string, f ListFilter) (wire
 	out := wire.DeviceList{Devices: []wire.Device{}}
 	for _, d := range devs {
 		if (f.After != "" && key(d) <= f.After) || (f.State != "" && d.State != f.State) ||
-			(f.Generation != 0 && d.Generation != f.Generation) {
+			(f.Generation != 0 && d.Generation != f.Generation) || (!f.SeenSince.IsZero() && d.UpdatedAt.Before(f.SeenSince)) {
 			continue
 		}
 		if len(out.Devices) == f.Limit {
@@ -63,6 +66,21 @@ func ParseGeneration(v string) (int, error) {
 		return 0, wire.Errorf(wire.CodeInvalidRequest, "generation: want a positive number")
 	}
 	return n, nil
+}
+
+// ParseSince reads a last-seen filter: an RFC 3339 time or a duration ago.
+func ParseSince(v string, now time.Time) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	if d, err := time.ParseDuration(v); err == nil && d > 0 {
+		return now.Add(-d), nil
+	}
+	t, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		return time.Time{}, wire.Errorf(wire.CodeInvalidRequest, "seen_since: want an RFC 3339 time or a duration such as 24h")
+	}
+	return t, nil
 }
 
 // Device shows one device.

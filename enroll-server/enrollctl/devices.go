@@ -105,6 +105,7 @@ func devices(ctx context.Context, args []string, env Env) error {
 	fleet := fs.String("fleet", "", "only devices of this fleet")
 	state := fs.String("state", "", "only devices in this state")
 	gen := fs.Int("generation", 0, "only devices enrolled with this bootstrap generation")
+	since := fs.String("seen-since", "", "only devices heard from since (RFC 3339 time, or a duration such as 24h)")
 	limit := fs.Int("limit", 100, "devices per page")
 	after := fs.String("after", "", "page cursor (the previous page's next)")
 	asJSON := fs.Bool("json", false, "print JSON")
@@ -113,7 +114,7 @@ func devices(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	var list wire.DeviceList
-	q := url.Values{"fleet": {*fleet}, "state": {*state}, "limit": {strconv.Itoa(*limit)}, "after": {*after}}
+	q := url.Values{"fleet": {*fleet}, "state": {*state}, "limit": {strconv.Itoa(*limit)}, "after": {*after}, "seen_since": {*since}}
 	if *gen > 0 {
 		q.Set("generation", strconv.Itoa(*gen))
 	}

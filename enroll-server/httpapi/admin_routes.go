@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -30,9 +31,14 @@ func adminRoutes(g *gin.RouterGroup, a *admin.Service, log *slog.Logger) {
 			render(c, log, err)
 			return
 		}
+		since, err := admin.ParseSince(c.Query("seen_since"), time.Now())
+		if err != nil {
+			render(c, log, err)
+			return
+		}
 		limit, _ := strconv.Atoi(c.Query("limit"))
 		list, err := a.Devices(c.Request.Context(), token(c), admin.ListFilter{
-			Fleet: c.Query("fleet"), State: c.Query("state"), Generation: gen, Limit: limit, After: c.Query("after"),
+			Fleet: c.Query("fleet"), State: c.Query("state"), Generation: gen, SeenSince: since, Limit: limit, After: c.Query("after"),
 		})
 		reply(c, list, err)
 	})

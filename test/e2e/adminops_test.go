@@ -112,8 +112,15 @@ func TestManualApproval(t *testing.T) {
 	for _, d := range []*device{a, b} {
 		waitFor(t, 20*time.Second, d.id+" pending", func() bool { return d.state(t).Phase == lifecycle.PhasePending })
 	}
-	if status, body := e.get("/v1/admin/devices?fleet=acme&state=pending", admin); status != 200 || strings.Count(body, `"state":"pending"`) != 2 {
+	if status, body := e.get("/v1/admin/devices?fleet=acme&state=pending&seen_since=1h", admin); status != 200 || strings.Count(body, `"state":"pending"`) != 2 {
 		t.Fatalf("pending devices: %d %s", status, body)
+	}
+	future := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+	if status, body := e.get("/v1/admin/devices?fleet=acme&seen_since="+future, admin); status != 200 || strings.Contains(body, `"id"`) {
+		t.Fatalf("devices seen in the future: %d %s", status, body)
+	}
+	if status, _ := e.get("/v1/admin/devices?seen_since=yesterday", admin); status != 400 {
+		t.Fatalf("a malformed seen_since: %d, want 400", status)
 	}
 	if status, body := e.adminCall("POST", "/v1/admin/devices/acme/sensor-a/approve", admin, ""); status != 200 {
 		t.Fatalf("approve: %d %s", status, body)

@@ -131,4 +131,3 @@ func (e *env) directSequence(tb testing.TB, n int, prefix string) float64 {
 	}
 	return float64(n) / time.Since(start).Seconds()
 }
-

@@ -102,7 +102,10 @@ func BenchmarkFootprint(b *testing.B) {
 	fmt.Printf("bench: server peak RSS enrolling 300 devices: %.1f MiB\n", float64(serverPeak)/1024)
 }
 
-func goarch() string { out, _ := exec.Command("go", "env", "GOARCH").Output(); return strings.TrimSpace(string(out)) }
+func goarch() string {
+	out, _ := exec.Command("go", "env", "GOARCH").Output()
+	return strings.TrimSpace(string(out))
+}
 
 // procKB reads a memory figure (kB) of a process from /proc.
 func procKB(tb testing.TB, pid int, field string) int {
