@@ -52,13 +52,30 @@ func (m *Machine) bootstrapToken(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	m.spareUntil = m.clock.Now().Add(a.TTL - spareTokenMargin)
 	return a.Token, nil
+}
+
+// spareTokenMargin is how much life a kept enrollment token must have left
+// to be sent again.
+const spareTokenMargin = 15 * time.Second
+
+// enrollmentToken returns the token a shed request left unused while it
+// has time left, or a fresh one.
+func (m *Machine) enrollmentToken(ctx context.Context) (string, error) {
+	if t := m.spareToken; t != "" {
+		m.spareToken = ""
+		if m.clock.Now().Before(m.spareUntil) {
+			return t, nil
+		}
+	}
+	return m.bootstrapToken(ctx)
 }
 
 // enroll asks the server for the device's wrapped secret ID and saves it
 // before using it.
 func (m *Machine) enroll(ctx context.Context, st *State) (time.Duration, error) {
-	token, err := m.bootstrapToken(ctx)
+	token, err := m.enrollmentToken(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -66,6 +83,14 @@ func (m *Machine) enroll(ctx context.Context, st *State) (time.Duration, error) 
 		Fleet: m.cfg.Bundle.Fleet, DeviceID: m.cfg.DeviceID, EnrollmentToken: token,
 		IdempotencyKey: st.IdempotencyKey, Facts: m.cfg.Facts,
 	})
+	var se *serverapi.Error
+	if errors.As(err, &se) && se.Err.Code == wire.CodeRateLimited {
+		// The server sheds load before it looks at the token, so the token
+		// is unused: keep it for the next attempt rather than log in to
+		// Vault again, which is what a crowd of retrying devices would
+		// otherwise do to the very server the shedding protects.
+		m.spareToken = token
+	}
 	if err != nil {
 		return 0, m.classifyServer(st, err)
 	}

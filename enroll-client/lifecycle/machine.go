@@ -105,6 +105,11 @@ type Machine struct {
 	log     *slog.Logger
 	clock   Clock
 	backoff *backoff.Backoff
+
+	// spareToken is an enrollment token a shed request left unused, good
+	// until spareUntil. Memory only: never saved, never logged.
+	spareToken string
+	spareUntil time.Time
 }
 
 // New builds a machine.

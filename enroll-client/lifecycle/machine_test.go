@@ -161,3 +161,34 @@ func TestStateOfAnotherDeviceIsRefused(t *testing.T) {
 		t.Fatalf("Load = %v, want a refusal", err)
 	}
 }
+
+// A request the server shed with 429 left its enrollment token unused: the
+// retry sends it again instead of logging in to Vault once more.
+func TestShedRequestKeepsItsEnrollmentToken(t *testing.T) {
+	r := newRig(t)
+	r.vault.tokenTTL = time.Minute
+	shed := &serverapi.Error{Status: 429, RetryAfter: time.Second, Err: wire.Error{Code: wire.CodeRateLimited, Message: "busy"}}
+	r.server.enrollErr = []error{shed, shed}
+	if err := r.enroll(t); err != nil {
+		t.Fatal(err)
+	}
+	// Vault calls: one bootstrap login for three enroll attempts, then
+	// lookup, unwrap, device login.
+	if r.server.enrolls != 3 || r.vault.calls != 4 {
+		t.Fatalf("enrolls=%d vault calls=%d, want 3 and 4", r.server.enrolls, r.vault.calls)
+	}
+}
+
+// A kept token too close to its end is not sent again.
+func TestShedRequestTokenExpires(t *testing.T) {
+	r := newRig(t)
+	r.vault.tokenTTL = time.Minute
+	shed := &serverapi.Error{Status: 429, RetryAfter: 50 * time.Second, Err: wire.Error{Code: wire.CodeRateLimited, Message: "busy"}}
+	r.server.enrollErr = []error{shed}
+	if err := r.enroll(t); err != nil {
+		t.Fatal(err)
+	}
+	if r.vault.calls != 5 {
+		t.Fatalf("vault calls=%d, want 5 (a second bootstrap login)", r.vault.calls)
+	}
+}
