@@ -44,7 +44,7 @@ test-packages: packages
 # enrollment rate through the server, the same Vault calls made directly,
 # their ratio and latency; client idle RSS and size, server RSS under load.
 bench: vault
-	@VAULT_BIN=$$(test/vaultbin/build.sh); export VAULT_BIN; \
+	@set -o pipefail; VAULT_BIN=$$(test/vaultbin/build.sh); export VAULT_BIN; \
 	$(GO) test -run '^$$' -bench '^BenchmarkEnrollment$$' -benchtime 300x -count=1 ./test/e2e/ 2>&1 | grep -E '(^bench:|^Benchmark|enroll/s|MiB|^ok|^FAIL|^---)' && \
 	$(GO) test -run '^$$' -bench '^BenchmarkFootprint$$' -benchtime 1x -count=1 ./test/e2e/ 2>&1 | grep -E '(^bench:|^Benchmark|enroll/s|MiB|^ok|^FAIL|^---)'
 
@@ -53,7 +53,7 @@ bench: vault
 # device holds connections at both ends in this one process: raise the
 # open-file limit where allowed.
 storm: vault
-	@ulimit -n 1048576 2>/dev/null || ulimit -n $$(ulimit -Hn); \
+	@set -o pipefail; ulimit -n 1048576 2>/dev/null || ulimit -n $$(ulimit -Hn); \
 	VAULT_BIN=$$(test/vaultbin/build.sh) STORM_DEVICES=$${STORM_DEVICES:-10000} \
 		$(GO) test -run '^TestStorm$$' -count=1 -timeout 60m -v ./test/e2e/ 2>&1 | grep -v '^{'
 
