@@ -18,6 +18,7 @@ import (
 	"github.com/edge-enroll/enroll/enroll-client/serverapi"
 	"github.com/edge-enroll/enroll/enroll-client/state"
 	"github.com/edge-enroll/enroll/enroll-client/vault"
+	"github.com/edge-enroll/enroll/pkg/backoff"
 	"github.com/edge-enroll/enroll/pkg/bundle"
 )
 
@@ -132,7 +133,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if !sleep(ctx, arrive) {
+			if arrive > 0 && !backoff.Sleep(ctx, arrive) {
 				return
 			}
 			if slots != nil {
@@ -209,18 +210,4 @@ func progress(ctx context.Context, o Options, start time.Time, enrolled, failed,
 		}
 	}()
 	return func() { close(done); fmt.Fprintln(o.Progress) }
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
