@@ -23,3 +23,20 @@ func TestMakeTightensAnExistingDirectory(t *testing.T) {
 		t.Fatalf("mode = %v, %v; want 0700", fi.Mode().Perm(), err)
 	}
 }
+
+func TestMakeRefusesASharedDirectory(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "shared")
+	if err := os.Mkdir(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o777|os.ModeSticky); err != nil {
+		t.Fatal(err)
+	}
+	if err := privatedir.Make(dir, 0o700); err == nil {
+		t.Fatal("Make changed a shared directory instead of refusing it")
+	}
+	fi, err := os.Stat(dir)
+	if err != nil || fi.Mode().Perm() != 0o777 || fi.Mode()&os.ModeSticky == 0 {
+		t.Fatalf("the shared directory was changed: %v", fi.Mode())
+	}
+}
