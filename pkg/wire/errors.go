@@ -29,6 +29,11 @@ const (
 	CodeRateLimited           Code = "rate_limited"
 	CodeEnrollmentClosed      Code = "enrollment_closed"
 	CodeUnavailable           Code = "unavailable"
+	CodeAttestationDisabled   Code = "attestation_disabled"
+	CodeAttestationRequired   Code = "attestation_required"
+	CodeAttestationFailed     Code = "attestation_failed"
+	CodeChallengeInvalid      Code = "challenge_invalid"
+	CodeHardwareMismatch      Code = "hardware_mismatch"
 	CodeInternal              Code = "internal"
 )
 
@@ -51,6 +56,11 @@ var codeStatus = map[Code]int{
 	CodeRateLimited:           http.StatusTooManyRequests,
 	CodeEnrollmentClosed:      http.StatusForbidden,
 	CodeUnavailable:           http.StatusServiceUnavailable,
+	CodeAttestationDisabled:   http.StatusConflict,
+	CodeAttestationRequired:   http.StatusForbidden,
+	CodeAttestationFailed:     http.StatusForbidden,
+	CodeChallengeInvalid:      http.StatusConflict,
+	CodeHardwareMismatch:      http.StatusForbidden,
 	CodeInternal:              http.StatusInternalServerError,
 }
 

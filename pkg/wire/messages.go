@@ -35,6 +35,11 @@ type EnrollRequest struct {
 	EnrollmentToken string `json:"enrollment_token"`
 	IdempotencyKey  string `json:"idempotency_key"`
 	Facts           Facts  `json:"facts"`
+	// Attestation answers a challenge from PathChallenge; required by a
+	// fleet that requires a TPM. A device bound to its TPM may enroll again
+	// with attestation alone (no enrollment token), for instance after its
+	// bootstrap generation was retired.
+	Attestation *Evidence `json:"attestation,omitempty"`
 }
 
 // Enrollment statuses returned by the enroll endpoint.

@@ -1,0 +1,208 @@
+//go:build cgo
+
+package tpm_test
+
+import (
+	"bytes"
+	"errors"
+	"maps"
+	"sync"
+	"testing"
+
+	"github.com/google/go-tpm/tpm2"
+
+	"github.com/edge-enroll/enroll/enroll-client/state"
+	"github.com/edge-enroll/enroll/enroll-client/tpm"
+	"github.com/edge-enroll/enroll/test/tpmsim"
+)
+
+type memKV struct {
+	mu sync.Mutex
+	m  map[string][]byte
+}
+
+func newKV() *memKV { return &memKV{m: map[string][]byte{}} }
+
+func (k *memKV) ReadState(key string) ([]byte, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	v, ok := k.m[key]
+	if !ok {
+		return nil, state.ErrNotFound
+	}
+	return bytes.Clone(v), nil
+}
+
+func (k *memKV) WriteState(key string, v []byte) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.m[key] = bytes.Clone(v)
+	return nil
+}
+
+func (k *memKV) clone() *memKV {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return &memKV{m: maps.Clone(k.m)}
+}
+
+func TestEKChoiceAndCertificate(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		provison *tpmsim.EKKind
+		kind     string
+		wantKind string
+		wantCert bool
+	}{
+		{"no certificate: RSA", nil, tpm.EKAuto, tpm.EKRSA, false},
+		{"RSA certificate", &tpmsim.RSAEK, tpm.EKAuto, tpm.EKRSA, true},
+		{"ECC certificate", &tpmsim.ECCEK, tpm.EKAuto, tpm.EKECC, true},
+		{"ECC asked for, none certified", nil, tpm.EKECC, tpm.EKECC, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sim := tpmsim.Open(t)
+			var cert []byte
+			if tc.provison != nil {
+				cert = tpmsim.NewCA(t, "Test").ProvisionEKCert(t, sim, *tc.provison)
+			}
+			d, err := tpm.New(tpmsim.NopCloser{TPM: sim}, newKV(), tc.kind)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.EKKind() != tc.wantKind || d.HasEKCert() != tc.wantCert {
+				t.Fatalf("EK kind %s, cert %v; want %s, %v", d.EKKind(), d.HasEKCert(), tc.wantKind, tc.wantCert)
+			}
+			id, err := d.Identity()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(id.EKCertificate, cert) {
+				t.Fatalf("EK certificate read from NV differs from the one written (%d vs %d bytes)", len(id.EKCertificate), len(cert))
+			}
+			ek, err := tpm2.Unmarshal[tpm2.TPMTPublic](id.EKPublic)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantType := tpm2.TPMAlgRSA
+			if tc.wantKind == tpm.EKECC {
+				wantType = tpm2.TPMAlgECC
+			}
+			if ek.Type != wantType {
+				t.Fatalf("EK type %v, want %v", ek.Type, wantType)
+			}
+		})
+	}
+}
+
+func TestAKIsKeptAcrossRestarts(t *testing.T) {
+	sim := tpmsim.Open(t)
+	kv := newKV()
+	d1, err := tpm.New(tpmsim.NopCloser{TPM: sim}, kv, tpm.EKAuto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id1, err := d1.Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d2, err := tpm.New(tpmsim.NopCloser{TPM: sim}, kv, tpm.EKAuto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id2, err := d2.Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(id1.AKPublic, id2.AKPublic) || !bytes.Equal(id1.EKPublic, id2.EKPublic) {
+		t.Fatal("the AK or EK changed across a restart")
+	}
+	// A new state store means a new AK; the EK is the hardware's.
+	d3, _ := tpm.New(tpmsim.NopCloser{TPM: sim}, newKV(), tpm.EKAuto)
+	id3, err := d3.Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(id1.AKPublic, id3.AKPublic) || !bytes.Equal(id1.EKPublic, id3.EKPublic) {
+		t.Fatal("a fresh store should make a fresh AK on the same EK")
+	}
+	assertNoTransientHandles(t, sim)
+}
+
+func assertNoTransientHandles(t *testing.T, sim tpm2Transport) {
+	t.Helper()
+	rsp, err := tpm2.GetCapability{Capability: tpm2.TPMCapHandles, Property: uint32(tpm2.TPMHTTransient) << 24, PropertyCount: 16}.Execute(sim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := rsp.CapabilityData.Data.Handles()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(h.Handle) != 0 {
+		t.Fatalf("%d transient handles left loaded: %v", len(h.Handle), h.Handle)
+	}
+}
+
+func TestSealedDataKey(t *testing.T) {
+	kv := newKV()
+	var key []byte
+	var sealed []byte
+	t.Run("same TPM", func(t *testing.T) {
+		sim := tpmsim.Open(t)
+		d, _ := tpm.New(tpmsim.NopCloser{TPM: sim}, kv, tpm.EKAuto)
+		s, err := d.NewSealer("dev-1/fleet")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sealed, err = s.Seal([]byte(`{"secret_id":"s3cr3t"}`)); err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(sealed, []byte("s3cr3t")) || !tpm.IsSealed(sealed) {
+			t.Fatal("the sealed record shows its plaintext")
+		}
+		if key, err = d.DataKey(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.Identity(); err != nil { // makes and keeps the AK
+			t.Fatal(err)
+		}
+		// A restart unseals the same key.
+		d2, _ := tpm.New(tpmsim.NopCloser{TPM: sim}, kv, tpm.EKAuto)
+		s2, err := d2.NewSealer("dev-1/fleet")
+		if err != nil {
+			t.Fatal(err)
+		}
+		plain, err := s2.Open(sealed)
+		if err != nil || string(plain) != `{"secret_id":"s3cr3t"}` {
+			t.Fatalf("open after restart: %q, %v", plain, err)
+		}
+		// Bound to the device: another context does not open it.
+		s3, _ := d2.NewSealer("dev-2/fleet")
+		if _, err := s3.Open(sealed); !errors.Is(err, tpm.ErrUnseal) {
+			t.Fatalf("a record opened under another device's context: %v", err)
+		}
+		tampered := bytes.Clone(sealed)
+		tampered[len(tampered)-1] ^= 1
+		if _, err := s2.Open(tampered); !errors.Is(err, tpm.ErrUnseal) {
+			t.Fatalf("a tampered record opened: %v", err)
+		}
+		assertNoTransientHandles(t, sim)
+	})
+	if key == nil {
+		t.Fatal("no key")
+	}
+	t.Run("copied onto another TPM", func(t *testing.T) {
+		sim := tpmsim.Open(t) // a fresh simulator: other seeds, another TPM
+		d, _ := tpm.New(tpmsim.NopCloser{TPM: sim}, kv.clone(), tpm.EKAuto)
+		if _, err := d.NewSealer("dev-1/fleet"); !errors.Is(err, tpm.ErrForeignTPM) {
+			t.Fatalf("the copied state's data key loaded in another TPM: %v", err)
+		}
+		if _, err := d.Identity(); !errors.Is(err, tpm.ErrForeignTPM) {
+			t.Fatalf("the copied state's AK loaded in another TPM: %v", err)
+		}
+	})
+}
+
+type tpm2Transport = interface {
+	Send([]byte) ([]byte, error)
+}
