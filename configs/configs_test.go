@@ -84,6 +84,9 @@ func walk(typ reflect.Type, doc any, prefix string, missing *[]string) {
 		}
 	case reflect.Slice:
 		l, _ := doc.([]any)
+		if typ.Elem().Kind() != reflect.Struct {
+			return // a list of plain values: shown once the key is
+		}
 		if len(l) == 0 {
 			*missing = append(*missing, strings.TrimSuffix(prefix, ".")+"[0]")
 			return

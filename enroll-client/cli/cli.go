@@ -37,6 +37,7 @@ commands:
   status        show the device's enrollment state (works while run is running)
   reset-state   move a damaged state file aside so the device can enroll again
   check-config  validate the configuration, bundle and state file, then exit
+  tpm-info      show the TPM's endorsement key hash (for a fleet's EK allow-list)
   service       install | uninstall | start | stop | restart | status
   version       print the version
 `
@@ -53,6 +54,9 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		},
 		"check-config": func(_ context.Context, args []string, stdout, stderr io.Writer) int {
 			return checkConfig(args, stdout, stderr)
+		},
+		"tpm-info": func(_ context.Context, args []string, stdout, stderr io.Writer) int {
+			return tpmInfo(args, stdout, stderr)
 		},
 		"service": func(_ context.Context, args []string, stdout, stderr io.Writer) int {
 			return serviceControl(args, stdout, stderr)
@@ -164,6 +168,25 @@ func build(cfg config.File, b *bundle.Bundle, log *slog.Logger) (*lifecycle.Mach
 		st.Close()
 		return nil, nil, err
 	}
+	dev, err := openTPM(cfg, st, log)
+	if err != nil {
+		st.Close()
+		return nil, nil, err
+	}
+	var attestor lifecycle.Attestor
+	var sealer lifecycle.Sealer
+	closeAll := func() { st.Close() }
+	if dev != nil {
+		s, err := sealerFor(dev, cfg, b.Fleet)
+		if err != nil {
+			dev.Close()
+			st.Close()
+			return nil, nil, err
+		}
+		attestor, sealer = dev, s
+		closeAll = func() { dev.Close(); st.Close() }
+		log.Info("using the TPM", "ek", dev.EKKind(), "ek_certificate", dev.HasEKCert())
+	}
 	hostname, _ := os.Hostname()
 	m := lifecycle.New(lifecycle.Config{
 		Preprovisioned:   pre,
@@ -176,8 +199,9 @@ func build(cfg config.File, b *bundle.Bundle, log *slog.Logger) (*lifecycle.Mach
 			return sink.StatusFile{Path: statusPath(cfg)}.WriteStatus(s)
 		}),
 		AfterSave: crashHook(os.Getenv("ENROLL_CLIENT_TEST_CRASH_AFTER")),
+		Attestor:  attestor, Sealer: sealer,
 	})
-	return m, func() { st.Close() }, nil
+	return m, closeAll, nil
 }
 
 func optionalPool(pemData string) (*x509.CertPool, error) {
@@ -249,7 +273,20 @@ func readStatus(cfg config.File, b *bundle.Bundle) (lifecycle.Status, error) {
 		return v, err
 	}
 	defer st.Close()
-	m := lifecycle.New(lifecycle.Config{Bundle: b, DeviceID: cfg.DeviceID, Store: st, Log: slog.New(slog.DiscardHandler)})
+	var sealer lifecycle.Sealer
+	dev, err := openTPM(cfg, st, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return v, err
+	}
+	if dev != nil {
+		defer dev.Close()
+		s, err := sealerFor(dev, cfg, b.Fleet)
+		if err != nil {
+			return v, err
+		}
+		sealer = s
+	}
+	m := lifecycle.New(lifecycle.Config{Bundle: b, DeviceID: cfg.DeviceID, Store: st, Log: slog.New(slog.DiscardHandler), Sealer: sealer})
 	s, err := m.Load()
 	if err != nil {
 		return v, err

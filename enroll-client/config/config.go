@@ -27,6 +27,21 @@ type File struct {
 	Sinks              []Sink   `yaml:"sinks"`
 	Log                Log      `yaml:"log"`
 	Timeouts           Timeouts `yaml:"timeouts"`
+	TPM                TPM      `yaml:"tpm"`
+}
+
+// TPM says whether and how the device uses its TPM 2.0.
+type TPM struct {
+	// Mode is auto (use the TPM when there is one), required (refuse to
+	// start without one) or off.
+	Mode string `yaml:"mode"`
+	// Path is the TPM: a character device (/dev/tpmrm0) or a unix socket
+	// speaking the TPM command protocol (swtpm). On Windows the TPM is
+	// reached through TBS and Path is ignored.
+	Path string `yaml:"path"`
+	// EK is the endorsement key to use: auto (the one the TPM holds a
+	// certificate for), rsa or ecc.
+	EK string `yaml:"ek"`
 }
 
 // Sink is a place the token is handed to workloads.
@@ -55,6 +70,7 @@ func Default() File {
 		Sinks:              []Sink{{Path: defaultSink}},
 		Log:                Log{Level: "info", Format: "text"},
 		Timeouts:           Timeouts{Vault: 15 * time.Second, Server: 15 * time.Second},
+		TPM:                TPM{Mode: "auto", Path: defaultTPM, EK: "auto"},
 	}
 }
 
@@ -64,6 +80,8 @@ var Env = map[string]func(*File, string){
 	"ENROLL_CLIENT_BUNDLE":     func(f *File, v string) { f.BundlePath = v },
 	"ENROLL_CLIENT_STATE_PATH": func(f *File, v string) { f.StatePath = v },
 	"ENROLL_CLIENT_LOG_LEVEL":  func(f *File, v string) { f.Log.Level = v },
+	"ENROLL_CLIENT_TPM":        func(f *File, v string) { f.TPM.Mode = v },
+	"ENROLL_CLIENT_TPM_PATH":   func(f *File, v string) { f.TPM.Path = v },
 }
 
 // Load reads path (a missing file at the default path means all defaults),
@@ -133,6 +151,15 @@ func (f File) Validate() error {
 	}
 	if f.Timeouts.Server <= 0 {
 		bad("timeouts.server", "must be positive")
+	}
+	if f.TPM.Mode != "auto" && f.TPM.Mode != "required" && f.TPM.Mode != "off" {
+		bad("tpm.mode", "want auto, required or off, got %q", f.TPM.Mode)
+	}
+	if f.TPM.Mode != "off" && f.TPM.Path == "" {
+		bad("tpm.path", "required unless tpm.mode is off")
+	}
+	if f.TPM.EK != "auto" && f.TPM.EK != "rsa" && f.TPM.EK != "ecc" {
+		bad("tpm.ek", "want auto, rsa or ecc, got %q", f.TPM.EK)
 	}
 	return errors.Join(errs...)
 }

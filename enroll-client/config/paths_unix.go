@@ -9,4 +9,5 @@ const (
 	defaultState          = "/var/lib/enroll-client/state.db"
 	defaultPreprovisioned = "/var/lib/enroll-client/preprovisioned.json"
 	defaultSink           = "/run/enroll-client/token"
+	defaultTPM            = "/dev/tpmrm0"
 )

@@ -9,4 +9,5 @@ const (
 	defaultState          = dataDir + `state.db`
 	defaultPreprovisioned = dataDir + `preprovisioned.json`
 	defaultSink           = dataDir + `token`
+	defaultTPM            = "tbs"
 )

@@ -75,16 +75,28 @@ func (m *Machine) enrollmentToken(ctx context.Context) (string, error) {
 // enroll asks the server for the device's wrapped secret ID and saves it
 // before using it.
 func (m *Machine) enroll(ctx context.Context, st *State) (time.Duration, error) {
+	ev, err := m.attest(ctx)
+	if err != nil {
+		return 0, m.classifyServer(st, err)
+	}
 	token, err := m.enrollmentToken(ctx)
+	var perm *permanentError
+	if errors.As(err, &perm) && ev != nil {
+		// The bootstrap credential is gone (its generation was retired, or
+		// the image carries none): a device bound to its TPM proves itself
+		// with attestation alone.
+		m.log.Warn("no bootstrap credential; enrolling with TPM attestation alone", "reason", perm.reason)
+		token, err = "", nil
+	}
 	if err != nil {
 		return 0, err
 	}
 	resp, err := m.cfg.Server.Enroll(ctx, wire.EnrollRequest{
 		Fleet: m.cfg.Bundle.Fleet, DeviceID: m.cfg.DeviceID, EnrollmentToken: token,
-		IdempotencyKey: st.IdempotencyKey, Facts: m.cfg.Facts,
+		IdempotencyKey: st.IdempotencyKey, Facts: m.cfg.Facts, Attestation: ev,
 	})
 	var se *serverapi.Error
-	if errors.As(err, &se) && se.Err.Code == wire.CodeRateLimited {
+	if errors.As(err, &se) && se.Err.Code == wire.CodeRateLimited && token != "" {
 		// The server sheds load before it looks at the token, so the token
 		// is unused: keep it for the next attempt rather than log in to
 		// Vault again, which is what a crowd of retrying devices would
@@ -114,6 +126,39 @@ func (m *Machine) enroll(ctx context.Context, st *State) (time.Duration, error) 
 	}
 	m.log.Info("received wrapped secret ID", "enrollment_id", st.EnrollmentID, "wrapping_accessor", st.WrappingAccessor)
 	return 0, nil
+}
+
+// attest answers a fresh challenge from the server with the TPM; nil
+// evidence when the device has no TPM or its fleet does not use one.
+func (m *Machine) attest(ctx context.Context) (*wire.Evidence, error) {
+	if m.cfg.Attestor == nil || m.noAttestation {
+		return nil, nil
+	}
+	if m.identity == nil {
+		id, err := m.cfg.Attestor.Identity()
+		if err != nil {
+			return nil, err
+		}
+		m.identity = &id
+	}
+	req := *m.identity
+	req.Fleet, req.DeviceID = m.cfg.Bundle.Fleet, m.cfg.DeviceID
+	ch, err := m.cfg.Server.Challenge(ctx, req)
+	var se *serverapi.Error
+	if errors.As(err, &se) && se.Err.Code == wire.CodeAttestationDisabled {
+		m.log.Info("the fleet does not use TPM attestation; enrolling without it")
+		m.noAttestation = true
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	ev, err := m.cfg.Attestor.Answer(ch)
+	if err != nil {
+		return nil, err
+	}
+	m.log.Info("answered the server's TPM challenge")
+	return &ev, nil
 }
 
 // acceptWrapped saves a wrapped credential before anything uses it.

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/edge-enroll/enroll/enroll-client/serverapi"
 	"github.com/edge-enroll/enroll/enroll-client/state"
 	"github.com/edge-enroll/enroll/enroll-client/vault"
 	"github.com/edge-enroll/enroll/pkg/wire"
@@ -136,6 +137,10 @@ func (s *fakeServer) Enroll(_ context.Context, req wire.EnrollRequest) (wire.Enr
 func (s *fakeServer) Acknowledge(context.Context, wire.AckRequest) (wire.AckResponse, error) {
 	s.acks++
 	return wire.AckResponse{Status: wire.StatusEnrolled}, nil
+}
+
+func (s *fakeServer) Challenge(context.Context, wire.ChallengeRequest) (wire.ChallengeResponse, error) {
+	return wire.ChallengeResponse{}, &serverapi.Error{Status: 409, Err: wire.Error{Code: wire.CodeAttestationDisabled}}
 }
 
 func (s *fakeServer) Report(context.Context, wire.ReportRequest) (wire.ReportResponse, error) {

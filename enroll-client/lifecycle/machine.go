@@ -38,6 +38,22 @@ type Server interface {
 	Enroll(ctx context.Context, req wire.EnrollRequest) (wire.EnrollResponse, error)
 	Acknowledge(ctx context.Context, req wire.AckRequest) (wire.AckResponse, error)
 	Report(ctx context.Context, req wire.ReportRequest) (wire.ReportResponse, error)
+	Challenge(ctx context.Context, req wire.ChallengeRequest) (wire.ChallengeResponse, error)
+}
+
+// Attestor is the device's TPM, when it has one.
+type Attestor interface {
+	// Identity returns the EK, its certificate if any, and the AK.
+	Identity() (wire.ChallengeRequest, error)
+	// Answer activates a challenge's credential and quotes its PCRs.
+	Answer(wire.ChallengeResponse) (wire.Evidence, error)
+}
+
+// Sealer encrypts the state record so that it opens only with the
+// device's TPM.
+type Sealer interface {
+	Seal(plain []byte) ([]byte, error)
+	Open(sealed []byte) ([]byte, error)
 }
 
 // Store persists opaque state; see package state.
@@ -94,6 +110,13 @@ type Config struct {
 	// before trying once more, in case an administrator re-admitted it
 	// (default one hour, jittered).
 	RecheckAfter time.Duration
+	// Attestor, when set, proves the device's TPM to the server at every
+	// enrollment; a device bound to its TPM can then re-enroll even when
+	// its bootstrap credential was retired.
+	Attestor Attestor
+	// Sealer, when set, seals the state record to the TPM. A sealed record
+	// is never read without it.
+	Sealer Sealer
 	// AfterSave, when set, runs after every durable transition; tests use it
 	// to crash the process at a chosen step.
 	AfterSave func(State)
@@ -110,6 +133,12 @@ type Machine struct {
 	// until spareUntil. Memory only: never saved, never logged.
 	spareToken string
 	spareUntil time.Time
+
+	// identity caches the TPM's identity (creating an RSA EK can take a
+	// real TPM seconds); noAttestation records that the fleet does not use
+	// attestation. Memory only.
+	identity      *wire.ChallengeRequest
+	noAttestation bool
 }
 
 // New builds a machine.
@@ -139,6 +168,14 @@ func (m *Machine) Load() (State, error) {
 	if err != nil {
 		return State{}, err
 	}
+	if sealed(raw) {
+		if m.cfg.Sealer == nil {
+			return State{}, errors.New("the device state is sealed to a TPM, but no TPM is in use (check tpm.mode and tpm.path)")
+		}
+		if raw, err = m.cfg.Sealer.Open(raw); err != nil {
+			return State{}, err
+		}
+	}
 	st, err := decodeState(raw)
 	if err != nil {
 		return State{}, err
@@ -155,6 +192,11 @@ func (m *Machine) save(st *State) error {
 	raw, err := encodeState(*st)
 	if err != nil {
 		return err
+	}
+	if m.cfg.Sealer != nil {
+		if raw, err = m.cfg.Sealer.Seal(raw); err != nil {
+			return fmt.Errorf("seal state: %w", err)
+		}
 	}
 	if err := m.cfg.Store.WriteState(stateKey, raw); err != nil {
 		return fmt.Errorf("save state: %w", err)
@@ -281,6 +323,10 @@ func (m *Machine) step(ctx context.Context, st *State) (time.Duration, error) {
 	}
 	return 0, permanent("unknown phase %q in state", st.Phase)
 }
+
+// sealed reports whether a stored record is sealed: a plain record is a
+// JSON object.
+func sealed(raw []byte) bool { return len(raw) > 0 && raw[0] != '{' }
 
 type realClock struct{}
 

@@ -58,6 +58,12 @@ func (c *Client) Enroll(ctx context.Context, req wire.EnrollRequest) (wire.Enrol
 	return resp, c.post(ctx, wire.PathEnroll, req, &resp)
 }
 
+// Challenge asks for a TPM attestation challenge.
+func (c *Client) Challenge(ctx context.Context, req wire.ChallengeRequest) (wire.ChallengeResponse, error) {
+	var resp wire.ChallengeResponse
+	return resp, c.post(ctx, wire.PathChallenge, req, &resp)
+}
+
 // Acknowledge confirms the device's login.
 func (c *Client) Acknowledge(ctx context.Context, req wire.AckRequest) (wire.AckResponse, error) {
 	var resp wire.AckResponse

@@ -358,6 +358,19 @@ func (d *Device) EKPublic() (tpm2.TPMTPublic, error) {
 	return ek.public, nil
 }
 
+// EKHash names this TPM as servers and allow-lists do.
+func (d *Device) EKHash() (string, error) {
+	pub, err := d.EKPublic()
+	if err != nil {
+		return "", err
+	}
+	k, err := tpm2.Pub(pub)
+	if err != nil {
+		return "", err
+	}
+	return wire.EKHash(k)
+}
+
 // validChallenge refuses a challenge no honest server sends.
 func validChallenge(c wire.ChallengeResponse) error {
 	switch {

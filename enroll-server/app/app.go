@@ -5,17 +5,21 @@ package app
 import (
 	"context"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/edge-enroll/enroll/enroll-server/admin"
+	"github.com/edge-enroll/enroll/enroll-server/attest"
 	"github.com/edge-enroll/enroll/enroll-server/boltstore"
 	"github.com/edge-enroll/enroll/enroll-server/config"
 	"github.com/edge-enroll/enroll/enroll-server/enrollment"
@@ -25,6 +29,7 @@ import (
 	"github.com/edge-enroll/enroll/enroll-server/pgstore"
 	"github.com/edge-enroll/enroll/enroll-server/vault"
 	"github.com/edge-enroll/enroll/enroll-server/webhook"
+	"github.com/edge-enroll/enroll/pkg/wire"
 )
 
 // Options change how the server runs beyond its configuration file.
@@ -74,8 +79,13 @@ func New(cfg config.File, opts Options, log *slog.Logger) (*App, error) {
 		return nil, err
 	}
 	fleets := make([]enrollment.Fleet, 0, len(cfg.Fleets))
-	for _, f := range cfg.Fleets {
-		fleets = append(fleets, enrollment.Fleet{Name: f.Name, WrapTTL: f.WrapTTL,
+	for i, f := range cfg.Fleets {
+		tpm, err := tpmPolicy(f.TPM)
+		if err != nil {
+			store.Close()
+			return nil, fmt.Errorf("fleets[%d].tpm: %w", i, err)
+		}
+		fleets = append(fleets, enrollment.Fleet{Name: f.Name, WrapTTL: f.WrapTTL, TPM: tpm,
 			TokenTTL: f.DeviceTokenTTL, TokenMaxTTL: f.DeviceTokenMaxTTL, SecretIDTTL: f.DeviceSecretIDTTL,
 			RecoveryBudget: *f.RecoveryBudget, RecoveryWindow: f.RecoveryWindow,
 			Admission: f.Admission, AckTimeout: f.AckTimeout,
@@ -176,8 +186,46 @@ func (a *App) purgeTokens(ctx context.Context) error {
 			if _, err := a.store.PurgeTokens(ctx, now); err != nil {
 				a.log.Warn("purge consumed tokens", "err", err)
 			}
+			if _, err := a.store.PurgeChallenges(ctx, now); err != nil {
+				a.log.Warn("purge attestation challenges", "err", err)
+			}
 		}
 	}
+}
+
+// tpmPolicy reads a fleet's TPM settings: the CA bundle file, the
+// allow-list and the PCR policy.
+func tpmPolicy(t config.TPM) (enrollment.TPMPolicy, error) {
+	p := enrollment.TPMPolicy{Mode: t.Mode, PCRs: t.PCRs, ChallengeTTL: t.ChallengeTTL}
+	if t.Mode == wire.TPMOff {
+		return p, nil
+	}
+	if t.EKCAFile != "" {
+		data, err := os.ReadFile(t.EKCAFile)
+		if err != nil {
+			return p, fmt.Errorf("ek_ca_file: %w", err)
+		}
+		if p.CAs, err = attest.ParseCAs(data); err != nil {
+			return p, fmt.Errorf("ek_ca_file %s: %w", t.EKCAFile, err)
+		}
+	}
+	p.AllowedEKs = make(map[string]bool, len(t.EKAllowList))
+	for _, h := range t.EKAllowList {
+		p.AllowedEKs[strings.ToLower(h)] = true
+	}
+	if len(t.PCRPolicy) > 0 {
+		p.PCRPolicy = make(map[int][][]byte, len(t.PCRPolicy))
+		for idx, values := range t.PCRPolicy {
+			for _, v := range values {
+				b, err := hex.DecodeString(v)
+				if err != nil {
+					return p, fmt.Errorf("pcr_policy: %w", err)
+				}
+				p.PCRPolicy[idx] = append(p.PCRPolicy[idx], b)
+			}
+		}
+	}
+	return p, nil
 }
 
 // openStore opens PostgreSQL when configured, else the bbolt file.

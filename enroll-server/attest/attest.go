@@ -13,8 +13,6 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/subtle"
-	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -49,14 +47,7 @@ type Identity struct {
 }
 
 // EKHash returns the hex SHA-256 of a public key's PKIX DER encoding.
-func EKHash(pub crypto.PublicKey) (string, error) {
-	der, err := x509.MarshalPKIXPublicKey(pub)
-	if err != nil {
-		return "", err
-	}
-	sum := sha256.Sum256(der)
-	return hex.EncodeToString(sum[:]), nil
-}
+func EKHash(pub crypto.PublicKey) (string, error) { return wire.EKHash(pub) }
 
 // unmarshalExact decodes a TPM structure and refuses trailing bytes.
 func unmarshalExact[T tpm2.Marshallable, P interface {

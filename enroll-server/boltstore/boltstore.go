@@ -21,7 +21,7 @@ import (
 )
 
 // SchemaVersion is the layout this package reads and writes.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 var (
 	bucketMeta        = []byte("meta")
@@ -33,6 +33,7 @@ var (
 	bucketAwaitingAck = []byte("awaiting_ack")
 	bucketAttempts    = []byte("generation_attempts")
 	bucketAudit       = []byte("audit")
+	bucketChallenges  = []byte("challenges")
 	keySchema         = []byte("schema_version")
 )
 
@@ -83,9 +84,10 @@ func (s *Store) migrate() error {
 		if v > SchemaVersion {
 			return fmt.Errorf("schema version %d is newer than this binary understands (%d)", v, SchemaVersion)
 		}
-		// Version 0 → 1: create the buckets. Later versions add steps here.
+		// Version 0 → 1: create the buckets; 1 → 2: attestation challenges.
+		// Later versions add steps here.
 		for _, b := range [][]byte{bucketDevices, bucketEnrollments, bucketIdempotency, bucketTokens, bucketAlerts,
-			bucketAwaitingAck, bucketAttempts, bucketAudit} {
+			bucketAwaitingAck, bucketAttempts, bucketAudit, bucketChallenges} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -374,6 +376,47 @@ func (s *Store) PurgeTokens(_ context.Context, now time.Time) (int, error) {
 		for k, v := c.First(); k != nil; k, v = c.Next() {
 			exp, err := time.Parse(time.RFC3339Nano, string(v))
 			if err != nil || exp.Before(now) {
+				if err := c.Delete(); err != nil {
+					return err
+				}
+				n++
+			}
+		}
+		return nil
+	})
+	return n, err
+}
+
+// PutChallenge implements inventory.Store.
+func (s *Store) PutChallenge(_ context.Context, c inventory.Challenge) error {
+	return s.db.Batch(func(tx *bolt.Tx) error {
+		return put(tx.Bucket(bucketChallenges), []byte(c.ID), c)
+	})
+}
+
+// TakeChallenge implements inventory.Store.
+func (s *Store) TakeChallenge(_ context.Context, id string) (inventory.Challenge, error) {
+	var c inventory.Challenge
+	err := s.db.Batch(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketChallenges)
+		var err error
+		if c, err = get[inventory.Challenge](b, []byte(id)); err != nil {
+			return err
+		}
+		return b.Delete([]byte(id))
+	})
+	return c, err
+}
+
+// PurgeChallenges implements inventory.Store.
+func (s *Store) PurgeChallenges(_ context.Context, now time.Time) (int, error) {
+	n := 0
+	err := s.db.Batch(func(tx *bolt.Tx) error {
+		n = 0
+		c := tx.Bucket(bucketChallenges).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			var ch inventory.Challenge
+			if json.Unmarshal(v, &ch) != nil || ch.ExpiresAt.Before(now) {
 				if err := c.Delete(); err != nil {
 					return err
 				}

@@ -5,6 +5,7 @@
 package config
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -90,6 +91,27 @@ type Fleet struct {
 	MaxConcurrent int     `yaml:"max_concurrent"`
 	// Enrollment is open or closed (the fleet's enrollment window).
 	Enrollment string `yaml:"enrollment"`
+	// TPM is the fleet's attestation policy.
+	TPM TPM `yaml:"tpm"`
+}
+
+// TPM is a fleet's TPM attestation policy.
+type TPM struct {
+	// Mode is off, optional (attested devices are bound to their TPM) or
+	// required (every device must attest).
+	Mode string `yaml:"mode"`
+	// EKCAFile is a PEM bundle of TPM manufacturer CAs, roots and
+	// intermediates, that EK certificates must chain to.
+	EKCAFile string `yaml:"ek_ca_file"`
+	// EKAllowList lists TPMs without an EK certificate that may enroll: the
+	// hex SHA-256 of each EK public key in PKIX DER form (what
+	// `enroll-client tpm-info` prints).
+	EKAllowList []string `yaml:"ek_allow_list"`
+	// PCRs are quoted, from the SHA-256 bank.
+	PCRs []int `yaml:"pcrs"`
+	// PCRPolicy, when set, lists the hex SHA-256 values each PCR may hold.
+	PCRPolicy    map[int][]string `yaml:"pcr_policy"`
+	ChallengeTTL time.Duration    `yaml:"challenge_ttl"`
 }
 
 // Default returns the configuration with every default filled in.
@@ -142,6 +164,21 @@ func FleetDefaults(f Fleet) Fleet {
 	}
 	if f.Enrollment == "" {
 		f.Enrollment = "open"
+	}
+	if f.TPM.Mode == "" {
+		f.TPM.Mode = "off"
+	}
+	if f.TPM.PCRs == nil {
+		f.TPM.PCRs = []int{0, 7}
+	}
+	if len(f.TPM.EKAllowList) == 0 {
+		f.TPM.EKAllowList = nil
+	}
+	if len(f.TPM.PCRPolicy) == 0 {
+		f.TPM.PCRPolicy = nil
+	}
+	if f.TPM.ChallengeTTL == 0 {
+		f.TPM.ChallengeTTL = time.Minute
 	}
 	return f
 }
@@ -274,6 +311,67 @@ func (f File) Validate() error {
 		if fl.DeviceSecretIDTTL < 0 {
 			bad(key+".device_secret_id_ttl", "must not be negative")
 		}
+		for _, err := range fl.TPM.validate() {
+			bad(key+".tpm."+err.key, "%s", err.msg)
+		}
 	}
 	return errors.Join(errs...)
+}
+
+type keyErr struct{ key, msg string }
+
+func (t TPM) validate() []keyErr {
+	var errs []keyErr
+	bad := func(key, format string, args ...any) { errs = append(errs, keyErr{key, fmt.Sprintf(format, args...)}) }
+	switch t.Mode {
+	case wire.TPMOff:
+		return nil
+	case wire.TPMOptional, wire.TPMRequired:
+	default:
+		bad("mode", "want off, optional or required, got %q", t.Mode)
+		return errs
+	}
+	if t.EKCAFile == "" && len(t.EKAllowList) == 0 {
+		bad("ek_ca_file", "a TPM fleet needs manufacturer CAs (ek_ca_file) or an ek_allow_list, or both")
+	}
+	for i, h := range t.EKAllowList {
+		if !isHexDigest(h) {
+			bad(fmt.Sprintf("ek_allow_list[%d]", i), "want 64 hex digits (SHA-256), got %q", h)
+		}
+	}
+	if len(t.PCRs) == 0 || len(t.PCRs) > wire.MaxQuotedPCRs {
+		bad("pcrs", "want 1 to %d PCRs", wire.MaxQuotedPCRs)
+	}
+	seen := map[int]bool{}
+	for _, p := range t.PCRs {
+		if p < 0 || p >= wire.MaxQuotedPCRs {
+			bad("pcrs", "PCR %d is out of range 0-%d", p, wire.MaxQuotedPCRs-1)
+		}
+		if seen[p] {
+			bad("pcrs", "PCR %d is listed twice", p)
+		}
+		seen[p] = true
+	}
+	for p, values := range t.PCRPolicy {
+		if !seen[p] {
+			bad("pcr_policy", "PCR %d is not among the quoted pcrs", p)
+		}
+		if len(values) == 0 {
+			bad("pcr_policy", "PCR %d allows no value", p)
+		}
+		for _, v := range values {
+			if !isHexDigest(v) {
+				bad("pcr_policy", "PCR %d: want 64 hex digits (SHA-256), got %q", p, v)
+			}
+		}
+	}
+	if t.ChallengeTTL < 5*time.Second || t.ChallengeTTL > 10*time.Minute {
+		bad("challenge_ttl", "want between 5s and 10m, got %v", t.ChallengeTTL)
+	}
+	return errs
+}
+
+func isHexDigest(s string) bool {
+	b, err := hex.DecodeString(s)
+	return err == nil && len(b) == 32
 }

@@ -27,8 +27,16 @@ func validateEnroll(r wire.EnrollRequest) error {
 	if err := wire.ValidateIdempotencyKey(r.IdempotencyKey); err != nil {
 		errs = append(errs, err)
 	}
-	if r.EnrollmentToken == "" || len(r.EnrollmentToken) > 512 {
-		errs = append(errs, errors.New("enrollment_token: missing or too long"))
+	switch {
+	case len(r.EnrollmentToken) > 512:
+		errs = append(errs, errors.New("enrollment_token: too long"))
+	case r.EnrollmentToken == "" && r.Attestation == nil:
+		errs = append(errs, errors.New("enrollment_token: missing (only a TPM-attested device may enroll without one)"))
+	}
+	if r.Attestation != nil {
+		if err := r.Attestation.Validate(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if err := validateFacts(r.Facts); err != nil {
 		errs = append(errs, err)
@@ -66,8 +74,29 @@ func (s *Service) Enroll(ctx context.Context, req wire.EnrollRequest) (resp wire
 		return wire.EnrollResponse{}, err
 	}
 	defer release()
-	gen, err := s.consumeEnrollmentToken(ctx, req.Fleet, req.DeviceID, req.EnrollmentToken)
-	if err != nil {
+	log := s.log.With("fleet", req.Fleet, "device_id", req.DeviceID)
+	// Attestation first: it costs no Vault call, and a device bound to its
+	// TPM is refused before its token is spent.
+	var att *inventory.Challenge
+	switch {
+	case req.Attestation != nil && !fleet.TPM.enabled():
+		return wire.EnrollResponse{}, fail(wire.CodeAttestationDisabled, "fleet %s does not use TPM attestation; enroll without it", req.Fleet)
+	case req.Attestation != nil:
+		if att, err = s.verifyAttestation(ctx, log, fleet, req); err != nil {
+			return wire.EnrollResponse{}, err
+		}
+	case fleet.TPM.Mode == wire.TPMRequired:
+		return wire.EnrollResponse{}, fail(wire.CodeAttestationRequired, "fleet %s requires TPM attestation, and this device sent none", req.Fleet)
+	}
+	if err := s.checkHardware(ctx, fleet, req, att); err != nil {
+		return wire.EnrollResponse{}, err
+	}
+	gen := 0
+	if req.EnrollmentToken != "" {
+		if gen, err = s.consumeEnrollmentToken(ctx, req.Fleet, req.DeviceID, req.EnrollmentToken); err != nil {
+			return wire.EnrollResponse{}, err
+		}
+	} else if err := s.attestationAlone(ctx, req, att); err != nil {
 		return wire.EnrollResponse{}, err
 	}
 	now := s.now().UTC()
@@ -82,7 +111,7 @@ func (s *Service) Enroll(ctx context.Context, req wire.EnrollRequest) (resp wire
 	if err != nil {
 		return wire.EnrollResponse{}, fmt.Errorf("begin enrollment: %w", err)
 	}
-	log := s.log.With("fleet", req.Fleet, "device_id", req.DeviceID, "enrollment_id", e.ID)
+	log = log.With("enrollment_id", e.ID)
 	if !claimed {
 		switch e.State {
 		case inventory.EnrollmentWrapped, inventory.EnrollmentAcknowledged:
@@ -113,6 +142,7 @@ func (s *Service) Enroll(ctx context.Context, req wire.EnrollRequest) (resp wire
 		log.Warn("enrollment refused", "reason", refusal.Message)
 		return wire.EnrollResponse{}, refusal
 	}
+	bind(&d, att)
 	if fleet.Admission == AdmitManual && d.Admission != inventory.AdmissionApproved && d.Admission != inventory.AdmissionPreauthorized {
 		return s.hold(ctx, log, e, d, req.Facts)
 	}
@@ -122,6 +152,20 @@ func (s *Service) Enroll(ctx context.Context, req wire.EnrollRequest) (resp wire
 		}
 	}
 	return s.mint(ctx, log, fleet, e, d, req.Facts)
+}
+
+// attestationAlone admits a request without an enrollment token only from
+// a device that enrolled before and is bound to the TPM it just proved:
+// such a device re-enrolls even after its bootstrap generation was retired.
+func (s *Service) attestationAlone(ctx context.Context, req wire.EnrollRequest, att *inventory.Challenge) error {
+	d, err := s.store.Device(ctx, req.Fleet, req.DeviceID)
+	if err != nil && !errors.Is(err, inventory.ErrNotFound) {
+		return fmt.Errorf("load device: %w", err)
+	}
+	if att == nil || d.EKHash == "" || d.EKHash != att.EKHash || d.Enrollments == 0 {
+		return fail(wire.CodeEnrollmentTokenBad, "attestation alone re-enrolls only a device already bound to this TPM; send an enrollment token")
+	}
+	return nil
 }
 
 // spendRecovery counts a re-enrollment of a device that was enrolled

@@ -50,6 +50,7 @@ type Fleet struct {
 	// intercepted.
 	AckTimeout time.Duration
 	Limits     Limits
+	TPM        TPMPolicy
 }
 
 // Admission modes.

@@ -20,6 +20,7 @@ type Core interface {
 	Enroll(ctx context.Context, req wire.EnrollRequest) (wire.EnrollResponse, error)
 	Acknowledge(ctx context.Context, req wire.AckRequest) (wire.AckResponse, error)
 	Report(ctx context.Context, req wire.ReportRequest) (wire.ReportResponse, error)
+	Challenge(ctx context.Context, req wire.ChallengeRequest) (wire.ChallengeResponse, error)
 }
 
 // ReadyFunc reports whether the server can serve requests (Vault reachable).
@@ -51,6 +52,7 @@ func New(core Core, admin *admin.Service, metrics http.Handler, ready ReadyFunc,
 	r.POST(wire.PathEnroll, handle(log, core.Enroll))
 	r.POST(wire.PathAck, handle(log, core.Acknowledge))
 	r.POST(wire.PathReport, handle(log, core.Report))
+	r.POST(wire.PathChallenge, handle(log, core.Challenge))
 	if metrics != nil {
 		r.GET("/metrics", gin.WrapH(metrics))
 	}

@@ -63,6 +63,11 @@ type Device struct {
 	// InFlight is the enrollment being minted, if any, and since when.
 	InFlight      string    `json:"in_flight,omitempty"`
 	InFlightSince time.Time `json:"in_flight_since,omitzero"`
+	// EKHash binds the device to its TPM (hex SHA-256 of the EK public
+	// key) once it enrolled with attestation; TPM names the TPM as its EK
+	// certificate does.
+	EKHash string `json:"ek_hash,omitempty"`
+	TPM    string `json:"tpm,omitempty"`
 }
 
 // Enrollment states.
@@ -109,7 +114,25 @@ const (
 	AlertEnrollmentTokenReuse = "enrollment_token_reused"
 	AlertAckMissing           = "acknowledgement_missing"
 	AlertRecoveryBudget       = "recovery_budget_exhausted"
+	AlertHardwareMismatch     = "hardware_mismatch"
+	AlertAttestationFailed    = "attestation_failed"
 )
+
+// Challenge is an issued TPM attestation challenge, good for one answer
+// until ExpiresAt. The secret itself is never stored, only its hash.
+type Challenge struct {
+	ID          string    `json:"id"`
+	Fleet       string    `json:"fleet"`
+	DeviceID    string    `json:"device_id"`
+	EKHash      string    `json:"ek_hash"`
+	EKCertified bool      `json:"ek_certified"`
+	TPM         string    `json:"tpm,omitempty"`
+	AKPublic    []byte    `json:"ak_public"`
+	SecretHash  []byte    `json:"secret_hash"`
+	Nonce       []byte    `json:"nonce"`
+	PCRs        []int     `json:"pcrs"`
+	ExpiresAt   time.Time `json:"expires_at"`
+}
 
 // Alert is a security event of the secret bridge.
 type Alert struct {
@@ -154,6 +177,13 @@ type Store interface {
 	TokenConsumed(ctx context.Context, hash string) (bool, error)
 	// PurgeTokens forgets token hashes that expired before now.
 	PurgeTokens(ctx context.Context, now time.Time) (int, error)
+	// PutChallenge stores an issued attestation challenge.
+	PutChallenge(ctx context.Context, c Challenge) error
+	// TakeChallenge removes and returns a challenge: each is good for one
+	// answer. ErrNotFound when it was never issued, already taken or purged.
+	TakeChallenge(ctx context.Context, id string) (Challenge, error)
+	// PurgeChallenges forgets challenges that expired before now.
+	PurgeChallenges(ctx context.Context, now time.Time) (int, error)
 	// AddAlert appends an alert and returns it with its sequence number.
 	AddAlert(ctx context.Context, a Alert) (Alert, error)
 	Alerts(ctx context.Context) ([]Alert, error)

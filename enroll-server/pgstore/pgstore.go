@@ -39,6 +39,7 @@ var migrations = []string{
 	 CREATE TABLE generation_attempts (fleet text NOT NULL, generation int NOT NULL, attempts int NOT NULL,
 	   last timestamptz NOT NULL, PRIMARY KEY (fleet, generation));
 	 CREATE TABLE audit (seq bigint PRIMARY KEY, data jsonb NOT NULL);`,
+	`CREATE TABLE challenges (id text PRIMARY KEY, expires timestamptz NOT NULL, data jsonb NOT NULL);`,
 }
 
 // Open connects and migrates the schema.
@@ -263,6 +264,28 @@ func (s *Store) TokenConsumed(ctx context.Context, hash string) (bool, error) {
 // PurgeTokens implements inventory.Store.
 func (s *Store) PurgeTokens(ctx context.Context, now time.Time) (int, error) {
 	tag, err := s.db.Exec(ctx, `DELETE FROM consumed_tokens WHERE expires < $1`, now)
+	return int(tag.RowsAffected()), err
+}
+
+// PutChallenge implements inventory.Store.
+func (s *Store) PutChallenge(ctx context.Context, c inventory.Challenge) error {
+	_, err := s.db.Exec(ctx, `INSERT INTO challenges (id, expires, data) VALUES ($1, $2, $3)`, c.ID, c.ExpiresAt, c)
+	return err
+}
+
+// TakeChallenge implements inventory.Store.
+func (s *Store) TakeChallenge(ctx context.Context, id string) (inventory.Challenge, error) {
+	var c inventory.Challenge
+	err := s.db.QueryRow(ctx, `DELETE FROM challenges WHERE id = $1 RETURNING data`, id).Scan(&c)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return c, inventory.ErrNotFound
+	}
+	return c, err
+}
+
+// PurgeChallenges implements inventory.Store.
+func (s *Store) PurgeChallenges(ctx context.Context, now time.Time) (int, error) {
+	tag, err := s.db.Exec(ctx, `DELETE FROM challenges WHERE expires < $1`, now)
 	return int(tag.RowsAffected()), err
 }
 

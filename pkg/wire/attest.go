@@ -1,6 +1,10 @@
 package wire
 
 import (
+	"crypto"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -113,4 +117,15 @@ func (e Evidence) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// EKHash names a TPM: the hex SHA-256 of its EK public key in PKIX DER
+// form. Allow-lists and device records use it.
+func EKHash(pub crypto.PublicKey) (string, error) {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(der)
+	return hex.EncodeToString(sum[:]), nil
 }

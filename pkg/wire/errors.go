@@ -79,7 +79,7 @@ func (c Code) Status() int {
 // a fresh enrollment token).
 func (c Code) Retryable() bool {
 	switch c {
-	case CodeEnrollmentInProgress, CodeRateLimited, CodeUnavailable, CodeInternal:
+	case CodeEnrollmentInProgress, CodeRateLimited, CodeUnavailable, CodeInternal, CodeChallengeInvalid:
 		return true
 	}
 	return false

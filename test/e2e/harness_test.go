@@ -230,28 +230,39 @@ type device struct {
 	statusMu sync.Mutex
 	status   lifecycle.Status // the last status the machine published
 
-	id       string
-	machine  *lifecycle.Machine
-	store    *state.Store
-	sinkPath string
+	id        string
+	machine   *lifecycle.Machine
+	store     *state.Store
+	sinkPath  string
+	statePath string
 }
 
 // newDevice builds a device; mod may change its bundle (for example to
 // send it through a proxy).
 func (e *env) newDevice(id string, mod func(*bundle.Bundle)) *device {
 	e.t.Helper()
+	return e.newDeviceWith(id, mod, "", nil)
+}
+
+// newDeviceWith builds a device on the state file at statePath (a new one
+// when empty); extra may add to the machine's configuration (a TPM).
+func (e *env) newDeviceWith(id string, mod func(*bundle.Bundle), statePath string, extra func(*lifecycle.Config, *state.Store)) *device {
+	e.t.Helper()
 	b := e.bundle
 	if mod != nil {
 		mod(&b)
 	}
 	dir := e.t.TempDir()
-	st, err := state.Open(filepath.Join(dir, "state.db"))
+	if statePath == "" {
+		statePath = filepath.Join(dir, "state.db")
+	}
+	st, err := state.Open(statePath)
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	e.t.Cleanup(func() { st.Close() })
-	d := &device{id: id, store: st, sinkPath: filepath.Join(dir, "token")}
-	d.machine = lifecycle.New(lifecycle.Config{
+	d := &device{id: id, store: st, sinkPath: filepath.Join(dir, "token"), statePath: statePath}
+	cfg := lifecycle.Config{
 		Bundle: &b, DeviceID: id, Vault: mustClientVault(e.t, b), Store: st, Log: jsonLogger(e.logs),
 		Server: serverClient(e.t, b),
 		Sinks:  []lifecycle.Sink{sink.File{Path: d.sinkPath}},
@@ -261,7 +272,11 @@ func (e *env) newDevice(id string, mod func(*bundle.Bundle)) *device {
 			d.status = s
 			return nil
 		}),
-	})
+	}
+	if extra != nil {
+		extra(&cfg, st)
+	}
+	d.machine = lifecycle.New(cfg)
 	return d
 }
 

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,6 +27,7 @@ func Run(t *testing.T, open func(t *testing.T) inventory.Store) {
 		"generation use":      testGenerationUse,
 		"devices by fleet":    testDevicesByFleet,
 		"missing records":     testMissing,
+		"challenges":          testChallenges,
 	}
 	for name, fn := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -221,5 +223,47 @@ func testMissing(t *testing.T, s inventory.Store) {
 	}
 	if _, err := s.Enrollment(ctx, "nope"); !errors.Is(err, inventory.ErrNotFound) {
 		t.Fatalf("Enrollment = %v, want ErrNotFound", err)
+	}
+}
+
+func testChallenges(t *testing.T, s inventory.Store) {
+	ctx := context.Background()
+	c := inventory.Challenge{ID: "c1", Fleet: "acme", DeviceID: "d1", EKHash: "ab", AKPublic: []byte{1, 2},
+		SecretHash: []byte{3}, Nonce: []byte{4}, PCRs: []int{0, 7}, ExpiresAt: t0.Add(time.Minute)}
+	if err := s.PutChallenge(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutChallenge(ctx, inventory.Challenge{ID: "c2", ExpiresAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.TakeChallenge(ctx, "c1")
+	if err != nil || got.DeviceID != "d1" || string(got.AKPublic) != "\x01\x02" || len(got.PCRs) != 2 || !got.ExpiresAt.Equal(c.ExpiresAt) {
+		t.Fatalf("take = %+v %v", got, err)
+	}
+	if _, err := s.TakeChallenge(ctx, "c1"); !errors.Is(err, inventory.ErrNotFound) {
+		t.Fatalf("a challenge was taken twice: %v", err)
+	}
+	if n, err := s.PurgeChallenges(ctx, t0.Add(time.Second)); err != nil || n != 1 {
+		t.Fatalf("purge = %d %v", n, err)
+	}
+	if _, err := s.TakeChallenge(ctx, "c2"); !errors.Is(err, inventory.ErrNotFound) {
+		t.Fatalf("a purged challenge was taken: %v", err)
+	}
+	// Concurrent takes: exactly one wins.
+	if err := s.PutChallenge(ctx, inventory.Challenge{ID: "c3", ExpiresAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			if _, err := s.TakeChallenge(ctx, "c3"); err == nil {
+				wins.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if wins.Load() != 1 {
+		t.Fatalf("%d concurrent takes of one challenge succeeded", wins.Load())
 	}
 }

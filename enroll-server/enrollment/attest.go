@@ -1,0 +1,166 @@
+package enrollment
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/edge-enroll/enroll/enroll-server/attest"
+	"github.com/edge-enroll/enroll/enroll-server/inventory"
+	"github.com/edge-enroll/enroll/pkg/wire"
+)
+
+// TPMPolicy is a fleet's TPM attestation policy.
+type TPMPolicy struct {
+	// Mode is wire.TPMOff, wire.TPMOptional or wire.TPMRequired.
+	Mode string
+	// CAs verify EK certificates; AllowedEKs lists the EK hashes of TPMs
+	// without a certificate that may enroll.
+	CAs        *attest.CAs
+	AllowedEKs map[string]bool
+	// PCRs are quoted (SHA-256 bank); PCRPolicy, when set, lists the values
+	// each PCR may hold.
+	PCRs         []int
+	PCRPolicy    map[int][][]byte
+	ChallengeTTL time.Duration
+}
+
+// DefaultChallengeTTL is how long a device has to answer a challenge.
+const DefaultChallengeTTL = time.Minute
+
+func (p TPMPolicy) enabled() bool { return p.Mode == wire.TPMOptional || p.Mode == wire.TPMRequired }
+
+// Challenge checks a device's TPM identity and issues a single-use,
+// short-lived attestation challenge for it. Nothing is recorded about the
+// device; only the challenge is kept, until it is answered or expires.
+func (s *Service) Challenge(ctx context.Context, req wire.ChallengeRequest) (wire.ChallengeResponse, error) {
+	if err := req.Validate(); err != nil {
+		return wire.ChallengeResponse{}, fail(wire.CodeInvalidRequest, "%v", err)
+	}
+	fleet, ok := s.fleets[req.Fleet]
+	if !ok {
+		return wire.ChallengeResponse{}, fail(wire.CodeUnknownFleet, "fleet %q is not served here", req.Fleet)
+	}
+	if !fleet.TPM.enabled() {
+		return wire.ChallengeResponse{}, fail(wire.CodeAttestationDisabled, "fleet %s does not use TPM attestation; enroll without it", req.Fleet)
+	}
+	// Challenges count against the fleet's admission limits: each costs a
+	// public-key operation and a write.
+	release, err := s.gates[req.Fleet].enter(s.now())
+	if err != nil {
+		return wire.ChallengeResponse{}, err
+	}
+	defer release()
+	now := s.now().UTC()
+	id, err := attest.CheckIdentity(req, fleet.TPM.CAs, func(h string) bool { return fleet.TPM.AllowedEKs[h] }, now)
+	if err != nil {
+		s.log.Warn("TPM identity refused", "fleet", req.Fleet, "device_id", req.DeviceID, "reason", err)
+		return wire.ChallengeResponse{}, attestationError(err)
+	}
+	c, resp, err := attest.NewChallenge(nil, id, fleet.TPM.PCRs)
+	if err != nil {
+		return wire.ChallengeResponse{}, fmt.Errorf("make challenge: %w", err)
+	}
+	ttl := cmp(fleet.TPM.ChallengeTTL, DefaultChallengeTTL)
+	rec := inventory.Challenge{
+		ID: newID(), Fleet: req.Fleet, DeviceID: req.DeviceID, EKHash: id.EKHash, EKCertified: id.EKCertified,
+		TPM: tpmName(id.TPM), AKPublic: id.AKPublic, SecretHash: c.SecretHash, Nonce: c.Nonce, PCRs: c.PCRs,
+		ExpiresAt: now.Add(ttl),
+	}
+	if err := s.store.PutChallenge(ctx, rec); err != nil {
+		return wire.ChallengeResponse{}, fmt.Errorf("store challenge: %w", err)
+	}
+	resp.ChallengeID, resp.ExpiresAt = rec.ID, rec.ExpiresAt
+	return resp, nil
+}
+
+func cmp(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+func tpmName(t attest.TPMInfo) string {
+	if t.Manufacturer == "" {
+		return ""
+	}
+	return strings.TrimSpace(strings.Join([]string{t.Manufacturer, t.Model, t.Version}, " "))
+}
+
+func attestationError(err error) error {
+	var ae *attest.Error
+	if errors.As(err, &ae) {
+		return fail(wire.CodeAttestationFailed, "%s", ae.Error())
+	}
+	return err
+}
+
+// verifyAttestation takes the challenge the evidence answers (so that it
+// can never be answered twice) and verifies the evidence against it.
+func (s *Service) verifyAttestation(ctx context.Context, log *slog.Logger, fleet Fleet, req wire.EnrollRequest) (*inventory.Challenge, error) {
+	ev := *req.Attestation
+	c, err := s.store.TakeChallenge(ctx, ev.ChallengeID)
+	if errors.Is(err, inventory.ErrNotFound) {
+		return nil, fail(wire.CodeChallengeInvalid, "unknown or already answered challenge; ask for a new one")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("take challenge: %w", err)
+	}
+	if s.now().After(c.ExpiresAt) {
+		return nil, fail(wire.CodeChallengeInvalid, "the challenge expired; ask for a new one")
+	}
+	if c.Fleet != req.Fleet || c.DeviceID != req.DeviceID {
+		log.Warn("attestation refused: challenge issued to another device", "security", true, "challenge_device", c.DeviceID)
+		return nil, fail(wire.CodeAttestationFailed, "the challenge was issued to another device")
+	}
+	ch := attest.Challenge{SecretHash: c.SecretHash, Nonce: c.Nonce, PCRs: c.PCRs}
+	if err := attest.CheckEvidence(ch, c.AKPublic, ev, fleet.TPM.PCRPolicy); err != nil {
+		log.Warn("attestation refused", "security", true, "reason", err, "ek_hash", c.EKHash)
+		return nil, attestationError(err)
+	}
+	return &c, nil
+}
+
+// checkHardware refuses a device bound to a TPM unless it proved that very
+// TPM, and raises a security alert when it did not: a cloned disk, or a
+// device ID claimed by other hardware.
+func (s *Service) checkHardware(ctx context.Context, fleet Fleet, req wire.EnrollRequest, att *inventory.Challenge) error {
+	if !fleet.TPM.enabled() {
+		return nil
+	}
+	d, err := s.store.Device(ctx, req.Fleet, req.DeviceID)
+	if errors.Is(err, inventory.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("load device: %w", err)
+	}
+	if d.EKHash == "" {
+		return nil
+	}
+	var detail string
+	switch {
+	case att == nil:
+		detail = fmt.Sprintf("device bound to the TPM with EK %s asked to enroll without attestation", short(d.EKHash))
+	case att.EKHash != d.EKHash:
+		detail = fmt.Sprintf("device bound to the TPM with EK %s presented another TPM, EK %s", short(d.EKHash), short(att.EKHash))
+	default:
+		return nil
+	}
+	s.alerts.Raise(ctx, inventory.Alert{Time: s.now().UTC(), Kind: inventory.AlertHardwareMismatch,
+		Fleet: req.Fleet, DeviceID: req.DeviceID, Detail: detail})
+	return fail(wire.CodeHardwareMismatch, "device %s is bound to other hardware; an administrator must look into it", req.DeviceID)
+}
+
+func short(h string) string { return h[:min(len(h), 16)] }
+
+// bind ties a device to the TPM it attested with, the first time it does.
+func bind(d *inventory.Device, att *inventory.Challenge) {
+	if att != nil && d.EKHash == "" {
+		d.EKHash, d.TPM = att.EKHash, att.TPM
+	}
+}

@@ -1,0 +1,226 @@
+//go:build cgo
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-tpm/tpm2/transport"
+
+	"github.com/edge-enroll/enroll/enroll-client/lifecycle"
+	"github.com/edge-enroll/enroll/enroll-client/state"
+	"github.com/edge-enroll/enroll/enroll-client/tpm"
+	"github.com/edge-enroll/enroll/enroll-server/config"
+	"github.com/edge-enroll/enroll/enroll-server/inventory"
+	"github.com/edge-enroll/enroll/pkg/bundle"
+	"github.com/edge-enroll/enroll/pkg/wire"
+	"github.com/edge-enroll/enroll/test/tpmsim"
+)
+
+// tpmEnv is a fleet whose TPMs' EK certificates come from a test
+// manufacturer CA.
+func tpmEnv(t *testing.T, mode string) (*env, *tpmsim.CA) {
+	t.Helper()
+	ca := tpmsim.NewCA(t, "Test")
+	caFile := filepath.Join(t.TempDir(), "ek-cas.pem")
+	writeFile(t, caFile, ca.BundlePEM())
+	e := newEnv(t, options{fleet: func(f *config.Fleet) {
+		f.TPM = config.TPM{Mode: mode, EKCAFile: caFile, PCRs: []int{0, 7}, ChallengeTTL: time.Minute}
+	}})
+	return e, ca
+}
+
+// tpmDevice builds a device whose machine uses sim as its TPM, as
+// enroll-client does: attestation, and its state sealed to the TPM.
+func (e *env) tpmDevice(id string, sim transport.TPM, mod func(*bundle.Bundle), statePath string) (*device, error) {
+	var buildErr error
+	d := e.newDeviceWith(id, mod, statePath, func(c *lifecycle.Config, st *state.Store) {
+		dev, err := tpm.New(tpmsim.NopCloser{TPM: sim}, st, tpm.EKAuto)
+		if err != nil {
+			buildErr = err
+			return
+		}
+		s, err := dev.NewSealer(id + "/" + fleet)
+		if err != nil {
+			buildErr = err
+			return
+		}
+		c.Attestor, c.Sealer = dev, s
+	})
+	return d, buildErr
+}
+
+func ekHashOf(t *testing.T, sim transport.TPM) string {
+	t.Helper()
+	d, err := tpm.New(tpmsim.NopCloser{TPM: sim}, nil, tpm.EKAuto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := d.EKHash()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// A device with a certified TPM enrolls through the real server and Vault
+// in a fleet that requires attestation; it is bound to its EK, and its
+// state on disk is sealed: no secret in it is readable.
+func TestTPMEnrollmentBindsDeviceAndSealsState(t *testing.T) {
+	e, ca := tpmEnv(t, wire.TPMRequired)
+	sim := tpmsim.Open(t)
+	ca.ProvisionEKCert(t, sim, tpmsim.RSAEK)
+	d, err := e.tpmDevice("tpm-1", sim, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := e.enroll(d)
+	raw, err := d.store.ReadState("device")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !tpm.IsSealed(raw) || bytes.Contains(raw, []byte(st.SecretID)) || bytes.Contains(raw, []byte(st.Token)) {
+		t.Fatal("the state record is not sealed: its secrets are readable")
+	}
+	want := ekHashOf(t, sim)
+	devs, _ := e.inventory()
+	if len(devs) != 1 || devs[0].EKHash != want || !strings.Contains(devs[0].TPM, "id:53494D55") {
+		t.Fatalf("device record %+v, want bound to EK %s", devs, want)
+	}
+}
+
+// A fleet that requires a TPM refuses a device without one, clearly and
+// permanently, and records nothing about it.
+func TestTPMRequiredRefusesDeviceWithoutTPM(t *testing.T) {
+	e, _ := tpmEnv(t, wire.TPMRequired)
+	d := e.newDevice("no-tpm", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := d.machine.Run(ctx, true)
+	if !errors.Is(err, lifecycle.ErrRejected) || !strings.Contains(err.Error(), "attestation_required") {
+		t.Fatalf("a device without a TPM: %v", err)
+	}
+	if devs, _ := e.inventory(); len(devs) != 0 {
+		t.Fatalf("a refused device was recorded: %+v", devs)
+	}
+}
+
+// An EK certificate from a manufacturer the fleet does not trust is
+// refused before any challenge, and nothing is recorded.
+func TestTPMUntrustedManufacturerRefused(t *testing.T) {
+	e, _ := tpmEnv(t, wire.TPMOptional)
+	sim := tpmsim.Open(t)
+	tpmsim.NewCA(t, "Unknown").ProvisionEKCert(t, sim, tpmsim.ECCEK)
+	d, err := e.tpmDevice("rogue", sim, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = d.machine.Run(ctx, true)
+	if !errors.Is(err, lifecycle.ErrRejected) || !strings.Contains(err.Error(), "unknown authority") {
+		t.Fatalf("an untrusted EK certificate: %v", err)
+	}
+	if devs, _ := e.inventory(); len(devs) != 0 {
+		t.Fatalf("a refused device was recorded: %+v", devs)
+	}
+}
+
+// A TPM-bound device that lost its state re-enrolls with attestation alone
+// after its fleet's bootstrap generation was retired.
+func TestTPMReenrollsAfterGenerationRetired(t *testing.T) {
+	e, ca := tpmEnv(t, wire.TPMOptional)
+	sim := tpmsim.Open(t)
+	ca.ProvisionEKCert(t, sim, tpmsim.ECCEK)
+	d, err := e.tpmDevice("tpm-2", sim, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := e.enroll(d)
+
+	var rot wire.Rotated
+	e.adminJSON("POST", "/v1/admin/fleets/acme/rotate", "", &rot)
+	e.keep(rot.SecretID)
+	e.adminJSON("POST", "/v1/admin/fleets/acme/generations/1/retire", "", nil)
+
+	// Same hardware, a fresh state: the image's generation 1 credential is
+	// refused by Vault, and the TPM alone gets the device back in.
+	again, err := e.tpmDevice("tpm-2", sim, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := e.enroll(again)
+	if st.SecretID == first.SecretID || st.EnrollmentID == first.EnrollmentID {
+		t.Fatal("the device did not get a new credential")
+	}
+	if n := len(e.logs.lines("no bootstrap credential; enrolling with TPM attestation alone")); n == 0 {
+		t.Fatal("the device did not fall back to attestation alone")
+	}
+	// Without a TPM, the same retired image cannot.
+	plain := e.newDevice("tpm-2-imposter", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := plain.machine.Run(ctx, true); !errors.Is(err, lifecycle.ErrRejected) {
+		t.Fatalf("a retired credential without a TPM: %v", err)
+	}
+}
+
+// A cloned disk: the state of an enrolled device copied onto other
+// hardware does not unseal there, and enrolling the same device ID from
+// that hardware is refused with a security alert.
+func TestTPMClonedDiskIsRefused(t *testing.T) {
+	e, ca := tpmEnv(t, wire.TPMOptional)
+	statePath := filepath.Join(t.TempDir(), "state.db")
+	clonePath := filepath.Join(t.TempDir(), "state.db")
+	t.Run("original", func(t *testing.T) {
+		sim := tpmsim.Open(t) // closed when this subtest ends
+		ca.ProvisionEKCert(t, sim, tpmsim.RSAEK)
+		d, err := e.tpmDevice("victim", sim, nil, statePath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.enroll(d)
+		d.store.Close()
+		data, err := os.ReadFile(statePath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, clonePath, data)
+	})
+	sim := tpmsim.Open(t) // another TPM
+	ca.ProvisionEKCert(t, sim, tpmsim.RSAEK)
+	if _, err := e.tpmDevice("victim", sim, nil, clonePath); !errors.Is(err, tpm.ErrForeignTPM) {
+		t.Fatalf("the copied state opened on other hardware: %v", err)
+	}
+	// Even starting over on the other hardware, the device ID is taken.
+	d, err := e.tpmDevice("victim", sim, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = d.machine.Run(ctx, true)
+	if !errors.Is(err, lifecycle.ErrRejected) || !strings.Contains(err.Error(), "hardware_mismatch") {
+		t.Fatalf("the clone's enrollment: %v", err)
+	}
+	devs, alerts := e.inventory()
+	var mismatch []inventory.Alert
+	for _, a := range alerts {
+		if a.Kind == inventory.AlertHardwareMismatch && a.DeviceID == "victim" {
+			mismatch = append(mismatch, a)
+		}
+	}
+	if len(mismatch) != 1 {
+		t.Fatalf("alerts %+v, want one hardware mismatch for victim", alerts)
+	}
+	if len(devs) != 1 || devs[0].State != inventory.DeviceEnrolled {
+		t.Fatalf("the original device's record changed: %+v", devs)
+	}
+}
