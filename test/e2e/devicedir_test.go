@@ -23,6 +23,13 @@ type deviceDir struct {
 
 func (e *env) deviceDir(id string) *deviceDir {
 	e.t.Helper()
+	// A TPM on the machine running the tests is not the device's.
+	return e.deviceDirWith(id, "tpm:\n  mode: off\n")
+}
+
+// deviceDirWith lays out a device whose configuration ends with extra.
+func (e *env) deviceDirWith(id, extra string) *deviceDir {
+	e.t.Helper()
 	dir := e.t.TempDir()
 	d := &deviceDir{id: id, dir: dir, config: filepath.Join(dir, "config.yaml"),
 		statePath: filepath.Join(dir, "state.db"), sinkPath: filepath.Join(dir, "token"), bundle: e.bundle}
@@ -39,7 +46,7 @@ sinks:
 log:
   level: debug
   format: json
-`, id, filepath.Join(dir, "bundle.json"), d.statePath, d.sinkPath)
+`, id, filepath.Join(dir, "bundle.json"), d.statePath, d.sinkPath) + extra
 	writeFile(e.t, d.config, []byte(cfg))
 	return d
 }
