@@ -4,6 +4,7 @@ package attest_test
 
 import (
 	"bytes"
+	"fmt"
 	"crypto/sha256"
 	"strings"
 	"testing"
@@ -278,5 +279,9 @@ func BenchmarkAttestationRoundTrip(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/attestation")
+	ms := float64(b.Elapsed().Microseconds()) / 1000 / float64(b.N)
+	b.ReportMetric(ms, "ms/attestation")
+	if b.N > 1 {
+		fmt.Printf("bench: TPM attestation round trip (challenge, activate, quote, verify; simulator) %.1f ms (target <= 200 ms)\n", ms)
+	}
 }

@@ -28,11 +28,16 @@ import (
 // manufacturer CA.
 func tpmEnv(t *testing.T, mode string) (*env, *tpmsim.CA) {
 	t.Helper()
+	return tpmEnvTTL(t, mode, time.Minute)
+}
+
+func tpmEnvTTL(t *testing.T, mode string, challengeTTL time.Duration) (*env, *tpmsim.CA) {
+	t.Helper()
 	ca := tpmsim.NewCA(t, "Test")
 	caFile := filepath.Join(t.TempDir(), "ek-cas.pem")
 	writeFile(t, caFile, ca.BundlePEM())
 	e := newEnv(t, options{fleet: func(f *config.Fleet) {
-		f.TPM = config.TPM{Mode: mode, EKCAFile: caFile, PCRs: []int{0, 7}, ChallengeTTL: time.Minute}
+		f.TPM = config.TPM{Mode: mode, EKCAFile: caFile, PCRs: []int{0, 7}, ChallengeTTL: challengeTTL}
 	}})
 	return e, ca
 }
@@ -222,5 +227,94 @@ func TestTPMClonedDiskIsRefused(t *testing.T) {
 	}
 	if len(devs) != 1 || devs[0].State != inventory.DeviceEnrolled {
 		t.Fatalf("the original device's record changed: %+v", devs)
+	}
+}
+
+// A challenge is good for one answer, within its TTL; a replayed or late
+// answer is refused with challenge_invalid and mints nothing.
+func TestTPMChallengeIsSingleUseAndExpires(t *testing.T) {
+	e, ca := tpmEnvTTL(t, wire.TPMRequired, 5*time.Second)
+	sim := tpmsim.Open(t)
+	ca.ProvisionEKCert(t, sim, tpmsim.RSAEK)
+	dev, err := tpm.New(tpmsim.NopCloser{TPM: sim}, newMemKV(), tpm.EKAuto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := dev.Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id.Fleet, id.DeviceID = fleet, "tpm-once"
+	srv, vc := serverClient(t, e.bundle), mustClientVault(t, e.bundle)
+	ctx := context.Background()
+	evidence := func() wire.Evidence {
+		ch, err := srv.Challenge(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev, err := dev.Answer(ch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ev
+	}
+	enroll := func(ev wire.Evidence, key string) error {
+		a, err := vc.Login(ctx, e.bundle.EnrollMount, e.bundle.RoleID, e.bundle.SecretID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.keep(a.Token)
+		resp, err := srv.Enroll(ctx, wire.EnrollRequest{Fleet: fleet, DeviceID: "tpm-once", EnrollmentToken: a.Token,
+			IdempotencyKey: key, Attestation: &ev})
+		e.keep(resp.WrappingToken)
+		return err
+	}
+	ev := evidence()
+	if err := enroll(ev, "first-key-0123456789"); err != nil {
+		t.Fatalf("a fresh answer was refused: %v", err)
+	}
+	if err := enroll(ev, "second-key-0123456789"); err == nil || !strings.Contains(err.Error(), "challenge_invalid") {
+		t.Fatalf("a replayed answer: %v", err)
+	}
+	late := evidence()
+	time.Sleep(6 * time.Second)
+	if err := enroll(late, "third-key-0123456789"); err == nil || !strings.Contains(err.Error(), "expired") {
+		t.Fatalf("a late answer: %v", err)
+	}
+	if got := e.deviceSecretIDAccessors("tpm-once"); len(got) != 1 {
+		t.Fatalf("%d secret IDs minted, want only the first answer's", len(got))
+	}
+}
+
+type memKV struct{ m map[string][]byte }
+
+func newMemKV() *memKV { return &memKV{m: map[string][]byte{}} }
+
+func (k *memKV) ReadState(key string) ([]byte, error) {
+	v, ok := k.m[key]
+	if !ok {
+		return nil, state.ErrNotFound
+	}
+	return v, nil
+}
+
+func (k *memKV) WriteState(key string, v []byte) error { k.m[key] = bytes.Clone(v); return nil }
+
+// A TPM device in a fleet that does not use attestation enrolls without
+// it, and is not bound.
+func TestTPMDeviceInFleetWithoutAttestation(t *testing.T) {
+	e, ca := tpmEnv(t, wire.TPMOff)
+	sim := tpmsim.Open(t)
+	ca.ProvisionEKCert(t, sim, tpmsim.RSAEK)
+	d, err := e.tpmDevice("tpm-off", sim, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.enroll(d)
+	if n := len(e.logs.lines("the fleet does not use TPM attestation; enrolling without it")); n != 1 {
+		t.Fatalf("told %d times that the fleet does not attest", n)
+	}
+	if devs, _ := e.inventory(); len(devs) != 1 || devs[0].EKHash != "" {
+		t.Fatalf("devices %+v, want one, not bound", devs)
 	}
 }
