@@ -4,8 +4,8 @@ package attest_test
 
 import (
 	"bytes"
-	"fmt"
 	"crypto/sha256"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
