@@ -117,3 +117,30 @@ func TestValidationNamesTheKey(t *testing.T) {
 		}
 	}
 }
+
+func TestTPMValidationNamesTheKey(t *testing.T) {
+	f := serverconfig.Default()
+	fl := serverconfig.FleetDefaults(serverconfig.Fleet{Name: "acme"})
+	fl.TPM.Mode = "required"
+	fl.TPM.EKAllowList = []string{"not-hex"}
+	fl.TPM.PCRs = []int{0, 24}
+	fl.TPM.PCRPolicy = map[int][]string{5: {"00"}}
+	f.Fleets = []serverconfig.Fleet{fl}
+	err := f.Validate()
+	for _, key := range []string{"fleets[0].tpm.ek_allow_list[0]", "fleets[0].tpm.pcrs: PCR 24", "fleets[0].tpm.pcr_policy: PCR 5 is not among"} {
+		if err == nil || !strings.Contains(err.Error(), key) {
+			t.Errorf("validation error %v does not name %s", err, key)
+		}
+	}
+	fl = serverconfig.FleetDefaults(serverconfig.Fleet{Name: "acme"})
+	fl.TPM.Mode = "required"
+	f.Fleets = []serverconfig.Fleet{fl}
+	if err := f.Validate(); err == nil || !strings.Contains(err.Error(), "fleets[0].tpm.ek_ca_file") {
+		t.Errorf("a TPM fleet with neither CAs nor allow-list: %v", err)
+	}
+	c := clientconfig.Default()
+	c.DeviceID, c.TPM.Mode, c.TPM.EK = "dev-1", "sometimes", "dsa"
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "tpm.mode") || !strings.Contains(err.Error(), "tpm.ek") {
+		t.Errorf("client TPM validation: %v", err)
+	}
+}

@@ -103,6 +103,12 @@ func (m *Machine) enroll(ctx context.Context, st *State) (time.Duration, error) 
 		// otherwise do to the very server the shedding protects.
 		m.spareToken = token
 	}
+	if errors.As(err, &se) && se.Err.Code == wire.CodeAttestationRequired && m.noAttestation && m.cfg.Attestor != nil {
+		// The fleet turned attestation on since it told this device it
+		// did not use it: attest from now on, at the next attempt.
+		m.noAttestation = false
+		return 0, err
+	}
 	if err != nil {
 		return 0, m.classifyServer(st, err)
 	}
