@@ -16,8 +16,11 @@ import (
 	"strconv"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/edge-enroll/enroll/enroll-client/config"
 	"github.com/edge-enroll/enroll/enroll-client/lifecycle"
+	"github.com/edge-enroll/enroll/enroll-client/metrics"
 	"github.com/edge-enroll/enroll/enroll-client/serverapi"
 	"github.com/edge-enroll/enroll/enroll-client/sink"
 	"github.com/edge-enroll/enroll/enroll-client/state"
@@ -122,13 +125,36 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	if err := daemon.Harden(); err != nil {
 		log.Warn("process hardening", "err", err)
 	}
-	m, closeFn, err := build(cfg, b, log)
+	var mx *metrics.Metrics
+	if cfg.Metrics.Listen != "" {
+		mx = metrics.New()
+	}
+	m, closeFn, err := build(cfg, b, log, mx)
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		return 1
 	}
 	defer closeFn()
-	runMachine := func(ctx context.Context) error { return m.Run(ctx, *once) }
+	runMachine := func(ctx context.Context) error {
+		if mx == nil {
+			return m.Run(ctx, *once)
+		}
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		g, ctx := errgroup.WithContext(ctx)
+		g.Go(func() error {
+			if err := mx.Serve(ctx, cfg.Metrics.Listen); err != nil {
+				return fmt.Errorf("metrics listener (metrics.listen): %w", err)
+			}
+			return nil
+		})
+		g.Go(func() error {
+			defer cancel() // the listener ends with the machine
+			return m.Run(ctx, *once)
+		})
+		log.Info("serving metrics", "listen", cfg.Metrics.Listen)
+		return g.Wait()
+	}
 	if daemon.UnderManager() {
 		err = daemon.Run(serviceSpec(*path), runMachine)
 	} else {
@@ -141,7 +167,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	return 0
 }
 
-func build(cfg config.File, b *bundle.Bundle, log *slog.Logger) (*lifecycle.Machine, func(), error) {
+func build(cfg config.File, b *bundle.Bundle, log *slog.Logger, mx *metrics.Metrics) (*lifecycle.Machine, func(), error) {
 	var serverCAs, err = optionalPool(b.ServerCAPEM)
 	if err != nil {
 		return nil, nil, err
@@ -196,6 +222,9 @@ func build(cfg config.File, b *bundle.Bundle, log *slog.Logger) (*lifecycle.Mach
 		Vault: vc, Server: serverapi.New(b.ServerURL, serverCAs, cfg.Timeouts.Server),
 		Store: st, Sinks: sinks, Log: log,
 		Status: lifecycle.StatusFunc(func(s lifecycle.Status) error {
+			if mx != nil {
+				_ = mx.WriteStatus(s)
+			}
 			return sink.StatusFile{Path: statusPath(cfg)}.WriteStatus(s)
 		}),
 		AfterSave: crashHook(os.Getenv("ENROLL_CLIENT_TEST_CRASH_AFTER")),

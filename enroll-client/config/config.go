@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strings"
 	"time"
@@ -28,6 +29,14 @@ type File struct {
 	Log                Log      `yaml:"log"`
 	Timeouts           Timeouts `yaml:"timeouts"`
 	TPM                TPM      `yaml:"tpm"`
+	Metrics            Metrics  `yaml:"metrics"`
+}
+
+// Metrics configures the optional Prometheus listener.
+type Metrics struct {
+	// Listen is host:port for /metrics; empty means no listener. Keep it
+	// on loopback unless the network around the device is trusted.
+	Listen string `yaml:"listen"`
 }
 
 // TPM says whether and how the device uses its TPM 2.0.
@@ -157,6 +166,11 @@ func (f File) Validate() error {
 	}
 	if f.TPM.Mode != "off" && f.TPM.Path == "" {
 		bad("tpm.path", "required unless tpm.mode is off")
+	}
+	if f.Metrics.Listen != "" {
+		if _, _, err := net.SplitHostPort(f.Metrics.Listen); err != nil {
+			bad("metrics.listen", "want host:port: %v", err)
+		}
 	}
 	if f.TPM.EK != "auto" && f.TPM.EK != "rsa" && f.TPM.EK != "ecc" {
 		bad("tpm.ek", "want auto, rsa or ecc, got %q", f.TPM.EK)

@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/edge-enroll/enroll/enroll-client/serverapi"
 	"github.com/edge-enroll/enroll/enroll-client/vault"
@@ -117,5 +118,35 @@ func TestAttestationFailedStops(t *testing.T) {
 	err := r.enroll(t)
 	if err == nil || len(srv.requests) != 0 {
 		t.Fatalf("Run = %v with %d enroll requests; want a permanent stop before enrolling", err, len(srv.requests))
+	}
+}
+
+func shed() error {
+	return &serverapi.Error{Status: 429, Err: wire.Error{Code: wire.CodeRateLimited}, RetryAfter: 2 * time.Second}
+}
+
+// A device shed at admission never logs in to Vault; one shed at
+// enrollment keeps its ticket and its unused token.
+func TestAdmissionBeforeVault(t *testing.T) {
+	r := newRig(t)
+	r.server.admitErr = []error{shed(), shed()}
+	if err := r.enroll(t); err != nil {
+		t.Fatal(err)
+	}
+	// bootstrap login, wrapping lookup, unwrap, device login: nothing more.
+	if r.server.admits != 3 || r.vault.calls != 4 {
+		t.Fatalf("admissions %d, Vault calls %d; want 3 and 4", r.server.admits, r.vault.calls)
+	}
+	if len(r.clock.sleeps) < 2 || r.clock.sleeps[0] < 2*time.Second {
+		t.Fatalf("sleeps %v; want Retry-After honoured", r.clock.sleeps)
+	}
+
+	r = newRig(t)
+	r.server.enrollErr = []error{shed()}
+	if err := r.enroll(t); err != nil {
+		t.Fatal(err)
+	}
+	if r.server.admits != 1 || r.vault.calls != 4 || r.server.enrolls != 2 {
+		t.Fatalf("admissions %d, Vault calls %d, enrollments %d; want 1, 4, 2", r.server.admits, r.vault.calls, r.server.enrolls)
 	}
 }

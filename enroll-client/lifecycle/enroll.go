@@ -75,7 +75,11 @@ func (m *Machine) enrollmentToken(ctx context.Context) (string, error) {
 // enroll asks the server for the device's wrapped secret ID and saves it
 // before using it.
 func (m *Machine) enroll(ctx context.Context, st *State) (time.Duration, error) {
-	ev, err := m.attest(ctx)
+	ticket, err := m.admission(ctx)
+	if err != nil {
+		return 0, m.classifyServer(st, err)
+	}
+	ev, err := m.attest(ctx, ticket)
 	if err != nil {
 		return 0, m.classifyServer(st, err)
 	}
@@ -93,9 +97,12 @@ func (m *Machine) enroll(ctx context.Context, st *State) (time.Duration, error) 
 	}
 	resp, err := m.cfg.Server.Enroll(ctx, wire.EnrollRequest{
 		Fleet: m.cfg.Bundle.Fleet, DeviceID: m.cfg.DeviceID, EnrollmentToken: token,
-		IdempotencyKey: st.IdempotencyKey, Facts: m.cfg.Facts, Attestation: ev,
+		IdempotencyKey: st.IdempotencyKey, Facts: m.cfg.Facts, Attestation: ev, Ticket: ticket,
 	})
 	var se *serverapi.Error
+	if !errors.As(err, &se) || se.Err.Code != wire.CodeRateLimited {
+		m.ticket = "" // used: the next enrollment asks again
+	}
 	if errors.As(err, &se) && se.Err.Code == wire.CodeRateLimited && token != "" {
 		// The server sheds load before it looks at the token, so the token
 		// is unused: keep it for the next attempt rather than log in to
@@ -134,9 +141,38 @@ func (m *Machine) enroll(ctx context.Context, st *State) (time.Duration, error) 
 	return 0, nil
 }
 
+// ticketLife is how long the device uses an admission ticket: less than
+// the server's 30 s, whatever the clocks say.
+const ticketLife = 20 * time.Second
+
+// admission asks the server to let the device in before it touches Vault:
+// in a crowd, the server sheds devices with 429 and Retry-After here, so
+// Vault never sees their logins. A ticket is kept across a shed enrollment
+// request while it lasts.
+func (m *Machine) admission(ctx context.Context) (string, error) {
+	if m.noAdmit {
+		return "", nil
+	}
+	if m.ticket != "" && m.clock.Now().Before(m.ticketUntil) {
+		return m.ticket, nil
+	}
+	resp, err := m.cfg.Server.Admit(ctx, wire.AdmitRequest{Fleet: m.cfg.Bundle.Fleet, DeviceID: m.cfg.DeviceID})
+	var se *serverapi.Error
+	if errors.As(err, &se) && se.Err.Code == wire.CodeNotFound {
+		m.log.Info("the server gives no admission tickets; enrolling without")
+		m.noAdmit = true
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	m.ticket, m.ticketUntil = resp.Ticket, m.clock.Now().Add(ticketLife)
+	return resp.Ticket, nil
+}
+
 // attest answers a fresh challenge from the server with the TPM; nil
 // evidence when the device has no TPM or its fleet does not use one.
-func (m *Machine) attest(ctx context.Context) (*wire.Evidence, error) {
+func (m *Machine) attest(ctx context.Context, ticket string) (*wire.Evidence, error) {
 	if m.cfg.Attestor == nil || m.noAttestation {
 		return nil, nil
 	}
@@ -148,7 +184,7 @@ func (m *Machine) attest(ctx context.Context) (*wire.Evidence, error) {
 		m.identity = &id
 	}
 	req := *m.identity
-	req.Fleet, req.DeviceID = m.cfg.Bundle.Fleet, m.cfg.DeviceID
+	req.Fleet, req.DeviceID, req.Ticket = m.cfg.Bundle.Fleet, m.cfg.DeviceID, ticket
 	ch, err := m.cfg.Server.Challenge(ctx, req)
 	var se *serverapi.Error
 	if errors.As(err, &se) && se.Err.Code == wire.CodeAttestationDisabled {

@@ -114,8 +114,9 @@ func (v *fakeVault) RenewSelf(_ context.Context, token string, _ time.Duration) 
 
 // fakeServer answers enroll requests, with failures injected per call.
 type fakeServer struct {
-	enrolls, acks, reports int
-	enrollErr              []error // consumed one per call while non-empty
+	enrolls, acks, reports, admits int
+	enrollErr                      []error // consumed one per call while non-empty
+	admitErr                       []error // consumed one per call while non-empty
 }
 
 func (s *fakeServer) Enroll(_ context.Context, req wire.EnrollRequest) (wire.EnrollResponse, error) {
@@ -141,6 +142,18 @@ func (s *fakeServer) Acknowledge(context.Context, wire.AckRequest) (wire.AckResp
 
 func (s *fakeServer) Challenge(context.Context, wire.ChallengeRequest) (wire.ChallengeResponse, error) {
 	return wire.ChallengeResponse{}, &serverapi.Error{Status: 409, Err: wire.Error{Code: wire.CodeAttestationDisabled}}
+}
+
+func (s *fakeServer) Admit(context.Context, wire.AdmitRequest) (wire.AdmitResponse, error) {
+	s.admits++
+	if len(s.admitErr) > 0 {
+		err := s.admitErr[0]
+		s.admitErr = s.admitErr[1:]
+		if err != nil {
+			return wire.AdmitResponse{}, err
+		}
+	}
+	return wire.AdmitResponse{Ticket: "ticket"}, nil
 }
 
 func (s *fakeServer) Report(context.Context, wire.ReportRequest) (wire.ReportResponse, error) {

@@ -39,6 +39,7 @@ type Server interface {
 	Acknowledge(ctx context.Context, req wire.AckRequest) (wire.AckResponse, error)
 	Report(ctx context.Context, req wire.ReportRequest) (wire.ReportResponse, error)
 	Challenge(ctx context.Context, req wire.ChallengeRequest) (wire.ChallengeResponse, error)
+	Admit(ctx context.Context, req wire.AdmitRequest) (wire.AdmitResponse, error)
 }
 
 // Attestor is the device's TPM, when it has one.
@@ -139,6 +140,13 @@ type Machine struct {
 	// attestation. Memory only.
 	identity      *wire.ChallengeRequest
 	noAttestation bool
+
+	// ticket is the server's admission ticket for the enrollment in
+	// progress, good until ticketUntil; noAdmit records a server without
+	// admission tickets. Memory only.
+	ticket      string
+	ticketUntil time.Time
+	noAdmit     bool
 }
 
 // New builds a machine.

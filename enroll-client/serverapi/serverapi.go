@@ -58,6 +58,12 @@ func (c *Client) Enroll(ctx context.Context, req wire.EnrollRequest) (wire.Enrol
 	return resp, c.post(ctx, wire.PathEnroll, req, &resp)
 }
 
+// Admit asks for an admission ticket before the device touches Vault.
+func (c *Client) Admit(ctx context.Context, req wire.AdmitRequest) (wire.AdmitResponse, error) {
+	var resp wire.AdmitResponse
+	return resp, c.post(ctx, wire.PathAdmit, req, &resp)
+}
+
 // Challenge asks for a TPM attestation challenge.
 func (c *Client) Challenge(ctx context.Context, req wire.ChallengeRequest) (wire.ChallengeResponse, error) {
 	var resp wire.ChallengeResponse

@@ -69,7 +69,8 @@ func New(cfg config.File, opts Options, log *slog.Logger) (*App, error) {
 		tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
 	}
 	layout := vault.Layout{EnrollMount: cfg.Vault.EnrollMount, KVMount: cfg.Vault.KVMount}
-	vc, err := vault.NewServer(vault.Options{Address: cfg.Vault.Address, CAFile: cfg.Vault.CAFile, Timeout: cfg.Vault.Timeout},
+	m := metrics.New()
+	vc, err := vault.NewServer(vault.Options{Address: cfg.Vault.Address, CAFile: cfg.Vault.CAFile, Timeout: cfg.Vault.Timeout, Observe: m.ObserveVault},
 		layout, creds, log.With("component", "vault"))
 	if err != nil {
 		return nil, err
@@ -92,7 +93,6 @@ func New(cfg config.File, opts Options, log *slog.Logger) (*App, error) {
 			Limits: enrollment.Limits{Rate: f.RateLimit, Burst: f.RateBurst, MaxConcurrent: f.MaxConcurrent, Closed: f.Enrollment == "closed"}})
 	}
 	coreLog := log.With("component", "enrollment")
-	m := metrics.New()
 	var hook *webhook.Sender
 	var notify enrollment.Notifier
 	if cfg.Alerts.WebhookURL != "" {
@@ -100,7 +100,7 @@ func New(cfg config.File, opts Options, log *slog.Logger) (*App, error) {
 		notify = hook
 	}
 	core := enrollment.New(vc, store, fleets, enrollment.NewAlerter(store, coreLog, m.Alerts, notify), coreLog)
-	core.CountOutcomes(m.Enrollments)
+	core.CountOutcomes(m.Enrollments, m.EnrollLatency, m.Admissions)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		store.Close()

@@ -39,19 +39,28 @@ func newGate(l Limits) *gate {
 	return g
 }
 
-// enter admits a request or says when to come back. The returned function
-// releases the request's slot.
-func (g *gate) enter(now time.Time) (func(), error) {
-	if g.limits.Closed {
-		return nil, wire.Errorf(wire.CodeEnrollmentClosed, "enrollment for this fleet is closed; the device will check again later")
+// admit applies the fleet's window and rate limit, and refuses while every
+// slot is taken: the check before a device touches Vault.
+func (g *gate) admit(now time.Time) error {
+	if err := g.charge(now); err != nil {
+		return err
 	}
-	if g.rate != nil {
-		r := g.rate.ReserveN(now, 1)
-		if d := r.DelayFrom(now); d > 0 {
-			r.CancelAt(now)
-			return nil, &wire.Error{Code: wire.CodeRateLimited, Message: "too many enrollments for this fleet; retry later",
-				RetryAfterSeconds: int(math.Ceil(d.Seconds()))}
+	if g.slots != nil && len(g.slots) == cap(g.slots) {
+		return busy()
+	}
+	return nil
+}
+
+// enter admits a request or says when to come back; an admitted request
+// (one with a valid ticket) was charged to the rate limit already. The
+// returned function releases the request's slot.
+func (g *gate) enter(now time.Time, admitted bool) (func(), error) {
+	if admitted {
+		if g.limits.Closed {
+			return nil, closed()
 		}
+	} else if err := g.charge(now); err != nil {
+		return nil, err
 	}
 	if g.slots == nil {
 		return func() {}, nil
@@ -60,7 +69,31 @@ func (g *gate) enter(now time.Time) (func(), error) {
 	case g.slots <- struct{}{}:
 		return func() { <-g.slots }, nil
 	default:
-		return nil, &wire.Error{Code: wire.CodeRateLimited, Message: "too many enrollments in progress for this fleet; retry later",
-			RetryAfterSeconds: 1}
+		return nil, busy()
 	}
+}
+
+func closed() error {
+	return wire.Errorf(wire.CodeEnrollmentClosed, "enrollment for this fleet is closed; the device will check again later")
+}
+
+func busy() error {
+	return &wire.Error{Code: wire.CodeRateLimited, Message: "too many enrollments in progress for this fleet; retry later",
+		RetryAfterSeconds: 1}
+}
+
+// charge applies the window and takes one token from the rate limiter.
+func (g *gate) charge(now time.Time) error {
+	if g.limits.Closed {
+		return closed()
+	}
+	if g.rate != nil {
+		r := g.rate.ReserveN(now, 1)
+		if d := r.DelayFrom(now); d > 0 {
+			r.CancelAt(now)
+			return &wire.Error{Code: wire.CodeRateLimited, Message: "too many enrollments for this fleet; retry later",
+				RetryAfterSeconds: int(math.Ceil(d.Seconds()))}
+		}
+	}
+	return nil
 }

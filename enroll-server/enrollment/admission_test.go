@@ -1,6 +1,7 @@
 package enrollment
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
@@ -21,30 +22,30 @@ func TestGate(t *testing.T) {
 	t.Run("rate", func(t *testing.T) {
 		g := newGate(Limits{Rate: 2, Burst: 2})
 		for range 2 {
-			release, err := g.enter(now)
+			release, err := g.enter(now, false)
 			if err != nil {
 				t.Fatalf("within the burst: %v", err)
 			}
 			release()
 		}
-		_, err := g.enter(now)
+		_, err := g.enter(now, false)
 		var we *wire.Error
 		if !errors.As(err, &we) || we.Code != wire.CodeRateLimited || we.RetryAfterSeconds != 1 {
 			t.Fatalf("over the rate: %v, want rate_limited with Retry-After 1", err)
 		}
-		if _, err := g.enter(now.Add(time.Second)); err != nil {
+		if _, err := g.enter(now.Add(time.Second), false); err != nil {
 			t.Fatalf("a second later: %v", err)
 		}
 	})
 	t.Run("concurrency", func(t *testing.T) {
 		g := newGate(Limits{MaxConcurrent: 2})
-		r1, _ := g.enter(now)
-		r2, _ := g.enter(now)
-		if _, err := g.enter(now); code(err) != wire.CodeRateLimited {
+		r1, _ := g.enter(now, false)
+		r2, _ := g.enter(now, false)
+		if _, err := g.enter(now, false); code(err) != wire.CodeRateLimited {
 			t.Fatalf("third in flight: %v", err)
 		}
 		r1()
-		if r3, err := g.enter(now); err != nil {
+		if r3, err := g.enter(now, false); err != nil {
 			t.Fatalf("after one finished: %v", err)
 		} else {
 			r3()
@@ -52,16 +53,62 @@ func TestGate(t *testing.T) {
 		r2()
 	})
 	t.Run("closed", func(t *testing.T) {
-		if _, err := newGate(Limits{Closed: true}).enter(now); code(err) != wire.CodeEnrollmentClosed {
+		if _, err := newGate(Limits{Closed: true}).enter(now, false); code(err) != wire.CodeEnrollmentClosed {
 			t.Fatalf("closed window: %v", err)
 		}
 	})
 	t.Run("unlimited", func(t *testing.T) {
 		g := newGate(Limits{})
 		for range 1000 {
-			if _, err := g.enter(now); err != nil {
+			if _, err := g.enter(now, false); err != nil {
 				t.Fatal(err)
 			}
 		}
 	})
+}
+
+// A ticket charges the rate limit once: at admission, not again when the
+// admitted device enrolls; it still needs a free slot and an open window.
+func TestAdmissionTickets(t *testing.T) {
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	s := New(nil, nil, []Fleet{{Name: "acme", Limits: Limits{Rate: 1, Burst: 1, MaxConcurrent: 1}}}, nil, nil)
+	s.SetClock(func() time.Time { return now })
+	a, err := s.Admit(context.Background(), wire.AdmitRequest{Fleet: "acme", DeviceID: "d1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Admit(context.Background(), wire.AdmitRequest{Fleet: "acme", DeviceID: "d2"}); code(err) != wire.CodeRateLimited {
+		t.Fatalf("second admission within the rate: %v", err)
+	}
+	if !s.admitted(a.Ticket, "acme", "d1") {
+		t.Fatal("the ticket is not accepted for its device")
+	}
+	for name, ok := range map[string]bool{
+		"another device": s.admitted(a.Ticket, "acme", "d2"),
+		"another fleet":  s.admitted(a.Ticket, "other", "d1"),
+		"forged":         s.admitted(a.Ticket[:len(a.Ticket)-2]+"AA", "acme", "d1"),
+		"garbage":        s.admitted("!!", "acme", "d1"),
+	} {
+		if ok {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	g := s.gates["acme"]
+	release, err := g.enter(now, true)
+	if err != nil {
+		t.Fatalf("an admitted device was charged again: %v", err)
+	}
+	if _, err := g.enter(now, true); code(err) != wire.CodeRateLimited {
+		t.Fatalf("a ticket got past a full slot: %v", err)
+	}
+	release()
+	other := New(nil, nil, []Fleet{{Name: "acme"}}, nil, nil)
+	other.SetClock(func() time.Time { return now })
+	if other.admitted(a.Ticket, "acme", "d1") {
+		t.Fatal("another server accepted this server's ticket")
+	}
+	now = now.Add(ticketTTL + time.Second)
+	if s.admitted(a.Ticket, "acme", "d1") {
+		t.Fatal("an expired ticket is accepted")
+	}
 }

@@ -60,7 +60,8 @@ func validateFacts(f wire.Facts) error {
 // secret ID. A retried request with the same idempotency key gets the same
 // answer and never a second secret ID.
 func (s *Service) Enroll(ctx context.Context, req wire.EnrollRequest) (resp wire.EnrollResponse, err error) {
-	defer func() { s.countOutcome(req.Fleet, resp, err) }()
+	start := time.Now()
+	defer func() { s.countOutcome(req.Fleet, resp, err, time.Since(start)) }()
 	if err := validateEnroll(req); err != nil {
 		return wire.EnrollResponse{}, err
 	}
@@ -69,7 +70,7 @@ func (s *Service) Enroll(ctx context.Context, req wire.EnrollRequest) (resp wire
 		return wire.EnrollResponse{}, fail(wire.CodeUnknownFleet, "fleet %q is not served here", req.Fleet)
 	}
 	// Admission control comes before the first Vault call.
-	release, err := s.gates[req.Fleet].enter(s.now())
+	release, err := s.gates[req.Fleet].enter(s.now(), s.admitted(req.Ticket, req.Fleet, req.DeviceID))
 	if err != nil {
 		return wire.EnrollResponse{}, err
 	}
@@ -299,7 +300,7 @@ func responseOf(e inventory.Enrollment) wire.EnrollResponse {
 
 // countOutcome counts a request as wrapped, pending, enrolled (a replay) or
 // by the code it was refused with.
-func (s *Service) countOutcome(fleet string, resp wire.EnrollResponse, err error) {
+func (s *Service) countOutcome(fleet string, resp wire.EnrollResponse, err error, took time.Duration) {
 	if s.outcomes == nil {
 		return
 	}
@@ -315,4 +316,7 @@ func (s *Service) countOutcome(fleet string, resp wire.EnrollResponse, err error
 		fleet = "" // never a label per unknown name a client sends
 	}
 	s.outcomes.WithLabelValues(fleet, outcome).Inc()
+	if s.latency != nil {
+		s.latency.WithLabelValues(fleet).Observe(took.Seconds())
+	}
 }

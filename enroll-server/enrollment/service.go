@@ -71,8 +71,12 @@ type Service struct {
 	log    *slog.Logger
 	alerts *Alerter
 	now    func() time.Time
-	// outcomes counts enrollment requests by fleet and outcome; optional.
-	outcomes *prometheus.CounterVec
+	// outcomes counts enrollment requests by fleet and outcome, latency
+	// observes their duration and admissions the admission decisions;
+	// optional.
+	outcomes   *prometheus.CounterVec
+	latency    *prometheus.HistogramVec
+	admissions *prometheus.CounterVec
 
 	// staleAfter is how long an enrollment may stay minting before another
 	// request for the device may take it over (a server crashed mid-way).
@@ -82,6 +86,10 @@ type Service struct {
 	genCache map[string]cachedGenerations
 
 	gates map[string]*gate // per fleet, built once
+
+	// ticketKey signs admission tickets; per process, so a ticket from
+	// another replica simply counts as none.
+	ticketKey [32]byte
 }
 
 type cachedGenerations struct {
@@ -101,15 +109,22 @@ func New(v Vault, s inventory.Store, fleets []Fleet, alerts *Alerter, log *slog.
 		m[f.Name] = f
 		gates[f.Name] = newGate(f.Limits)
 	}
-	return &Service{
+	svc := &Service{
 		vault: v, store: s, fleets: m, log: log, alerts: alerts,
 		now: time.Now, staleAfter: 30 * time.Second,
 		genCache: map[string]cachedGenerations{}, gates: gates,
 	}
+	if _, err := rand.Read(svc.ticketKey[:]); err != nil {
+		panic(err) // crypto/rand never fails on supported platforms
+	}
+	return svc
 }
 
-// CountOutcomes makes the core count enrollment requests by outcome.
-func (s *Service) CountOutcomes(c *prometheus.CounterVec) { s.outcomes = c }
+// CountOutcomes makes the core count enrollment requests by outcome,
+// observe their latency, and count admission decisions.
+func (s *Service) CountOutcomes(outcomes *prometheus.CounterVec, latency *prometheus.HistogramVec, admissions *prometheus.CounterVec) {
+	s.outcomes, s.latency, s.admissions = outcomes, latency, admissions
+}
 
 // Serves reports whether the server enrolls devices of fleet.
 func (s *Service) Serves(fleet string) bool { _, ok := s.fleets[fleet]; return ok }

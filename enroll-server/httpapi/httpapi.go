@@ -21,6 +21,7 @@ type Core interface {
 	Acknowledge(ctx context.Context, req wire.AckRequest) (wire.AckResponse, error)
 	Report(ctx context.Context, req wire.ReportRequest) (wire.ReportResponse, error)
 	Challenge(ctx context.Context, req wire.ChallengeRequest) (wire.ChallengeResponse, error)
+	Admit(ctx context.Context, req wire.AdmitRequest) (wire.AdmitResponse, error)
 }
 
 // ReadyFunc reports whether the server can serve requests (Vault reachable).
@@ -53,6 +54,7 @@ func New(core Core, admin *admin.Service, metrics http.Handler, ready ReadyFunc,
 	r.POST(wire.PathAck, handle(log, core.Acknowledge))
 	r.POST(wire.PathReport, handle(log, core.Report))
 	r.POST(wire.PathChallenge, handle(log, core.Challenge))
+	r.POST(wire.PathAdmit, handle(log, core.Admit))
 	if metrics != nil {
 		r.GET("/metrics", gin.WrapH(metrics))
 	}

@@ -1,13 +1,35 @@
 // Package metrics holds enroll-server's Prometheus metrics.
 package metrics
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // Metrics are the server's instruments, registered on their own registry.
 type Metrics struct {
 	Registry    *prometheus.Registry
 	Alerts      *prometheus.CounterVec
 	Enrollments *prometheus.CounterVec
+	// EnrollLatency is how long enrollment requests take, by fleet.
+	EnrollLatency *prometheus.HistogramVec
+	// Admissions counts admission decisions by fleet and outcome
+	// (admitted, rate_limited, enrollment_closed).
+	Admissions *prometheus.CounterVec
+	// VaultRequests is the duration of the server's Vault requests, by
+	// status class (2xx, 4xx, 5xx, or error when none came back).
+	VaultRequests *prometheus.HistogramVec
+}
+
+// ObserveVault records one Vault request.
+func (m *Metrics) ObserveVault(status int, took time.Duration) {
+	class := "error"
+	if status > 0 {
+		class = strconv.Itoa(status/100) + "xx"
+	}
+	m.VaultRequests.WithLabelValues(class).Observe(took.Seconds())
 }
 
 // New registers the server's metrics.
@@ -22,8 +44,22 @@ func New() *Metrics {
 			Name: "enroll_server_enrollments_total",
 			Help: "Enrollment requests by outcome (wrapped, pending, replayed, refused code).",
 		}, []string{"fleet", "outcome"}),
+		EnrollLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "enroll_server_enrollment_duration_seconds",
+			Help:    "Duration of enrollment requests, whatever their outcome.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"fleet"}),
+		Admissions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "enroll_server_admissions_total",
+			Help: "Admission decisions before devices touch Vault, by outcome (admitted, rate_limited, enrollment_closed).",
+		}, []string{"fleet", "outcome"}),
+		VaultRequests: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "enroll_server_vault_request_duration_seconds",
+			Help:    "Duration of the server's requests to Vault, by status class (2xx, 4xx, 5xx; error: no answer).",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"status"}),
 	}
-	m.Registry.MustRegister(m.Alerts, m.Enrollments,
+	m.Registry.MustRegister(m.Alerts, m.Enrollments, m.EnrollLatency, m.Admissions, m.VaultRequests,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }

@@ -29,6 +29,26 @@ type Options struct {
 	// Token, when set, is used as is (an admin's token). The server logs in
 	// with its AppRole instead; see Server.
 	Token string
+	// Observe, when set, is told of every HTTP request to Vault: the status
+	// (0 when none came back) and how long it took.
+	Observe func(status int, took time.Duration)
+}
+
+// observed reports every request's status and duration.
+type observed struct {
+	next    http.RoundTripper
+	observe func(int, time.Duration)
+}
+
+func (o observed) RoundTrip(r *http.Request) (*http.Response, error) {
+	start := time.Now()
+	resp, err := o.next.RoundTrip(r)
+	status := 0
+	if err == nil {
+		status = resp.StatusCode
+	}
+	o.observe(status, time.Since(start))
+	return resp, err
 }
 
 // newAPIClient builds a Vault client that does no retries of its own (the
@@ -48,6 +68,9 @@ func newAPIClient(o Options) (*api.Client, error) {
 		if err := cfg.ConfigureTLS(&api.TLSConfig{CACert: o.CAFile}); err != nil {
 			return nil, fmt.Errorf("vault TLS: %w", err)
 		}
+	}
+	if o.Observe != nil {
+		cfg.HttpClient.Transport = observed{next: cfg.HttpClient.Transport, observe: o.Observe}
 	}
 	c, err := api.NewClient(cfg)
 	if err != nil {

@@ -40,6 +40,7 @@ type ChallengeRequest struct {
 	EKPublic      []byte `json:"ek_public"`
 	EKCertificate []byte `json:"ek_certificate,omitempty"` // DER
 	AKPublic      []byte `json:"ak_public"`
+	Ticket        string `json:"ticket,omitempty"` // see EnrollRequest.Ticket
 }
 
 // Validate checks a challenge request's shape; the server then checks what

@@ -7,6 +7,7 @@ const (
 	PathEnroll = "/v1/enroll"
 	PathAck    = "/v1/enroll/ack"
 	PathReport = "/v1/enroll/report"
+	PathAdmit  = "/v1/enroll/admit"
 	PathHealth = "/healthz"
 	PathReady  = "/readyz"
 )
@@ -40,6 +41,23 @@ type EnrollRequest struct {
 	// with attestation alone (no enrollment token), for instance after its
 	// bootstrap generation was retired.
 	Attestation *Evidence `json:"attestation,omitempty"`
+	// Ticket is an admission ticket from PathAdmit: the server let this
+	// device in before it touched Vault, so it is not counted twice.
+	Ticket string `json:"ticket,omitempty"`
+}
+
+// AdmitRequest asks the server for an admission ticket before the device
+// logs in to Vault: under load the server sheds devices with 429 and
+// Retry-After before any of them adds to Vault's load.
+type AdmitRequest struct {
+	Fleet    string `json:"fleet"`
+	DeviceID string `json:"device_id"`
+}
+
+// AdmitResponse carries a short-lived admission ticket for one device.
+type AdmitResponse struct {
+	Ticket    string    `json:"ticket"`
+	ExpiresAt time.Time `json:"expires_at"`
 }
 
 // Enrollment statuses returned by the enroll endpoint.

@@ -128,6 +128,16 @@ func TestEveryAlertReachesLogMetricAndWebhook(t *testing.T) {
 		!strings.Contains(metrics, `enroll_server_enrollments_total{fleet="acme",outcome="enrollment_token_reused"} 1`) {
 		t.Error("enrollment outcomes are not counted")
 	}
+	for _, m := range []string{
+		`enroll_server_enrollment_duration_seconds_count{fleet="acme"}`,
+		`enroll_server_admissions_total{fleet="acme",outcome="admitted"}`,
+		`enroll_server_vault_request_duration_seconds_count{status="2xx"}`,
+		`enroll_server_vault_request_duration_seconds_count{status="4xx"}`,
+	} {
+		if !strings.Contains(metrics, m) {
+			t.Errorf("metrics lack %s", m)
+		}
+	}
 	// The silent device's wrapping token was revoked and it is quarantined.
 	if _, err := e.root.Logical().Write("sys/wrapping/lookup", map[string]any{"token": jsonField(t, silent, "wrapping_token")}); err == nil {
 		t.Error("the unacknowledged wrapping token is still valid")

@@ -52,21 +52,28 @@ func TestStorm(t *testing.T) {
 		seen[accs[0]] = id
 	}
 	_, metrics := e.get("/metrics", "")
-	outcome := func(o string) int {
-		m := regexp.MustCompile(`enroll_server_enrollments_total\{fleet="acme",outcome="` + o + `"\} (\d+)`).FindStringSubmatch(metrics)
+	count := func(metric, o string) int {
+		m := regexp.MustCompile(metric + `\{fleet="acme",outcome="` + o + `"\} (\d+)`).FindStringSubmatch(metrics)
 		if m == nil {
 			return 0
 		}
 		v, _ := strconv.Atoi(m[1])
 		return v
 	}
+	outcome := func(o string) int { return count("enroll_server_enrollments_total", o) }
+	admission := func(o string) int { return count("enroll_server_admissions_total", o) }
 	if outcome("unavailable") != 0 || outcome("internal") != 0 {
 		t.Fatalf("requests failed on Vault: %d unavailable, %d internal", outcome("unavailable"), outcome("internal"))
 	}
-	if n >= 300 && outcome("rate_limited") == 0 {
+	shed := outcome("rate_limited") + admission("rate_limited")
+	if n >= 300 && shed == 0 {
 		t.Fatalf("%d devices at once were never shed with 429", n)
 	}
-	t.Logf("server outcomes: %d wrapped, %d shed with 429", outcome("wrapped"), outcome("rate_limited"))
+	if v := vaultErrors(metrics); v != 0 {
+		t.Fatalf("Vault answered %d of the server's requests with 5xx or not at all", v)
+	}
+	t.Logf("server outcomes: %d wrapped; shed with 429: %d at admission, %d at enrollment; Vault 5xx or no answer: %d",
+		outcome("wrapped"), admission("rate_limited"), outcome("rate_limited"), vaultErrors(metrics))
 }
 
 // progressWriter keeps a nil *os.File from becoming a non-nil io.Writer.
@@ -75,4 +82,17 @@ func progressWriter(f *os.File) interface{ Write([]byte) (int, error) } {
 		return nil
 	}
 	return f
+}
+
+// vaultErrors counts the server's Vault requests answered 5xx or not at all.
+func vaultErrors(metrics string) int {
+	n := 0
+	for _, class := range []string{"5xx", "error"} {
+		m := regexp.MustCompile(`enroll_server_vault_request_duration_seconds_count\{status="` + class + `"\} (\d+)`).FindStringSubmatch(metrics)
+		if m != nil {
+			v, _ := strconv.Atoi(m[1])
+			n += v
+		}
+	}
+	return n
 }

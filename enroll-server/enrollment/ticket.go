@@ -1,0 +1,83 @@
+package enrollment
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"time"
+
+	"github.com/edge-enroll/enroll/pkg/wire"
+)
+
+// ticketTTL is how long an admission ticket lets a device in: long enough
+// for a Vault login and a TPM challenge.
+const ticketTTL = 30 * time.Second
+
+// Admit lets a device in under its fleet's rate limit before it touches
+// Vault, or sheds it with 429 and Retry-After. The ticket it returns
+// spares the device's enrollment request a second count.
+//
+// Tickets manage load; they authorise nothing. A request without one (or
+// with one another replica issued) goes through the same limits.
+func (s *Service) Admit(_ context.Context, req wire.AdmitRequest) (wire.AdmitResponse, error) {
+	var errs []error
+	if err := wire.ValidateFleet(req.Fleet); err != nil {
+		errs = append(errs, err)
+	}
+	if err := wire.ValidateDeviceID(req.DeviceID); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return wire.AdmitResponse{}, fail(wire.CodeInvalidRequest, "%v", err)
+	}
+	g, ok := s.gates[req.Fleet]
+	if !ok {
+		return wire.AdmitResponse{}, fail(wire.CodeUnknownFleet, "fleet %q is not served here", req.Fleet)
+	}
+	now := s.now()
+	err := g.admit(now)
+	if s.admissions != nil {
+		outcome := "admitted"
+		var we *wire.Error
+		if errors.As(err, &we) {
+			outcome = string(we.Code)
+		}
+		s.admissions.WithLabelValues(req.Fleet, outcome).Inc()
+	}
+	if err != nil {
+		return wire.AdmitResponse{}, err
+	}
+	exp := now.Add(ticketTTL).UTC()
+	return wire.AdmitResponse{Ticket: s.ticket(req.Fleet, req.DeviceID, exp), ExpiresAt: exp}, nil
+}
+
+func (s *Service) ticket(fleet, device string, exp time.Time) string {
+	b := binary.BigEndian.AppendUint64(nil, uint64(exp.Unix()))
+	return base64.RawURLEncoding.EncodeToString(append(b, s.ticketMAC(fleet, device, b)...))
+}
+
+func (s *Service) ticketMAC(fleet, device string, exp []byte) []byte {
+	m := hmac.New(sha256.New, s.ticketKey[:])
+	m.Write(exp)
+	m.Write([]byte(fleet + "\x00" + device))
+	return m.Sum(nil)[:16]
+}
+
+// admitted reports whether ticket is a live ticket this server issued for
+// the device.
+func (s *Service) admitted(ticket, fleet, device string) bool {
+	if ticket == "" || len(ticket) > 64 {
+		return false
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(ticket)
+	if err != nil || len(raw) != 8+16 {
+		return false
+	}
+	if !hmac.Equal(raw[8:], s.ticketMAC(fleet, device, raw[:8])) {
+		return false
+	}
+	return s.now().Unix() <= int64(binary.BigEndian.Uint64(raw[:8]))
+}
