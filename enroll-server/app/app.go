@@ -168,8 +168,16 @@ func (a *App) sweep(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			if n, err := a.core.SweepUnacknowledged(ctx); err != nil {
-				a.log.Warn("sweep unacknowledged credentials", "err", err, "swept", n)
+			// One replica sweeps at a time; the others skip the round.
+			_, err := a.store.Exclusive(ctx, "sweep-unacknowledged", func(ctx context.Context) error {
+				n, err := a.core.SweepUnacknowledged(ctx)
+				if err != nil {
+					a.log.Warn("sweep unacknowledged credentials", "err", err, "swept", n)
+				}
+				return nil
+			})
+			if err != nil {
+				a.log.Warn("sweep unacknowledged credentials", "err", err)
 			}
 		}
 	}

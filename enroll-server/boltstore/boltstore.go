@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -43,7 +44,10 @@ var ErrLocked = errors.New("state file is in use by another process (is another 
 // Store is a bbolt-backed inventory. Writes go through bbolt's Batch, which
 // folds concurrent writers into one transaction and one fsync: without it
 // every request waits for the disk in turn.
-type Store struct{ db *bolt.DB }
+type Store struct {
+	db   *bolt.DB
+	jobs sync.Map // name → *sync.Mutex, for Exclusive
+}
 
 var _ inventory.Store = (*Store)(nil)
 
@@ -390,6 +394,18 @@ func (s *Store) PurgeTokens(_ context.Context, now time.Time) (int, error) {
 		return nil
 	})
 	return n, err
+}
+
+// Exclusive implements inventory.Store: a bbolt file has one server, so
+// only this process's other runs of the job can be in the way.
+func (s *Store) Exclusive(ctx context.Context, name string, fn func(context.Context) error) (bool, error) {
+	m, _ := s.jobs.LoadOrStore(name, &sync.Mutex{})
+	mu := m.(*sync.Mutex)
+	if !mu.TryLock() {
+		return false, nil
+	}
+	defer mu.Unlock()
+	return true, fn(ctx)
 }
 
 // PutChallenge implements inventory.Store.

@@ -184,6 +184,10 @@ type Store interface {
 	TakeChallenge(ctx context.Context, id string) (Challenge, error)
 	// PurgeChallenges forgets challenges that expired before now.
 	PurgeChallenges(ctx context.Context, now time.Time) (int, error)
+	// Exclusive runs fn unless another holder of the same store (another
+	// replica) is running work of that name right now, and reports whether
+	// it ran: periodic jobs run on one replica at a time.
+	Exclusive(ctx context.Context, name string, fn func(context.Context) error) (bool, error)
 	// AddAlert appends an alert and returns it with its sequence number.
 	AddAlert(ctx context.Context, a Alert) (Alert, error)
 	Alerts(ctx context.Context) ([]Alert, error)

@@ -267,6 +267,30 @@ func (s *Store) PurgeTokens(ctx context.Context, now time.Time) (int, error) {
 	return int(tag.RowsAffected()), err
 }
 
+// Exclusive implements inventory.Store with a session advisory lock: the
+// replica that holds it runs the job, the others skip this round.
+func (s *Store) Exclusive(ctx context.Context, name string, fn func(context.Context) error) (bool, error) {
+	conn, err := s.db.Acquire(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer conn.Release()
+	key := lockKey("job", name)
+	var got bool
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, key).Scan(&got); err != nil || !got {
+		return false, err
+	}
+	defer func() {
+		// Unlock on a fresh context: the job's may have ended.
+		unlockCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, err := conn.Exec(unlockCtx, `SELECT pg_advisory_unlock($1)`, key); err != nil {
+			conn.Conn().Close(unlockCtx) // a closed session drops its locks
+		}
+	}()
+	return true, fn(ctx)
+}
+
 // PutChallenge implements inventory.Store.
 func (s *Store) PutChallenge(ctx context.Context, c inventory.Challenge) error {
 	_, err := s.db.Exec(ctx, `INSERT INTO challenges (id, expires, data) VALUES ($1, $2, $3)`, c.ID, c.ExpiresAt, c)

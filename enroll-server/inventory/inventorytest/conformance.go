@@ -28,6 +28,7 @@ func Run(t *testing.T, open func(t *testing.T) inventory.Store) {
 		"devices by fleet":    testDevicesByFleet,
 		"missing records":     testMissing,
 		"challenges":          testChallenges,
+		"exclusive jobs":      testExclusive,
 	}
 	for name, fn := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -265,5 +266,40 @@ func testChallenges(t *testing.T, s inventory.Store) {
 	wg.Wait()
 	if wins.Load() != 1 {
 		t.Fatalf("%d concurrent takes of one challenge succeeded", wins.Load())
+	}
+}
+
+func testExclusive(t *testing.T, s inventory.Store) {
+	ctx := context.Background()
+	started, release := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		ran, err := s.Exclusive(ctx, "sweep", func(context.Context) error {
+			close(started)
+			<-release
+			return nil
+		})
+		if err == nil && !ran {
+			err = errors.New("the first holder did not run")
+		}
+		done <- err
+	}()
+	<-started
+	ran, err := s.Exclusive(ctx, "sweep", func(context.Context) error { return nil })
+	if err != nil || ran {
+		t.Fatalf("a second run of a running job: ran=%v err=%v", ran, err)
+	}
+	ran, err = s.Exclusive(ctx, "other", func(context.Context) error { return nil })
+	if err != nil || !ran {
+		t.Fatalf("another job was kept out: ran=%v err=%v", ran, err)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	want := errors.New("job failed")
+	ran, err = s.Exclusive(ctx, "sweep", func(context.Context) error { return want })
+	if !ran || !errors.Is(err, want) {
+		t.Fatalf("after release: ran=%v err=%v", ran, err)
 	}
 }
