@@ -120,8 +120,11 @@ func (m *Machine) renewDelay(st *State, now time.Time) time.Duration {
 func (m *Machine) acknowledge(ctx context.Context, st *State) error {
 	_, err := m.cfg.Server.Acknowledge(ctx, wire.AckRequest{
 		Fleet: m.cfg.Bundle.Fleet, DeviceID: m.cfg.DeviceID, EnrollmentID: st.EnrollmentID,
-		Token: st.Token, SecretIDAccessor: st.SecretIDAccessor,
+		Token: st.Token, SecretIDAccessor: st.SecretIDAccessor, Ticket: m.ticket,
 	})
+	if err == nil {
+		m.ticket = "" // the admission is over
+	}
 	var se *serverapi.Error
 	if errors.As(err, &se) && !se.Retryable() {
 		return permanent("enroll-server refused the acknowledgement: %s: %s", se.Err.Code, se.Err.Message)

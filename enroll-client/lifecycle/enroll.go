@@ -100,8 +100,8 @@ func (m *Machine) enroll(ctx context.Context, st *State) (time.Duration, error) 
 		IdempotencyKey: st.IdempotencyKey, Facts: m.cfg.Facts, Attestation: ev, Ticket: ticket,
 	})
 	var se *serverapi.Error
-	if !errors.As(err, &se) || se.Err.Code != wire.CodeRateLimited {
-		m.ticket = "" // used: the next enrollment asks again
+	if err != nil && (!errors.As(err, &se) || se.Err.Code != wire.CodeRateLimited) {
+		m.ticket = "" // spent: the next attempt asks again
 	}
 	if errors.As(err, &se) && se.Err.Code == wire.CodeRateLimited && token != "" {
 		// The server sheds load before it looks at the token, so the token

@@ -5,46 +5,15 @@ package tpm_test
 import (
 	"bytes"
 	"errors"
-	"maps"
-	"sync"
 	"testing"
 
 	"github.com/google/go-tpm/tpm2"
 
-	"github.com/edge-enroll/enroll/enroll-client/state"
 	"github.com/edge-enroll/enroll/enroll-client/tpm"
 	"github.com/edge-enroll/enroll/test/tpmsim"
 )
 
-type memKV struct {
-	mu sync.Mutex
-	m  map[string][]byte
-}
-
-func newKV() *memKV { return &memKV{m: map[string][]byte{}} }
-
-func (k *memKV) ReadState(key string) ([]byte, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	v, ok := k.m[key]
-	if !ok {
-		return nil, state.ErrNotFound
-	}
-	return bytes.Clone(v), nil
-}
-
-func (k *memKV) WriteState(key string, v []byte) error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	k.m[key] = bytes.Clone(v)
-	return nil
-}
-
-func (k *memKV) clone() *memKV {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return &memKV{m: maps.Clone(k.m)}
-}
+func newKV() *tpmsim.KV { return tpmsim.NewKV() }
 
 func TestEKChoiceAndCertificate(t *testing.T) {
 	for _, tc := range []struct {
@@ -193,7 +162,7 @@ func TestSealedDataKey(t *testing.T) {
 	}
 	t.Run("copied onto another TPM", func(t *testing.T) {
 		sim := tpmsim.Open(t) // a fresh simulator: other seeds, another TPM
-		d, _ := tpm.New(tpmsim.NopCloser{TPM: sim}, kv.clone(), tpm.EKAuto)
+		d, _ := tpm.New(tpmsim.NopCloser{TPM: sim}, kv.Clone(), tpm.EKAuto)
 		if _, err := d.NewSealer("dev-1/fleet"); !errors.Is(err, tpm.ErrForeignTPM) {
 			t.Fatalf("the copied state's data key loaded in another TPM: %v", err)
 		}

@@ -1,45 +1,21 @@
 package attest_test
 
 import (
-	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"math/big"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-tpm/tpm2"
 
-	"github.com/edge-enroll/enroll/enroll-client/state"
+	"github.com/edge-enroll/enroll/test/tpmsim"
 )
 
-type memKV struct {
-	mu sync.Mutex
-	m  map[string][]byte
-}
-
-func newKV() *memKV { return &memKV{m: map[string][]byte{}} }
-
-func (k *memKV) ReadState(key string) ([]byte, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	v, ok := k.m[key]
-	if !ok {
-		return nil, state.ErrNotFound
-	}
-	return bytes.Clone(v), nil
-}
-
-func (k *memKV) WriteState(key string, v []byte) error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	k.m[key] = bytes.Clone(v)
-	return nil
-}
+func newKV() *tpmsim.KV { return tpmsim.NewKV() }
 
 func tpmPub(p tpm2.TPMTPublic) (crypto.PublicKey, error) { return tpm2.Pub(p) }
 

@@ -47,7 +47,12 @@ func (s *Service) loadEnrollment(ctx context.Context, fleet, device, id string) 
 // Acknowledge confirms that the device logged in with the secret ID of this
 // enrollment: the presented token must be a live token of the device's own
 // role, issued from this enrollment's secret ID.
-func (s *Service) Acknowledge(ctx context.Context, req wire.AckRequest) (wire.AckResponse, error) {
+func (s *Service) Acknowledge(ctx context.Context, req wire.AckRequest) (_ wire.AckResponse, err error) {
+	defer func() {
+		if err == nil || permanentRefusal(err) {
+			s.finish(req.Ticket, req.Fleet, req.DeviceID)
+		}
+	}()
 	errs := validateRef(req.Fleet, req.DeviceID, req.EnrollmentID)
 	if req.Token == "" || len(req.Token) > 512 {
 		errs = append(errs, errors.New("token: missing or too long"))

@@ -2,6 +2,7 @@ package enrollment
 
 import (
 	"math"
+	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -26,6 +27,14 @@ type gate struct {
 	limits Limits
 	rate   *rate.Limiter // nil: unlimited
 	slots  chan struct{} // nil: unlimited
+
+	// sessions are the devices admitted with a ticket and not yet done
+	// (acknowledged, refused, or their ticket expired): ticket → expiry.
+	// At most MaxConcurrent at once, so everything they do to Vault —
+	// their own logins and unwraps included — is bounded, and admission
+	// slows down by itself when Vault does.
+	mu       sync.Mutex
+	sessions map[string]time.Time
 }
 
 func newGate(l Limits) *gate {
@@ -36,30 +45,52 @@ func newGate(l Limits) *gate {
 	if l.MaxConcurrent > 0 {
 		g.slots = make(chan struct{}, l.MaxConcurrent)
 	}
+	g.sessions = map[string]time.Time{}
 	return g
 }
 
-// admit applies the fleet's window and rate limit, and refuses while every
-// slot is taken: the check before a device touches Vault.
-func (g *gate) admit(now time.Time) error {
+// admit opens a session for ticket until exp, under the fleet's window,
+// its limit of devices enrolling at once, and its rate limit: the check
+// before a device touches Vault.
+func (g *gate) admit(now time.Time, ticket string, exp time.Time) error {
+	if g.limits.Closed {
+		return closed()
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for t, e := range g.sessions {
+		if now.After(e) {
+			delete(g.sessions, t)
+		}
+	}
+	if g.limits.MaxConcurrent > 0 && len(g.sessions) >= g.limits.MaxConcurrent {
+		return busy()
+	}
 	if err := g.charge(now); err != nil {
 		return err
 	}
-	if g.slots != nil && len(g.slots) == cap(g.slots) {
-		return busy()
-	}
+	g.sessions[ticket] = exp
 	return nil
 }
 
-// enter admits a request or says when to come back; an admitted request
-// (one with a valid ticket) was charged to the rate limit already. The
-// returned function releases the request's slot.
+// done closes a ticket's session.
+func (g *gate) done(ticket string) {
+	g.mu.Lock()
+	delete(g.sessions, ticket)
+	g.mu.Unlock()
+}
+
+// enter admits a request or says when to come back. An admitted request
+// (one with a valid ticket) holds a session already: it is neither charged
+// nor counted again. The returned function releases the request's slot.
 func (g *gate) enter(now time.Time, admitted bool) (func(), error) {
 	if admitted {
 		if g.limits.Closed {
 			return nil, closed()
 		}
-	} else if err := g.charge(now); err != nil {
+		return func() {}, nil
+	}
+	if err := g.charge(now); err != nil {
 		return nil, err
 	}
 	if g.slots == nil {

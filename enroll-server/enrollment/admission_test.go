@@ -94,14 +94,29 @@ func TestAdmissionTickets(t *testing.T) {
 		}
 	}
 	g := s.gates["acme"]
-	release, err := g.enter(now, true)
-	if err != nil {
+	if _, err := g.enter(now, true); err != nil {
 		t.Fatalf("an admitted device was charged again: %v", err)
 	}
-	if _, err := g.enter(now, true); code(err) != wire.CodeRateLimited {
-		t.Fatalf("a ticket got past a full slot: %v", err)
+	// One device enrolling at once: a second waits for the first to finish,
+	// however much rate there is.
+	now = now.Add(10 * time.Second)
+	if _, err := s.Admit(context.Background(), wire.AdmitRequest{Fleet: "acme", DeviceID: "d3"}); code(err) != wire.CodeRateLimited {
+		t.Fatalf("admitted past the limit of devices enrolling at once: %v", err)
 	}
-	release()
+	s.finish(a.Ticket, "acme", "d1")
+	b, err := s.Admit(context.Background(), wire.AdmitRequest{Fleet: "acme", DeviceID: "d3"})
+	if err != nil {
+		t.Fatalf("after the first device finished: %v", err)
+	}
+	// A session also ends when its ticket expires, finished or not.
+	now = now.Add(ticketTTL + time.Second)
+	if _, err := s.Admit(context.Background(), wire.AdmitRequest{Fleet: "acme", DeviceID: "d4"}); err != nil {
+		t.Fatalf("an expired session still holds its place: %v", err)
+	}
+	now = now.Add(-ticketTTL - time.Second)
+	if !s.admitted(b.Ticket, "acme", "d3") {
+		t.Fatal("the second device's ticket is not accepted")
+	}
 	other := New(nil, nil, []Fleet{{Name: "acme"}}, nil, nil)
 	other.SetClock(func() time.Time { return now })
 	if other.admitted(a.Ticket, "acme", "d1") {

@@ -61,7 +61,15 @@ func validateFacts(f wire.Facts) error {
 // answer and never a second secret ID.
 func (s *Service) Enroll(ctx context.Context, req wire.EnrollRequest) (resp wire.EnrollResponse, err error) {
 	start := time.Now()
-	defer func() { s.countOutcome(req.Fleet, resp, err, time.Since(start)) }()
+	defer func() {
+		s.countOutcome(req.Fleet, resp, err, time.Since(start))
+		// A device that got no credential is done with its admission; one
+		// that did holds it until it acknowledges. A shed or busy request
+		// keeps it for its retry.
+		if permanentRefusal(err) || resp.Status == wire.StatusPending {
+			s.finish(req.Ticket, req.Fleet, req.DeviceID)
+		}
+	}()
 	if err := validateEnroll(req); err != nil {
 		return wire.EnrollResponse{}, err
 	}

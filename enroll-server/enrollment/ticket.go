@@ -38,7 +38,9 @@ func (s *Service) Admit(_ context.Context, req wire.AdmitRequest) (wire.AdmitRes
 		return wire.AdmitResponse{}, fail(wire.CodeUnknownFleet, "fleet %q is not served here", req.Fleet)
 	}
 	now := s.now()
-	err := g.admit(now)
+	exp := now.Add(ticketTTL).UTC()
+	ticket := s.ticket(req.Fleet, req.DeviceID, exp)
+	err := g.admit(now, ticket, exp)
 	if s.admissions != nil {
 		outcome := "admitted"
 		var we *wire.Error
@@ -50,8 +52,7 @@ func (s *Service) Admit(_ context.Context, req wire.AdmitRequest) (wire.AdmitRes
 	if err != nil {
 		return wire.AdmitResponse{}, err
 	}
-	exp := now.Add(ticketTTL).UTC()
-	return wire.AdmitResponse{Ticket: s.ticket(req.Fleet, req.DeviceID, exp), ExpiresAt: exp}, nil
+	return wire.AdmitResponse{Ticket: ticket, ExpiresAt: exp}, nil
 }
 
 func (s *Service) ticket(fleet, device string, exp time.Time) string {
@@ -64,6 +65,13 @@ func (s *Service) ticketMAC(fleet, device string, exp []byte) []byte {
 	m.Write(exp)
 	m.Write([]byte(fleet + "\x00" + device))
 	return m.Sum(nil)[:16]
+}
+
+// finish closes the session of a ticket the device is done with.
+func (s *Service) finish(ticket, fleet, device string) {
+	if g, ok := s.gates[fleet]; ok && s.admitted(ticket, fleet, device) {
+		g.done(ticket)
+	}
 }
 
 // admitted reports whether ticket is a live ticket this server issued for
@@ -80,4 +88,11 @@ func (s *Service) admitted(ticket, fleet, device string) bool {
 		return false
 	}
 	return s.now().Unix() <= int64(binary.BigEndian.Uint64(raw[:8]))
+}
+
+// permanentRefusal reports whether err refuses the device for good (so it
+// will not retry under the same admission).
+func permanentRefusal(err error) bool {
+	var we *wire.Error
+	return errors.As(err, &we) && !we.Code.Retryable()
 }

@@ -93,6 +93,9 @@ type AckRequest struct {
 	EnrollmentID     string `json:"enrollment_id"`
 	Token            string `json:"token"`
 	SecretIDAccessor string `json:"secret_id_accessor"`
+	// Ticket is the admission ticket of this enrollment: acknowledging
+	// frees the device's place among those enrolling at once.
+	Ticket string `json:"ticket,omitempty"`
 }
 
 // AckResponse confirms the enrollment.

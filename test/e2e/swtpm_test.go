@@ -96,3 +96,17 @@ func ekHash(t *testing.T, p *swtpm.TPM) string {
 	}
 	return h
 }
+
+// A client told to require a TPM refuses to start without one, and says
+// which setting and path.
+func TestClientRequiresTPM(t *testing.T) {
+	e := newEnv(t)
+	d := e.deviceDirWith("needs-tpm", "tpm:\n  mode: required\n  path: /nonexistent/tpmrm0\n")
+	code, _, errOut := e.cli("run", "-once", "-config", d.config)
+	if code == 0 || !strings.Contains(errOut, "tpm.mode required, tpm.path /nonexistent/tpmrm0") {
+		t.Fatalf("run without the required TPM: code %d\n%s", code, errOut)
+	}
+	if _, err := os.Stat(d.sinkPath); err == nil {
+		t.Fatal("a token was written")
+	}
+}

@@ -106,12 +106,7 @@ func TestTPMEnrollmentBindsDeviceAndSealsState(t *testing.T) {
 func TestTPMRequiredRefusesDeviceWithoutTPM(t *testing.T) {
 	e, _ := tpmEnv(t, wire.TPMRequired)
 	d := e.newDevice("no-tpm", nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	err := d.machine.Run(ctx, true)
-	if !errors.Is(err, lifecycle.ErrRejected) || !strings.Contains(err.Error(), "attestation_required") {
-		t.Fatalf("a device without a TPM: %v", err)
-	}
+	refused(t, d, "attestation_required", "a device without a TPM")
 	if devs, _ := e.inventory(); len(devs) != 0 {
 		t.Fatalf("a refused device was recorded: %+v", devs)
 	}
@@ -127,12 +122,7 @@ func TestTPMUntrustedManufacturerRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	err = d.machine.Run(ctx, true)
-	if !errors.Is(err, lifecycle.ErrRejected) || !strings.Contains(err.Error(), "unknown authority") {
-		t.Fatalf("an untrusted EK certificate: %v", err)
-	}
+	refused(t, d, "unknown authority", "an untrusted EK certificate")
 	if devs, _ := e.inventory(); len(devs) != 0 {
 		t.Fatalf("a refused device was recorded: %+v", devs)
 	}
@@ -170,11 +160,7 @@ func TestTPMReenrollsAfterGenerationRetired(t *testing.T) {
 	}
 	// Without a TPM, the same retired image cannot.
 	plain := e.newDevice("tpm-2-imposter", nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := plain.machine.Run(ctx, true); !errors.Is(err, lifecycle.ErrRejected) {
-		t.Fatalf("a retired credential without a TPM: %v", err)
-	}
+	refused(t, plain, "bootstrap credential", "a retired credential without a TPM")
 }
 
 // A cloned disk: the state of an enrolled device copied onto other
@@ -209,12 +195,7 @@ func TestTPMClonedDiskIsRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	err = d.machine.Run(ctx, true)
-	if !errors.Is(err, lifecycle.ErrRejected) || !strings.Contains(err.Error(), "hardware_mismatch") {
-		t.Fatalf("the clone's enrollment: %v", err)
-	}
+	refused(t, d, "hardware_mismatch", "the clone's enrollment")
 	devs, alerts := e.inventory()
 	var mismatch []inventory.Alert
 	for _, a := range alerts {
@@ -236,7 +217,7 @@ func TestTPMChallengeIsSingleUseAndExpires(t *testing.T) {
 	e, ca := tpmEnvTTL(t, wire.TPMRequired, 5*time.Second)
 	sim := tpmsim.Open(t)
 	ca.ProvisionEKCert(t, sim, tpmsim.RSAEK)
-	dev, err := tpm.New(tpmsim.NopCloser{TPM: sim}, newMemKV(), tpm.EKAuto)
+	dev, err := tpm.New(tpmsim.NopCloser{TPM: sim}, tpmsim.NewKV(), tpm.EKAuto)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,20 +267,6 @@ func TestTPMChallengeIsSingleUseAndExpires(t *testing.T) {
 	}
 }
 
-type memKV struct{ m map[string][]byte }
-
-func newMemKV() *memKV { return &memKV{m: map[string][]byte{}} }
-
-func (k *memKV) ReadState(key string) ([]byte, error) {
-	v, ok := k.m[key]
-	if !ok {
-		return nil, state.ErrNotFound
-	}
-	return v, nil
-}
-
-func (k *memKV) WriteState(key string, v []byte) error { k.m[key] = bytes.Clone(v); return nil }
-
 // A TPM device in a fleet that does not use attestation enrolls without
 // it, and is not bound.
 func TestTPMDeviceInFleetWithoutAttestation(t *testing.T) {
@@ -316,5 +283,15 @@ func TestTPMDeviceInFleetWithoutAttestation(t *testing.T) {
 	}
 	if devs, _ := e.inventory(); len(devs) != 1 || devs[0].EKHash != "" {
 		t.Fatalf("devices %+v, want one, not bound", devs)
+	}
+}
+
+// refused runs a device that must stop with a permanent refusal naming want.
+func refused(t *testing.T, d *device, want, what string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := d.machine.Run(ctx, true); !errors.Is(err, lifecycle.ErrRejected) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("%s: %v, want a refusal naming %q", what, err, want)
 	}
 }

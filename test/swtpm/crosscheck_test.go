@@ -12,11 +12,11 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 
-	"github.com/edge-enroll/enroll/enroll-client/state"
 	"github.com/edge-enroll/enroll/enroll-client/tpm"
 	"github.com/edge-enroll/enroll/enroll-server/attest"
 	"github.com/edge-enroll/enroll/pkg/wire"
 	"github.com/edge-enroll/enroll/test/swtpm"
+	"github.com/edge-enroll/enroll/test/tpmsim"
 )
 
 // tss2B strips the size of a TPM2B structure as tpm2-tools writes it.
@@ -139,23 +139,11 @@ func TestTPM2ToolsActivatesServerCredential(t *testing.T) {
 	}
 }
 
-type memKV map[string][]byte
-
-func (k memKV) ReadState(key string) ([]byte, error) {
-	v, ok := k[key]
-	if !ok {
-		return nil, state.ErrNotFound
-	}
-	return v, nil
-}
-
-func (k memKV) WriteState(key string, v []byte) error { k[key] = bytes.Clone(v); return nil }
-
 // enroll-client's TPM code over swtpm's socket: the EK certificate that
 // swtpm_setup's local CA issued verifies, and a full attestation passes.
 func TestClientAttestsOverSwtpmSocket(t *testing.T) {
 	p := swtpm.Start(t)
-	d, err := tpm.Open(p.Socket, memKV{}, tpm.EKAuto)
+	d, err := tpm.Open(p.Socket, tpmsim.NewKV(), tpm.EKAuto)
 	if err != nil {
 		t.Fatal(err)
 	}
