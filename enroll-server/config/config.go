@@ -83,9 +83,9 @@ type Fleet struct {
 	// AckTimeout is how long after minting a credential the server waits
 	// for the device's acknowledgement before treating it as intercepted.
 	AckTimeout time.Duration `yaml:"ack_timeout"`
-	// Admission control in front of Vault: enrollment requests per second
-	// (and burst), and requests in flight, per fleet; over either the
-	// server answers 429 with Retry-After.
+	// Admission control in front of Vault, per fleet: admissions per
+	// second (and burst), and devices enrolling at once, from admission to
+	// acknowledgement; over either the server answers 429 with Retry-After.
 	RateLimit     float64 `yaml:"rate_limit"`
 	RateBurst     int     `yaml:"rate_burst"`
 	MaxConcurrent int     `yaml:"max_concurrent"`
