@@ -31,8 +31,9 @@ func New(base, cap time.Duration, rnd func() float64) *Backoff {
 // Next returns the delay before the next attempt. With full jitter the
 // delay is uniform in [0, min(cap, base·2^attempt)), which spreads a crowd
 // of clients that failed together. A server's retryAfter is a floor: the
-// delay is retryAfter plus a jitter of up to half of it, so that clients
-// told the same Retry-After do not return in lockstep.
+// delay is at least retryAfter plus a jitter of up to half of it, so that
+// clients told the same Retry-After do not return in lockstep, and grows
+// with the backoff when the same answer keeps coming.
 func (b *Backoff) Next(retryAfter time.Duration) time.Duration {
 	ceiling := b.cap
 	if b.attempt < 62 {
@@ -43,7 +44,9 @@ func (b *Backoff) Next(retryAfter time.Duration) time.Duration {
 	b.attempt++
 	d := time.Duration(b.rand() * float64(ceiling))
 	if retryAfter > 0 {
-		d = retryAfter + time.Duration(b.rand()*float64(retryAfter)/2)
+		// Retry-After is a floor, not a schedule: a crowd told "1 s" again
+		// and again still spreads out as its backoff grows.
+		d = max(d, retryAfter+time.Duration(b.rand()*float64(retryAfter)/2))
 	}
 	return d
 }

@@ -27,11 +27,30 @@ func TestCeilingGrowsAndCaps(t *testing.T) {
 
 func TestRetryAfterIsAFloor(t *testing.T) {
 	b := backoff.New(time.Second, time.Minute, rand.New(rand.NewPCG(1, 2)).Float64)
-	for range 100 {
+	for i := range 100 {
 		d := b.Next(10 * time.Second)
-		if d < 10*time.Second || d >= 15*time.Second {
-			t.Fatalf("delay %v outside [10s, 15s)", d)
+		if d < 10*time.Second || d > time.Minute+15*time.Second {
+			t.Fatalf("delay %v outside [10s, cap + 15s]", d)
 		}
+		if i < 3 && d >= 15*time.Second {
+			t.Fatalf("attempt %d: delay %v, want Retry-After plus jitter while the backoff is small", i, d)
+		}
+	}
+}
+
+// A client shed again and again backs off further than the Retry-After it
+// is told each time, so a crowd thins out.
+func TestRepeatedRetryAfterGrows(t *testing.T) {
+	b := backoff.New(time.Second, 5*time.Minute, rand.New(rand.NewPCG(3, 4)).Float64)
+	var late time.Duration
+	for i := range 20 {
+		d := b.Next(time.Second)
+		if i >= 10 {
+			late += d
+		}
+	}
+	if avg := late / 10; avg < 30*time.Second {
+		t.Fatalf("after 10 sheds the average delay is %v; the crowd would not thin out", avg)
 	}
 }
 
