@@ -6,6 +6,9 @@ import (
 	"crypto/cipher"
 	"crypto/rand"
 	"errors"
+	"fmt"
+
+	"github.com/google/go-tpm/tpm2"
 )
 
 // sealedMagic starts every sealed record; a JSON record starts with '{'.
@@ -70,4 +73,60 @@ func (s *Sealer) Open(record []byte) ([]byte, error) {
 		return nil, ErrUnseal
 	}
 	return plain, nil
+}
+
+// sealTemplate is a keyed-hash object holding sealed data.
+var sealTemplate = tpm2.TPMTPublic{
+	Type:    tpm2.TPMAlgKeyedHash,
+	NameAlg: tpm2.TPMAlgSHA256,
+	ObjectAttributes: tpm2.TPMAObject{
+		FixedTPM: true, FixedParent: true, UserWithAuth: true, NoDA: true,
+	},
+	Parameters: tpm2.NewTPMUPublicParms(tpm2.TPMAlgKeyedHash, &tpm2.TPMSKeyedHashParms{
+		Scheme: tpm2.TPMTKeyedHashScheme{Scheme: tpm2.TPMAlgNull},
+	}),
+}
+
+// DataKey returns the 32-byte key that protects the device's state,
+// unsealed from the TPM; on first use it is made and sealed to the TPM's
+// storage root key. The unseal answer travels encrypted (a session salted
+// with the SRK), so it cannot be read off the TPM's bus.
+func (d *Device) DataKey() ([]byte, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	srk, err := d.srk()
+	if err != nil {
+		return nil, err
+	}
+	defer d.flush(srk)
+	b, err := d.readBlob(dataKeyKey)
+	if err != nil {
+		return nil, err
+	}
+	if b == nil {
+		key := make([]byte, 32)
+		if _, err := rand.Read(key); err != nil {
+			return nil, err
+		}
+		if _, err := d.createBlob(srk, dataKeyKey, sealTemplate, key); err != nil {
+			return nil, err
+		}
+		return key, nil
+	}
+	obj, err := d.loadBlob(srk, dataKeyKey, b)
+	if err != nil {
+		return nil, err
+	}
+	defer d.flush(obj)
+	rsp, err := tpm2.Unseal{ItemHandle: tpm2.AuthHandle{
+		Handle: obj.handle, Name: obj.name,
+		Auth: tpm2.HMAC(tpm2.TPMAlgSHA256, 16, tpm2.AESEncryption(128, tpm2.EncryptOut), tpm2.Salted(srk.handle, srk.public)),
+	}}.Execute(d.t)
+	if err != nil {
+		return nil, fmt.Errorf("TPM: unseal the state's data key: %w", err)
+	}
+	if len(rsp.OutData.Buffer) != 32 {
+		return nil, errors.New("TPM: the sealed data key has the wrong length")
+	}
+	return rsp.OutData.Buffer, nil
 }
