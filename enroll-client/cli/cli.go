@@ -399,16 +399,8 @@ func readPreprovisioned(cfg config.File, b *bundle.Bundle) (*wire.EnrollResponse
 
 // serviceSpec is how enroll-client runs as a service with configPath.
 func serviceSpec(configPath string) daemon.Spec {
-	abs, err := filepath.Abs(configPath)
-	if err != nil {
-		abs = configPath
-	}
-	return daemon.Spec{
-		Name:        "enroll-client",
-		Description: "edge-enroll device enrollment client: keeps this device's Vault token alive",
-		Arguments:   []string{"run", "-config", abs},
-		UserName:    daemon.DefaultUser("enroll-client"),
-	}
+	return daemon.RunSpec("enroll-client",
+		"edge-enroll device enrollment client: keeps this device's Vault token alive", configPath)
 }
 
 func serviceControl(args []string, stdout, stderr io.Writer) int {

@@ -46,9 +46,6 @@ type Identity struct {
 	AKName      []byte
 }
 
-// EKHash returns the hex SHA-256 of a public key's PKIX DER encoding.
-func EKHash(pub crypto.PublicKey) (string, error) { return wire.EKHash(pub) }
-
 // unmarshalExact decodes a TPM structure and refuses trailing bytes.
 func unmarshalExact[T tpm2.Marshallable, P interface {
 	*T
@@ -80,7 +77,7 @@ func CheckIdentity(req wire.ChallengeRequest, cas *CAs, allowed func(ekHash stri
 		return Identity{}, refuse("ek_public: %v", err)
 	}
 	id := Identity{EKPublic: *ek}
-	if id.EKHash, err = EKHash(ekPub); err != nil {
+	if id.EKHash, err = wire.EKHash(ekPub); err != nil {
 		return Identity{}, refuse("ek_public: %v", err)
 	}
 	switch {

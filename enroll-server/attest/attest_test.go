@@ -91,7 +91,7 @@ func TestFullAttestation(t *testing.T) {
 			}
 			pub, _ := d.dev.EKPublic()
 			k, _ := tpmPub(pub)
-			if want, _ := attest.EKHash(k); id.EKHash != want || len(id.EKHash) != 64 {
+			if want, _ := wire.EKHash(k); id.EKHash != want || len(id.EKHash) != 64 {
 				t.Fatalf("EK hash %q, want %q", id.EKHash, want)
 			}
 		})

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 
 	"github.com/edge-enroll/enroll/enroll-server/app"
 	"github.com/edge-enroll/enroll/enroll-server/config"
@@ -49,16 +48,8 @@ const defaultConfig = "/etc/enroll-server/config.yaml"
 
 // serviceSpec is how enroll-server runs as a service with configPath.
 func serviceSpec(configPath string) daemon.Spec {
-	abs, err := filepath.Abs(configPath)
-	if err != nil {
-		abs = configPath
-	}
-	return daemon.Spec{
-		Name:        "enroll-server",
-		Description: "edge-enroll enrollment server: exchanges fleet bootstrap proofs for per-device Vault credentials",
-		Arguments:   []string{"run", "-config", abs},
-		UserName:    daemon.DefaultUser("enroll-server"),
-	}
+	return daemon.RunSpec("enroll-server",
+		"edge-enroll enrollment server: exchanges fleet bootstrap proofs for per-device Vault credentials", configPath)
 }
 
 func configFlag(fs *flag.FlagSet) *string {

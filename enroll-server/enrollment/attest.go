@@ -64,7 +64,7 @@ func (s *Service) Challenge(ctx context.Context, req wire.ChallengeRequest) (wir
 	if err != nil {
 		return wire.ChallengeResponse{}, fmt.Errorf("make challenge: %w", err)
 	}
-	ttl := cmp(fleet.TPM.ChallengeTTL, DefaultChallengeTTL)
+	ttl := orDefault(fleet.TPM.ChallengeTTL, DefaultChallengeTTL)
 	rec := inventory.Challenge{
 		ID: newID(), Fleet: req.Fleet, DeviceID: req.DeviceID, EKHash: id.EKHash, EKCertified: id.EKCertified,
 		TPM: tpmName(id.TPM), AKPublic: id.AKPublic, SecretHash: c.SecretHash, Nonce: c.Nonce, PCRs: c.PCRs,
@@ -77,7 +77,7 @@ func (s *Service) Challenge(ctx context.Context, req wire.ChallengeRequest) (wir
 	return resp, nil
 }
 
-func cmp(d, def time.Duration) time.Duration {
+func orDefault(d, def time.Duration) time.Duration {
 	if d <= 0 {
 		return def
 	}
@@ -127,20 +127,21 @@ func (s *Service) verifyAttestation(ctx context.Context, log *slog.Logger, fleet
 
 // checkHardware refuses a device bound to a TPM unless it proved that very
 // TPM, and raises a security alert when it did not: a cloned disk, or a
-// device ID claimed by other hardware.
-func (s *Service) checkHardware(ctx context.Context, fleet Fleet, req wire.EnrollRequest, att *inventory.Challenge) error {
+// device ID claimed by other hardware. It returns the device's record as
+// it stands (empty when there is none, or the fleet uses no TPM).
+func (s *Service) checkHardware(ctx context.Context, fleet Fleet, req wire.EnrollRequest, att *inventory.Challenge) (inventory.Device, error) {
 	if !fleet.TPM.enabled() {
-		return nil
+		return inventory.Device{}, nil
 	}
 	d, err := s.store.Device(ctx, req.Fleet, req.DeviceID)
 	if errors.Is(err, inventory.ErrNotFound) {
-		return nil
+		return inventory.Device{}, nil
 	}
 	if err != nil {
-		return fmt.Errorf("load device: %w", err)
+		return inventory.Device{}, fmt.Errorf("load device: %w", err)
 	}
 	if d.EKHash == "" {
-		return nil
+		return d, nil
 	}
 	var detail string
 	switch {
@@ -149,11 +150,11 @@ func (s *Service) checkHardware(ctx context.Context, fleet Fleet, req wire.Enrol
 	case att.EKHash != d.EKHash:
 		detail = fmt.Sprintf("device bound to the TPM with EK %s presented another TPM, EK %s", short(d.EKHash), short(att.EKHash))
 	default:
-		return nil
+		return d, nil
 	}
 	s.alerts.Raise(ctx, inventory.Alert{Time: s.now().UTC(), Kind: inventory.AlertHardwareMismatch,
 		Fleet: req.Fleet, DeviceID: req.DeviceID, Detail: detail})
-	return fail(wire.CodeHardwareMismatch, "device %s is bound to other hardware; an administrator must look into it", req.DeviceID)
+	return inventory.Device{}, fail(wire.CodeHardwareMismatch, "device %s is bound to other hardware; an administrator must look into it", req.DeviceID)
 }
 
 func short(h string) string { return h[:min(len(h), 16)] }

@@ -97,7 +97,8 @@ func (s *Service) Enroll(ctx context.Context, req wire.EnrollRequest) (resp wire
 	case fleet.TPM.Mode == wire.TPMRequired:
 		return wire.EnrollResponse{}, fail(wire.CodeAttestationRequired, "fleet %s requires TPM attestation, and this device sent none", req.Fleet)
 	}
-	if err := s.checkHardware(ctx, fleet, req, att); err != nil {
+	bound, err := s.checkHardware(ctx, fleet, req, att)
+	if err != nil {
 		return wire.EnrollResponse{}, err
 	}
 	gen := 0
@@ -105,8 +106,9 @@ func (s *Service) Enroll(ctx context.Context, req wire.EnrollRequest) (resp wire
 		if gen, err = s.consumeEnrollmentToken(ctx, req.Fleet, req.DeviceID, req.EnrollmentToken); err != nil {
 			return wire.EnrollResponse{}, err
 		}
-	} else if err := s.attestationAlone(ctx, req, att); err != nil {
-		return wire.EnrollResponse{}, err
+	} else if !attestedAlone(bound, att) {
+		return wire.EnrollResponse{}, fail(wire.CodeEnrollmentTokenBad,
+			"attestation alone re-enrolls only a device already bound to this TPM; send an enrollment token")
 	}
 	now := s.now().UTC()
 	e, claimed, err := s.store.BeginEnrollment(ctx, inventory.Enrollment{
@@ -163,18 +165,12 @@ func (s *Service) Enroll(ctx context.Context, req wire.EnrollRequest) (resp wire
 	return s.mint(ctx, log, fleet, e, d, req.Facts)
 }
 
-// attestationAlone admits a request without an enrollment token only from
-// a device that enrolled before and is bound to the TPM it just proved:
-// such a device re-enrolls even after its bootstrap generation was retired.
-func (s *Service) attestationAlone(ctx context.Context, req wire.EnrollRequest, att *inventory.Challenge) error {
-	d, err := s.store.Device(ctx, req.Fleet, req.DeviceID)
-	if err != nil && !errors.Is(err, inventory.ErrNotFound) {
-		return fmt.Errorf("load device: %w", err)
-	}
-	if att == nil || d.EKHash == "" || d.EKHash != att.EKHash || d.Enrollments == 0 {
-		return fail(wire.CodeEnrollmentTokenBad, "attestation alone re-enrolls only a device already bound to this TPM; send an enrollment token")
-	}
-	return nil
+// attestedAlone reports whether a request without an enrollment token may
+// go on: only from a device that enrolled before and is bound to the TPM
+// it just proved. Such a device re-enrolls even after its bootstrap
+// generation was retired.
+func attestedAlone(d inventory.Device, att *inventory.Challenge) bool {
+	return att != nil && d.EKHash != "" && d.EKHash == att.EKHash && d.Enrollments > 0
 }
 
 // spendRecovery counts a re-enrollment of a device that was enrolled

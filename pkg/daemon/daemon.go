@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -40,6 +41,18 @@ type Spec struct {
 	System string
 	// StopTimeout bounds a graceful stop.
 	StopTimeout time.Duration
+}
+
+// RunSpec is the spec of a program that runs as `name run -config FILE`,
+// under a dedicated user named like it where the system has one. The
+// configuration path is made absolute: a service manager has no working
+// directory of the caller's.
+func RunSpec(name, description, configPath string) Spec {
+	abs, err := filepath.Abs(configPath)
+	if err != nil {
+		abs = configPath
+	}
+	return Spec{Name: name, Description: description, Arguments: []string{"run", "-config", abs}, UserName: DefaultUser(name)}
 }
 
 func (sp Spec) config() *service.Config {
