@@ -42,14 +42,12 @@ test-packages: packages
 
 # Speed and memory, measured against the real Vault on this machine: the
 # enrollment rate through the server, the same Vault calls made directly,
-# their ratio and latency; client idle RSS and size, server RSS under load;
-# a TPM attestation round trip (challenge, activate, quote, verify) against
-# the in-process simulator.
+# their ratio, processor time and latency (with every process sharing the
+# processors, then with Vault on a processor of its own); client idle RSS
+# and size, server RSS under load; a TPM attestation round trip (challenge,
+# activate, quote, verify) against the in-process simulator.
 bench: vault
-	@set -o pipefail; VAULT_BIN=$$(test/vaultbin/build.sh); export VAULT_BIN; \
-	$(GO) test -run '^$$' -bench '^BenchmarkEnrollment$$' -benchtime 300x -count=1 ./test/e2e/ 2>&1 | grep -E '(^bench:|^Benchmark|enroll/s|MiB|^ok|^FAIL|^---)' && \
-	$(GO) test -run '^$$' -bench '^BenchmarkFootprint$$' -benchtime 1x -count=1 ./test/e2e/ 2>&1 | grep -E '(^bench:|^Benchmark|enroll/s|MiB|^ok|^FAIL|^---)' && \
-	$(GO) test -run '^$$' -bench '^BenchmarkAttestationRoundTrip$$' -benchtime 100x -count=1 ./enroll-server/attest/ 2>&1 | grep -E '(^Benchmark|^ok|^FAIL|^---)'
+	@GO=$(GO) test/bench.sh
 
 # A boot storm of 10,000 devices (STORM_DEVICES to change) against one
 # server and the real Vault; minutes, so not part of `make test`. Every

@@ -49,6 +49,10 @@ func New(baseURL string, caPool *x509.CertPool, timeout time.Duration) *Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: caPool}
 	tr.Proxy = http.ProxyFromEnvironment
+	// A device makes a handful of requests, one at a time: HTTP/1.1 with
+	// keep-alive costs both ends less than setting up HTTP/2 streams.
+	tr.Protocols = new(http.Protocols)
+	tr.Protocols.SetHTTP1(true)
 	return &Client{base: strings.TrimSuffix(baseURL, "/"), hc: &http.Client{Transport: tr, Timeout: timeout}}
 }
 

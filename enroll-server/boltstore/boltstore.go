@@ -41,11 +41,12 @@ var (
 // ErrLocked means another process holds the state file.
 var ErrLocked = errors.New("state file is in use by another process (is another enroll-server running?)")
 
-// Store is a bbolt-backed inventory. Writes go through bbolt's Batch, which
+// Store is a bbolt-backed inventory. Writes go through group commit, which
 // folds concurrent writers into one transaction and one fsync: without it
 // every request waits for the disk in turn.
 type Store struct {
 	db   *bolt.DB
+	w    committer
 	jobs sync.Map // name → *sync.Mutex, for Exclusive
 }
 
@@ -57,19 +58,17 @@ func Open(path string) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("state dir: %w", err)
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	// The freelist is rebuilt from the file on open rather than written
+	// with every commit: fewer pages per fsync for a write-heavy store.
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second,
+		NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		if errors.Is(err, bolterrors.ErrTimeout) {
 			return nil, fmt.Errorf("open %s: %w", path, ErrLocked)
 		}
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	// Concurrent writes are coalesced into one commit (one fsync) by Batch;
-	// bbolt's default 10 ms wait for company is most of an enrollment's
-	// latency when a handful are in flight, and a commit every 2 ms already
-	// bounds fsyncs far below what a disk does.
-	db.MaxBatchDelay = 2 * time.Millisecond
-	s := &Store{db: db}
+	s := &Store{db: db, w: committer{db: db}}
 	if err := s.migrate(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
@@ -138,8 +137,8 @@ func put(b *bolt.Bucket, key []byte, v any) error {
 func (s *Store) BeginEnrollment(_ context.Context, e inventory.Enrollment, staleBefore time.Time) (inventory.Enrollment, bool, error) {
 	var out inventory.Enrollment
 	var claimed bool
-	// Batch may run fn more than once: it sets every result afresh.
-	err := s.db.Batch(func(tx *bolt.Tx) error {
+	// A write may run more than once: it sets every result afresh.
+	err := s.w.write(func(tx *bolt.Tx) error {
 		out, claimed = inventory.Enrollment{}, false
 		enrollments := tx.Bucket(bucketEnrollments)
 		if id := tx.Bucket(bucketIdempotency).Get(idemKey(e)); id != nil {
@@ -176,7 +175,7 @@ func (s *Store) BeginEnrollment(_ context.Context, e inventory.Enrollment, stale
 
 // Record implements inventory.Store.
 func (s *Store) Record(_ context.Context, e inventory.Enrollment, d inventory.Device, rec *audit.Record) error {
-	return s.db.Batch(func(tx *bolt.Tx) error {
+	return s.w.write(func(tx *bolt.Tx) error {
 		if rec != nil {
 			if _, err := appendAudit(tx, *rec); err != nil {
 				return err
@@ -220,7 +219,7 @@ func attemptKey(fleet string, gen int) []byte {
 
 // CountAttempt implements inventory.Store.
 func (s *Store) CountAttempt(_ context.Context, fleet string, gen int, at time.Time) error {
-	return s.db.Batch(func(tx *bolt.Tx) error { return countAttempt(tx, fleet, gen, at) })
+	return s.w.write(func(tx *bolt.Tx) error { return countAttempt(tx, fleet, gen, at) })
 }
 
 func countAttempt(tx *bolt.Tx, fleet string, gen int, at time.Time) error {
@@ -255,7 +254,7 @@ func (s *Store) GenerationUse(_ context.Context, fleet string) ([]inventory.Gene
 // transaction, so concurrent appends cannot fork the chain.
 func (s *Store) AppendAudit(_ context.Context, r audit.Record) (audit.Record, error) {
 	var sealed audit.Record
-	err := s.db.Batch(func(tx *bolt.Tx) error {
+	err := s.w.write(func(tx *bolt.Tx) error {
 		var err error
 		sealed, err = appendAudit(tx, r)
 		return err
@@ -317,7 +316,7 @@ func (s *Store) Device(_ context.Context, fleet, id string) (inventory.Device, e
 
 // SaveDevice implements inventory.Store.
 func (s *Store) SaveDevice(_ context.Context, d inventory.Device) error {
-	return s.db.Batch(func(tx *bolt.Tx) error {
+	return s.w.write(func(tx *bolt.Tx) error {
 		return put(tx.Bucket(bucketDevices), deviceKey(d.Fleet, d.ID), d)
 	})
 }
@@ -351,7 +350,7 @@ func hasPrefix(b, p []byte) bool { return len(b) >= len(p) && string(b[:len(p)])
 
 // ConsumeToken implements inventory.Store.
 func (s *Store) ConsumeToken(_ context.Context, hash string, expires time.Time, fleet string, gen int) error {
-	return s.db.Batch(func(tx *bolt.Tx) error {
+	return s.w.write(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketTokens)
 		if b.Get([]byte(hash)) != nil {
 			return inventory.ErrConsumed
@@ -379,7 +378,7 @@ func (s *Store) TokenConsumed(_ context.Context, hash string) (bool, error) {
 // PurgeTokens implements inventory.Store.
 func (s *Store) PurgeTokens(_ context.Context, now time.Time) (int, error) {
 	n := 0
-	err := s.db.Batch(func(tx *bolt.Tx) error {
+	err := s.w.write(func(tx *bolt.Tx) error {
 		n = 0
 		c := tx.Bucket(bucketTokens).Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
@@ -410,7 +409,7 @@ func (s *Store) Exclusive(ctx context.Context, name string, fn func(context.Cont
 
 // PutChallenge implements inventory.Store.
 func (s *Store) PutChallenge(_ context.Context, c inventory.Challenge) error {
-	return s.db.Batch(func(tx *bolt.Tx) error {
+	return s.w.write(func(tx *bolt.Tx) error {
 		return put(tx.Bucket(bucketChallenges), []byte(c.ID), c)
 	})
 }
@@ -418,7 +417,7 @@ func (s *Store) PutChallenge(_ context.Context, c inventory.Challenge) error {
 // TakeChallenge implements inventory.Store.
 func (s *Store) TakeChallenge(_ context.Context, id string) (inventory.Challenge, error) {
 	var c inventory.Challenge
-	err := s.db.Batch(func(tx *bolt.Tx) error {
+	err := s.w.write(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketChallenges)
 		var err error
 		if c, err = get[inventory.Challenge](b, []byte(id)); err != nil {
@@ -432,7 +431,7 @@ func (s *Store) TakeChallenge(_ context.Context, id string) (inventory.Challenge
 // PurgeChallenges implements inventory.Store.
 func (s *Store) PurgeChallenges(_ context.Context, now time.Time) (int, error) {
 	n := 0
-	err := s.db.Batch(func(tx *bolt.Tx) error {
+	err := s.w.write(func(tx *bolt.Tx) error {
 		n = 0
 		c := tx.Bucket(bucketChallenges).Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
@@ -451,7 +450,7 @@ func (s *Store) PurgeChallenges(_ context.Context, now time.Time) (int, error) {
 
 // AddAlert implements inventory.Store.
 func (s *Store) AddAlert(_ context.Context, a inventory.Alert) (inventory.Alert, error) {
-	err := s.db.Batch(func(tx *bolt.Tx) error {
+	err := s.w.write(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketAlerts)
 		seq, err := b.NextSequence()
 		if err != nil {

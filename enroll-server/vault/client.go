@@ -51,6 +51,9 @@ func (o observed) RoundTrip(r *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
+// idleVaultConns is how many idle connections to Vault the server keeps.
+const idleVaultConns = 256
+
 // newAPIClient builds a Vault client that does no retries of its own (the
 // caller's retry layer is the only one) and ignores VAULT_* environment
 // variables that would change which token or wrapping it uses.
@@ -68,6 +71,12 @@ func newAPIClient(o Options) (*api.Client, error) {
 		if err := cfg.ConfigureTLS(&api.TLSConfig{CACert: o.CAFile}); err != nil {
 			return nil, fmt.Errorf("vault TLS: %w", err)
 		}
+	}
+	// Every request in flight may hold a connection to Vault; keep that
+	// many alive between requests rather than Go's default handful, which
+	// would open and close connections (and fill TIME_WAIT) under load.
+	if t, ok := cfg.HttpClient.Transport.(*http.Transport); ok {
+		t.MaxIdleConns, t.MaxIdleConnsPerHost = idleVaultConns, idleVaultConns
 	}
 	if o.Observe != nil {
 		cfg.HttpClient.Transport = observed{next: cfg.HttpClient.Transport, observe: o.Observe}

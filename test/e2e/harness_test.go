@@ -66,6 +66,7 @@ type env struct {
 	vault     *vaulttest.Server
 	pvault    *vaulttest.Persistent // set with options.persistent
 	cfg       config.File           // the server's configuration
+	srvCreds  vault.Credentials     // the server's own AppRole credentials
 	root      *api.Client
 	layout    vault.Layout
 	bundle    bundle.Bundle // the fleet's bootstrap bundle
@@ -127,6 +128,7 @@ func newEnv(t testing.TB, opts ...options) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.srvCreds = serverCreds
 	dir := t.TempDir()
 	credPath := filepath.Join(dir, "vault-credentials.json")
 	raw, _ := json.Marshal(serverCreds)

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"regexp"
 	"strconv"
@@ -62,6 +63,9 @@ func TestStorm(t *testing.T) {
 	}
 	outcome := func(o string) int { return count("enroll_server_enrollments_total", o) }
 	admission := func(o string) int { return count("enroll_server_admissions_total", o) }
+	if outcome("unavailable") != 0 || outcome("internal") != 0 || vaultErrors(metrics) != 0 {
+		logFailures(t, e.logs)
+	}
 	if outcome("unavailable") != 0 || outcome("internal") != 0 {
 		t.Fatalf("requests failed on Vault: %d unavailable, %d internal", outcome("unavailable"), outcome("internal"))
 	}
@@ -74,6 +78,19 @@ func TestStorm(t *testing.T) {
 	}
 	t.Logf("server outcomes: %d wrapped; shed with 429: %d at admission, %d at enrollment; Vault 5xx or no answer: %d",
 		outcome("wrapped"), admission("rate_limited"), outcome("rate_limited"), vaultErrors(metrics))
+}
+
+// logFailures logs the distinct causes of the server's failed requests, so
+// a failing storm says what Vault answered.
+func logFailures(t *testing.T, logs *logBuffer) {
+	t.Helper()
+	causes := map[string]int{}
+	for _, l := range logs.lines("request failed") {
+		causes[fmt.Sprintf("%v %v: %v", l["path"], l["code"], l["err"])]++
+	}
+	for c, n := range causes {
+		t.Logf("%d× %s", n, c)
+	}
 }
 
 // progressWriter keeps a nil *os.File from becoming a non-nil io.Writer.

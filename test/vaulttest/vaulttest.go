@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/prometheus/procfs"
 )
 
 // RootToken is the dev server's root token.
@@ -103,11 +105,17 @@ func startDev(bin, dir string, port int) (*Server, error) {
 		return nil, err
 	}
 	defer logf.Close()
-	cmd := exec.Command(bin, "server", "-dev",
-		"-dev-listen-address="+addr,
-		"-dev-root-token-id="+RootToken,
+	args := []string{bin, "server", "-dev",
+		"-dev-listen-address=" + addr,
+		"-dev-root-token-id=" + RootToken,
 		"-dev-no-store-token",
-		"-log-level=warn")
+		"-log-level=warn"}
+	if cpus := os.Getenv("VAULT_CPUS"); cpus != "" {
+		// Vault on processors of its own (taskset's list, such as "0"), as
+		// when it runs on a machine of its own.
+		args = append([]string{"taskset", "-c", cpus}, args...)
+	}
+	cmd := exec.Command(args[0], args[1:]...)
 	// A clean environment: no VAULT_* variable of the caller's may change
 	// how the server starts.
 	cmd.Env = []string{"HOME=" + dir, "PATH=" + os.Getenv("PATH")}
@@ -187,4 +195,28 @@ func freePortPair() (int, error) {
 		}
 	}
 	return 0, errors.New("no free pair of ports")
+}
+
+// CPUTime is the processor time the Vault process has used so far (user and
+// system), or 0 when it cannot be read.
+func (s *Server) CPUTime() time.Duration {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return 0
+	}
+	return procCPU(s.cmd.Process.Pid)
+}
+
+// SelfCPUTime is the processor time this process has used so far.
+func SelfCPUTime() time.Duration { return procCPU(os.Getpid()) }
+
+func procCPU(pid int) time.Duration {
+	p, err := procfs.NewProc(pid)
+	if err != nil {
+		return 0
+	}
+	st, err := p.Stat()
+	if err != nil {
+		return 0
+	}
+	return time.Duration(st.CPUTime() * float64(time.Second))
 }
