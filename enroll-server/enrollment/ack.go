@@ -70,7 +70,18 @@ func (s *Service) Acknowledge(ctx context.Context, req wire.AckRequest) (_ wire.
 	if e.State != inventory.EnrollmentWrapped && e.State != inventory.EnrollmentAcknowledged {
 		return wire.AckResponse{}, fail(wire.CodeRejected, "enrollment is %s and cannot be acknowledged", e.State)
 	}
+	// The two proofs do not depend on each other: look both up at once.
+	type lookup struct {
+		meta map[string]string
+		err  error
+	}
+	accessor := make(chan lookup, 1)
+	go func() {
+		meta, err := s.vault.DeviceSecretIDMeta(ctx, req.Fleet, req.DeviceID, req.SecretIDAccessor)
+		accessor <- lookup{meta, err}
+	}()
 	ti, err := s.vault.LookupToken(ctx, req.Token)
+	acc := <-accessor
 	if errors.Is(err, vault.ErrInvalidToken) {
 		return wire.AckResponse{}, fail(wire.CodeProofInvalid, "the presented token is not valid")
 	}
@@ -81,12 +92,11 @@ func (s *Service) Acknowledge(ctx context.Context, req wire.AckRequest) (_ wire.
 	if ti.Path != wantPath || ti.Meta["role_name"] != req.DeviceID || ti.Meta["enrollment_id"] != e.ID {
 		return wire.AckResponse{}, fail(wire.CodeProofInvalid, "the presented token was not issued to this device by this enrollment")
 	}
-	meta, err := s.vault.DeviceSecretIDMeta(ctx, req.Fleet, req.DeviceID, req.SecretIDAccessor)
-	if errors.Is(err, vault.ErrNotFound) || (err == nil && meta["enrollment_id"] != e.ID) {
+	if errors.Is(acc.err, vault.ErrNotFound) || (acc.err == nil && acc.meta["enrollment_id"] != e.ID) {
 		return wire.AckResponse{}, fail(wire.CodeProofInvalid, "the secret ID accessor does not belong to this enrollment")
 	}
-	if err != nil {
-		return wire.AckResponse{}, vaultError("look up the secret ID accessor", err)
+	if acc.err != nil {
+		return wire.AckResponse{}, vaultError("look up the secret ID accessor", acc.err)
 	}
 	now := s.now().UTC()
 	first := e.State != inventory.EnrollmentAcknowledged

@@ -51,15 +51,21 @@ func (s *Service) consumeEnrollmentToken(ctx context.Context, fleet, device, tok
 	if genErr != nil || gen < 1 {
 		gen = 0
 	}
-	if err := s.store.ConsumeToken(ctx, hash, s.now().Add(consumedTokenMemory), fleet, gen); err != nil {
-		if errors.Is(err, inventory.ErrConsumed) {
-			return 0, s.tokenReused(ctx, fleet, device, "an enrollment token was presented twice at once")
-		}
+	// Record the consumption and burn the token, both before anything else
+	// whatever the checks below say; they do not depend on each other, so
+	// the disk and Vault do them at the same time.
+	revoked := make(chan error, 1)
+	go func() { revoked <- s.vault.RevokeAccessor(ctx, ti.Accessor) }()
+	err = s.store.ConsumeToken(ctx, hash, s.now().Add(consumedTokenMemory), fleet, gen)
+	revokeErr := <-revoked
+	if errors.Is(err, inventory.ErrConsumed) {
+		return 0, s.tokenReused(ctx, fleet, device, "an enrollment token was presented twice at once")
+	}
+	if err != nil {
 		return 0, err
 	}
-	// Burn the token before anything else, whatever the checks below say.
-	if err := s.vault.RevokeAccessor(ctx, ti.Accessor); err != nil {
-		return 0, vaultError("revoke the enrollment token", err)
+	if revokeErr != nil {
+		return 0, vaultError("revoke the enrollment token", revokeErr)
 	}
 	if gen == 0 {
 		return 0, fail(wire.CodeEnrollmentTokenBad, "enrollment token carries no credential generation")
