@@ -56,6 +56,10 @@ func New(baseURL string, caPool *x509.CertPool, timeout time.Duration) *Client {
 	return &Client{base: strings.TrimSuffix(baseURL, "/"), hc: &http.Client{Transport: tr, Timeout: timeout}}
 }
 
+// CloseIdleConnections closes the connections kept open for the next
+// request.
+func (c *Client) CloseIdleConnections() { c.hc.CloseIdleConnections() }
+
 // Enroll sends an enrollment request.
 func (c *Client) Enroll(ctx context.Context, req wire.EnrollRequest) (wire.EnrollResponse, error) {
 	var resp wire.EnrollResponse

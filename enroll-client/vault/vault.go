@@ -59,6 +59,10 @@ func New(addr, caPEM string, timeout time.Duration) (*Client, error) {
 	return &Client{c: c}, nil
 }
 
+// CloseIdleConnections closes the connections kept open for the next
+// request.
+func (c *Client) CloseIdleConnections() { c.c.CloneConfig().HttpClient.CloseIdleConnections() }
+
 // withToken returns a client that sends token; the shared client never holds
 // one, so concurrent calls cannot mix credentials.
 func (c *Client) withToken(token string) (*api.Client, error) {

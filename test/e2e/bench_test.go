@@ -20,7 +20,7 @@ import (
 	"github.com/edge-enroll/enroll/test/vaulttest"
 )
 
-const benchWorkers = 8
+const benchWorkers = 32
 
 var benchRun atomic.Int64
 
@@ -130,6 +130,7 @@ func (e *env) directSequence(tb testing.TB, n, workers int, prefix string) (floa
 	seconds := func(d time.Duration) string { return fmt.Sprintf("%ds", int(d.Seconds())) }
 	one := func(id string) error {
 		dev := newClient()
+		defer dev.CloneConfig().HttpClient.CloseIdleConnections()
 		login, err := dev.Logical().WriteWithContext(ctx, "auth/"+e.bundle.EnrollMount+"/login",
 			map[string]any{"role_id": e.bundle.RoleID, "secret_id": e.bundle.SecretID})
 		if err != nil {

@@ -168,10 +168,15 @@ func enrollOne(ctx context.Context, b *bundle.Bundle, pool *x509.CertPool, id st
 	if err != nil {
 		return lifecycle.State{}, 0, err
 	}
+	// A device that is done hangs up, as a real one would be on a machine
+	// of its own: no simulated device leaves connections open here.
+	defer vc.CloseIdleConnections()
+	srv := serverapi.New(b.ServerURL, pool, 30*time.Second)
+	defer srv.CloseIdleConnections()
 	store := &memStore{}
 	m := lifecycle.New(lifecycle.Config{
 		Bundle: b, DeviceID: id, Vault: vc, Store: store,
-		Server: serverapi.New(b.ServerURL, pool, 30*time.Second),
+		Server: srv,
 		Log:    slog.New(slog.DiscardHandler),
 		Status: lifecycle.StatusFunc(func(s lifecycle.Status) error {
 			if !s.NextRetry.IsZero() {
