@@ -35,10 +35,15 @@ type gate struct {
 	// slows down by itself when Vault does.
 	mu       sync.Mutex
 	sessions map[string]time.Time
+	// finished counts devices through per second, and next is the last
+	// return time handed to a shed device: see retryAfter.
+	finished paceMeter
+	next     time.Time
+	clock    func() time.Time
 }
 
 func newGate(l Limits) *gate {
-	g := &gate{limits: l}
+	g := &gate{limits: l, clock: time.Now}
 	if l.Rate > 0 {
 		g.rate = rate.NewLimiter(rate.Limit(l.Rate), max(l.Burst, 1))
 	}
@@ -64,19 +69,22 @@ func (g *gate) admit(now time.Time, ticket string, exp time.Time) error {
 		}
 	}
 	if g.limits.MaxConcurrent > 0 && len(g.sessions) >= g.limits.MaxConcurrent {
-		return busy()
+		return busy(g.retryAfter(now))
 	}
-	if err := g.charge(now); err != nil {
-		return err
+	if !g.charge(now) {
+		return overRate(g.retryAfter(now))
 	}
 	g.sessions[ticket] = exp
 	return nil
 }
 
 // done closes a ticket's session.
-func (g *gate) done(ticket string) {
+func (g *gate) done(now time.Time, ticket string) {
 	g.mu.Lock()
-	delete(g.sessions, ticket)
+	if _, ok := g.sessions[ticket]; ok {
+		delete(g.sessions, ticket)
+		g.finished.add(now)
+	}
 	g.mu.Unlock()
 }
 
@@ -84,47 +92,126 @@ func (g *gate) done(ticket string) {
 // (one with a valid ticket) holds a session already: it is neither charged
 // nor counted again. The returned function releases the request's slot.
 func (g *gate) enter(now time.Time, admitted bool) (func(), error) {
+	if g.limits.Closed {
+		return nil, closed()
+	}
 	if admitted {
-		if g.limits.Closed {
-			return nil, closed()
-		}
 		return func() {}, nil
 	}
-	if err := g.charge(now); err != nil {
-		return nil, err
+	if !g.charge(now) {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		return nil, overRate(g.retryAfter(now))
 	}
 	if g.slots == nil {
 		return func() {}, nil
 	}
 	select {
 	case g.slots <- struct{}{}:
-		return func() { <-g.slots }, nil
+		return func() {
+			<-g.slots
+			g.mu.Lock()
+			g.finished.add(g.clock())
+			g.mu.Unlock()
+		}, nil
 	default:
-		return nil, busy()
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		return nil, busy(g.retryAfter(now))
 	}
+}
+
+// charge takes one token from the rate limiter, or reports that there is
+// none to take now.
+func (g *gate) charge(now time.Time) bool {
+	if g.rate == nil {
+		return true
+	}
+	r := g.rate.ReserveN(now, 1)
+	if r.DelayFrom(now) > 0 {
+		r.CancelAt(now)
+		return false
+	}
+	return true
+}
+
+// maxRetryAfter bounds how far ahead a shed device is sent: one beyond it
+// comes back, is shed again and gets a later time.
+const maxRetryAfter = 5 * time.Minute
+
+// retryAfter gives a shed device a time of its own to come back, in
+// seconds: the times handed out follow one another at the pace devices
+// have been getting through lately, so that a crowd returns spread out at
+// the rate there will be room for it — not all at once, to be shed again,
+// and not long after the gate went idle. With nothing through lately (the
+// first moments of a storm) it guesses high, at the rate limit: a device
+// sent back too early is only shed again. Callers hold g.mu.
+func (g *gate) retryAfter(now time.Time) int {
+	pace := g.finished.rate(now)
+	if pace == 0 {
+		pace = g.limits.Rate
+		if pace == 0 {
+			pace = float64(max(g.limits.MaxConcurrent, 1))
+		}
+	}
+	if g.limits.Rate > 0 {
+		pace = min(pace, g.limits.Rate)
+	}
+	if g.next.Before(now) {
+		g.next = now
+	}
+	if g.next.Sub(now) < maxRetryAfter {
+		g.next = g.next.Add(time.Duration(float64(time.Second) / pace))
+	}
+	return max(1, int(math.Ceil(g.next.Sub(now).Seconds())))
+}
+
+// paceWindow is how many seconds back the gate measures its pace.
+const paceWindow = 10
+
+// paceMeter counts events per second over the last paceWindow seconds.
+type paceMeter struct {
+	count [paceWindow]int
+	sec   [paceWindow]int64 // the second each count is for
+}
+
+func (p *paceMeter) add(now time.Time) {
+	s := now.Unix()
+	i := s % paceWindow
+	if p.sec[i] != s {
+		p.sec[i], p.count[i] = s, 0
+	}
+	p.count[i]++
+}
+
+// rate is events per second over the seconds of the window that saw any,
+// the current one included: a pace measured over the last few seconds
+// when the gate has only just started letting devices through.
+func (p *paceMeter) rate(now time.Time) float64 {
+	s := now.Unix()
+	total, first := 0, s
+	for i := range paceWindow {
+		if age := s - p.sec[i]; age >= 0 && age < paceWindow && p.count[i] > 0 {
+			total += p.count[i]
+			first = min(first, p.sec[i])
+		}
+	}
+	if total == 0 {
+		return 0
+	}
+	return float64(total) / float64(s-first+1)
 }
 
 func closed() error {
 	return wire.Errorf(wire.CodeEnrollmentClosed, "enrollment for this fleet is closed; the device will check again later")
 }
 
-func busy() error {
+func busy(retryAfter int) error {
 	return &wire.Error{Code: wire.CodeRateLimited, Message: "too many enrollments in progress for this fleet; retry later",
-		RetryAfterSeconds: 1}
+		RetryAfterSeconds: retryAfter}
 }
 
-// charge applies the window and takes one token from the rate limiter.
-func (g *gate) charge(now time.Time) error {
-	if g.limits.Closed {
-		return closed()
-	}
-	if g.rate != nil {
-		r := g.rate.ReserveN(now, 1)
-		if d := r.DelayFrom(now); d > 0 {
-			r.CancelAt(now)
-			return &wire.Error{Code: wire.CodeRateLimited, Message: "too many enrollments for this fleet; retry later",
-				RetryAfterSeconds: int(math.Ceil(d.Seconds()))}
-		}
-	}
-	return nil
+func overRate(retryAfter int) error {
+	return &wire.Error{Code: wire.CodeRateLimited, Message: "too many enrollments for this fleet; retry later",
+		RetryAfterSeconds: retryAfter}
 }

@@ -3,6 +3,7 @@ package enrollment
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -125,5 +126,90 @@ func TestAdmissionTickets(t *testing.T) {
 	now = now.Add(ticketTTL + time.Second)
 	if s.admitted(a.Ticket, "acme", "d1") {
 		t.Fatal("an expired ticket is accepted")
+	}
+}
+
+// A crowd shed at once is told to come back at the pace devices have been
+// getting through: each second's worth of returns is about one second of
+// that pace, not the whole crowd at once.
+func TestShedCrowdIsScheduled(t *testing.T) {
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	g := newGate(Limits{MaxConcurrent: 1})
+	if err := g.admit(now, "first", now.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	// Ten devices a second got through over the last two seconds.
+	for range 10 {
+		g.finished.add(now.Add(-time.Second))
+		g.finished.add(now)
+	}
+	perSecond := map[int]int{}
+	for i := range 100 {
+		err := g.admit(now, fmt.Sprint("t", i), now.Add(time.Minute))
+		var we *wire.Error
+		if !errors.As(err, &we) || we.Code != wire.CodeRateLimited {
+			t.Fatalf("device %d: %v, want rate_limited", i, err)
+		}
+		perSecond[we.RetryAfterSeconds]++
+	}
+	for s := 1; s <= 10; s++ {
+		if n := perSecond[s]; n < 9 || n > 11 {
+			t.Fatalf("%d devices told to come back in %d s, want about 10 (the pace): %v", n, s, perSecond)
+		}
+	}
+	// Later, the schedule starts from now again, and never runs further
+	// ahead than maxRetryAfter.
+	later := now.Add(time.Hour)
+	if err := g.admit(later, "second", later.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	worst := 0
+	for i := range 5000 {
+		var we *wire.Error
+		errors.As(g.admit(later, fmt.Sprint("u", i), later.Add(time.Minute)), &we)
+		worst = max(worst, we.RetryAfterSeconds)
+	}
+	if worst > int(maxRetryAfter/time.Second)+1 {
+		t.Fatalf("a device was told to come back in %d s, beyond the %v bound", worst, maxRetryAfter)
+	}
+	if worst < int(maxRetryAfter/time.Second)-1 {
+		t.Fatalf("5000 devices with nothing getting through were spread over only %d s", worst)
+	}
+}
+
+// With nothing through lately, the pace is the rate limit: a guess on the
+// high side.
+func TestShedPaceWithoutHistory(t *testing.T) {
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	g := newGate(Limits{MaxConcurrent: 1, Rate: 50, Burst: 1})
+	if err := g.admit(now, "first", now.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	var last int
+	for i := range 200 {
+		var we *wire.Error
+		errors.As(g.admit(now, fmt.Sprint("t", i), now.Add(time.Minute)), &we)
+		last = we.RetryAfterSeconds
+	}
+	if last != 4 {
+		t.Fatalf("the 200th device shed at 50/s comes back in %d s, want 4", last)
+	}
+}
+
+func TestPaceMeter(t *testing.T) {
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	var p paceMeter
+	if r := p.rate(now); r != 0 {
+		t.Fatalf("empty meter: %v", r)
+	}
+	for i := range 30 {
+		p.add(now.Add(time.Duration(i) * time.Second / 3)) // 3 a second for 10 s
+	}
+	end := now.Add(10 * time.Second)
+	if r := p.rate(end); r < 2.5 || r > 3.5 {
+		t.Fatalf("3 a second measured as %v", r)
+	}
+	if r := p.rate(end.Add(paceWindow * time.Second)); r != 0 {
+		t.Fatalf("a window later the meter still says %v", r)
 	}
 }

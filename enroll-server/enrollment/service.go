@@ -138,7 +138,12 @@ func (s *Service) ForgetGenerations(fleet string) {
 }
 
 // SetClock replaces the clock; for tests.
-func (s *Service) SetClock(now func() time.Time) { s.now = now }
+func (s *Service) SetClock(now func() time.Time) {
+	s.now = now
+	for _, g := range s.gates {
+		g.clock = now
+	}
+}
 
 func (s *Service) generations(ctx context.Context, fleet string) (vault.Generations, error) {
 	s.genMu.Lock()

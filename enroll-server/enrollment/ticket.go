@@ -70,7 +70,7 @@ func (s *Service) ticketMAC(fleet, device string, exp []byte) []byte {
 // finish closes the session of a ticket the device is done with.
 func (s *Service) finish(ticket, fleet, device string) {
 	if g, ok := s.gates[fleet]; ok && s.admitted(ticket, fleet, device) {
-		g.done(ticket)
+		g.done(s.now(), ticket)
 	}
 }
 
