@@ -115,6 +115,7 @@ func (v *fakeVault) RenewSelf(_ context.Context, token string, _ time.Duration) 
 // fakeServer answers enroll requests, with failures injected per call.
 type fakeServer struct {
 	enrolls, acks, reports, admits int
+	hangUps                        int // CloseIdleConnections calls
 	enrollErr                      []error // consumed one per call while non-empty
 	admitErr                       []error // consumed one per call while non-empty
 }
@@ -134,6 +135,8 @@ func (s *fakeServer) Enroll(_ context.Context, req wire.EnrollRequest) (wire.Enr
 		CreationPath: wire.SecretIDCreationPath("edge-devices-acme", req.DeviceID),
 	}, nil
 }
+
+func (s *fakeServer) CloseIdleConnections() { s.hangUps++ }
 
 func (s *fakeServer) Acknowledge(context.Context, wire.AckRequest) (wire.AckResponse, error) {
 	s.acks++

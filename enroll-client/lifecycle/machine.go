@@ -264,7 +264,7 @@ func (m *Machine) Run(ctx context.Context, untilEnrolled bool) error {
 		if err == nil {
 			m.backoff.Reset()
 			if wait > 0 {
-				if m.clock.Sleep(ctx, wait) != nil {
+				if m.sleep(ctx, wait) != nil {
 					return nil
 				}
 			}
@@ -286,10 +286,27 @@ func (m *Machine) Run(ctx context.Context, untilEnrolled bool) error {
 		m.log.Warn("step failed; will retry", "phase", st.Phase, "err", err, "retry_in", delay.Round(time.Millisecond))
 		st.LastError = err.Error()
 		m.publish(st, m.clock.Now().Add(delay))
-		if m.clock.Sleep(ctx, delay) != nil {
+		if m.sleep(ctx, delay) != nil {
 			return nil
 		}
 	}
+}
+
+// hangUpAfter: a device about to wait longer than this closes its idle
+// connections first. A fleet waiting out a Retry-After or its next renewal
+// holds no connection on the server or on Vault meanwhile.
+const hangUpAfter = 5 * time.Second
+
+// sleep waits d (see Clock.Sleep), hanging up first when the wait is long.
+func (m *Machine) sleep(ctx context.Context, d time.Duration) error {
+	if d >= hangUpAfter {
+		for _, c := range []any{m.cfg.Server, m.cfg.Vault} {
+			if h, ok := c.(interface{ CloseIdleConnections() }); ok {
+				h.CloseIdleConnections()
+			}
+		}
+	}
+	return m.clock.Sleep(ctx, d)
 }
 
 // recheck waits, then starts a fresh enrollment: an administrator may have
@@ -303,7 +320,7 @@ func (m *Machine) recheck(ctx context.Context, st *State) bool {
 	wait := every/2 + time.Duration(m.cfg.Rand()*float64(every))
 	m.log.Info("stopped; will check again later", "reason", st.Reason, "check_in", wait.Round(time.Second))
 	m.publish(*st, m.clock.Now().Add(wait))
-	if m.clock.Sleep(ctx, wait) != nil {
+	if m.sleep(ctx, wait) != nil {
 		return false
 	}
 	st.clearEnrollment()

@@ -76,6 +76,29 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 	}
 }
 
+// A device told to wait hangs up meanwhile, so a crowd waiting out its
+// Retry-After holds no connections on the server; a short backoff keeps
+// the connection for the retry.
+func TestLongWaitHangsUp(t *testing.T) {
+	r := newRig(t)
+	r.server.enrollErr = []error{&serverapi.Error{Status: 429, RetryAfter: 30 * time.Second,
+		Err: wire.Error{Code: wire.CodeRateLimited, Message: "slow down"}}}
+	if err := r.enroll(t); err != nil {
+		t.Fatal(err)
+	}
+	if r.server.hangUps != 1 {
+		t.Fatalf("%d hang-ups for one 30 s wait, want 1", r.server.hangUps)
+	}
+	r = newRig(t)
+	r.vault.failOn[3] = errors.New("vault answered 503")
+	if err := r.enroll(t); err != nil {
+		t.Fatal(err)
+	}
+	if r.server.hangUps != 0 {
+		t.Fatalf("hung up for a sub-second backoff (sleeps %v)", r.clock.sleeps)
+	}
+}
+
 // A permanent refusal stops the loop, is recorded, and is not retried.
 func TestPermanentRefusalStops(t *testing.T) {
 	r := newRig(t)

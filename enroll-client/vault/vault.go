@@ -31,7 +31,10 @@ var (
 )
 
 // Client talks to Vault on behalf of the device.
-type Client struct{ c *api.Client }
+type Client struct {
+	c  *api.Client
+	hc *http.Client // the HTTP client c and its clones share
+}
 
 // New builds a client for addr, trusting the PEM CA bundle caPEM (or the
 // system roots when it is empty).
@@ -56,12 +59,12 @@ func New(addr, caPEM string, timeout time.Duration) (*Client, error) {
 	// what the device sends.
 	c.SetWrappingLookupFunc(func(string, string) string { return "" })
 	c.ClearToken()
-	return &Client{c: c}, nil
+	return &Client{c: c, hc: cfg.HttpClient}, nil
 }
 
 // CloseIdleConnections closes the connections kept open for the next
 // request.
-func (c *Client) CloseIdleConnections() { c.c.CloneConfig().HttpClient.CloseIdleConnections() }
+func (c *Client) CloseIdleConnections() { c.hc.CloseIdleConnections() }
 
 // withToken returns a client that sends token; the shared client never holds
 // one, so concurrent calls cannot mix credentials.
