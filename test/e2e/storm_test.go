@@ -1,15 +1,21 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/edge-enroll/enroll/test/fleetsim"
+	"github.com/edge-enroll/enroll/test/vaulttest"
 )
 
 // A boot storm: many devices at once against one server and the real Vault.
@@ -26,26 +32,38 @@ func TestStorm(t *testing.T) {
 		}
 	}
 	e := newEnv(t)
-	b := e.bundle
-	var progress *os.File
-	if testing.Verbose() {
-		progress = os.Stderr
+	var outcomes map[string]fleetsim.Outcome
+	if n > inProcessDevices {
+		outcomes = runFleet(t, e, n)
+	} else {
+		b := e.bundle
+		var progress *os.File
+		if testing.Verbose() {
+			progress = os.Stderr
+		}
+		res, err := fleetsim.Run(context.Background(), fleetsim.Options{
+			Bundle: &b, Devices: n, Prefix: "storm", Timeout: 50 * time.Minute, Progress: progressWriter(progress),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Log(res)
+		outcomes = res.Outcomes()
 	}
-	res, err := fleetsim.Run(context.Background(), fleetsim.Options{
-		Bundle: &b, Devices: n, Prefix: "storm", Timeout: 50 * time.Minute, Progress: progressWriter(progress),
-	})
-	if err != nil {
-		t.Fatal(err)
+	enrolled := 0
+	for _, o := range outcomes {
+		if o.Enrolled() {
+			enrolled++
+		}
 	}
-	t.Log(res)
-	if res.Enrolled != n {
-		t.Fatalf("%d of %d devices enrolled (%d pending, %d failed)", res.Enrolled, n, res.Pending, res.Failed)
+	if enrolled != n || len(outcomes) != n {
+		t.Fatalf("%d of %d devices enrolled (%d reported)", enrolled, n, len(outcomes))
 	}
 	seen := map[string]string{}
-	for id, st := range res.States {
+	for id, o := range outcomes {
 		accs := e.deviceSecretIDAccessors(id)
-		if len(accs) != 1 || accs[0] != st.SecretIDAccessor {
-			t.Fatalf("device %s: live secret IDs %v, want exactly its own %s", id, accs, st.SecretIDAccessor)
+		if len(accs) != 1 || accs[0] != o.SecretIDAccessor {
+			t.Fatalf("device %s: live secret IDs %v, want exactly its own %s", id, accs, o.SecretIDAccessor)
 		}
 		if other, dup := seen[accs[0]]; dup {
 			t.Fatalf("devices %s and %s share a secret ID", id, other)
@@ -78,6 +96,48 @@ func TestStorm(t *testing.T) {
 	}
 	t.Logf("server outcomes: %d wrapped; shed with 429: %d at admission, %d at enrollment; Vault 5xx or no answer: %d",
 		outcome("wrapped"), admission("rate_limited"), outcome("rate_limited"), vaultErrors(metrics))
+}
+
+// inProcessDevices is the largest simulated fleet run inside the test
+// process. A larger one runs in a process of its own, as devices are
+// machines of their own: one process holding both ends of every
+// connection of ten thousand devices would need more open files than a
+// machine may allow (20,000 here).
+const inProcessDevices = 1000
+
+// runFleet enrolls n simulated devices from a fleetsim process of their own
+// and returns where each ended.
+func runFleet(t *testing.T, e *env, n int) map[string]fleetsim.Outcome {
+	t.Helper()
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "fleetsim")
+	build := exec.Command("go", "build", "-o", bin, "./test/fleetsim/cmd/fleetsim")
+	build.Dir = vaulttest.RepoRoot()
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build fleetsim: %v\n%s", err, out)
+	}
+	raw, err := e.bundle.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundlePath, results := filepath.Join(dir, "bundle.json"), filepath.Join(dir, "results.json")
+	writeFile(t, bundlePath, raw)
+	cmd := exec.Command(bin, "-bundle", bundlePath, "-devices", strconv.Itoa(n), "-prefix", "storm",
+		"-timeout", "50m", "-results", results)
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	if testing.Verbose() {
+		cmd.Stderr = os.Stderr
+	} else {
+		cmd.Stderr = &out
+	}
+	runErr := cmd.Run()
+	t.Log(strings.TrimSpace(out.String()))
+	var outcomes map[string]fleetsim.Outcome
+	if err := json.Unmarshal([]byte(readFile(t, results)), &outcomes); err != nil {
+		t.Fatalf("fleetsim results: %v (fleetsim: %v)", err, runErr)
+	}
+	return outcomes
 }
 
 // logFailures logs the distinct causes of the server's failed requests, so

@@ -47,6 +47,27 @@ type Result struct {
 	States                             map[string]lifecycle.State
 }
 
+// Outcome is where one device ended: no credential, only what identifies
+// its secret ID in Vault.
+type Outcome struct {
+	Phase            lifecycle.Phase `json:"phase"`
+	Acknowledged     bool            `json:"acknowledged,omitempty"`
+	SecretIDAccessor string          `json:"secret_id_accessor,omitempty"`
+}
+
+// Enrolled reports whether the device ended logged in with a credential
+// the server acknowledged.
+func (o Outcome) Enrolled() bool { return o.Phase == lifecycle.PhaseAuthenticated && o.Acknowledged }
+
+// Outcomes returns each device's outcome.
+func (r Result) Outcomes() map[string]Outcome {
+	out := make(map[string]Outcome, len(r.States))
+	for id, st := range r.States {
+		out[id] = Outcome{Phase: st.Phase, Acknowledged: st.Acknowledged, SecretIDAccessor: st.SecretIDAccessor}
+	}
+	return out
+}
+
 // Percentile returns the p-th percentile (0-100) of enrollment latency.
 func (r Result) Percentile(p float64) time.Duration {
 	if len(r.Latencies) == 0 {

@@ -1,10 +1,14 @@
 // Command fleetsim enrolls a simulated fleet through a running enroll-server:
 //
-//	fleetsim -bundle bundle.json -devices 1000 [-ramp 30s] [-prefix sim]
+//	fleetsim -bundle bundle.json -devices 1000 [-ramp 30s] [-prefix sim] [-results out.json]
+//
+// With -results it writes, per device, where it ended and the accessor of
+// its secret ID (never a credential), for checking against Vault.
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -21,6 +25,7 @@ func main() {
 	ramp := flag.Duration("ramp", 0, "spread arrivals over this long (0: all at once)")
 	prefix := flag.String("prefix", "sim", "device ID prefix")
 	timeout := flag.Duration("timeout", 30*time.Minute, "give up after this long")
+	results := flag.String("results", "", "write each device's phase and secret ID accessor here (JSON)")
 	flag.Parse()
 	f, err := os.Open(*path)
 	if err != nil {
@@ -41,7 +46,22 @@ func main() {
 		os.Exit(1)
 	}
 	fmt.Println(res)
+	if *results != "" {
+		if err := writeResults(*results, res); err != nil {
+			fmt.Fprintln(os.Stderr, "fleetsim:", err)
+			os.Exit(1)
+		}
+	}
 	if res.Enrolled != res.Devices {
 		os.Exit(1)
 	}
+}
+
+// writeResults writes fleetsim.Outcomes of res to path, owner-only.
+func writeResults(path string, res fleetsim.Result) error {
+	data, err := json.Marshal(res.Outcomes())
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, data, 0o600)
 }
