@@ -115,7 +115,7 @@ func (v *fakeVault) RenewSelf(_ context.Context, token string, _ time.Duration) 
 // fakeServer answers enroll requests, with failures injected per call.
 type fakeServer struct {
 	enrolls, acks, reports, admits int
-	hangUps                        int // CloseIdleConnections calls
+	hangUps                        int     // CloseIdleConnections calls
 	enrollErr                      []error // consumed one per call while non-empty
 	admitErr                       []error // consumed one per call while non-empty
 }
