@@ -81,6 +81,7 @@ func BenchmarkEnrollment(b *testing.B) {
 		return
 	}
 	ms := func(d time.Duration) time.Duration { return d.Round(100 * time.Microsecond) }
+	fmt.Println() // after the benchmark's name, so that every figure starts a line
 	fmt.Printf("bench: enrollments through the server: %.1f/s (%d devices, %d at once)\n", through, b.N, benchWorkers)
 	fmt.Printf("bench: the same Vault calls made directly: %.1f/s\n", direct)
 	fmt.Printf("bench: ratio server/direct: %.2f (target >= 0.9)\n", ratio)
