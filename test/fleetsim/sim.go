@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"regexp"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -42,9 +43,14 @@ type Options struct {
 type Result struct {
 	Devices, Enrolled, Pending, Failed int
 	Retries                            int64
-	Latencies                          []time.Duration // per enrolled device, sorted
-	Elapsed                            time.Duration
-	States                             map[string]lifecycle.State
+	// RetryCauses counts retries by what went wrong (numbers masked).
+	RetryCauses map[string]int
+	// VaultFailures counts the devices' own Vault calls (logins, wrapping
+	// lookups, unwraps, renewals) that failed.
+	VaultFailures int64
+	Latencies     []time.Duration // per enrolled device, sorted
+	Elapsed       time.Duration
+	States        map[string]lifecycle.State
 }
 
 // Outcome is where one device ended: no credential, only what identifies
@@ -59,11 +65,21 @@ type Outcome struct {
 // the server acknowledged.
 func (o Outcome) Enrolled() bool { return o.Phase == lifecycle.PhaseAuthenticated && o.Acknowledged }
 
-// Outcomes returns each device's outcome.
-func (r Result) Outcomes() map[string]Outcome {
-	out := make(map[string]Outcome, len(r.States))
+// Report is what a run leaves for checking against the server and Vault:
+// how many times devices were told to retry, and each device's outcome.
+type Report struct {
+	Retries       int64              `json:"retries"`
+	RetryCauses   map[string]int     `json:"retry_causes"`
+	VaultFailures int64              `json:"vault_failures"`
+	Devices       map[string]Outcome `json:"devices"`
+}
+
+// Report returns the run's report.
+func (r Result) Report() Report {
+	out := Report{Retries: r.Retries, RetryCauses: r.RetryCauses, VaultFailures: r.VaultFailures,
+		Devices: make(map[string]Outcome, len(r.States))}
 	for id, st := range r.States {
-		out[id] = Outcome{Phase: st.Phase, Acknowledged: st.Acknowledged, SecretIDAccessor: st.SecretIDAccessor}
+		out.Devices[id] = Outcome{Phase: st.Phase, Acknowledged: st.Acknowledged, SecretIDAccessor: st.SecretIDAccessor}
 	}
 	return out
 }
@@ -133,11 +149,12 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	defer cancel()
 
 	var enrolled, failed atomic.Int64
-	var retries atomic.Int64
+	retries := &retryLog{causes: map[string]int{}}
+	var vaultFailures atomic.Int64
 	res := Result{Devices: o.Devices, States: make(map[string]lifecycle.State, o.Devices)}
 	var mu sync.Mutex
 	start := time.Now()
-	stopProgress := progress(ctx, o, start, &enrolled, &failed, &retries)
+	stopProgress := progress(ctx, o, start, &enrolled, &failed, &retries.n)
 	defer stopProgress()
 
 	var slots chan struct{}
@@ -161,7 +178,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 				slots <- struct{}{}
 				defer func() { <-slots }()
 			}
-			st, latency, err := enrollOne(ctx, o.Bundle, pool, id, &retries)
+			st, latency, err := enrollOne(ctx, o.Bundle, pool, id, retries, &vaultFailures)
 			mu.Lock()
 			defer mu.Unlock()
 			res.States[id] = st
@@ -179,16 +196,73 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	wg.Wait()
 	res.Elapsed = time.Since(start)
 	res.Enrolled, res.Failed = int(enrolled.Load()), int(failed.Load())
-	res.Retries = retries.Load()
+	res.Retries, res.VaultFailures = retries.n.Load(), vaultFailures.Load()
+	retries.mu.Lock()
+	res.RetryCauses = retries.causes
+	retries.mu.Unlock()
 	slices.Sort(res.Latencies)
 	return res, nil
 }
 
-func enrollOne(ctx context.Context, b *bundle.Bundle, pool *x509.CertPool, id string, retries *atomic.Int64) (lifecycle.State, time.Duration, error) {
-	vc, err := vault.New(b.VaultAddr, b.VaultCAPEM, 30*time.Second)
+// retryLog counts the retries devices were told to make, and why.
+type retryLog struct {
+	n      atomic.Int64
+	mu     sync.Mutex
+	causes map[string]int
+}
+
+var digits = regexp.MustCompile(`[0-9]+`)
+
+func (l *retryLog) add(phase lifecycle.Phase, lastError string) {
+	l.n.Add(1)
+	cause := string(phase) + ": " + digits.ReplaceAllString(lastError, "#")
+	if len(cause) > 160 {
+		cause = cause[:160]
+	}
+	l.mu.Lock()
+	l.causes[cause]++
+	l.mu.Unlock()
+}
+
+// countedVault is a device's Vault client that counts its failed calls.
+type countedVault struct {
+	*vault.Client
+	failures *atomic.Int64
+}
+
+func (v countedVault) count(err error) error {
+	if err != nil {
+		v.failures.Add(1)
+	}
+	return err
+}
+
+func (v countedVault) Login(ctx context.Context, mount, roleID, secretID string) (vault.Auth, error) {
+	a, err := v.Client.Login(ctx, mount, roleID, secretID)
+	return a, v.count(err)
+}
+
+func (v countedVault) LookupWrapping(ctx context.Context, token string) (vault.WrapInfo, error) {
+	w, err := v.Client.LookupWrapping(ctx, token)
+	return w, v.count(err)
+}
+
+func (v countedVault) UnwrapSecretID(ctx context.Context, token string) (vault.SecretID, error) {
+	s, err := v.Client.UnwrapSecretID(ctx, token)
+	return s, v.count(err)
+}
+
+func (v countedVault) RenewSelf(ctx context.Context, token string, increment time.Duration) (vault.Auth, error) {
+	a, err := v.Client.RenewSelf(ctx, token, increment)
+	return a, v.count(err)
+}
+
+func enrollOne(ctx context.Context, b *bundle.Bundle, pool *x509.CertPool, id string, retries *retryLog, vaultFailures *atomic.Int64) (lifecycle.State, time.Duration, error) {
+	client, err := vault.New(b.VaultAddr, b.VaultCAPEM, 30*time.Second)
 	if err != nil {
 		return lifecycle.State{}, 0, err
 	}
+	vc := countedVault{Client: client, failures: vaultFailures}
 	// A device that is done hangs up, as a real one would be on a machine
 	// of its own: no simulated device leaves connections open here.
 	defer vc.CloseIdleConnections()
@@ -201,7 +275,7 @@ func enrollOne(ctx context.Context, b *bundle.Bundle, pool *x509.CertPool, id st
 		Log:    slog.New(slog.DiscardHandler),
 		Status: lifecycle.StatusFunc(func(s lifecycle.Status) error {
 			if !s.NextRetry.IsZero() {
-				retries.Add(1)
+				retries.add(s.Phase, s.LastError)
 			}
 			return nil
 		}),

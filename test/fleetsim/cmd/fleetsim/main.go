@@ -2,8 +2,9 @@
 //
 //	fleetsim -bundle bundle.json -devices 1000 [-ramp 30s] [-prefix sim] [-results out.json]
 //
-// With -results it writes, per device, where it ended and the accessor of
-// its secret ID (never a credential), for checking against Vault.
+// With -results it writes how many retries devices were told to make and,
+// per device, where it ended and the accessor of its secret ID (never a
+// credential), for checking against the server and Vault.
 package main
 
 import (
@@ -57,9 +58,9 @@ func main() {
 	}
 }
 
-// writeResults writes fleetsim.Outcomes of res to path, owner-only.
+// writeResults writes the run's report to path, owner-only.
 func writeResults(path string, res fleetsim.Result) error {
-	data, err := json.Marshal(res.Outcomes())
+	data, err := json.Marshal(res.Report())
 	if err != nil {
 		return err
 	}
