@@ -141,14 +141,17 @@ const maxRetryAfter = 5 * time.Minute
 
 // retryAfter gives a shed device a time of its own to come back, in
 // seconds: the times handed out follow one another at the pace devices
-// have been getting through lately, so that a crowd returns spread out at
-// the rate there will be room for it — not all at once, to be shed again,
-// and not long after the gate went idle. With nothing through lately (the
-// first moments of a storm) it guesses high, at the rate limit: a device
-// sent back too early is only shed again. Callers hold g.mu.
+// can get through, so that a crowd returns spread out at the rate there
+// will be room for it — not all at once, to be shed again, and not long
+// after the gate went idle. The pace is the one measured over the last
+// paceWindow seconds once that whole window has seen devices through
+// (Vault slower than the rate limit shows there); until then it is the
+// rate limit. Erring high costs little: a device back too early is only
+// shed again, cheaply, while one sent away too long leaves room unused.
+// Callers hold g.mu.
 func (g *gate) retryAfter(now time.Time) int {
-	pace := g.finished.rate(now)
-	if pace == 0 {
+	pace, settled := g.finished.rate(now)
+	if !settled {
 		pace = g.limits.Rate
 		if pace == 0 {
 			pace = float64(max(g.limits.MaxConcurrent, 1))
@@ -157,6 +160,7 @@ func (g *gate) retryAfter(now time.Time) int {
 	if g.limits.Rate > 0 {
 		pace = min(pace, g.limits.Rate)
 	}
+	pace = max(pace, minPace)
 	if g.next.Before(now) {
 		g.next = now
 	}
@@ -165,6 +169,9 @@ func (g *gate) retryAfter(now time.Time) int {
 	}
 	return max(1, int(math.Ceil(g.next.Sub(now).Seconds())))
 }
+
+// minPace is the slowest schedule: one device a second.
+const minPace = 1.0
 
 // paceWindow is how many seconds back the gate measures its pace.
 const paceWindow = 10
@@ -184,22 +191,19 @@ func (p *paceMeter) add(now time.Time) {
 	p.count[i]++
 }
 
-// rate is events per second over the seconds of the window that saw any,
-// the current one included: a pace measured over the last few seconds
-// when the gate has only just started letting devices through.
-func (p *paceMeter) rate(now time.Time) float64 {
+// rate is events per second over the window, and whether the window is
+// settled: events in its oldest second, so that it measures a steady pace
+// rather than the first seconds of one.
+func (p *paceMeter) rate(now time.Time) (float64, bool) {
 	s := now.Unix()
-	total, first := 0, s
+	total, settled := 0, false
 	for i := range paceWindow {
 		if age := s - p.sec[i]; age >= 0 && age < paceWindow && p.count[i] > 0 {
 			total += p.count[i]
-			first = min(first, p.sec[i])
+			settled = settled || age == paceWindow-1
 		}
 	}
-	if total == 0 {
-		return 0
-	}
-	return float64(total) / float64(s-first+1)
+	return float64(total) / paceWindow, settled
 }
 
 func closed() error {

@@ -138,10 +138,11 @@ func TestShedCrowdIsScheduled(t *testing.T) {
 	if err := g.admit(now, "first", now.Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	// Ten devices a second got through over the last two seconds.
-	for range 10 {
-		g.finished.add(now.Add(-time.Second))
-		g.finished.add(now)
+	// Ten devices a second got through over the last ten seconds.
+	for sec := range paceWindow {
+		for range 10 {
+			g.finished.add(now.Add(-time.Duration(sec) * time.Second))
+		}
 	}
 	perSecond := map[int]int{}
 	for i := range 100 {
@@ -177,13 +178,16 @@ func TestShedCrowdIsScheduled(t *testing.T) {
 	}
 }
 
-// With nothing through lately, the pace is the rate limit: a guess on the
-// high side.
+// Until devices have been getting through for a whole window, the pace is
+// the rate limit: a guess on the high side, not the first seconds' trickle.
 func TestShedPaceWithoutHistory(t *testing.T) {
 	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	g := newGate(Limits{MaxConcurrent: 1, Rate: 50, Burst: 1})
 	if err := g.admit(now, "first", now.Add(time.Minute)); err != nil {
 		t.Fatal(err)
+	}
+	for sec := range 3 { // a trickle, just begun
+		g.finished.add(now.Add(-time.Duration(sec) * time.Second))
 	}
 	var last int
 	for i := range 200 {
@@ -199,17 +203,23 @@ func TestShedPaceWithoutHistory(t *testing.T) {
 func TestPaceMeter(t *testing.T) {
 	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	var p paceMeter
-	if r := p.rate(now); r != 0 {
-		t.Fatalf("empty meter: %v", r)
+	if r, settled := p.rate(now); r != 0 || settled {
+		t.Fatalf("empty meter: %v, settled %v", r, settled)
 	}
-	for i := range 30 {
-		p.add(now.Add(time.Duration(i) * time.Second / 3)) // 3 a second for 10 s
+	for i := range 9 {
+		p.add(now.Add(time.Duration(i) * time.Second / 3)) // 3 a second for 3 s
 	}
-	end := now.Add(10 * time.Second)
-	if r := p.rate(end); r < 2.5 || r > 3.5 {
-		t.Fatalf("3 a second measured as %v", r)
+	if _, settled := p.rate(now.Add(3 * time.Second)); settled {
+		t.Fatal("settled after 3 s of a 10 s window")
 	}
-	if r := p.rate(end.Add(paceWindow * time.Second)); r != 0 {
+	for i := 9; i < 30; i++ {
+		p.add(now.Add(time.Duration(i) * time.Second / 3)) // and on, for 10 s
+	}
+	end := now.Add(9 * time.Second)
+	if r, settled := p.rate(end); r < 2.5 || r > 3.5 || !settled {
+		t.Fatalf("3 a second for 10 s measured as %v, settled %v", r, settled)
+	}
+	if r, _ := p.rate(end.Add(paceWindow * time.Second)); r != 0 {
 		t.Fatalf("a window later the meter still says %v", r)
 	}
 }
