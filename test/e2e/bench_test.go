@@ -88,16 +88,8 @@ func BenchmarkEnrollment(b *testing.B) {
 	fmt.Printf("bench: CPU per enrollment through the server: Vault %.1f ms, server and devices %.1f ms; directly: Vault %.1f ms, minimal client %.1f ms\n",
 		perEnroll(v1-v0), perEnroll(s1-s0), perEnroll(v3-v2), perEnroll(s3-s2))
 	fmt.Printf("bench: enrollment latency, one at a time: p50 %v, p99 %v (target p99 <= 50ms); Vault calls alone: p50 %v, p99 %v\n",
-		ms(alone.Percentile(50)), ms(alone.Percentile(99)), ms(percentile(directAlone, 50)), ms(percentile(directAlone, 99)))
+		ms(alone.Percentile(50)), ms(alone.Percentile(99)), ms(fleetsim.Percentile(directAlone, 50)), ms(fleetsim.Percentile(directAlone, 99)))
 	fmt.Printf("bench: enrollment latency, %d at once: p50 %v, p99 %v\n", benchWorkers, ms(res.Percentile(50)), ms(res.Percentile(99)))
-}
-
-// percentile is the p-th percentile of sorted durations.
-func percentile(sorted []time.Duration, p float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	return sorted[min(len(sorted)-1, int(float64(len(sorted))*p/100))]
 }
 
 // directSequence makes, for n devices with benchWorkers at once, the Vault

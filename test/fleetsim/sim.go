@@ -85,12 +85,14 @@ func (r Result) Report() Report {
 }
 
 // Percentile returns the p-th percentile (0-100) of enrollment latency.
-func (r Result) Percentile(p float64) time.Duration {
-	if len(r.Latencies) == 0 {
+func (r Result) Percentile(p float64) time.Duration { return Percentile(r.Latencies, p) }
+
+// Percentile returns the p-th percentile (0-100) of sorted durations.
+func Percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
 		return 0
 	}
-	i := int(float64(len(r.Latencies)-1) * p / 100)
-	return r.Latencies[i]
+	return sorted[int(float64(len(sorted)-1)*p/100)]
 }
 
 // PerSecond is enrollments per second over the run.
