@@ -25,6 +25,16 @@ type Device struct {
 	EnrolledAt       time.Time `json:"enrolled_at,omitzero"`
 	UpdatedAt        time.Time `json:"updated_at,omitzero"`
 	Reason           string    `json:"reason,omitempty"`
+	// DeviceKey is the fingerprint of the device's registered key.
+	DeviceKey       string    `json:"device_key,omitempty"`
+	KeyRegisteredAt time.Time `json:"key_registered_at,omitzero"`
+	// EKHash is the TPM endorsement key the device is bound to.
+	EKHash string `json:"ek_hash,omitempty"`
+	// Sequence is the device's join-state sequence.
+	Sequence uint64 `json:"sequence"`
+	// HeldEnrollment is a request for this ID, proving only the fleet's
+	// bootstrap credential, that waits for an administrator.
+	HeldEnrollment string `json:"held_enrollment,omitempty"`
 }
 
 // DeviceList is one page of devices; Next is the cursor of the next page.
@@ -53,6 +63,11 @@ type Generation struct {
 	Attempts      int       `json:"attempts"` // times its credential was presented
 	LastAttempt   time.Time `json:"last_attempt,omitzero"`
 	LiveSecretIDs int       `json:"live_secret_ids"` // its secret IDs still in Vault
+	// Dependents are devices that would be lost if this generation ended:
+	// enrolled with it but holding no registered device key yet (they
+	// register one at their next refresh), or not yet acknowledged.
+	Dependents   int      `json:"dependents"`
+	DependentIDs []string `json:"dependent_ids,omitempty"` // the first maxListed
 }
 
 // Generations lists a fleet's generations.
@@ -75,6 +90,12 @@ type GenerationEnded struct {
 	Generation         int    `json:"generation"`
 	State              string `json:"state"`
 	DestroyedSecretIDs int    `json:"destroyed_secret_ids"`
+	// Dependents is how many devices still depended on the generation
+	// (only with force).
+	Dependents int `json:"dependents,omitempty"`
+	// GraceSeconds bounds how long a replica may still accept the
+	// generation's enrollment tokens (its cached view of the generations).
+	GraceSeconds int `json:"grace_seconds"`
 }
 
 // BatchItem is one device's pre-provisioned credential.

@@ -34,6 +34,10 @@ const (
 	CodeAttestationFailed     Code = "attestation_failed"
 	CodeChallengeInvalid      Code = "challenge_invalid"
 	CodeHardwareMismatch      Code = "hardware_mismatch"
+	CodeClonedState           Code = "cloned_state"
+	CodeUnknownDevice         Code = "unknown_device"
+	CodeGenerationCurrent     Code = "generation_current"
+	CodeGenerationInUse       Code = "generation_in_use"
 	CodeInternal              Code = "internal"
 )
 
@@ -61,6 +65,10 @@ var codeStatus = map[Code]int{
 	CodeAttestationFailed:     http.StatusForbidden,
 	CodeChallengeInvalid:      http.StatusConflict,
 	CodeHardwareMismatch:      http.StatusForbidden,
+	CodeClonedState:           http.StatusConflict,
+	CodeUnknownDevice:         http.StatusNotFound,
+	CodeGenerationCurrent:     http.StatusConflict,
+	CodeGenerationInUse:       http.StatusConflict,
 	CodeInternal:              http.StatusInternalServerError,
 }
 

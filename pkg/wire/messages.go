@@ -44,6 +44,10 @@ type EnrollRequest struct {
 	// Ticket is an admission ticket from PathAdmit: the server let this
 	// device in before it touched Vault, so it is not counted twice.
 	Ticket string `json:"ticket,omitempty"`
+	// DeviceKey is the public half of the device key the client made for
+	// this identity (see package identity); the server registers it when
+	// the enrollment is acknowledged.
+	DeviceKey string `json:"device_key,omitempty"`
 }
 
 // AdmitRequest asks the server for an admission ticket before the device
@@ -83,6 +87,12 @@ type EnrollResponse struct {
 	WrapExpiresAt    time.Time `json:"wrap_expires_at,omitzero"`
 	// RetryAfterSeconds is set with StatusPending.
 	RetryAfterSeconds int `json:"retry_after_seconds,omitempty"`
+	// Sequence is the join-state sequence the device holds once it has
+	// acknowledged this credential; every refresh and rejoin advances it.
+	Sequence uint64 `json:"sequence,omitempty"`
+	// IdempotencyKey is set on pre-provisioned credentials only: the
+	// device proves with it that a report about this enrollment is its own.
+	IdempotencyKey string `json:"idempotency_key,omitempty"`
 }
 
 // AckRequest proves that the device logged in with its new secret ID: Token
@@ -110,15 +120,18 @@ const (
 )
 
 // ReportRequest tells the server that something was wrong with a wrapped
-// credential. It carries a fresh enrollment token so that only a holder of
-// the fleet's bootstrap credential can raise it.
+// credential. It carries the idempotency key of the enrollment it names,
+// which only the device that asked for it (or, for a pre-provisioned
+// credential, received it) holds: nobody else can quarantine a device by
+// reporting on its behalf, and the device needs no bootstrap credential to
+// report.
 type ReportRequest struct {
-	Fleet           string `json:"fleet"`
-	DeviceID        string `json:"device_id"`
-	EnrollmentID    string `json:"enrollment_id"`
-	EnrollmentToken string `json:"enrollment_token"`
-	Problem         string `json:"problem"`
-	Detail          string `json:"detail,omitempty"`
+	Fleet          string `json:"fleet"`
+	DeviceID       string `json:"device_id"`
+	EnrollmentID   string `json:"enrollment_id"`
+	IdempotencyKey string `json:"idempotency_key"`
+	Problem        string `json:"problem"`
+	Detail         string `json:"detail,omitempty"`
 }
 
 // ReportResponse acknowledges a report.
