@@ -13,6 +13,7 @@ import (
 
 	"github.com/edge-enroll/enroll/enroll-server/inventory"
 	"github.com/edge-enroll/enroll/enroll-server/vault"
+	"github.com/edge-enroll/enroll/pkg/identity"
 	"github.com/edge-enroll/enroll/pkg/wire"
 )
 
@@ -108,5 +109,7 @@ func deviceOut(d inventory.Device) wire.Device {
 		Fleet: d.Fleet, ID: d.ID, State: d.State, Admission: d.Admission, Generation: d.Generation,
 		Enrollments: d.Enrollments, SecretIDAccessor: d.SecretIDAccessor, EntityID: d.EntityID,
 		Facts: d.Facts, EnrolledAt: d.EnrolledAt, UpdatedAt: d.UpdatedAt, Reason: d.Reason,
+		DeviceKey: identity.Fingerprint(d.DeviceKey), KeyRegisteredAt: d.KeyRegisteredAt, EKHash: d.EKHash,
+		Sequence: d.Sequence, HeldEnrollment: d.HeldEnrollment,
 	}
 }

@@ -3,9 +3,13 @@ package admin
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/edge-enroll/enroll/enroll-server/audit"
+	"github.com/edge-enroll/enroll/enroll-server/enrollment"
+	"github.com/edge-enroll/enroll/enroll-server/inventory"
 	"github.com/edge-enroll/enroll/enroll-server/vault"
 	"github.com/edge-enroll/enroll/pkg/wire"
 )
@@ -47,10 +51,32 @@ func (s *Service) Generations(ctx context.Context, token, fleet string) (wire.Ge
 				gen.Devices++
 			}
 		}
+		gen.DependentIDs, gen.Dependents = dependents(devs, x.N)
 		out.Generations = append(out.Generations, gen)
 	}
 	sort.Slice(out.Generations, func(i, j int) bool { return out.Generations[i].N < out.Generations[j].N })
 	return out, nil
+}
+
+// maxListed bounds how many dependent device IDs a listing or refusal names.
+const maxListed = 20
+
+// dependents lists the devices a generation's end would strand: enrolled
+// with it, not revoked, and without a registered device key (so their only
+// way back after losing their credential is the bootstrap credential).
+func dependents(devs []inventory.Device, n int) ([]string, int) {
+	var ids []string
+	count := 0
+	for _, d := range devs {
+		if d.Generation != n || d.DeviceKey != "" || d.State == inventory.DeviceRevoked || d.Enrollments == 0 {
+			continue
+		}
+		count++
+		if len(ids) < maxListed {
+			ids = append(ids, d.ID)
+		}
+	}
+	return ids, count
 }
 
 // Rotate starts a new generation; earlier ones stay valid until retired.
@@ -73,7 +99,11 @@ func (s *Service) Rotate(ctx context.Context, token, fleet string) (wire.Rotated
 
 // EndGeneration retires (after its grace period) or revokes (in an
 // emergency) a generation: its enrollment secret IDs are destroyed.
-func (s *Service) EndGeneration(ctx context.Context, token, fleet string, n int, state string) (wire.GenerationEnded, error) {
+//
+// A retire is refused while devices still depend on the generation (see
+// dependents), naming them, unless force is set; a revoke is an emergency
+// and never waits.
+func (s *Service) EndGeneration(ctx context.Context, token, fleet string, n int, state string, force bool) (wire.GenerationEnded, error) {
 	actor, err := s.authorize(ctx, token, AreaFleets, canUpdate)
 	if err != nil {
 		return wire.GenerationEnded{}, err
@@ -81,18 +111,37 @@ func (s *Service) EndGeneration(ctx context.Context, token, fleet string, n int,
 	if err := s.fleet(fleet); err != nil {
 		return wire.GenerationEnded{}, err
 	}
+	devs, err := s.store.Devices(ctx, fleet)
+	if err != nil {
+		return wire.GenerationEnded{}, err
+	}
+	ids, count := dependents(devs, n)
+	if count > 0 && state == vault.GenerationRetired && !force {
+		more := ""
+		if count > len(ids) {
+			more = fmt.Sprintf(" and %d more", count-len(ids))
+		}
+		return wire.GenerationEnded{}, wire.Errorf(wire.CodeGenerationInUse,
+			"%d devices still depend on generation %d (no device key registered yet): %s%s; let them refresh first, or retire with -force",
+			count, n, strings.Join(ids, ", "), more)
+	}
 	destroyed, err := s.vault.EndGeneration(ctx, fleet, n, state)
 	switch {
 	case errors.Is(err, vault.ErrCurrentGeneration):
-		return wire.GenerationEnded{}, wire.Errorf(wire.CodeIdempotencyConflict, "%v", err)
+		return wire.GenerationEnded{}, wire.Errorf(wire.CodeGenerationCurrent, "generation %d is the current one, which new images carry: rotate first", n)
 	case notFound(err):
 		return wire.GenerationEnded{}, wire.Errorf(wire.CodeNotFound, "fleet %s has no generation %d", fleet, n)
 	case err != nil:
 		return wire.GenerationEnded{}, err
 	}
 	s.core.ForgetGenerations(fleet)
-	s.audit(ctx, actor, "admin:"+state, fleet, "generation "+itoa(n)+", destroyed "+itoa(destroyed)+" secret IDs")
-	return wire.GenerationEnded{Generation: n, State: state, DestroyedSecretIDs: destroyed}, nil
+	detail := "generation " + itoa(n) + ", destroyed " + itoa(destroyed) + " secret IDs"
+	if count > 0 {
+		detail += ", " + itoa(count) + " dependent devices (forced)"
+	}
+	s.audit(ctx, actor, "admin:"+state, fleet, detail)
+	return wire.GenerationEnded{Generation: n, State: state, DestroyedSecretIDs: destroyed, Dependents: count,
+		GraceSeconds: int(enrollment.GenerationCacheTTL.Seconds())}, nil
 }
 
 // Batch pre-provisions wrapped secret IDs for an orchestrator.

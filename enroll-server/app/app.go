@@ -89,7 +89,7 @@ func New(cfg config.File, opts Options, log *slog.Logger) (*App, error) {
 		fleets = append(fleets, enrollment.Fleet{Name: f.Name, WrapTTL: f.WrapTTL, TPM: tpm,
 			TokenTTL: f.DeviceTokenTTL, TokenMaxTTL: f.DeviceTokenMaxTTL, SecretIDTTL: f.DeviceSecretIDTTL,
 			RecoveryBudget: *f.RecoveryBudget, RecoveryWindow: f.RecoveryWindow,
-			Admission: f.Admission, AckTimeout: f.AckTimeout,
+			Admission: f.Admission, AckTimeout: f.AckTimeout, KeyMaxAge: f.DeviceKeyMaxAge,
 			Limits: enrollment.Limits{Rate: f.RateLimit, Burst: f.RateBurst, MaxConcurrent: f.MaxConcurrent, Closed: f.Enrollment == "closed"}})
 	}
 	coreLog := log.With("component", "enrollment")

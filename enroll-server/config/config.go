@@ -83,6 +83,10 @@ type Fleet struct {
 	// AckTimeout is how long after minting a credential the server waits
 	// for the device's acknowledgement before treating it as intercepted.
 	AckTimeout time.Duration `yaml:"ack_timeout"`
+	// DeviceKeyMaxAge is how old a device key may grow before the device
+	// makes a new one at its next refresh, signed by the old; 0 keeps keys
+	// for the device's life.
+	DeviceKeyMaxAge time.Duration `yaml:"device_key_max_age"`
 	// Admission control in front of Vault, per fleet: admissions per
 	// second (and burst), and devices enrolling at once, from admission to
 	// acknowledgement; over either the server answers 429 with Retry-After.
@@ -310,6 +314,9 @@ func (f File) Validate() error {
 		}
 		if fl.DeviceSecretIDTTL < 0 {
 			bad(key+".device_secret_id_ttl", "must not be negative")
+		}
+		if fl.DeviceKeyMaxAge < 0 {
+			bad(key+".device_key_max_age", "must not be negative")
 		}
 		for _, err := range fl.TPM.validate() {
 			bad(key+".tpm."+err.key, "%s", err.msg)

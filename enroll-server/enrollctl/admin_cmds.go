@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -79,13 +80,13 @@ func generations(ctx context.Context, args []string, env Env) error {
 	if *asJSON {
 		return printJSON(env, g)
 	}
-	fmt.Fprintf(env.Stdout, "%-4s %-8s %-8s %-8s %-9s %-8s %s\n", "GEN", "STATE", "CURRENT", "DEVICES", "ATTEMPTS", "LIVE IDS", "LAST ATTEMPT")
+	fmt.Fprintf(env.Stdout, "%-4s %-8s %-8s %-8s %-10s %-9s %-8s %s\n", "GEN", "STATE", "CURRENT", "DEVICES", "DEPENDENTS", "ATTEMPTS", "LIVE IDS", "LAST ATTEMPT")
 	for _, x := range g.Generations {
 		last := "-"
 		if !x.LastAttempt.IsZero() {
 			last = x.LastAttempt.Format("2006-01-02T15:04:05Z")
 		}
-		fmt.Fprintf(env.Stdout, "%-4d %-8s %-8v %-8d %-9d %-8d %s\n", x.N, x.State, x.Current, x.Devices, x.Attempts, x.LiveSecretIDs, last)
+		fmt.Fprintf(env.Stdout, "%-4d %-8s %-8v %-8d %-10d %-9d %-8d %s\n", x.N, x.State, x.Current, x.Devices, x.Dependents, x.Attempts, x.LiveSecretIDs, last)
 	}
 	return nil
 }
@@ -135,6 +136,7 @@ func endGeneration(end string) func(context.Context, []string, Env) error {
 		fs := flag.NewFlagSet(end, flag.ContinueOnError)
 		fleet := fs.String("fleet", "", "fleet (required)")
 		n := fs.Int("generation", 0, "generation to end (required)")
+		force := fs.Bool("force", false, "retire even while devices still depend on the generation")
 		sf := addServerFlags(fs)
 		if err := parse(fs, args, env); err != nil {
 			return err
@@ -144,10 +146,18 @@ func endGeneration(end string) func(context.Context, []string, Env) error {
 		}
 		var r wire.GenerationEnded
 		path := wire.PathAdmin + "/fleets/" + *fleet + "/generations/" + strconv.Itoa(*n) + "/" + end
-		if err := sf.call(ctx, env, http.MethodPost, path, nil, nil, &r); err != nil {
+		var q url.Values
+		if *force {
+			q = url.Values{"force": {"true"}}
+		}
+		if err := sf.call(ctx, env, http.MethodPost, path, q, nil, &r); err != nil {
 			return err
 		}
 		fmt.Fprintf(env.Stdout, "fleet %s: generation %d %s, %d enrollment secret IDs destroyed\n", *fleet, r.Generation, r.State, r.DestroyedSecretIDs)
+		fmt.Fprintf(env.Stdout, "grace: every server replica refuses its enrollment tokens within %ds; enrolled devices with a device key are unaffected\n", r.GraceSeconds)
+		if r.Dependents > 0 {
+			fmt.Fprintf(env.Stdout, "warning: %d devices without a device key depended on it and can no longer re-enroll on their own\n", r.Dependents)
+		}
 		return nil
 	}
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/edge-enroll/enroll/enroll-server/inventory"
 	"github.com/edge-enroll/enroll/enroll-server/vault"
+	"github.com/edge-enroll/enroll/pkg/identity"
 	"github.com/edge-enroll/enroll/pkg/wire"
 )
 
@@ -98,24 +99,46 @@ func (s *Service) Acknowledge(ctx context.Context, req wire.AckRequest) (_ wire.
 	if acc.err != nil {
 		return wire.AckResponse{}, vaultError("look up the secret ID accessor", acc.err)
 	}
+	if e.State == inventory.EnrollmentAcknowledged {
+		return wire.AckResponse{Status: wire.StatusEnrolled}, nil // a retried acknowledgement
+	}
+	if d.EnrollmentID != e.ID {
+		return wire.AckResponse{}, fail(wire.CodeRejected, "enrollment %s was superseded by a newer one of this device", e.ID)
+	}
+	if e.Sequence != 0 && d.Sequence != e.Sequence-1 {
+		return wire.AckResponse{}, s.cloned(ctx, &e, &d, fmt.Sprintf("acknowledgement of join-state sequence %d while the server holds %d", e.Sequence, d.Sequence))
+	}
+	// From here on exactly one secret ID of the device is live: the one
+	// just proven. The old ones go first, so that a failure below leaves
+	// a retry to finish the job rather than two live credentials.
+	destroyed, err := s.vault.DestroyDeviceSecretIDsExcept(ctx, req.Fleet, req.DeviceID, req.SecretIDAccessor)
+	if err != nil {
+		return wire.AckResponse{}, vaultError("destroy the device's older secret IDs", err)
+	}
 	now := s.now().UTC()
-	first := e.State != inventory.EnrollmentAcknowledged
 	e.State, e.UpdatedAt = inventory.EnrollmentAcknowledged, now
 	e.WrappingToken = "" // spent; never keep it longer than needed
 	e.SecretIDAccessor, e.TokenAccessor = req.SecretIDAccessor, ti.Accessor
-	if d.EnrollmentID == e.ID {
-		d.State, d.UpdatedAt = inventory.DeviceEnrolled, now
-		d.SecretIDAccessor, d.TokenAccessor, d.EntityID = req.SecretIDAccessor, ti.Accessor, ti.EntityID
-		if first {
-			d.EnrolledAt = now
-		}
+	d.State, d.UpdatedAt = inventory.DeviceEnrolled, now
+	d.SecretIDAccessor, d.TokenAccessor, d.EntityID = req.SecretIDAccessor, ti.Accessor, ti.EntityID
+	if e.Kind == inventory.KindBootstrap || e.Kind == inventory.KindAttested {
+		d.EnrolledAt = now
+	}
+	if e.Sequence != 0 {
+		d.Sequence = e.Sequence
+	}
+	keyNote := ""
+	if e.NewKey != "" && e.NewKey != d.DeviceKey {
+		d.DeviceKey, d.KeyRegisteredAt = e.NewKey, now
+		keyNote = ", device key " + identity.Fingerprint(e.NewKey)
 	}
 	rec := s.auditRec(deviceActor(req.Fleet, req.DeviceID), "enroll:acknowledged", req.Fleet, req.DeviceID,
-		fmt.Sprintf("enrollment %s, secret ID accessor %s, token accessor %s", e.ID, req.SecretIDAccessor, ti.Accessor))
+		fmt.Sprintf("enrollment %s (%s), sequence %d, secret ID accessor %s, token accessor %s, %d older secret IDs destroyed%s",
+			e.ID, kindName(e.Kind), d.Sequence, req.SecretIDAccessor, ti.Accessor, destroyed, keyNote))
 	if err := s.store.Record(ctx, e, d, rec); err != nil {
 		return wire.AckResponse{}, fmt.Errorf("record acknowledgement: %w", err)
 	}
-	s.log.Info("device enrolled", "fleet", req.Fleet, "device_id", req.DeviceID, "enrollment_id", e.ID,
-		"secret_id_accessor", req.SecretIDAccessor, "token_accessor", ti.Accessor, "entity_id", ti.EntityID)
+	s.log.Info("device enrolled", "fleet", req.Fleet, "device_id", req.DeviceID, "enrollment_id", e.ID, "path", kindName(e.Kind),
+		"sequence", d.Sequence, "secret_id_accessor", req.SecretIDAccessor, "token_accessor", ti.Accessor, "entity_id", ti.EntityID)
 	return wire.AckResponse{Status: wire.StatusEnrolled}, nil
 }

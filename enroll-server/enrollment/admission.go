@@ -95,6 +95,13 @@ func (g *gate) enter(now time.Time, admitted bool) (func(), error) {
 	if g.limits.Closed {
 		return nil, closed()
 	}
+	return g.pass(now, admitted)
+}
+
+// pass applies the rate and concurrency limits but not the enrollment
+// window: an enrolled device refreshing or rejoining is not enrolling, and
+// a closed window never cuts off devices that already belong to the fleet.
+func (g *gate) pass(now time.Time, admitted bool) (func(), error) {
 	if admitted {
 		return func() {}, nil
 	}

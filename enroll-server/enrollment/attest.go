@@ -101,10 +101,9 @@ func attestationError(err error) error {
 
 // verifyAttestation takes the challenge the evidence answers (so that it
 // can never be answered twice) and verifies the evidence against it.
-func (s *Service) verifyAttestation(ctx context.Context, log *slog.Logger, fleet Fleet, req wire.EnrollRequest) (*inventory.Challenge, error) {
-	ev := *req.Attestation
+func (s *Service) verifyAttestation(ctx context.Context, log *slog.Logger, fleet Fleet, fleetName, deviceID string, ev wire.Evidence) (*inventory.Challenge, error) {
 	c, err := s.store.TakeChallenge(ctx, ev.ChallengeID)
-	if errors.Is(err, inventory.ErrNotFound) {
+	if errors.Is(err, inventory.ErrNotFound) || (err == nil && c.Identity) {
 		return nil, fail(wire.CodeChallengeInvalid, "unknown or already answered challenge; ask for a new one")
 	}
 	if err != nil {
@@ -113,7 +112,7 @@ func (s *Service) verifyAttestation(ctx context.Context, log *slog.Logger, fleet
 	if s.now().After(c.ExpiresAt) {
 		return nil, fail(wire.CodeChallengeInvalid, "the challenge expired; ask for a new one")
 	}
-	if c.Fleet != req.Fleet || c.DeviceID != req.DeviceID {
+	if c.Fleet != fleetName || c.DeviceID != deviceID {
 		log.Warn("attestation refused: challenge issued to another device", "security", true, "challenge_device", c.DeviceID)
 		return nil, fail(wire.CodeAttestationFailed, "the challenge was issued to another device")
 	}

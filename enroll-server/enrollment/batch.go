@@ -59,6 +59,7 @@ func (s *Service) PreProvision(ctx context.Context, actor, fleetName string, ids
 		if err != nil {
 			return out, fmt.Errorf("device %s: %w", id, err)
 		}
+		resp.IdempotencyKey = e.IdempotencyKey // the device's proof for a report
 		out = append(out, resp)
 	}
 	s.record(ctx, actor, "admin:batch", fleetName, "", fmt.Sprintf("%d devices", len(out)))

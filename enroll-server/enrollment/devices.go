@@ -36,10 +36,15 @@ func (s *Service) Device(ctx context.Context, fleet, id string) (inventory.Devic
 }
 
 // Approve lets a device enroll (in a manual fleet) or lifts a rejection.
+// For a device ID that already has an identity it approves the one request
+// held for it (see holdClaim), and only that one.
 func (s *Service) Approve(ctx context.Context, actor, fleet, id string) (inventory.Device, error) {
 	d, err := s.device(ctx, fleet, id, true)
 	if err != nil {
 		return d, err
+	}
+	if d.HeldEnrollment != "" {
+		return s.decideHeld(ctx, actor, d, true, "")
 	}
 	d.Admission, d.UpdatedAt = inventory.AdmissionApproved, s.now().UTC()
 	if d.State == inventory.DeviceRejected {
@@ -54,11 +59,38 @@ func (s *Service) Reject(ctx context.Context, actor, fleet, id, reason string) (
 	if err != nil {
 		return d, err
 	}
+	if d.HeldEnrollment != "" {
+		return s.decideHeld(ctx, actor, d, false, reason)
+	}
 	if d.State == inventory.DeviceEnrolled || d.State == inventory.DeviceEnrolling {
 		return d, fail(wire.CodeIdempotencyConflict, "device %s is %s: revoke it instead", id, d.State)
 	}
 	d.Admission, d.State, d.Reason, d.UpdatedAt = inventory.AdmissionRejected, inventory.DeviceRejected, reason, s.now().UTC()
 	return d, s.saveAudited(ctx, d, actor, "admin:reject", reason)
+}
+
+// decideHeld approves or rejects the request held for a device ID that
+// already has an identity. The device record itself is unchanged: an
+// approved request proceeds when its device asks again, and replaces the
+// device's credential, key and join state once it acknowledges.
+func (s *Service) decideHeld(ctx context.Context, actor string, d inventory.Device, approve bool, reason string) (inventory.Device, error) {
+	e, err := s.store.Enrollment(ctx, d.HeldEnrollment)
+	if err != nil {
+		return d, fmt.Errorf("load the held request: %w", err)
+	}
+	now := s.now().UTC()
+	action, detail := "admin:approve", "held request "+e.ID+" may take over the device ID"
+	if approve {
+		e.Approved = true
+	} else {
+		e.State, d.HeldEnrollment = inventory.EnrollmentFailed, ""
+		action, detail = "admin:reject", "held request "+e.ID+" refused: "+reason
+	}
+	e.UpdatedAt, d.UpdatedAt = now, now
+	if err := s.store.Record(ctx, e, d, s.auditRec(actor, action, d.Fleet, d.ID, detail)); err != nil {
+		return d, err
+	}
+	return d, nil
 }
 
 // Preauthorize puts devices on their fleet's allow-list.

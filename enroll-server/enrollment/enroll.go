@@ -13,6 +13,7 @@ import (
 	"github.com/edge-enroll/enroll/enroll-server/audit"
 	"github.com/edge-enroll/enroll/enroll-server/inventory"
 	"github.com/edge-enroll/enroll/enroll-server/vault"
+	"github.com/edge-enroll/enroll/pkg/identity"
 	"github.com/edge-enroll/enroll/pkg/wire"
 )
 
@@ -41,6 +42,11 @@ func validateEnroll(r wire.EnrollRequest) error {
 	if err := validateFacts(r.Facts); err != nil {
 		errs = append(errs, err)
 	}
+	if r.DeviceKey != "" {
+		if _, err := identity.ParsePublicKey(r.DeviceKey); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fail(wire.CodeInvalidRequest, "%v", err)
 	}
@@ -62,7 +68,11 @@ func validateFacts(f wire.Facts) error {
 func (s *Service) Enroll(ctx context.Context, req wire.EnrollRequest) (resp wire.EnrollResponse, err error) {
 	start := time.Now()
 	defer func() {
-		s.countOutcome(req.Fleet, resp, err, time.Since(start))
+		path := "bootstrap"
+		if req.EnrollmentToken == "" {
+			path = "attestation"
+		}
+		s.countOutcome(req.Fleet, path, resp, err, time.Since(start))
 		// A device that got no credential is done with its admission; one
 		// that did holds it until it acknowledges. A shed or busy request
 		// keeps it for its retry.
@@ -91,7 +101,7 @@ func (s *Service) Enroll(ctx context.Context, req wire.EnrollRequest) (resp wire
 	case req.Attestation != nil && !fleet.TPM.enabled():
 		return wire.EnrollResponse{}, fail(wire.CodeAttestationDisabled, "fleet %s does not use TPM attestation; enroll without it", req.Fleet)
 	case req.Attestation != nil:
-		if att, err = s.verifyAttestation(ctx, log, fleet, req); err != nil {
+		if att, err = s.verifyAttestation(ctx, log, fleet, req.Fleet, req.DeviceID, *req.Attestation); err != nil {
 			return wire.EnrollResponse{}, err
 		}
 	case fleet.TPM.Mode == wire.TPMRequired:
@@ -101,7 +111,7 @@ func (s *Service) Enroll(ctx context.Context, req wire.EnrollRequest) (resp wire
 	if err != nil {
 		return wire.EnrollResponse{}, err
 	}
-	gen := 0
+	gen, kind := 0, inventory.KindBootstrap
 	if req.EnrollmentToken != "" {
 		if gen, err = s.consumeEnrollmentToken(ctx, req.Fleet, req.DeviceID, req.EnrollmentToken); err != nil {
 			return wire.EnrollResponse{}, err
@@ -109,11 +119,13 @@ func (s *Service) Enroll(ctx context.Context, req wire.EnrollRequest) (resp wire
 	} else if !attestedAlone(bound, att) {
 		return wire.EnrollResponse{}, fail(wire.CodeEnrollmentTokenBad,
 			"attestation alone re-enrolls only a device already bound to this TPM; send an enrollment token")
+	} else {
+		kind, gen = inventory.KindAttested, bound.Generation
 	}
 	now := s.now().UTC()
 	e, claimed, err := s.store.BeginEnrollment(ctx, inventory.Enrollment{
-		ID: newID(), Fleet: req.Fleet, DeviceID: req.DeviceID, IdempotencyKey: req.IdempotencyKey,
-		State: inventory.EnrollmentMinting, Generation: gen, CreatedAt: now, UpdatedAt: now,
+		ID: newID(), Kind: kind, Fleet: req.Fleet, DeviceID: req.DeviceID, IdempotencyKey: req.IdempotencyKey,
+		State: inventory.EnrollmentMinting, Generation: gen, NewKey: req.DeviceKey, CreatedAt: now, UpdatedAt: now,
 	}, now.Add(-s.staleAfter))
 	if errors.Is(err, inventory.ErrBusy) {
 		return wire.EnrollResponse{}, &wire.Error{Code: wire.CodeEnrollmentInProgress,
@@ -123,6 +135,9 @@ func (s *Service) Enroll(ctx context.Context, req wire.EnrollRequest) (resp wire
 		return wire.EnrollResponse{}, fmt.Errorf("begin enrollment: %w", err)
 	}
 	log = log.With("enrollment_id", e.ID)
+	if !claimed && e.Kind != kind && !(e.Kind == inventory.KindAttested && kind == inventory.KindBootstrap) {
+		return wire.EnrollResponse{}, fail(wire.CodeIdempotencyConflict, "this idempotency key belongs to another kind of request")
+	}
 	if !claimed {
 		switch e.State {
 		case inventory.EnrollmentWrapped, inventory.EnrollmentAcknowledged:
@@ -153,11 +168,21 @@ func (s *Service) Enroll(ctx context.Context, req wire.EnrollRequest) (resp wire
 		log.Warn("enrollment refused", "reason", refusal.Message)
 		return wire.EnrollResponse{}, refusal
 	}
-	bind(&d, att)
+	// An ID that already has an identity is never handed to a request that
+	// proves only the fleet's shared credential: that request waits for an
+	// administrator, who approves it (and only it) or rejects it. Proof of
+	// the identity is its bound TPM here; a device that holds its device
+	// key refreshes or rejoins instead (identity.go).
+	if d.HasIdentity() && !attestedAlone(d, att) && !e.Approved {
+		return s.holdClaim(ctx, log, e, d)
+	}
+	if !d.HasIdentity() {
+		bind(&d, att) // a TPM binds a device ID only when it is first enrolled
+	}
 	if fleet.Admission == AdmitManual && d.Admission != inventory.AdmissionApproved && d.Admission != inventory.AdmissionPreauthorized {
 		return s.hold(ctx, log, e, d, req.Facts)
 	}
-	if d.Enrollments > 0 && claimed {
+	if d.Enrollments > 0 && claimed && !e.Approved {
 		if err := s.spendRecovery(ctx, fleet, &e, &d, now); err != nil {
 			return wire.EnrollResponse{}, err
 		}
@@ -237,8 +262,36 @@ func (s *Service) hold(ctx context.Context, log *slog.Logger, e inventory.Enroll
 	return wire.EnrollResponse{Status: wire.StatusPending, EnrollmentID: e.ID, RetryAfterSeconds: pendingRetryAfter}, nil
 }
 
-// mint creates the device's role if needed, destroys any secret ID it held
-// before (so that exactly one is live), and mints a new one, wrapped.
+// holdClaim parks a request for an ID that already has an identity and
+// raises an alert the first time: someone holding the fleet's image asks
+// for an enrolled device's ID (or the device was wiped and needs an
+// administrator once). The device record keeps its state; only the held
+// request is remembered, for an administrator to approve or reject.
+func (s *Service) holdClaim(ctx context.Context, log *slog.Logger, e inventory.Enrollment, d inventory.Device) (wire.EnrollResponse, error) {
+	now := s.now().UTC()
+	first := e.State != inventory.EnrollmentPending
+	e.State, e.UpdatedAt = inventory.EnrollmentPending, now
+	d.HeldEnrollment, d.InFlight = e.ID, ""
+	var rec *audit.Record
+	if first {
+		rec = s.auditRec(deviceActor(d.Fleet, d.ID), "enroll:held", d.Fleet, d.ID,
+			fmt.Sprintf("enrollment %s proved only the fleet's bootstrap credential for a device ID that has an identity", e.ID))
+	}
+	if err := s.store.Record(ctx, e, d, rec); err != nil {
+		return wire.EnrollResponse{}, err
+	}
+	if first {
+		s.alerts.Raise(ctx, inventory.Alert{Time: now, Kind: inventory.AlertIdentityClaimed, Fleet: d.Fleet, DeviceID: d.ID, EnrollmentID: e.ID,
+			Detail: "a request with only the fleet's bootstrap credential asked for this enrolled device's ID; held for an administrator"})
+		log.Warn("request for an enrolled device ID held for an administrator", "security", true)
+	}
+	return wire.EnrollResponse{Status: wire.StatusPending, EnrollmentID: e.ID, RetryAfterSeconds: pendingRetryAfter}, nil
+}
+
+// mint creates the device's role if needed and mints a new secret ID,
+// wrapped. The device's other secret IDs are destroyed only when this one
+// is acknowledged (ack.go), so that a request that fails half way leaves
+// the device as it was; after that, exactly one is live.
 func (s *Service) mint(ctx context.Context, log *slog.Logger, fleet Fleet, e inventory.Enrollment, d inventory.Device, facts wire.Facts) (wire.EnrollResponse, error) {
 	if d.RoleID == "" {
 		d.RoleID = uuid.NewString()
@@ -248,10 +301,6 @@ func (s *Service) mint(ctx context.Context, log *slog.Logger, fleet Fleet, e inv
 	})
 	if err != nil {
 		return wire.EnrollResponse{}, vaultError("create the device role", err)
-	}
-	n, err := s.vault.DestroyDeviceSecretIDs(ctx, fleet.Name, e.DeviceID)
-	if err != nil {
-		return wire.EnrollResponse{}, vaultError("clear the device's old secret IDs", err)
 	}
 	wi, err := s.vault.MintWrappedSecretID(ctx, fleet.Name, e.DeviceID, map[string]string{
 		"fleet": fleet.Name, "device_id": e.DeviceID, "enrollment_id": e.ID, "generation": strconv.Itoa(e.Generation),
@@ -269,19 +318,27 @@ func (s *Service) mint(ctx context.Context, log *slog.Logger, fleet Fleet, e inv
 	e.WrappingToken, e.WrappingAccessor, e.CreationPath = wi.Token, wi.Accessor, wi.CreationPath
 	e.WrapExpiresAt = now.Add(wi.TTL)
 	e.AckDeadline = now.Add(max(fleet.AckTimeout, wi.TTL))
-	d.State, d.Generation, d.EnrollmentID, d.Facts, d.UpdatedAt = inventory.DeviceEnrolling, e.Generation, e.ID, facts, now
+	e.Sequence = d.Sequence + 1
+	if e.Kind != inventory.KindRefresh && e.Kind != inventory.KindRejoin {
+		// A refreshing device stays enrolled meanwhile.
+		d.State = inventory.DeviceEnrolling
+	}
+	d.Generation, d.EnrollmentID, d.Facts, d.UpdatedAt = e.Generation, e.ID, facts, now
 	d.InFlight = ""
+	if d.HeldEnrollment == e.ID {
+		d.HeldEnrollment = ""
+	}
 	d.Enrollments++
 	actor := deviceActor(e.Fleet, e.DeviceID)
 	if e.Batch {
 		actor = "server"
 	}
 	rec := s.auditRec(actor, "enroll:wrapped", e.Fleet, e.DeviceID,
-		fmt.Sprintf("enrollment %s, generation %d, wrapping accessor %s", e.ID, e.Generation, wi.Accessor))
+		fmt.Sprintf("enrollment %s (%s), generation %d, wrapping accessor %s", e.ID, kindName(e.Kind), e.Generation, wi.Accessor))
 	if err := s.store.Record(ctx, e, d, rec); err != nil {
 		return wire.EnrollResponse{}, fmt.Errorf("record enrollment: %w", err)
 	}
-	log.Info("issued wrapped secret ID", "wrapping_accessor", wi.Accessor, "replaced_secret_ids", n, "generation", e.Generation)
+	log.Info("issued wrapped secret ID", "wrapping_accessor", wi.Accessor, "path", kindName(e.Kind), "generation", e.Generation, "sequence", e.Sequence)
 	return responseOf(e), nil
 }
 
@@ -299,12 +356,22 @@ func responseOf(e inventory.Enrollment) wire.EnrollResponse {
 		WrappingAccessor: e.WrappingAccessor,
 		CreationPath:     e.CreationPath,
 		WrapExpiresAt:    e.WrapExpiresAt,
+		Sequence:         e.Sequence,
 	}
+}
+
+// kindName names how an enrollment's device proved itself, for logs,
+// audit and metrics.
+func kindName(kind string) string {
+	if kind == inventory.KindBootstrap {
+		return "bootstrap"
+	}
+	return kind
 }
 
 // countOutcome counts a request as wrapped, pending, enrolled (a replay) or
 // by the code it was refused with.
-func (s *Service) countOutcome(fleet string, resp wire.EnrollResponse, err error, took time.Duration) {
+func (s *Service) countOutcome(fleet, path string, resp wire.EnrollResponse, err error, took time.Duration) {
 	if s.outcomes == nil {
 		return
 	}
@@ -319,7 +386,7 @@ func (s *Service) countOutcome(fleet string, resp wire.EnrollResponse, err error
 	if _, ok := s.fleets[fleet]; !ok {
 		fleet = "" // never a label per unknown name a client sends
 	}
-	s.outcomes.WithLabelValues(fleet, outcome).Inc()
+	s.outcomes.WithLabelValues(fleet, path, outcome).Inc()
 	if s.latency != nil {
 		s.latency.WithLabelValues(fleet).Observe(took.Seconds())
 	}

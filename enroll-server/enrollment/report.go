@@ -2,6 +2,7 @@ package enrollment
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 
@@ -14,8 +15,12 @@ import (
 // else may hold the device's secret ID: the server raises a security alert,
 // destroys the device's secret IDs and quarantines it.
 //
-// The request carries a fresh enrollment token, so only a holder of the
-// fleet's bootstrap credential can quarantine a device this way.
+// The proof is the idempotency key of the request the credential answered,
+// which only the device (and, for a pre-provisioned credential, the
+// orchestrator that injected it) ever held: a holder of the fleet's image
+// cannot quarantine another device, and the device never needs the fleet's
+// bootstrap credential to report. Only the device's current credential can
+// be reported.
 func (s *Service) Report(ctx context.Context, req wire.ReportRequest) (wire.ReportResponse, error) {
 	errs := validateRef(req.Fleet, req.DeviceID, req.EnrollmentID)
 	if req.Problem != wire.ProblemWrappingTokenInvalid && req.Problem != wire.ProblemCreationPathMismatch {
@@ -24,8 +29,8 @@ func (s *Service) Report(ctx context.Context, req wire.ReportRequest) (wire.Repo
 	if len(req.Detail) > 512 {
 		errs = append(errs, errors.New("detail: longer than 512 bytes"))
 	}
-	if len(req.EnrollmentToken) > 512 {
-		errs = append(errs, errors.New("enrollment_token: too long"))
+	if err := wire.ValidateIdempotencyKey(req.IdempotencyKey); err != nil {
+		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return wire.ReportResponse{}, fail(wire.CodeInvalidRequest, "%v", err)
@@ -34,17 +39,11 @@ func (s *Service) Report(ctx context.Context, req wire.ReportRequest) (wire.Repo
 	if err != nil {
 		return wire.ReportResponse{}, err
 	}
-	// A device that asked for its credential proves it holds the bootstrap
-	// credential. A pre-provisioned device may hold none: knowing its
-	// enrollment ID, which only the orchestrator and the device had, is its
-	// proof.
-	if req.EnrollmentToken != "" || !e.Batch {
-		if req.EnrollmentToken == "" {
-			return wire.ReportResponse{}, fail(wire.CodeInvalidRequest, "enrollment_token: missing")
-		}
-		if _, err := s.consumeEnrollmentToken(ctx, req.Fleet, req.DeviceID, req.EnrollmentToken); err != nil {
-			return wire.ReportResponse{}, err
-		}
+	if subtle.ConstantTimeCompare([]byte(e.IdempotencyKey), []byte(req.IdempotencyKey)) != 1 {
+		return wire.ReportResponse{}, fail(wire.CodeProofInvalid, "the idempotency key is not the one this enrollment was asked with")
+	}
+	if d.EnrollmentID != e.ID || e.State != inventory.EnrollmentWrapped {
+		return wire.ReportResponse{}, fail(wire.CodeRejected, "enrollment %s is not the device's outstanding credential (it is %s)", e.ID, e.State)
 	}
 	kind := inventory.AlertWrappingTokenInvalid
 	if req.Problem == wire.ProblemCreationPathMismatch {

@@ -27,6 +27,8 @@ type Vault interface {
 	DestroyDeviceSecretIDs(ctx context.Context, fleet, device string) (int, error)
 	MintWrappedSecretID(ctx context.Context, fleet, device string, meta map[string]string, wrapTTL time.Duration) (vault.WrapInfo, error)
 	DeviceSecretIDMeta(ctx context.Context, fleet, device, accessor string) (map[string]string, error)
+	DestroyDeviceSecretIDsExcept(ctx context.Context, fleet, device, keep string) (int, error)
+	DestroyEnrollmentSecretIDs(ctx context.Context, fleet, device, enrollmentID string) (int, error)
 	SetEntityDisabled(ctx context.Context, entityID string, disabled bool) error
 	Layout() vault.Layout
 }
@@ -49,8 +51,11 @@ type Fleet struct {
 	// device's acknowledgement before treating the credential as
 	// intercepted.
 	AckTimeout time.Duration
-	Limits     Limits
-	TPM        TPMPolicy
+	// KeyMaxAge is how old a device key may grow before the device must
+	// rotate it at its next refresh; 0 means never.
+	KeyMaxAge time.Duration
+	Limits    Limits
+	TPM       TPMPolicy
 }
 
 // Admission modes.
@@ -97,9 +102,9 @@ type cachedGenerations struct {
 	fetched time.Time
 }
 
-// generationCacheTTL bounds how long a retired generation may still be
-// accepted by this replica after an admin retired it.
-const generationCacheTTL = 5 * time.Second
+// GenerationCacheTTL bounds how long a retired generation may still be
+// accepted by a replica after an admin retired it.
+const GenerationCacheTTL = 5 * time.Second
 
 // New builds the core.
 func New(v Vault, s inventory.Store, fleets []Fleet, alerts *Alerter, log *slog.Logger) *Service {
@@ -149,7 +154,7 @@ func (s *Service) generations(ctx context.Context, fleet string) (vault.Generati
 	s.genMu.Lock()
 	c, ok := s.genCache[fleet]
 	s.genMu.Unlock()
-	if ok && s.now().Sub(c.fetched) < generationCacheTTL {
+	if ok && s.now().Sub(c.fetched) < GenerationCacheTTL {
 		return c.g, nil
 	}
 	g, err := s.vault.Generations(ctx, fleet)

@@ -10,8 +10,9 @@ import (
 
 // SweepUnacknowledged closes the loop on wrapped secret IDs that were never
 // acknowledged in time: someone else may have unwrapped them. For each, the
-// server revokes the wrapping token, cuts the device off, quarantines it
-// and raises an alert. It returns how many it swept.
+// server revokes the wrapping token and raises an alert. A first enrollment's
+// device is cut off and quarantined; a refresh's or rejoin's secret ID is
+// destroyed while the device keeps its identity. It returns how many it swept.
 func (s *Service) SweepUnacknowledged(ctx context.Context) (int, error) {
 	waiting, err := s.store.AwaitingAck(ctx)
 	if err != nil {
@@ -30,10 +31,21 @@ func (s *Service) SweepUnacknowledged(ctx context.Context) (int, error) {
 		if err := s.vault.RevokeAccessor(ctx, e.WrappingAccessor); err != nil {
 			return n, vaultError("revoke the wrapping token", err)
 		}
+		detail := fmt.Sprintf("no acknowledgement within %v of minting", e.AckDeadline.Sub(e.CreatedAt).Round(time.Second))
+		renewal := e.Kind == inventory.KindRefresh || e.Kind == inventory.KindRejoin
+		if renewal {
+			// A refresh or rejoin: the device's identity, and for a refresh
+			// its previous credential, are untouched. Only this secret ID
+			// may be in other hands: it is destroyed, and the device renews
+			// again with the same join state.
+			if _, err := s.vault.DestroyEnrollmentSecretIDs(ctx, e.Fleet, e.DeviceID, e.ID); err != nil {
+				return n, vaultError("destroy the unacknowledged secret ID", err)
+			}
+			detail += "; its secret ID was destroyed"
+		}
 		s.alerts.Raise(ctx, inventory.Alert{Time: now.UTC(), Kind: inventory.AlertAckMissing, Fleet: e.Fleet,
-			DeviceID: e.DeviceID, EnrollmentID: e.ID,
-			Detail: fmt.Sprintf("no acknowledgement within %v of minting", e.AckDeadline.Sub(e.CreatedAt).Round(time.Second))})
-		if d.EnrollmentID != e.ID {
+			DeviceID: e.DeviceID, EnrollmentID: e.ID, Detail: detail})
+		if d.EnrollmentID != e.ID || renewal {
 			// A newer enrollment replaced this one; only the old one ends.
 			e.State, e.WrappingToken, e.UpdatedAt = inventory.EnrollmentFailed, "", now.UTC()
 			if err := s.store.Record(ctx, e, d, nil); err != nil {

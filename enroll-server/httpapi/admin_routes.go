@@ -78,7 +78,7 @@ func adminRoutes(g *gin.RouterGroup, a *admin.Service, log *slog.Logger) {
 			render(c, log, wire.Errorf(wire.CodeNotFound, "no such endpoint"))
 			return
 		}
-		ended, err := a.EndGeneration(c.Request.Context(), token(c), c.Param("fleet"), n, state)
+		ended, err := a.EndGeneration(c.Request.Context(), token(c), c.Param("fleet"), n, state, c.Query("force") == "true")
 		reply(c, ended, err)
 	})
 	g.GET("/alerts", func(c *gin.Context) {

@@ -22,6 +22,9 @@ type Core interface {
 	Report(ctx context.Context, req wire.ReportRequest) (wire.ReportResponse, error)
 	Challenge(ctx context.Context, req wire.ChallengeRequest) (wire.ChallengeResponse, error)
 	Admit(ctx context.Context, req wire.AdmitRequest) (wire.AdmitResponse, error)
+	IdentityChallenge(ctx context.Context, req wire.IdentityChallengeRequest) (wire.IdentityChallengeResponse, error)
+	Refresh(ctx context.Context, req wire.IdentityRequest) (wire.EnrollResponse, error)
+	Rejoin(ctx context.Context, req wire.IdentityRequest) (wire.EnrollResponse, error)
 }
 
 // ReadyFunc reports whether the server can serve requests (Vault reachable).
@@ -55,6 +58,9 @@ func New(core Core, admin *admin.Service, metrics http.Handler, ready ReadyFunc,
 	r.POST(wire.PathReport, handle(log, core.Report))
 	r.POST(wire.PathChallenge, handle(log, core.Challenge))
 	r.POST(wire.PathAdmit, handle(log, core.Admit))
+	r.POST(wire.PathIdentityChallenge, handle(log, core.IdentityChallenge))
+	r.POST(wire.PathRefresh, handle(log, core.Refresh))
+	r.POST(wire.PathRejoin, handle(log, core.Rejoin))
 	if metrics != nil {
 		r.GET("/metrics", gin.WrapH(metrics))
 	}

@@ -68,6 +68,28 @@ type Device struct {
 	// certificate does.
 	EKHash string `json:"ek_hash,omitempty"`
 	TPM    string `json:"tpm,omitempty"`
+	// DeviceKey is the public half of the device's own key (see package
+	// identity), registered when an enrollment that carried it was
+	// acknowledged; from then on it, not the fleet's bootstrap credential,
+	// is what the device proves to refresh or rejoin.
+	DeviceKey       string    `json:"device_key,omitempty"`
+	KeyRegisteredAt time.Time `json:"key_registered_at,omitzero"`
+	// Sequence is the join-state sequence the device holds: advanced by
+	// every acknowledged enrollment, refresh and rejoin. A request with an
+	// older one comes from a copy of the device's identity.
+	Sequence uint64 `json:"sequence"`
+	// HeldEnrollment is a request for this device's ID that proved only
+	// the fleet's shared credential while the device already had an
+	// identity: it waits for an administrator to approve that one request.
+	HeldEnrollment string `json:"held_enrollment,omitempty"`
+}
+
+// HasIdentity reports whether the device ID is taken: a credential was
+// minted for it before, or it holds a device key or a TPM binding. Such an
+// ID is never handed to a request that proves only the fleet's shared
+// bootstrap credential.
+func (d Device) HasIdentity() bool {
+	return d.Enrollments > 0 || d.DeviceKey != "" || d.EKHash != ""
 }
 
 // Enrollment states.
@@ -79,10 +101,19 @@ const (
 	EnrollmentFailed       = "failed"
 )
 
+// Kinds of enrollment: how the device proved itself.
+const (
+	KindBootstrap = ""         // the fleet's bootstrap credential (or a batch)
+	KindAttested  = "attested" // TPM attestation alone, by a bound device
+	KindRefresh   = "refresh"  // current token and device key
+	KindRejoin    = "rejoin"   // device key (and TPM) alone
+)
+
 // Enrollment is one attempt of a device to obtain its credential, keyed by
 // the device's idempotency key.
 type Enrollment struct {
 	ID             string `json:"id"`
+	Kind           string `json:"kind,omitempty"`
 	Fleet          string `json:"fleet"`
 	DeviceID       string `json:"device_id"`
 	IdempotencyKey string `json:"idempotency_key"`
@@ -103,8 +134,16 @@ type Enrollment struct {
 	// AckDeadline is when the server gives up waiting for the device's
 	// acknowledgement and treats the credential as intercepted.
 	AckDeadline time.Time `json:"ack_deadline,omitzero"`
-	CreatedAt   time.Time `json:"created_at"`
-	UpdatedAt   time.Time `json:"updated_at"`
+	// Sequence is the device's join-state sequence once this enrollment is
+	// acknowledged (the device's sequence when it was minted, plus one).
+	Sequence uint64 `json:"sequence,omitempty"`
+	// NewKey is the device key this enrollment registers when it is
+	// acknowledged.
+	NewKey string `json:"new_key,omitempty"`
+	// Approved marks a held request an administrator let through.
+	Approved  bool      `json:"approved,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 // Alert kinds.
@@ -116,12 +155,17 @@ const (
 	AlertRecoveryBudget       = "recovery_budget_exhausted"
 	AlertHardwareMismatch     = "hardware_mismatch"
 	AlertAttestationFailed    = "attestation_failed"
+	AlertClonedState          = "cloned_state"
+	AlertIdentityClaimed      = "identity_claimed"
 )
 
 // Challenge is an issued TPM attestation challenge, good for one answer
 // until ExpiresAt. The secret itself is never stored, only its hash.
 type Challenge struct {
-	ID          string    `json:"id"`
+	ID string `json:"id"`
+	// Identity marks a device-key nonce (PathIdentityChallenge) rather
+	// than a TPM challenge; neither is ever accepted as the other.
+	Identity    bool      `json:"identity,omitempty"`
 	Fleet       string    `json:"fleet"`
 	DeviceID    string    `json:"device_id"`
 	EKHash      string    `json:"ek_hash"`

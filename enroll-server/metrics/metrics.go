@@ -42,8 +42,8 @@ func New() *Metrics {
 		}, []string{"kind"}),
 		Enrollments: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "enroll_server_enrollments_total",
-			Help: "Enrollment requests by outcome (wrapped, pending, replayed, refused code).",
-		}, []string{"fleet", "outcome"}),
+			Help: "Enrollment requests by path (bootstrap, attestation, refresh, rejoin) and outcome (wrapped, pending, enrolled: a replay; or the refusal's code).",
+		}, []string{"fleet", "path", "outcome"}),
 		EnrollLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "enroll_server_enrollment_duration_seconds",
 			Help:    "Duration of enrollment requests, whatever their outcome.",

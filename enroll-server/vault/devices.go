@@ -111,16 +111,56 @@ func (s *Server) DeviceSecretIDMeta(ctx context.Context, fleet, device, accessor
 // DestroyDeviceSecretIDs destroys every secret ID of the device's role and
 // returns how many there were.
 func (s *Server) DestroyDeviceSecretIDs(ctx context.Context, fleet, device string) (int, error) {
+	return s.DestroyDeviceSecretIDsExcept(ctx, fleet, device, "")
+}
+
+// DestroyDeviceSecretIDsExcept destroys every secret ID of the device's
+// role but the one with accessor keep, and returns how many it destroyed:
+// once a refreshed secret ID is acknowledged, it is the device's only one.
+func (s *Server) DestroyDeviceSecretIDsExcept(ctx context.Context, fleet, device, keep string) (int, error) {
 	accs, err := s.DeviceSecretIDAccessors(ctx, fleet, device)
 	if err != nil {
 		return 0, err
 	}
+	n := 0
 	for _, a := range accs {
-		if err := s.destroySecretIDAccessor(ctx, deviceRolePath(fleet, device), a); err != nil {
-			return 0, err
+		if a == keep {
+			continue
 		}
+		if err := s.destroySecretIDAccessor(ctx, deviceRolePath(fleet, device), a); err != nil {
+			return n, err
+		}
+		n++
 	}
-	return len(accs), nil
+	return n, nil
+}
+
+// DestroyEnrollmentSecretIDs destroys the device's secret IDs minted by one
+// enrollment (by their metadata) and returns how many there were: zero
+// means nobody unwrapped that enrollment's credential.
+func (s *Server) DestroyEnrollmentSecretIDs(ctx context.Context, fleet, device, enrollmentID string) (int, error) {
+	accs, err := s.DeviceSecretIDAccessors(ctx, fleet, device)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, a := range accs {
+		meta, err := s.DeviceSecretIDMeta(ctx, fleet, device, a)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return n, err
+		}
+		if meta["enrollment_id"] != enrollmentID {
+			continue
+		}
+		if err := s.destroySecretIDAccessor(ctx, deviceRolePath(fleet, device), a); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
 }
 
 func (s *Server) destroySecretIDAccessor(ctx context.Context, rolePath, accessor string) error {
