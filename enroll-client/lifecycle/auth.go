@@ -18,15 +18,13 @@ func (m *Machine) login(ctx context.Context, st *State) error {
 	if !st.SecretIDExpiresAt.IsZero() && !m.clock.Now().Before(st.SecretIDExpiresAt) {
 		// Vault removes expired secret IDs only by a periodic tidy, up to a
 		// minute late; the device honours the TTL Vault gave it instead.
-		m.log.Info("secret ID expired; enrolling again", "secret_id_accessor", st.SecretIDAccessor)
-		st.clearEnrollment()
-		return m.save(st)
+		m.log.Info("secret ID expired", "secret_id_accessor", st.SecretIDAccessor)
+		return m.lostCredential(st, "secret ID expired")
 	}
 	a, err := m.cfg.Vault.Login(ctx, st.LoginMount, st.RoleID, st.SecretID)
 	if errors.Is(err, vault.ErrCredentialRefused) {
-		m.log.Warn("secret ID refused; enrolling again", "secret_id_accessor", st.SecretIDAccessor, "err", err)
-		st.clearEnrollment()
-		return m.save(st)
+		m.log.Warn("secret ID refused", "secret_id_accessor", st.SecretIDAccessor, "err", err)
+		return m.lostCredential(st, "secret ID refused by vault")
 	}
 	if err != nil {
 		return err
@@ -73,7 +71,19 @@ func (m *Machine) maintain(ctx context.Context, st *State) (time.Duration, error
 		st.Phase = PhaseUnwrapped
 		return 0, m.save(st)
 	}
-	if wait := m.renewDelay(st, now); wait > 0 {
+	if len(st.DeviceKey) == 0 {
+		// Enrolled before device keys: register one now, with the token.
+		return 0, m.startRenewal(st, FlowRefresh, "register a device key")
+	}
+	refreshIn, refreshes := m.refreshDelay(st, now)
+	if refreshes && refreshIn <= 0 {
+		return 0, m.startRenewal(st, FlowRefresh, "secret ID at two thirds of its life")
+	}
+	wait := m.renewDelay(st, now)
+	if refreshes && refreshIn < wait {
+		wait = refreshIn
+	}
+	if wait > 0 {
 		return wait, nil
 	}
 	if !st.TokenRenewable {
@@ -127,17 +137,34 @@ func (m *Machine) acknowledge(ctx context.Context, st *State) error {
 	}
 	var se *serverapi.Error
 	if errors.As(err, &se) && !se.Retryable() {
+		st.Refused = string(se.Err.Code)
 		return permanent("enroll-server refused the acknowledgement: %s: %s", se.Err.Code, se.Err.Message)
 	}
 	if err != nil {
 		return fmt.Errorf("acknowledge: %w", err)
 	}
+	// The server has moved on: so does the device's join state, and a
+	// rotated key replaces the old one.
 	st.Acknowledged = true
-	st.Enrollments++
+	if st.PendingSequence != 0 {
+		st.Sequence, st.PendingSequence = st.PendingSequence, 0
+	}
+	if len(st.NextDeviceKey) != 0 {
+		st.DeviceKey, st.KeyCreatedAt, st.NextDeviceKey = st.NextDeviceKey, m.clock.Now().UTC(), nil
+	}
+	switch st.Flow {
+	case FlowRefresh:
+		st.Refreshes++
+	case FlowRejoin:
+		st.Rejoins++
+		st.Enrollments++
+	default:
+		st.Enrollments++
+	}
 	st.LastError = ""
 	if err := m.save(st); err != nil {
 		return err
 	}
-	m.log.Info("enrollment acknowledged", "enrollment_id", st.EnrollmentID)
+	m.log.Info("credential acknowledged", "enrollment_id", st.EnrollmentID, "flow", st.Flow, "sequence", st.Sequence)
 	return nil
 }

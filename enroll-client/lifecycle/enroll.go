@@ -14,8 +14,16 @@ import (
 
 // startEnrollment picks the idempotency key that every retry of this
 // enrollment will carry, and saves it before anything goes on the wire.
+//
+// The device key is made here too, before the first request carries it:
+// the enrollment registers it with the server, and from then on the key,
+// not the fleet's bootstrap credential, is what the device proves.
 func (m *Machine) startEnrollment(st *State) error {
 	st.clearEnrollment()
+	if _, err := m.ensureDeviceKey(st); err != nil {
+		return err
+	}
+	st.Flow = FlowBootstrap
 	if p := m.cfg.Preprovisioned; p != nil && st.Enrollments == 0 {
 		return m.usePreprovisioned(st, p)
 	}
@@ -27,7 +35,8 @@ func (m *Machine) startEnrollment(st *State) error {
 // usePreprovisioned takes an injected wrapped credential as if the server
 // had just answered with it; it is validated exactly the same way.
 func (m *Machine) usePreprovisioned(st *State, p *wire.EnrollResponse) error {
-	m.cfg.Preprovisioned = nil // single use, whatever happens next
+	m.cfg.Preprovisioned = nil           // single use, whatever happens next
+	st.IdempotencyKey = p.IdempotencyKey // the device's proof for a report
 	if err := m.acceptWrapped(st, *p); err != nil {
 		return permanent("pre-provisioned credential: %v", err)
 	}
@@ -40,7 +49,8 @@ func (m *Machine) usePreprovisioned(st *State, p *wire.EnrollResponse) error {
 
 // bootstrapToken logs in with the fleet's shared enrollment role. The token
 // proves possession of the bootstrap credential and is good for one request.
-func (m *Machine) bootstrapToken(ctx context.Context) (string, error) {
+// Only a device that never completed an enrollment does this.
+func (m *Machine) bootstrapToken(ctx context.Context, st *State) (string, error) {
 	b := m.cfg.Bundle
 	if b.RoleID == "" {
 		return "", permanent("the bundle holds no bootstrap credential and no pre-provisioned credential is left; re-provision the device")
@@ -52,6 +62,7 @@ func (m *Machine) bootstrapToken(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	st.BootstrapLogins++
 	m.spareUntil = m.clock.Now().Add(a.TTL - spareTokenMargin)
 	return a.Token, nil
 }
@@ -62,14 +73,14 @@ const spareTokenMargin = 15 * time.Second
 
 // enrollmentToken returns the token a shed request left unused while it
 // has time left, or a fresh one.
-func (m *Machine) enrollmentToken(ctx context.Context) (string, error) {
+func (m *Machine) enrollmentToken(ctx context.Context, st *State) (string, error) {
 	if t := m.spareToken; t != "" {
 		m.spareToken = ""
 		if m.clock.Now().Before(m.spareUntil) {
 			return t, nil
 		}
 	}
-	return m.bootstrapToken(ctx)
+	return m.bootstrapToken(ctx, st)
 }
 
 // enroll asks the server for the device's wrapped secret ID and saves it
@@ -83,7 +94,7 @@ func (m *Machine) enroll(ctx context.Context, st *State) (time.Duration, error) 
 	if err != nil {
 		return 0, m.classifyServer(st, err)
 	}
-	token, err := m.enrollmentToken(ctx)
+	token, err := m.enrollmentToken(ctx, st)
 	var perm *permanentError
 	if errors.As(err, &perm) && ev != nil {
 		// The bootstrap credential is gone (its generation was retired, or
@@ -95,9 +106,14 @@ func (m *Machine) enroll(ctx context.Context, st *State) (time.Duration, error) 
 	if err != nil {
 		return 0, err
 	}
+	key, err := signer(st.DeviceKey)
+	if err != nil {
+		return 0, permanent("%v", err)
+	}
 	resp, err := m.cfg.Server.Enroll(ctx, wire.EnrollRequest{
 		Fleet: m.cfg.Bundle.Fleet, DeviceID: m.cfg.DeviceID, EnrollmentToken: token,
 		IdempotencyKey: st.IdempotencyKey, Facts: m.cfg.Facts, Attestation: ev, Ticket: ticket,
+		DeviceKey: key.Public(),
 	})
 	var se *serverapi.Error
 	if err != nil && (!errors.As(err, &se) || se.Err.Code != wire.CodeRateLimited) {
@@ -208,7 +224,8 @@ func (m *Machine) acceptWrapped(st *State, resp wire.EnrollResponse) error {
 	if resp.WrappingToken == "" || resp.RoleID == "" || resp.EnrollmentID == "" || resp.LoginMount != m.cfg.Bundle.DeviceMount {
 		return fmt.Errorf("credential is incomplete or names login mount %q (want %q)", resp.LoginMount, m.cfg.Bundle.DeviceMount)
 	}
-	st.Phase = PhaseWrapped
+	st.Phase, st.Acknowledged = PhaseWrapped, false
+	st.PendingSequence = resp.Sequence
 	st.EnrollmentID, st.RoleID, st.LoginMount = resp.EnrollmentID, resp.RoleID, resp.LoginMount
 	st.WrappingToken, st.WrappingAccessor = resp.WrappingToken, resp.WrappingAccessor
 	st.CreationPath, st.WrapExpiresAt = resp.CreationPath, resp.WrapExpiresAt
@@ -235,6 +252,7 @@ func (m *Machine) classifyServer(st *State, err error) error {
 	if se.Retryable() {
 		return err
 	}
+	st.Refused = string(se.Err.Code)
 	return permanent("enroll-server refused: %s: %s", se.Err.Code, se.Err.Message)
 }
 
@@ -271,9 +289,9 @@ func (m *Machine) unwrap(ctx context.Context, st *State) error {
 	}
 	st.Phase = PhaseUnwrapped
 	st.SecretID, st.SecretIDAccessor = sid.ID, sid.Accessor
-	st.SecretIDExpiresAt = time.Time{}
+	st.SecretIDExpiresAt, st.SecretIDIssuedAt = time.Time{}, m.clock.Now().UTC()
 	if sid.TTL > 0 {
-		st.SecretIDExpiresAt = m.clock.Now().UTC().Add(sid.TTL)
+		st.SecretIDExpiresAt = st.SecretIDIssuedAt.Add(sid.TTL)
 	}
 	st.WrappingToken = ""
 	if err := m.save(st); err != nil {
@@ -289,18 +307,11 @@ func (m *Machine) unwrap(ctx context.Context, st *State) error {
 func (m *Machine) reportAndStop(ctx context.Context, st *State, problem, detail string) error {
 	m.log.Error("refusing wrapped secret ID", "security", true, "problem", problem, "detail", detail,
 		"enrollment_id", st.EnrollmentID, "wrapping_accessor", st.WrappingAccessor)
-	// A pre-provisioned device may hold no bootstrap credential; it reports
-	// without one.
-	token := ""
-	if m.cfg.Bundle.RoleID != "" {
-		var err error
-		if token, err = m.bootstrapToken(ctx); err != nil {
-			return err
-		}
-	}
+	// The proof is the request's idempotency key, which only this device
+	// (or the orchestrator that injected its credential) ever held.
 	_, err := m.cfg.Server.Report(ctx, wire.ReportRequest{
 		Fleet: m.cfg.Bundle.Fleet, DeviceID: m.cfg.DeviceID, EnrollmentID: st.EnrollmentID,
-		EnrollmentToken: token, Problem: problem, Detail: detail,
+		IdempotencyKey: st.IdempotencyKey, Problem: problem, Detail: detail,
 	})
 	var se *serverapi.Error
 	if err != nil && (!errors.As(err, &se) || se.Retryable()) {

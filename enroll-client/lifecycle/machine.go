@@ -40,6 +40,9 @@ type Server interface {
 	Report(ctx context.Context, req wire.ReportRequest) (wire.ReportResponse, error)
 	Challenge(ctx context.Context, req wire.ChallengeRequest) (wire.ChallengeResponse, error)
 	Admit(ctx context.Context, req wire.AdmitRequest) (wire.AdmitResponse, error)
+	IdentityChallenge(ctx context.Context, req wire.IdentityChallengeRequest) (wire.IdentityChallengeResponse, error)
+	Refresh(ctx context.Context, req wire.IdentityRequest) (wire.EnrollResponse, error)
+	Rejoin(ctx context.Context, req wire.IdentityRequest) (wire.EnrollResponse, error)
 }
 
 // Attestor is the device's TPM, when it has one.
@@ -236,7 +239,17 @@ func (m *Machine) Run(ctx context.Context, untilEnrolled bool) error {
 	if err != nil {
 		return err
 	}
-	m.log.Info("starting", "phase", st.Phase)
+	m.log.Info("starting", "phase", st.Phase, "sequence", st.Sequence)
+	if st.Phase == PhaseRejected && st.Refused == string(wire.CodeClonedState) {
+		// Restarted by its operator after a cloned-state refusal: try
+		// once more, by the device key (the server decides which copy is
+		// the real one by its join state).
+		st.Refused = ""
+		st.clearEnrollment()
+		if err := m.startRenewal(&st, FlowRejoin, "restarted after a cloned-state refusal"); err != nil {
+			return err
+		}
+	}
 	if st.Phase == PhaseAuthenticated && st.Token != "" {
 		// A crash may have come between saving the token and handing it
 		// over: hand it over again.
@@ -309,10 +322,21 @@ func (m *Machine) sleep(ctx context.Context, d time.Duration) error {
 	return m.clock.Sleep(ctx, d)
 }
 
-// recheck waits, then starts a fresh enrollment: an administrator may have
-// re-admitted the device meanwhile. A refusal comes back as cheaply as it
-// went, so this never hammers the server.
+// recheck waits, then tries again: an administrator may have re-admitted
+// the device meanwhile. A device with an identity rejoins by its key; one
+// without enrolls afresh. A refusal comes back as cheaply as it went, so
+// this never hammers the server.
+//
+// A copy of an identity refused as cloned never tries again on its own:
+// if it is the clone, each attempt would lock the real device out anew.
+// It waits for its operator to restart it.
 func (m *Machine) recheck(ctx context.Context, st *State) bool {
+	if st.Refused == string(wire.CodeClonedState) {
+		m.log.Error("stopped: this device's identity is held by another copy; restart the service once an administrator re-admitted the real device", "reason", st.Reason)
+		m.publish(*st, time.Time{})
+		<-ctx.Done()
+		return false
+	}
 	every := m.cfg.RecheckAfter
 	if every <= 0 {
 		every = time.Hour
@@ -322,6 +346,15 @@ func (m *Machine) recheck(ctx context.Context, st *State) bool {
 	m.publish(*st, m.clock.Now().Add(wait))
 	if m.sleep(ctx, wait) != nil {
 		return false
+	}
+	st.Refused = ""
+	if st.hasIdentity() {
+		st.clearEnrollment()
+		if err := m.startRenewal(st, FlowRejoin, "checking again after a refusal"); err != nil {
+			m.log.Error("save state", "err", err)
+			return false
+		}
+		return true
 	}
 	st.clearEnrollment()
 	if err := m.save(st); err != nil {
@@ -345,6 +378,8 @@ func (m *Machine) step(ctx context.Context, st *State) (time.Duration, error) {
 		return 0, m.login(ctx, st)
 	case PhaseAuthenticated:
 		return m.maintain(ctx, st)
+	case PhaseRefreshing, PhaseRejoining:
+		return m.renewCredential(ctx, st)
 	}
 	return 0, permanent("unknown phase %q in state", st.Phase)
 }

@@ -16,7 +16,15 @@ type Phase string
 //	enrolling → pending → enrolling       (awaiting an administrator)
 //	any → rejected                        (permanent, with the reason)
 //	authenticated → unwrapped             (token lost: log in again)
-//	unwrapped → unenrolled                (secret ID refused: enroll again)
+//	authenticated → refreshing → wrapped  (next secret ID, by identity)
+//	unwrapped → refreshing                (secret ID refused, token alive)
+//	unwrapped → rejoining → wrapped       (secret ID and token both dead)
+//	refreshing → rejoining                (token refused)
+//	unwrapped → unenrolled                (refused, and no identity yet)
+//
+// After the first acknowledged enrollment the device never goes back to
+// unenrolled on its own: its device key and join-state sequence, not the
+// fleet's bootstrap credential, are what keep it enrolled.
 const (
 	PhaseUnenrolled    Phase = "unenrolled"
 	PhaseEnrolling     Phase = "enrolling"
@@ -24,12 +32,21 @@ const (
 	PhaseWrapped       Phase = "wrapped"
 	PhaseUnwrapped     Phase = "unwrapped"
 	PhaseAuthenticated Phase = "authenticated"
+	PhaseRefreshing    Phase = "refreshing"
+	PhaseRejoining     Phase = "rejoining"
 	PhaseRejected      Phase = "rejected"
+)
+
+// Flows: how the credential in progress is being obtained.
+const (
+	FlowBootstrap = "bootstrap"
+	FlowRefresh   = "refresh"
+	FlowRejoin    = "rejoin"
 )
 
 // stateVersion is the version of the State record; decode migrates older
 // records forward.
-const stateVersion = 1
+const stateVersion = 2
 
 // State is everything the device remembers. Secrets in it (WrappingToken,
 // SecretID, Token) never reach a log.
@@ -61,6 +78,27 @@ type State struct {
 	EntityID       string    `json:"entity_id,omitempty"`
 	Acknowledged   bool      `json:"acknowledged,omitempty"`
 
+	// The device's own identity, kept across every credential: the seed of
+	// its Ed25519 device key (sealed with the rest of the record when a TPM
+	// seals it), the next key while a rotation waits for its
+	// acknowledgement, and the join-state sequence the server holds too.
+	DeviceKey       []byte    `json:"device_key,omitempty"`
+	KeyCreatedAt    time.Time `json:"key_created_at,omitzero"`
+	NextDeviceKey   []byte    `json:"next_device_key,omitempty"`
+	Sequence        uint64    `json:"sequence,omitempty"`
+	PendingSequence uint64    `json:"pending_sequence,omitempty"`
+	// Flow is how the credential in progress is obtained (Flow*).
+	Flow             string    `json:"flow,omitempty"`
+	SecretIDIssuedAt time.Time `json:"secret_id_issued_at,omitzero"`
+	// Refused is the server's code of the last permanent refusal.
+	Refused string `json:"refused,omitempty"`
+
+	// Counters, for metrics: logins with the fleet's bootstrap credential,
+	// acknowledged refreshes and rejoins.
+	BootstrapLogins int `json:"bootstrap_logins,omitempty"`
+	Refreshes       int `json:"refreshes,omitempty"`
+	Rejoins         int `json:"rejoins,omitempty"`
+
 	Enrollments int       `json:"enrollments"`
 	LastRenewal time.Time `json:"last_renewal,omitzero"`
 	LastError   string    `json:"last_error,omitempty"`
@@ -81,7 +119,9 @@ func decodeState(b []byte) (State, error) {
 		return State{}, fmt.Errorf("decode device state: %w", err)
 	}
 	switch {
-	case probe.Version == stateVersion:
+	case probe.Version == stateVersion, probe.Version == 1:
+		// Version 1 had no identity; the device registers a key at its
+		// next refresh.
 	case probe.Version > stateVersion:
 		return State{}, fmt.Errorf("device state version %d is newer than this binary understands (%d)", probe.Version, stateVersion)
 	default:
@@ -98,9 +138,16 @@ func decodeState(b []byte) (State, error) {
 }
 
 // clearEnrollment forgets everything of the current credential, for a new
-// enrollment.
+// enrollment; the device's identity and counters stay.
 func (s *State) clearEnrollment() {
-	keep := State{Version: s.Version, DeviceID: s.DeviceID, Fleet: s.Fleet, Enrollments: s.Enrollments, LastRenewal: s.LastRenewal}
+	keep := State{Version: s.Version, DeviceID: s.DeviceID, Fleet: s.Fleet, Enrollments: s.Enrollments, LastRenewal: s.LastRenewal,
+		DeviceKey: s.DeviceKey, KeyCreatedAt: s.KeyCreatedAt, Sequence: s.Sequence,
+		BootstrapLogins: s.BootstrapLogins, Refreshes: s.Refreshes, Rejoins: s.Rejoins}
 	*s = keep
 	s.Phase = PhaseUnenrolled
 }
+
+// hasIdentity reports whether the server knows this device: it completed
+// an enrollment. Such a device refreshes or rejoins; it never enrolls with
+// the fleet's bootstrap credential again on its own.
+func (s *State) hasIdentity() bool { return s.Enrollments > 0 }

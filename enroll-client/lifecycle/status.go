@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/edge-enroll/enroll/pkg/identity"
+	"github.com/edge-enroll/enroll/pkg/wire"
 )
 
 // Status is what `enroll-client status` shows: no secret, only accessors
@@ -20,11 +23,20 @@ type Status struct {
 	SecretIDExpiresAt time.Time `json:"secret_id_expires_at,omitzero"`
 	Acknowledged      bool      `json:"acknowledged"`
 	Enrollments       int       `json:"enrollments"`
-	LastRenewal       time.Time `json:"last_renewal,omitzero"`
-	LastError         string    `json:"last_error,omitempty"`
-	NextRetry         time.Time `json:"next_retry,omitzero"`
-	Reason            string    `json:"reason,omitempty"`
-	UpdatedAt         time.Time `json:"updated_at,omitzero"`
+	// The device's identity: its key's fingerprint, its join-state
+	// sequence, and how its credentials were obtained.
+	DeviceKey       string    `json:"device_key,omitempty"`
+	Sequence        uint64    `json:"sequence"`
+	Flow            string    `json:"flow,omitempty"`
+	BootstrapLogins int       `json:"bootstrap_logins"`
+	Refreshes       int       `json:"refreshes"`
+	Rejoins         int       `json:"rejoins"`
+	Refused         string    `json:"refused,omitempty"`
+	LastRenewal     time.Time `json:"last_renewal,omitzero"`
+	LastError       string    `json:"last_error,omitempty"`
+	NextRetry       time.Time `json:"next_retry,omitzero"`
+	Reason          string    `json:"reason,omitempty"`
+	UpdatedAt       time.Time `json:"updated_at,omitzero"`
 }
 
 // StatusOf extracts the public part of a state.
@@ -35,7 +47,21 @@ func StatusOf(s State) Status {
 		SecretIDAccessor: s.SecretIDAccessor, SecretIDExpiresAt: s.SecretIDExpiresAt,
 		Acknowledged: s.Acknowledged, Enrollments: s.Enrollments, LastRenewal: s.LastRenewal,
 		LastError: s.LastError, Reason: s.Reason, UpdatedAt: s.UpdatedAt,
+		DeviceKey: keyFingerprint(s.DeviceKey), Sequence: s.Sequence, Flow: s.Flow,
+		BootstrapLogins: s.BootstrapLogins, Refreshes: s.Refreshes, Rejoins: s.Rejoins, Refused: s.Refused,
 	}
+}
+
+// keyFingerprint names the device key without showing it.
+func keyFingerprint(seed []byte) string {
+	if len(seed) == 0 {
+		return ""
+	}
+	k, err := signer(seed)
+	if err != nil {
+		return "invalid"
+	}
+	return identity.Fingerprint(k.Public())
 }
 
 // Text renders the status for people.
@@ -66,11 +92,18 @@ func (s Status) Text() string {
 	row("secret ID expires", s.SecretIDExpiresAt)
 	row("acknowledged", fmt.Sprint(s.Acknowledged))
 	row("enrollments", fmt.Sprint(s.Enrollments))
+	row("device key", s.DeviceKey)
+	row("join sequence", fmt.Sprint(s.Sequence))
+	row("credentials", fmt.Sprintf("%d bootstrap logins, %d refreshes, %d rejoins", s.BootstrapLogins, s.Refreshes, s.Rejoins))
 	row("last renewal", s.LastRenewal)
 	row("last error", s.LastError)
 	row("next retry", s.NextRetry)
 	row("stopped because", s.Reason)
-	if s.Phase == PhaseRejected {
+	if s.Phase == PhaseRejected && s.Refused == string(wire.CodeClonedState) {
+		fmt.Fprintf(&b, "\nAnother copy of this device's identity exists (a cloned disk?). Both copies are\n"+
+			"locked. Remove the copy, have an administrator re-admit the device\n"+
+			"(enrollctl readmit), then restart enroll-client on the real device.\n")
+	} else if s.Phase == PhaseRejected {
 		fmt.Fprintf(&b, "\nThe device stopped and will not retry on its own. Once an administrator has\n"+
 			"dealt with the cause (for a quarantine: enrollctl re-admit), restart enroll-client.\n")
 	}

@@ -18,7 +18,8 @@ import (
 
 var phases = []lifecycle.Phase{
 	lifecycle.PhaseUnenrolled, lifecycle.PhaseEnrolling, lifecycle.PhasePending, lifecycle.PhaseWrapped,
-	lifecycle.PhaseUnwrapped, lifecycle.PhaseAuthenticated, lifecycle.PhaseRejected,
+	lifecycle.PhaseUnwrapped, lifecycle.PhaseAuthenticated, lifecycle.PhaseRefreshing, lifecycle.PhaseRejoining,
+	lifecycle.PhaseRejected,
 }
 
 // Metrics are the client's instruments on their own registry.
@@ -31,6 +32,8 @@ type Metrics struct {
 	acknowledged   prometheus.Gauge
 	lastRenewal    prometheus.Gauge
 	failures       prometheus.Counter
+	credentials    *prometheus.GaugeVec
+	sequence       prometheus.Gauge
 }
 
 // New registers the client's metrics.
@@ -48,12 +51,17 @@ func New() *Metrics {
 		enrollments:    g("enroll_client_enrollments", "Enrollments the device has made, first and recoveries."),
 		acknowledged:   g("enroll_client_acknowledged", "1 when the server confirmed the device's current credential."),
 		lastRenewal:    g("enroll_client_last_renewal_timestamp_seconds", "When the token was last renewed or obtained (Unix time)."),
+		credentials: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "enroll_client_credentials",
+			Help: "Credentials the device obtained over its life, by path: bootstrap (logins with the fleet's shared credential), refresh, rejoin.",
+		}, []string{"path"}),
+		sequence: g("enroll_client_join_sequence", "The device's join-state sequence."),
 		failures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "enroll_client_step_failures_total", Help: "Failed steps the device retried (network, Vault, server).",
 		}),
 	}
 	m.Registry.MustRegister(m.phase, m.tokenExpiry, m.secretIDExpiry, m.enrollments, m.acknowledged, m.lastRenewal,
-		m.failures, prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+		m.failures, m.credentials, m.sequence, prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	for _, p := range phases {
 		m.phase.WithLabelValues(string(p)).Set(0)
 	}
@@ -86,6 +94,10 @@ func (m *Metrics) WriteStatus(s lifecycle.Status) error {
 	}
 	m.acknowledged.Set(ack)
 	m.lastRenewal.Set(unix(s.LastRenewal))
+	m.credentials.WithLabelValues("bootstrap").Set(float64(s.BootstrapLogins))
+	m.credentials.WithLabelValues("refresh").Set(float64(s.Refreshes))
+	m.credentials.WithLabelValues("rejoin").Set(float64(s.Rejoins))
+	m.sequence.Set(float64(s.Sequence))
 	if !s.NextRetry.IsZero() && s.LastError != "" && s.Phase != lifecycle.PhaseRejected {
 		m.failures.Inc()
 	}

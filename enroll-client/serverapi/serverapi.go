@@ -90,6 +90,24 @@ func (c *Client) Report(ctx context.Context, req wire.ReportRequest) (wire.Repor
 	return resp, c.post(ctx, wire.PathReport, req, &resp)
 }
 
+// IdentityChallenge asks for a nonce for the device key to sign.
+func (c *Client) IdentityChallenge(ctx context.Context, req wire.IdentityChallengeRequest) (wire.IdentityChallengeResponse, error) {
+	var resp wire.IdentityChallengeResponse
+	return resp, c.post(ctx, wire.PathIdentityChallenge, req, &resp)
+}
+
+// Refresh asks for the next secret ID of an authenticated device.
+func (c *Client) Refresh(ctx context.Context, req wire.IdentityRequest) (wire.EnrollResponse, error) {
+	var resp wire.EnrollResponse
+	return resp, c.post(ctx, wire.PathRefresh, req, &resp)
+}
+
+// Rejoin asks for a new secret ID on the strength of the device key alone.
+func (c *Client) Rejoin(ctx context.Context, req wire.IdentityRequest) (wire.EnrollResponse, error) {
+	var resp wire.EnrollResponse
+	return resp, c.post(ctx, wire.PathRejoin, req, &resp)
+}
+
 func (c *Client) post(ctx context.Context, path string, in, out any) error {
 	body, err := json.Marshal(in)
 	if err != nil {

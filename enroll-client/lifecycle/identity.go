@@ -1,0 +1,224 @@
+package lifecycle
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/edge-enroll/enroll/enroll-client/serverapi"
+	"github.com/edge-enroll/enroll/pkg/identity"
+	"github.com/edge-enroll/enroll/pkg/wire"
+)
+
+// After its first acknowledged enrollment the device keeps itself enrolled
+// by its own identity: it refreshes its secret ID before it expires
+// (proving its live token and signing a server nonce with its device key),
+// and rejoins with the key alone when every Vault credential is dead. The
+// fleet's bootstrap credential is used once, for the first enrollment.
+//
+// A refresh or rejoin walks the same persisted steps as a first
+// enrollment — request, wrapped, unwrapped, authenticated, acknowledged —
+// so each guarantee holds: the idempotency key is saved before the request,
+// the creation path is checked before the unwrap, and the join-state
+// sequence advances only once the server confirmed the acknowledgement.
+
+// ensureDeviceKey makes the device key the first time it is needed; it
+// reports whether it made one (the caller saves the state before the key
+// goes on the wire).
+func (m *Machine) ensureDeviceKey(st *State) (bool, error) {
+	if len(st.DeviceKey) != 0 {
+		return false, nil
+	}
+	_, seed, err := identity.NewEd25519()
+	if err != nil {
+		return false, fmt.Errorf("make the device key: %w", err)
+	}
+	st.DeviceKey, st.KeyCreatedAt = seed, m.clock.Now().UTC()
+	return true, nil
+}
+
+func signer(seed []byte) (identity.Signer, error) {
+	k, err := identity.Ed25519FromSeed(seed)
+	if err != nil {
+		return nil, fmt.Errorf("device key in state: %w", err)
+	}
+	return k, nil
+}
+
+// startRenewal begins a refresh or a rejoin with a fresh idempotency key,
+// saved before any request is sent. The current token, if any, stays in
+// place (and in the sinks) until the new one replaces it.
+func (m *Machine) startRenewal(st *State, flow, why string) error {
+	st.Flow, st.IdempotencyKey = flow, rand.Text()
+	st.Phase = PhaseRefreshing
+	if flow == FlowRejoin {
+		st.Phase = PhaseRejoining
+	}
+	st.NextDeviceKey = nil
+	m.log.Info("renewing the device's credential by its identity", "flow", flow, "reason", why, "sequence", st.Sequence)
+	return m.save(st)
+}
+
+// renewCredential performs one attempt of a refresh or rejoin: a nonce, a
+// signature, the request. The wrapped answer is saved like a first
+// enrollment's.
+func (m *Machine) renewCredential(ctx context.Context, st *State) (time.Duration, error) {
+	if len(st.DeviceKey) == 0 {
+		if _, err := m.ensureDeviceKey(st); err != nil {
+			return 0, err
+		}
+		if err := m.save(st); err != nil {
+			return 0, err
+		}
+	}
+	key, err := signer(st.DeviceKey)
+	if err != nil {
+		return 0, permanent("%v", err)
+	}
+	rejoin := st.Phase == PhaseRejoining
+	ch, err := m.cfg.Server.IdentityChallenge(ctx, wire.IdentityChallengeRequest{Fleet: m.cfg.Bundle.Fleet, DeviceID: m.cfg.DeviceID})
+	if err != nil {
+		return 0, m.classifyRenewal(st, err)
+	}
+	var newKey string
+	switch {
+	case ch.RegisterKey:
+		// Enrolled before device keys: register the one the device holds.
+		newKey = key.Public()
+	case ch.RotateKey:
+		if len(st.NextDeviceKey) == 0 {
+			_, seed, err := identity.NewEd25519()
+			if err != nil {
+				return 0, err
+			}
+			st.NextDeviceKey = seed
+			if err := m.save(st); err != nil {
+				return 0, err
+			}
+		}
+		next, err := signer(st.NextDeviceKey)
+		if err != nil {
+			return 0, permanent("%v", err)
+		}
+		newKey = next.Public()
+	}
+	req := wire.IdentityRequest{
+		Fleet: m.cfg.Bundle.Fleet, DeviceID: m.cfg.DeviceID, IdempotencyKey: st.IdempotencyKey,
+		ChallengeID: ch.ChallengeID, Sequence: st.Sequence, NewKey: newKey, Facts: m.cfg.Facts,
+	}
+	purpose := identity.PurposeRefresh
+	if rejoin {
+		purpose = identity.PurposeRejoin
+		if ev, err := m.rejoinAttestation(ctx); err != nil {
+			return 0, m.classifyRenewal(st, err)
+		} else {
+			req.Attestation = ev
+		}
+	} else {
+		req.Token = st.Token
+	}
+	req.Signature, err = key.Sign(identity.Claim{Purpose: purpose, Fleet: req.Fleet, DeviceID: req.DeviceID,
+		IdempotencyKey: req.IdempotencyKey, Nonce: ch.Nonce, Sequence: req.Sequence, NewKey: req.NewKey}.Message())
+	if err != nil {
+		return 0, fmt.Errorf("sign: %w", err)
+	}
+	var resp wire.EnrollResponse
+	if rejoin {
+		resp, err = m.cfg.Server.Rejoin(ctx, req)
+	} else {
+		resp, err = m.cfg.Server.Refresh(ctx, req)
+	}
+	if err != nil {
+		return 0, m.classifyRenewal(st, err)
+	}
+	if resp.Status != wire.StatusWrapped && resp.Status != wire.StatusEnrolled {
+		return 0, fmt.Errorf("server answered a %s with status %q", st.Flow, resp.Status)
+	}
+	if err := m.acceptWrapped(st, resp); err != nil {
+		return 0, err
+	}
+	m.log.Info("received wrapped secret ID", "flow", st.Flow, "enrollment_id", st.EnrollmentID, "wrapping_accessor", st.WrappingAccessor)
+	return 0, nil
+}
+
+// rejoinAttestation answers a TPM challenge for a rejoin, where the device
+// has a TPM its fleet uses.
+func (m *Machine) rejoinAttestation(ctx context.Context) (*wire.Evidence, error) {
+	if m.cfg.Attestor == nil || m.noAttestation {
+		return nil, nil
+	}
+	ticket, err := m.admission(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return m.attest(ctx, ticket)
+}
+
+// classifyRenewal decides what a refused refresh or rejoin means.
+func (m *Machine) classifyRenewal(st *State, err error) error {
+	var se *serverapi.Error
+	if !errors.As(err, &se) {
+		return err // network: retry
+	}
+	switch se.Err.Code {
+	case wire.CodeProofInvalid:
+		if st.Phase == PhaseRefreshing {
+			// The token is no longer good enough (revoked, expired, or
+			// the server holds no key for this device): the key alone,
+			// then.
+			m.log.Warn("refresh refused; rejoining with the device key", "err", se.Err.Message)
+			return errors.Join(err, m.startRenewal(st, FlowRejoin, "refresh refused"))
+		}
+	case wire.CodeIdempotencyConflict:
+		return errors.Join(err, m.startRenewal(st, st.Flow, "the server ended the previous attempt"))
+	case wire.CodeChallengeInvalid:
+		return err // a fresh nonce at the next attempt
+	case wire.CodeUnknownDevice:
+		// The server has no record of this device (its inventory was
+		// lost): only the bootstrap credential can introduce it again.
+		m.log.Warn("the server does not know this device; enrolling with the fleet's bootstrap credential", "err", se.Err.Message)
+		st.clearEnrollment()
+		st.Sequence = 0
+		return errors.Join(err, m.save(st))
+	case wire.CodeClonedState:
+		st.Refused = string(se.Err.Code)
+		return permanent("%s: %s", se.Err.Code, se.Err.Message)
+	}
+	if se.Retryable() {
+		return err
+	}
+	st.Refused = string(se.Err.Code)
+	return permanent("enroll-server refused the %s: %s: %s", st.Flow, se.Err.Code, se.Err.Message)
+}
+
+// refreshDelay is how long until the secret ID should be refreshed: at two
+// thirds of its life, less up to a tenth of jitter. Zero or less means now;
+// a secret ID without expiry is never refreshed.
+func (m *Machine) refreshDelay(st *State, now time.Time) (time.Duration, bool) {
+	if st.SecretIDExpiresAt.IsZero() || st.SecretIDIssuedAt.IsZero() {
+		return 0, false
+	}
+	life := st.SecretIDExpiresAt.Sub(st.SecretIDIssuedAt)
+	at := st.SecretIDIssuedAt.Add(life * 2 / 3)
+	if m.cfg.Rand != nil {
+		at = at.Add(-time.Duration(m.cfg.Rand() * float64(life) / 10))
+	}
+	return at.Sub(now), true
+}
+
+// lostCredential sends a device whose secret ID is expired or refused on
+// its way back: by refresh while its token lives, by rejoin when it does
+// not, and by the bootstrap credential only when it never had an identity.
+func (m *Machine) lostCredential(st *State, why string) error {
+	if !st.hasIdentity() {
+		m.log.Info(why + "; enrolling again")
+		st.clearEnrollment()
+		return m.save(st)
+	}
+	if st.Token != "" && m.clock.Now().Before(st.TokenExpiresAt) {
+		return m.startRenewal(st, FlowRefresh, why)
+	}
+	return m.startRenewal(st, FlowRejoin, why)
+}
