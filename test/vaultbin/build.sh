@@ -23,7 +23,7 @@ fi
 mkdir -p "$(dirname "$out")"
 echo "building vault (hashicorp/vault v1.21.1, -tags minimal) into $out ..." >&2
 start=$(date +%s)
-(cd "$here" && go build -tags minimal -trimpath -o "$out.tmp" .)
+(cd "$here" && GOTOOLCHAIN=local go build -tags minimal -trimpath -o "$out.tmp" .)
 mv "$out.tmp" "$out"
 echo "built vault in $(( $(date +%s) - start ))s" >&2
 echo "$out"
