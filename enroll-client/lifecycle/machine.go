@@ -240,13 +240,14 @@ func (m *Machine) Run(ctx context.Context, untilEnrolled bool) error {
 		return err
 	}
 	m.log.Info("starting", "phase", st.Phase, "sequence", st.Sequence)
-	if st.Phase == PhaseRejected && st.Refused == string(wire.CodeClonedState) {
-		// Restarted by its operator after a cloned-state refusal: try
-		// once more, by the device key (the server decides which copy is
-		// the real one by its join state).
+	if st.Phase == PhaseRejected && st.hasIdentity() {
+		// Restarted by its operator after a refusal (an administrator may
+		// have re-admitted the device): try again at once, by the device
+		// key. After a cloned-state refusal the server decides which copy
+		// is the real one by its join state.
 		st.Refused = ""
 		st.clearEnrollment()
-		if err := m.startRenewal(&st, FlowRejoin, "restarted after a cloned-state refusal"); err != nil {
+		if err := m.startRenewal(&st, FlowRejoin, "restarted after a refusal"); err != nil {
 			return err
 		}
 	}

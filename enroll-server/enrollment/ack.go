@@ -102,6 +102,9 @@ func (s *Service) Acknowledge(ctx context.Context, req wire.AckRequest) (_ wire.
 	if e.State == inventory.EnrollmentAcknowledged {
 		return wire.AckResponse{Status: wire.StatusEnrolled}, nil // a retried acknowledgement
 	}
+	if refusal := s.standing(d); refusal != nil {
+		return wire.AckResponse{}, refusal // locked meanwhile: nothing it minted counts
+	}
 	if d.EnrollmentID != e.ID {
 		return wire.AckResponse{}, fail(wire.CodeRejected, "enrollment %s was superseded by a newer one of this device", e.ID)
 	}

@@ -319,7 +319,7 @@ func (s *Service) mint(ctx context.Context, log *slog.Logger, fleet Fleet, e inv
 	e.WrapExpiresAt = now.Add(wi.TTL)
 	e.AckDeadline = now.Add(max(fleet.AckTimeout, wi.TTL))
 	e.Sequence = d.Sequence + 1
-	if e.Kind != inventory.KindRefresh && e.Kind != inventory.KindRejoin {
+	if !isRenewal(e.Kind) {
 		// A refreshing device stays enrolled meanwhile.
 		d.State = inventory.DeviceEnrolling
 	}

@@ -52,6 +52,9 @@ func (s *Service) IdentityChallenge(ctx context.Context, req wire.IdentityChalle
 	if err != nil {
 		return wire.IdentityChallengeResponse{}, err
 	}
+	if refusal := s.standing(d); refusal != nil {
+		return wire.IdentityChallengeResponse{}, refusal
+	}
 	now := s.now().UTC()
 	c := inventory.Challenge{ID: newID(), Identity: true, Fleet: req.Fleet, DeviceID: req.DeviceID,
 		Nonce: make([]byte, wire.ChallengeBytes), ExpiresAt: now.Add(orDefault(fleet.TPM.ChallengeTTL, DefaultChallengeTTL))}
@@ -151,6 +154,18 @@ func (s *Service) renew(ctx context.Context, purpose string, req wire.IdentityRe
 	if req.Sequence != d.Sequence {
 		return wire.EnrollResponse{}, s.cloned(ctx, &e, &d, fmt.Sprintf("%s presented join-state sequence %d, the server holds %d", purpose, req.Sequence, d.Sequence))
 	}
+	// Two renewals from the same join state, the first not yet
+	// acknowledged: two copies racing. (Whichever acknowledged first would
+	// otherwise win silently, and the other be refused as superseded.)
+	if d.EnrollmentID != "" && d.EnrollmentID != e.ID {
+		cur, err := s.store.Enrollment(ctx, d.EnrollmentID)
+		if err != nil && !errors.Is(err, inventory.ErrNotFound) {
+			return wire.EnrollResponse{}, fmt.Errorf("load the current enrollment: %w", err)
+		}
+		if err == nil && cur.State == inventory.EnrollmentWrapped && isRenewal(cur.Kind) && cur.Sequence == req.Sequence+1 {
+			return wire.EnrollResponse{}, s.cloned(ctx, &e, &d, fmt.Sprintf("two %ss from join-state sequence %d at once (the other is enrollment %s)", purpose, req.Sequence, cur.ID))
+		}
+	}
 	if purpose == identity.PurposeRejoin {
 		if err := s.spendRecovery(ctx, fleet, &e, &d, now); err != nil {
 			return wire.EnrollResponse{}, err
@@ -215,6 +230,9 @@ func (s *Service) proveIdentity(ctx context.Context, log *slog.Logger, fleet Fle
 		log.Warn("identity proof refused", "security", true, "reason", err, "key", identity.Fingerprint(key))
 		return d, fail(wire.CodeProofInvalid, "the signature does not verify with the device's registered key")
 	}
+	if refusal := s.standing(d); refusal != nil {
+		return d, refusal
+	}
 	if purpose == identity.PurposeRefresh {
 		if err := s.checkDeviceToken(ctx, req.Fleet, req.DeviceID, req.Token); err != nil {
 			return d, err
@@ -236,6 +254,8 @@ func (s *Service) proveIdentity(ctx context.Context, log *slog.Logger, fleet Fle
 	}
 	return d, nil
 }
+
+func isRenewal(kind string) bool { return kind == inventory.KindRefresh || kind == inventory.KindRejoin }
 
 // checkDeviceToken checks that token is a live token of the device's own
 // role.

@@ -19,8 +19,9 @@ import (
 // which only the device (and, for a pre-provisioned credential, the
 // orchestrator that injected it) ever held: a holder of the fleet's image
 // cannot quarantine another device, and the device never needs the fleet's
-// bootstrap credential to report. Only the device's current credential can
-// be reported.
+// bootstrap credential to report. Only a report about the device's
+// outstanding credential quarantines it; one about any other enrollment is
+// only an alert.
 func (s *Service) Report(ctx context.Context, req wire.ReportRequest) (wire.ReportResponse, error) {
 	errs := validateRef(req.Fleet, req.DeviceID, req.EnrollmentID)
 	if req.Problem != wire.ProblemWrappingTokenInvalid && req.Problem != wire.ProblemCreationPathMismatch {
@@ -42,12 +43,17 @@ func (s *Service) Report(ctx context.Context, req wire.ReportRequest) (wire.Repo
 	if subtle.ConstantTimeCompare([]byte(e.IdempotencyKey), []byte(req.IdempotencyKey)) != 1 {
 		return wire.ReportResponse{}, fail(wire.CodeProofInvalid, "the idempotency key is not the one this enrollment was asked with")
 	}
-	if d.EnrollmentID != e.ID || e.State != inventory.EnrollmentWrapped {
-		return wire.ReportResponse{}, fail(wire.CodeRejected, "enrollment %s is not the device's outstanding credential (it is %s)", e.ID, e.State)
-	}
 	kind := inventory.AlertWrappingTokenInvalid
 	if req.Problem == wire.ProblemCreationPathMismatch {
 		kind = inventory.AlertCreationPathMismatch
+	}
+	if d.EnrollmentID != e.ID || e.State != inventory.EnrollmentWrapped {
+		// A credential that is not the device's outstanding one (spent,
+		// superseded, never minted): worth an alert, never a lockout of
+		// the device's current credential.
+		s.alerts.Raise(ctx, inventory.Alert{Time: s.now().UTC(), Kind: kind, Fleet: req.Fleet, DeviceID: req.DeviceID, EnrollmentID: e.ID,
+			Detail: fmt.Sprintf("reported about enrollment %s, which is %s and not the device's current credential: %s", e.ID, e.State, req.Detail)})
+		return wire.ReportResponse{Status: "noted"}, nil
 	}
 	s.alerts.Raise(ctx, inventory.Alert{Time: s.now().UTC(), Kind: kind, Fleet: req.Fleet,
 		DeviceID: req.DeviceID, EnrollmentID: e.ID, Detail: req.Detail})

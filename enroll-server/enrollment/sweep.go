@@ -32,7 +32,7 @@ func (s *Service) SweepUnacknowledged(ctx context.Context) (int, error) {
 			return n, vaultError("revoke the wrapping token", err)
 		}
 		detail := fmt.Sprintf("no acknowledgement within %v of minting", e.AckDeadline.Sub(e.CreatedAt).Round(time.Second))
-		renewal := e.Kind == inventory.KindRefresh || e.Kind == inventory.KindRejoin
+		renewal := isRenewal(e.Kind)
 		if renewal {
 			// A refresh or rejoin: the device's identity, and for a refresh
 			// its previous credential, are untouched. Only this secret ID

@@ -12,6 +12,7 @@ import (
 	"github.com/edge-enroll/enroll/enroll-client/lifecycle"
 	"github.com/edge-enroll/enroll/enroll-server/config"
 	"github.com/edge-enroll/enroll/enroll-server/vault"
+	"github.com/edge-enroll/enroll/pkg/wire"
 )
 
 func (e *env) tokenWith(policies ...string) string {
@@ -95,9 +96,32 @@ func TestRevokeAndReadmit(t *testing.T) {
 	if status, body := e.adminCall("POST", "/v1/admin/devices/acme/sensor-a/readmit", admin, ""); status != 200 {
 		t.Fatalf("readmit: %d %s", status, body)
 	}
-	fresh := e.enroll(e.newDevice("sensor-a", nil))
+	// A new installation under the same ID proves only the fleet's
+	// bootstrap credential: it waits for an administrator, who approves
+	// that one request.
+	wiped := e.newDevice("sensor-a", nil)
+	e.approveHeld(wiped, admin)
+	fresh := e.enroll(wiped)
 	if _, err := e.clientFor(fresh.Token).Auth().Token().LookupSelf(); err != nil {
 		t.Fatalf("re-admitted device's token does not work: %v", err)
+	}
+}
+
+// approveHeld runs a device whose request for an enrolled ID is held, and
+// approves that request once the server holds it.
+func (e *env) approveHeld(d *device, adminToken string) {
+	e.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.machine.Run(ctx, true) }()
+	defer func() { cancel(); <-done }()
+	var dev wire.Device
+	waitFor(e.t, 30*time.Second, "the request held for an administrator", func() bool {
+		e.adminJSON("GET", "/v1/admin/devices/acme/"+d.id, "", &dev)
+		return dev.HeldEnrollment != "" && d.lastStatus().Phase == lifecycle.PhasePending
+	})
+	if status, body := e.adminCall("POST", "/v1/admin/devices/acme/"+d.id+"/approve", adminToken, ""); status != 200 {
+		e.t.Fatalf("approve: %d %s", status, body)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/edge-enroll/enroll/enroll-server/config"
 	"github.com/edge-enroll/enroll/enroll-server/inventory"
+	"github.com/edge-enroll/enroll/pkg/identity"
 	"github.com/edge-enroll/enroll/pkg/wire"
 )
 
@@ -84,10 +85,10 @@ func TestEveryAlertReachesLogMetricAndWebhook(t *testing.T) {
 		}
 	})
 	e.runUntilStopped(e.newDevice("swapped", viaProxy(swapper)))
-	// 4. A recovery budget exhausted: budget 0, so a second enrollment is one too many.
+	// 4. A recovery budget exhausted: budget 0, so a rejoin is one too many.
 	st := e.enroll(e.newDevice("budget", nil))
 	e.keep(st.SecretID, st.Token)
-	status, body := e.post("/v1/enroll", enrollBody(e.bootstrapLogin(), "budget", "key-budget00000002"))
+	status, body := e.call(identityCall{purpose: identity.PurposeRejoin, device: "budget", key: deviceKey(t, st), sequence: st.Sequence})
 	if status != 403 || errorCode(t, body) != "device_quarantined" {
 		t.Fatalf("over budget: %d %s", status, body)
 	}
@@ -124,8 +125,9 @@ func TestEveryAlertReachesLogMetricAndWebhook(t *testing.T) {
 			t.Errorf("alert %s: no log line", k)
 		}
 	}
-	if !strings.Contains(metrics, `enroll_server_enrollments_total{fleet="acme",outcome="wrapped"}`) ||
-		!strings.Contains(metrics, `enroll_server_enrollments_total{fleet="acme",outcome="enrollment_token_reused"} 1`) {
+	if !strings.Contains(metrics, `enroll_server_enrollments_total{fleet="acme",outcome="wrapped",path="bootstrap"}`) ||
+		!strings.Contains(metrics, `enroll_server_enrollments_total{fleet="acme",outcome="enrollment_token_reused",path="bootstrap"} 1`) ||
+		!strings.Contains(metrics, `enroll_server_enrollments_total{fleet="acme",outcome="device_quarantined",path="rejoin"} 1`) {
 		t.Error("enrollment outcomes are not counted")
 	}
 	for _, m := range []string{

@@ -11,6 +11,7 @@ import (
 	"github.com/edge-enroll/enroll/enroll-client/sink"
 	"github.com/edge-enroll/enroll/enroll-server/config"
 	"github.com/edge-enroll/enroll/enroll-server/inventory"
+	"github.com/edge-enroll/enroll/pkg/wire"
 )
 
 // An administrator destroys a device's secret ID: the device enrolls again
@@ -128,7 +129,25 @@ func TestDamagedStateFileIsRefused(t *testing.T) {
 	if matches, _ := filepath.Glob(d.statePath + ".reset-*"); len(matches) != 1 {
 		t.Fatalf("the damaged file was not kept aside: %v", matches)
 	}
-	if code, _, errOut := e.cli("run", "-once", "-config", d.config); code != 0 {
+	// A device whose state was reset has lost its identity: the server
+	// holds its request for an administrator, who approves it once.
+	ran := make(chan string, 1)
+	go func() {
+		code, _, errOut := e.cli("run", "-once", "-config", d.config)
+		if code != 0 {
+			errOut = "failed: " + errOut
+		} else {
+			errOut = ""
+		}
+		ran <- errOut
+	}()
+	var dev wire.Device
+	waitFor(t, 30*time.Second, "the reset device's request held", func() bool {
+		e.adminJSON("GET", "/v1/admin/devices/acme/sensor-a", "", &dev)
+		return dev.HeldEnrollment != ""
+	})
+	e.adminJSON("POST", "/v1/admin/devices/acme/sensor-a/approve", "", nil)
+	if errOut := <-ran; errOut != "" {
 		t.Fatalf("run after reset: %s", errOut)
 	}
 	again, err := d.readState()

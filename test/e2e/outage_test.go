@@ -67,9 +67,13 @@ func TestVaultOutage(t *testing.T) {
 	if after.SecretID != before.SecretID || after.Enrollments != 1 {
 		t.Fatalf("the outage cost the device its secret ID (enrollments %d)", after.Enrollments)
 	}
-	if _, err := e.clientFor(readToken(renewing.sinkPath)).Auth().Token().LookupSelf(); err != nil {
-		t.Fatalf("the token file does not work after recovery: %v", err)
-	}
+	// The state is saved before the sinks are written: give the sink its
+	// moment.
+	var sinkErr error
+	waitFor(t, 10*time.Second, "the token file to work after recovery", func() bool {
+		_, sinkErr = e.clientFor(readToken(renewing.sinkPath)).Auth().Token().LookupSelf()
+		return sinkErr == nil
+	})
 
 	// Second outage: a device boots for the first time while Vault is down.
 	e.pvault.Stop()
@@ -94,8 +98,9 @@ func TestVaultOutage(t *testing.T) {
 	}
 }
 
-// The server is down when a device needs to enroll again: the device backs
-// off and enrolls when the server is back.
+// The server is down when a device needs a new credential (an administrator
+// destroyed its secret IDs and revoked its token by hand): the device backs
+// off, and rejoins by its key when the server is back.
 func TestServerDownDuringReenrollment(t *testing.T) {
 	e := newEnv(t, options{fleet: func(f *config.Fleet) { f.DeviceTokenTTL = 3 * time.Second }})
 	d := e.newDevice("sensor-a", nil)
@@ -109,12 +114,15 @@ func TestServerDownDuringReenrollment(t *testing.T) {
 	e.revokeDevice("sensor-a", first.TokenAccessor)
 	waitFor(t, 30*time.Second, "the device to fail to re-enroll", func() bool {
 		s := d.lastStatus()
-		return s.Phase == lifecycle.PhaseEnrolling && s.LastError != "" && !s.NextRetry.IsZero()
+		return (s.Phase == lifecycle.PhaseRefreshing || s.Phase == lifecycle.PhaseRejoining) && s.LastError != "" && !s.NextRetry.IsZero()
 	})
 	e.restartServer()
 	st := waitState(t, d, 90*time.Second, "re-enrollment once the server is back", func(s lifecycle.State) bool {
-		return s.Phase == lifecycle.PhaseAuthenticated && s.Acknowledged && s.Enrollments == 2
+		return s.Phase == lifecycle.PhaseAuthenticated && s.Acknowledged && s.Rejoins == 1
 	})
+	if st.BootstrapLogins != 1 {
+		t.Fatalf("bootstrap logins %d, want 1", st.BootstrapLogins)
+	}
 	e.keep(st.SecretID, st.Token)
 	if _, err := e.clientFor(readToken(d.sinkPath)).Auth().Token().LookupSelf(); err != nil {
 		t.Fatalf("the token file does not work: %v", err)

@@ -1,0 +1,419 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/edge-enroll/enroll/enroll-client/lifecycle"
+	"github.com/edge-enroll/enroll/enroll-server/config"
+	"github.com/edge-enroll/enroll/enroll-server/inventory"
+	"github.com/edge-enroll/enroll/pkg/wire"
+)
+
+// daemon is the real enroll-client running as a service would.
+type daemon struct {
+	t    *testing.T
+	d    *deviceDir
+	cmd  *exec.Cmd
+	out  *bytes.Buffer
+	done chan error
+}
+
+// startDaemon runs `enroll-client run` on a device directory; env adds to
+// its environment (a crash point).
+func (e *env) startDaemon(bin string, d *deviceDir, env ...string) *daemon {
+	e.t.Helper()
+	cmd := exec.Command(bin, "run", "-config", d.config)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + d.dir}, env...)
+	out := &bytes.Buffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	dm := &daemon{t: e.t.(*testing.T), d: d, cmd: cmd, out: out, done: make(chan error, 1)}
+	go func() { dm.done <- cmd.Wait() }()
+	e.t.Cleanup(func() { dm.stop() })
+	return dm
+}
+
+// stop ends the daemon as its service manager would, and keeps its log.
+func (dm *daemon) stop() {
+	if dm.cmd.ProcessState == nil {
+		_ = dm.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-dm.done:
+		case <-time.After(15 * time.Second):
+			_ = dm.cmd.Process.Kill()
+			<-dm.done
+		}
+	}
+}
+
+// status is what the daemon last published.
+func (d *deviceDir) status() lifecycle.Status {
+	var s lifecycle.Status
+	raw, err := os.ReadFile(filepath.Join(filepath.Dir(d.statePath), "status.json"))
+	if err == nil {
+		_ = json.Unmarshal(raw, &s)
+	}
+	return s
+}
+
+// watchSink checks, every 250 ms until stop is called, that the token in
+// the device's sink works; it returns how many checks passed and failed.
+func (e *env) watchSink(d *deviceDir) (stop func() (ok, failed int)) {
+	var mu sync.Mutex
+	var ok, failed int
+	quit := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(250 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-tick.C:
+			}
+			tok := readToken(d.sinkPath)
+			if tok == "" {
+				continue
+			}
+			e.keep(tok)
+			_, err := e.clientFor(tok).Auth().Token().LookupSelf()
+			mu.Lock()
+			if err != nil {
+				failed++
+				e.t.Errorf("the token in the sink does not work: %v", err)
+			} else {
+				ok++
+			}
+			mu.Unlock()
+		}
+	}()
+	return func() (int, int) {
+		close(quit)
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
+		return ok, failed
+	}
+}
+
+// The issue's own scenario, with the real client: a device enrolled with
+// generation 1; the fleet rotates and retires generation 1; then three of
+// the device's secret IDs run out in a row. The device refreshes each by
+// its identity, the token in its sink works the whole time, and it never
+// logs in with the bootstrap credential again.
+func TestRotateRetireThenSecretIDsExpireWithRealClient(t *testing.T) {
+	e := newEnv(t, options{fleet: func(f *config.Fleet) {
+		f.DeviceTokenTTL, f.DeviceTokenMaxTTL, f.DeviceSecretIDTTL = 20*time.Second, time.Hour, 12*time.Second
+	}})
+	bin := clientBinary(t)
+	d := e.deviceDir("sensor-life")
+	dm := e.startDaemon(bin, d)
+	waitFor(t, 30*time.Second, "first enrollment", func() bool { s := d.status(); return s.Acknowledged && s.Phase == lifecycle.PhaseAuthenticated })
+	stopWatch := e.watchSink(d)
+
+	var gens wire.Generations
+	e.adminJSON("GET", "/v1/admin/fleets/acme/generations", "", &gens)
+	if g := gens.Generations[0]; g.Devices != 1 || g.Dependents != 0 {
+		t.Fatalf("generation 1 before the rotation: %+v; the enrolled device holds a key and depends on nothing", g)
+	}
+	var rot wire.Rotated
+	e.adminJSON("POST", "/v1/admin/fleets/acme/rotate", "", &rot)
+	e.keep(rot.SecretID)
+	var ended wire.GenerationEnded
+	e.adminJSON("POST", "/v1/admin/fleets/acme/generations/1/retire", "", &ended)
+	if ended.State != "retired" || ended.Dependents != 0 {
+		t.Fatalf("retire = %+v", ended)
+	}
+	retired := time.Now()
+
+	waitFor(t, 60*time.Second, "three refreshes after the retire", func() bool {
+		s := d.status()
+		return s.Refreshes >= 3 && s.Acknowledged && s.Phase == lifecycle.PhaseAuthenticated
+	})
+	ok, failed := stopWatch()
+	dm.stop()
+	t.Logf("three secret-ID lives in %v; %d sink checks passed", time.Since(retired).Round(time.Second), ok)
+	if ok < 40 || failed != 0 {
+		t.Fatalf("sink checks: %d passed, %d failed", ok, failed)
+	}
+	st, err := d.readState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.keep(st.Token, st.SecretID)
+	if st.BootstrapLogins != 1 || st.Rejoins != 0 || st.Sequence != uint64(1+st.Refreshes) {
+		t.Fatalf("bootstrap logins %d, rejoins %d, sequence %d after %d refreshes; want 1, 0, refreshes+1",
+			st.BootstrapLogins, st.Rejoins, st.Sequence, st.Refreshes)
+	}
+	if got := e.deviceSecretIDAccessors(d.id); len(got) != 1 || got[0] != st.SecretIDAccessor {
+		t.Fatalf("live secret IDs %v, want only the device's %s", got, st.SecretIDAccessor)
+	}
+	_, metrics := e.get("/metrics", "")
+	if !strings.Contains(metrics, `enroll_server_enrollments_total{fleet="acme",outcome="wrapped",path="bootstrap"} 1`) ||
+		!strings.Contains(metrics, `enroll_server_enrollments_total{fleet="acme",outcome="wrapped",path="refresh"}`) {
+		t.Errorf("enrollments by path are not counted:\n%s", grepLines(metrics, "enroll_server_enrollments_total"))
+	}
+	if strings.Contains(dm.out.String(), `"bootstrap credential`) && strings.Contains(dm.out.String(), "refused") {
+		t.Error("the client's log shows a refused bootstrap credential")
+	}
+}
+
+func grepLines(s, prefix string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// A device switched off for longer than its token's max TTL and its secret
+// ID's TTL, while its generation was retired, rejoins by its key as soon as
+// it starts again: no bootstrap credential, one rejoin.
+func TestStoppedPastEveryTTLRejoinsByKey(t *testing.T) {
+	e := newEnv(t, options{fleet: func(f *config.Fleet) {
+		f.DeviceTokenTTL, f.DeviceTokenMaxTTL, f.DeviceSecretIDTTL = 3*time.Second, 4*time.Second, 6*time.Second
+	}})
+	d := e.newDevice("sensor-off", nil)
+	st := e.enroll(d)
+	var rot wire.Rotated
+	e.adminJSON("POST", "/v1/admin/fleets/acme/rotate", "", &rot)
+	e.keep(rot.SecretID)
+	e.adminJSON("POST", "/v1/admin/fleets/acme/generations/1/retire", "", nil)
+	time.Sleep(time.Until(st.SecretIDExpiresAt.Add(time.Second)))
+	if _, err := e.clientFor(st.Token).Auth().Token().LookupSelf(); err == nil {
+		t.Fatal("the token should have expired")
+	}
+
+	start := time.Now()
+	d.store.Close()
+	d2 := e.newDeviceWith("sensor-off", nil, d.statePath, nil) // the same device, started again
+	runFor(t, d2, func(s lifecycle.Status) bool { return s.Rejoins == 1 && s.Acknowledged })
+	took := time.Since(start)
+	after := d2.state(t)
+	e.keep(after.Token, after.SecretID)
+	if after.BootstrapLogins != 1 || after.Refreshes != 0 || after.Sequence != 2 {
+		t.Fatalf("bootstrap logins %d, refreshes %d, sequence %d; want 1, 0, 2", after.BootstrapLogins, after.Refreshes, after.Sequence)
+	}
+	if len(e.logs.lines("step failed; will retry")) != 0 || took > 5*time.Second {
+		t.Fatalf("the rejoin took %v and %d retries; want it at the first attempt", took, len(e.logs.lines("step failed; will retry")))
+	}
+	if got := e.deviceSecretIDAccessors(d.id); len(got) != 1 {
+		t.Fatalf("%d live secret IDs, want 1", len(got))
+	}
+}
+
+// runFor runs an in-process device until its status satisfies done.
+func runFor(t *testing.T, d *device, done func(lifecycle.Status) bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- d.machine.Run(ctx, false) }()
+	waitFor(t, 30*time.Second, "device status", func() bool { return done(d.lastStatus()) })
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A copy of an enrolled device's state directory, running beside the
+// original: within one refresh interval one copy is refused cloned_state,
+// the alert reaches the log, the metric, the webhook and the audit log,
+// and once an administrator re-admitted the device, the copy whose join
+// state the server holds comes back when restarted.
+func TestClonedStateDirectoryIsCaught(t *testing.T) {
+	hook := newWebhookReceiver(t)
+	e := newEnv(t, options{
+		fleet: func(f *config.Fleet) {
+			f.DeviceTokenTTL, f.DeviceTokenMaxTTL, f.DeviceSecretIDTTL = 30*time.Second, time.Hour, 12*time.Second
+		},
+		server: func(c *config.File) { c.Alerts.WebhookURL = hook.srv.URL },
+	})
+	bin := clientBinary(t)
+	orig := e.deviceDir("sensor-twin")
+	if err := runClient(t, bin, orig, 0); err != nil {
+		t.Fatal(err)
+	}
+	clone := e.deviceDir("sensor-twin")
+	raw, err := os.ReadFile(orig.statePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, clone.statePath, raw)
+
+	a, b := e.startDaemon(bin, orig), e.startDaemon(bin, clone)
+	var caught, other *deviceDir
+	waitFor(t, 30*time.Second, "one copy refused cloned_state", func() bool {
+		for _, p := range [][2]*deviceDir{{orig, clone}, {clone, orig}} {
+			if p[0].status().Refused == string(wire.CodeClonedState) {
+				caught, other = p[0], p[1]
+				return true
+			}
+		}
+		return false
+	})
+	t.Logf("caught the copy at %s", caught.dir)
+
+	// The alert, everywhere.
+	waitFor(t, 10*time.Second, "the alert at the webhook", func() bool { return hook.has(inventory.AlertClonedState) })
+	_, metrics := e.get("/metrics", "")
+	if !strings.Contains(metrics, `enroll_server_security_alerts_total{kind="cloned_state"} 1`) {
+		t.Errorf("no cloned_state alert counted:\n%s", grepLines(metrics, "enroll_server_security_alerts_total"))
+	}
+	logged := false
+	for _, l := range e.logs.lines("security alert") {
+		logged = logged || l["kind"] == inventory.AlertClonedState
+	}
+	if !logged {
+		t.Error("no cloned_state alert in the server's log")
+	}
+	_, auditLog := e.get("/v1/admin/audit", e.vault.RootToken)
+	if !strings.Contains(auditLog, `"action":"quarantine"`) || !strings.Contains(auditLog, "cloned state") {
+		t.Error("the audit log does not record the lockout")
+	}
+	var dev wire.Device
+	e.adminJSON("GET", "/v1/admin/devices/acme/sensor-twin", "", &dev)
+	if dev.State != inventory.DeviceQuarantined {
+		t.Fatalf("device state %s, want quarantined", dev.State)
+	}
+	// Both copies are locked out: the other one ends refused too.
+	waitFor(t, 30*time.Second, "the other copy locked out", func() bool { return other.status().Phase == lifecycle.PhaseRejected })
+
+	// The operator removes the copy, re-admits the device, and restarts
+	// the one whose join state the server holds.
+	a.stop()
+	b.stop()
+	if status, body := e.adminCall("POST", "/v1/admin/devices/acme/sensor-twin/readmit", e.vault.RootToken, ""); status != 200 {
+		t.Fatalf("readmit: %d %s", status, body)
+	}
+	real := e.startDaemon(bin, other)
+	waitFor(t, 30*time.Second, "the real device back", func() bool {
+		s := other.status()
+		return s.Phase == lifecycle.PhaseAuthenticated && s.Acknowledged && s.Rejoins == 1
+	})
+	real.stop()
+	st, err := other.readState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.keep(st.Token, st.SecretID)
+	if _, err := e.clientFor(st.Token).Auth().Token().LookupSelf(); err != nil {
+		t.Fatalf("the re-admitted device's token does not work: %v", err)
+	}
+	if st.BootstrapLogins != 1 {
+		t.Fatalf("bootstrap logins %d, want 1", st.BootstrapLogins)
+	}
+}
+
+// The real client is killed with SIGKILL right after each durable
+// transition of a refresh and of a rejoin, then started again. Each ends
+// with exactly one live secret ID, one credential more than before, and no
+// alert: nothing burned.
+func TestCrashAfterEveryRefreshAndRejoinTransition(t *testing.T) {
+	e := newEnv(t, options{fleet: func(f *config.Fleet) {
+		f.DeviceTokenTTL, f.DeviceTokenMaxTTL, f.DeviceSecretIDTTL = time.Hour, time.Hour, 9*time.Second
+	}})
+	bin := clientBinary(t)
+	// Refresh: refreshing, wrapped, unwrapped, authenticated, acknowledged.
+	// Rejoin (its token revoked while it was off): refreshing, refused,
+	// rejoining, then the same four.
+	flows := []struct {
+		name        string
+		transitions int
+		prepare     func(d *deviceDir)
+		done        func(s lifecycle.Status) bool
+	}{
+		{"refresh", 5, func(*deviceDir) {}, func(s lifecycle.Status) bool { return s.Refreshes >= 1 }},
+		{"rejoin", 6, func(d *deviceDir) {
+			st, err := d.readState()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if err := e.root.Auth().Token().RevokeAccessor(st.TokenAccessor); err != nil {
+				t.Error(err)
+			}
+			time.Sleep(time.Until(st.SecretIDExpiresAt.Add(time.Second)))
+		}, func(s lifecycle.Status) bool { return s.Rejoins >= 1 }},
+	}
+	var wg sync.WaitGroup
+	for _, f := range flows {
+		for n := 1; n <= f.transitions+1; n++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				id := fmt.Sprintf("crash-%s-%d", f.name, n)
+				d := e.deviceDir(id)
+				if err := runClient(t, bin, d, 0); err != nil {
+					t.Errorf("%s: first enrollment: %v", id, err)
+					return
+				}
+				f.prepare(d)
+				if n <= f.transitions {
+					dm := e.startDaemon(bin, d, "ENROLL_CLIENT_TEST_CRASH_AFTER="+strconv.Itoa(n))
+					select {
+					case err := <-dm.done:
+						var exit *exec.ExitError
+						if !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+							t.Errorf("%s: exited with %v, want SIGKILL\n%s", id, err, dm.out)
+							return
+						}
+					case <-time.After(40 * time.Second):
+						t.Errorf("%s: no crash within 40s", id)
+						return
+					}
+				}
+				dm := e.startDaemon(bin, d)
+				deadline := time.Now().Add(40 * time.Second)
+				for !(f.done(d.status()) && d.status().Acknowledged && d.status().Phase == lifecycle.PhaseAuthenticated) {
+					if time.Now().After(deadline) {
+						t.Errorf("%s: not back within 40s: %+v\n%s", id, d.status(), dm.out)
+						return
+					}
+					time.Sleep(100 * time.Millisecond)
+				}
+				dm.stop()
+				st, err := d.readState()
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				e.keep(st.Token, st.SecretID)
+				if st.BootstrapLogins != 1 || st.Sequence != uint64(1+st.Refreshes+st.Rejoins) {
+					t.Errorf("%s: bootstrap logins %d, sequence %d with %d refreshes and %d rejoins",
+						id, st.BootstrapLogins, st.Sequence, st.Refreshes, st.Rejoins)
+				}
+				if f.name == "rejoin" && st.Rejoins != 1 {
+					t.Errorf("%s: %d rejoins, want 1", id, st.Rejoins)
+				}
+				if got := e.deviceSecretIDAccessors(id); len(got) != 1 || got[0] != st.SecretIDAccessor {
+					t.Errorf("%s: live secret IDs %v, want only %s", id, got, st.SecretIDAccessor)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	_, alerts := e.inventory()
+	if len(alerts) != 0 {
+		t.Fatalf("crashes raised alerts: %+v", alerts)
+	}
+}
