@@ -61,13 +61,9 @@ func (dm *daemon) stop() {
 	}
 }
 
-// status is what the daemon last published.
+// status is what the daemon last published (zero before it published).
 func (d *deviceDir) status() lifecycle.Status {
-	var s lifecycle.Status
-	raw, err := os.ReadFile(filepath.Join(filepath.Dir(d.statePath), "status.json"))
-	if err == nil {
-		_ = json.Unmarshal(raw, &s)
-	}
+	s, _ := readStatusFile(d)
 	return s
 }
 
@@ -416,4 +412,91 @@ func TestCrashAfterEveryRefreshAndRejoinTransition(t *testing.T) {
 	if len(alerts) != 0 {
 		t.Fatalf("crashes raised alerts: %+v", alerts)
 	}
+}
+
+// Someone holding only the fleet's image (its bootstrap bundle) runs the
+// real client under an enrolled device's ID: it gets no credential, the
+// real device's token and secret ID are untouched, and the attempt raises
+// an alert. A report about the request it just made quarantines nobody.
+func TestImageHolderCannotTakeOverEnrolledID(t *testing.T) {
+	e := newEnv(t)
+	bin := clientBinary(t)
+	real := e.deviceDir("sensor-victim")
+	dm := e.startDaemon(bin, real)
+	waitFor(t, 30*time.Second, "the real device enrolled", func() bool { s := real.status(); return s.Acknowledged && s.Phase == lifecycle.PhaseAuthenticated })
+	var before wire.Device
+	e.adminJSON("GET", "/v1/admin/devices/acme/sensor-victim", "", &before)
+	liveBefore := e.deviceSecretIDAccessors("sensor-victim")
+	token := readToken(real.sinkPath)
+	e.keep(token)
+
+	thief := e.deviceDir("sensor-victim") // the same image, another machine
+	tm := e.startDaemon(bin, thief)
+	waitFor(t, 30*time.Second, "the thief's request held", func() bool { return thief.status().Phase == lifecycle.PhasePending })
+	tm.stop()
+	if tok := readToken(thief.sinkPath); tok != "" {
+		t.Fatal("the thief holds a token")
+	}
+	var after wire.Device
+	e.adminJSON("GET", "/v1/admin/devices/acme/sensor-victim", "", &after)
+	if after.HeldEnrollment == "" || after.State != before.State || after.DeviceKey != before.DeviceKey ||
+		after.Sequence != before.Sequence || after.SecretIDAccessor != before.SecretIDAccessor {
+		t.Fatalf("the device record changed:\nbefore %+v\nafter  %+v", before, after)
+	}
+	if _, err := e.clientFor(token).Auth().Token().LookupSelf(); err != nil {
+		t.Fatalf("the real device's token stopped working: %v", err)
+	}
+	if got := e.deviceSecretIDAccessors("sensor-victim"); strings.Join(got, ",") != strings.Join(liveBefore, ",") {
+		t.Fatalf("live secret IDs changed: %v → %v", liveBefore, got)
+	}
+	var alerts struct {
+		Alerts []inventory.Alert `json:"alerts"`
+	}
+	e.adminJSON("GET", "/v1/admin/alerts", "", &alerts)
+	claimed := 0
+	for _, a := range alerts.Alerts {
+		if a.Kind == inventory.AlertIdentityClaimed && a.DeviceID == "sensor-victim" {
+			claimed++
+		}
+	}
+	if claimed != 1 {
+		t.Fatalf("alerts %+v, want one identity_claimed for sensor-victim", alerts.Alerts)
+	}
+
+	// By hand: a fresh request, then a report about it.
+	status, body := e.post("/v1/enroll", enrollBody(e.bootstrapLogin(), "sensor-victim", "key-thief000000000001"))
+	if status != 200 || jsonField(t, body, "status") != wire.StatusPending || jsonField(t, body, "wrapping_token") != "" {
+		t.Fatalf("a fresh request for the enrolled ID: %d %s, want pending without a credential", status, body)
+	}
+	report := fmt.Sprintf(`{"fleet":"acme","device_id":"sensor-victim","enrollment_id":%q,"idempotency_key":"key-thief000000000001","problem":"wrapping_token_invalid"}`,
+		jsonField(t, body, "enrollment_id"))
+	if status, body := e.post(wire.PathReport, report); status != 200 || jsonField(t, body, "status") != "noted" {
+		t.Fatalf("report about the thief's own request: %d %s, want it only noted", status, body)
+	}
+	// And about the real device's current enrollment, without its key.
+	st, _ := readStatusFile(real)
+	report = fmt.Sprintf(`{"fleet":"acme","device_id":"sensor-victim","enrollment_id":%q,"idempotency_key":"key-guess00000000001","problem":"wrapping_token_invalid"}`, st.EnrollmentID)
+	if status, body := e.post(wire.PathReport, report); status != 403 || errorCode(t, body) != "proof_invalid" {
+		t.Fatalf("report about the real enrollment with a guessed key: %d %s", status, body)
+	}
+	e.adminJSON("GET", "/v1/admin/devices/acme/sensor-victim", "", &after)
+	if after.State != inventory.DeviceEnrolled {
+		t.Fatalf("the real device is %s", after.State)
+	}
+	if _, err := e.clientFor(token).Auth().Token().LookupSelf(); err != nil {
+		t.Fatalf("the real device's token stopped working: %v", err)
+	}
+	if s := real.status(); s.Phase != lifecycle.PhaseAuthenticated || s.LastError != "" {
+		t.Fatalf("the real device: %+v", s)
+	}
+	dm.stop()
+}
+
+func readStatusFile(d *deviceDir) (lifecycle.Status, error) {
+	var s lifecycle.Status
+	raw, err := os.ReadFile(filepath.Join(filepath.Dir(d.statePath), "status.json"))
+	if err != nil {
+		return s, err
+	}
+	return s, json.Unmarshal(raw, &s)
 }
