@@ -20,6 +20,7 @@ import (
 	"github.com/edge-enroll/enroll/enroll-server/config"
 	"github.com/edge-enroll/enroll/enroll-server/inventory"
 	"github.com/edge-enroll/enroll/pkg/wire"
+	"github.com/edge-enroll/enroll/test/fleetsim"
 )
 
 // daemon is the real enroll-client running as a service would.
@@ -499,4 +500,89 @@ func readStatusFile(d *deviceDir) (lifecycle.Status, error) {
 		return s, err
 	}
 	return s, json.Unmarshal(raw, &s)
+}
+
+// The fleet over time: 200 devices whose secret IDs live 30 s, while the
+// fleet rotates its bootstrap credential and retires the previous
+// generation every 20 s, for 3 minutes. No device is lost, none logs in
+// with the bootstrap credential after its first enrollment, and at the end
+// each has exactly one live secret ID in Vault: its own.
+func TestFleetOverTime(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs for three minutes")
+	}
+	const devices, life, every = 200, 3 * time.Minute, 20 * time.Second
+	e := newEnv(t, options{fleet: func(f *config.Fleet) {
+		f.DeviceTokenTTL, f.DeviceTokenMaxTTL, f.DeviceSecretIDTTL = time.Minute, 10*time.Minute, 30*time.Second
+		f.AckTimeout = time.Minute
+	}})
+	b := e.bundle
+	var rotations, retired int
+	stop := make(chan struct{})
+	admin := make(chan error, 1)
+	go func() {
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				admin <- nil
+				return
+			case <-tick.C:
+			}
+			var rot wire.Rotated
+			status, body := e.adminCall("POST", "/v1/admin/fleets/acme/rotate", e.vault.RootToken, "")
+			if status != 200 || json.Unmarshal([]byte(body), &rot) != nil {
+				admin <- fmt.Errorf("rotate: %d %s", status, body)
+				return
+			}
+			e.keep(rot.SecretID)
+			rotations++
+			// Retire every generation but the new one; a retire refused
+			// because a device is mid-enrollment waits for the next round.
+			for g := 1; g < rot.Generation; g++ {
+				status, body := e.adminCall("POST", fmt.Sprintf("/v1/admin/fleets/acme/generations/%d/retire", g), e.vault.RootToken, "")
+				switch {
+				case status == 200:
+					retired++
+				case strings.Contains(body, string(wire.CodeGenerationInUse)):
+				default:
+					admin <- fmt.Errorf("retire %d: %d %s", g, status, body)
+					return
+				}
+			}
+		}
+	}()
+	res, err := fleetsim.Run(context.Background(), fleetsim.Options{Bundle: &b, Devices: devices, Prefix: "life",
+		LiveFor: life, Timeout: life + 2*time.Minute})
+	close(stop)
+	if err := <-admin; err != nil {
+		t.Fatal(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d rotations, %d retires; %s", rotations, retired, res)
+	if res.Enrolled != devices {
+		t.Fatalf("%d of %d devices hold an acknowledged credential at the end", res.Enrolled, devices)
+	}
+	if rotations < 8 || retired < 6 {
+		t.Fatalf("only %d rotations and %d retires", rotations, retired)
+	}
+	refreshes := 0
+	for id, st := range res.States {
+		e.keep(st.Token, st.SecretID)
+		refreshes += st.Refreshes
+		if st.BootstrapLogins != 1 || st.Rejoins != 0 || st.Refreshes < 5 {
+			t.Errorf("%s: %d bootstrap logins, %d rejoins, %d refreshes; want 1, 0 and one every 20 s", id, st.BootstrapLogins, st.Rejoins, st.Refreshes)
+		}
+		if got := e.deviceSecretIDAccessors(id); len(got) != 1 || got[0] != st.SecretIDAccessor {
+			t.Errorf("%s: live secret IDs %v, want only its own %s", id, got, st.SecretIDAccessor)
+		}
+	}
+	t.Logf("%d refreshes in all", refreshes)
+	_, alerts := e.inventory()
+	if len(alerts) != 0 {
+		t.Fatalf("alerts: %+v", alerts)
+	}
 }

@@ -37,6 +37,11 @@ type Options struct {
 	Timeout time.Duration
 	// Progress, when set, gets a progress line about once a second.
 	Progress io.Writer
+	// LiveFor, when set, keeps each enrolled device running (renewing,
+	// refreshing, rejoining) until this long after the start; each then
+	// finishes what it is doing and stops holding an acknowledged
+	// credential.
+	LiveFor time.Duration
 }
 
 // Result is what a run measured.
@@ -180,7 +185,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 				slots <- struct{}{}
 				defer func() { <-slots }()
 			}
-			st, latency, err := enrollOne(ctx, o.Bundle, pool, id, retries, &vaultFailures)
+			st, latency, err := enrollOne(ctx, o.Bundle, pool, id, start.Add(o.LiveFor), o.LiveFor > 0, retries, &vaultFailures)
 			mu.Lock()
 			defer mu.Unlock()
 			res.States[id] = st
@@ -259,7 +264,8 @@ func (v countedVault) RenewSelf(ctx context.Context, token string, increment tim
 	return a, v.count(err)
 }
 
-func enrollOne(ctx context.Context, b *bundle.Bundle, pool *x509.CertPool, id string, retries *retryLog, vaultFailures *atomic.Int64) (lifecycle.State, time.Duration, error) {
+func enrollOne(ctx context.Context, b *bundle.Bundle, pool *x509.CertPool, id string, liveUntil time.Time, live bool,
+	retries *retryLog, vaultFailures *atomic.Int64) (lifecycle.State, time.Duration, error) {
 	client, err := vault.New(b.VaultAddr, b.VaultCAPEM, 30*time.Second)
 	if err != nil {
 		return lifecycle.State{}, 0, err
@@ -284,11 +290,20 @@ func enrollOne(ctx context.Context, b *bundle.Bundle, pool *x509.CertPool, id st
 	})
 	start := time.Now()
 	err = m.Run(ctx, true)
+	latency := time.Since(start)
+	if err == nil && live {
+		liveCtx, cancel := context.WithDeadline(ctx, liveUntil)
+		err = m.Run(liveCtx, false)
+		cancel()
+		if err == nil {
+			err = m.Run(ctx, true) // finish what is in flight
+		}
+	}
 	st, _ := m.Load()
 	if err == nil && ctx.Err() != nil {
 		err = ctx.Err()
 	}
-	return st, time.Since(start), err
+	return st, latency, err
 }
 
 func progress(ctx context.Context, o Options, start time.Time, enrolled, failed, retries *atomic.Int64) func() {
