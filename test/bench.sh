@@ -33,3 +33,4 @@ if [ "$cpus" -ge 2 ] && command -v taskset >/dev/null; then
 fi
 (cd "$root/test/e2e" && "$bin/e2e.test" -test.run '^$' -test.bench '^BenchmarkFootprint$' -test.benchtime 1x) 2>&1 | filter
 (cd "$root/enroll-server/attest" && "$bin/attest.test" -test.run '^$' -test.bench '^BenchmarkAttestationRoundTrip$' -test.benchtime 100x) 2>&1 | filter
+(cd "$root/test/e2e" && "$bin/e2e.test" -test.run '^$' -test.bench '^BenchmarkRefresh$' -test.benchtime "${devices}x" -test.count 1) 2>&1 | filter
