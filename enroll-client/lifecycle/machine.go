@@ -5,6 +5,13 @@
 // Every transition is written to the state store before the next network
 // call, so a crash or power cut at any point resumes without burning a
 // single-use credential and without a second enrollment.
+//
+// The fleet's shared bootstrap credential is used for the first enrollment
+// only. After it, the device's own key and join-state sequence keep it
+// enrolled: it refreshes its secret ID before it expires and rejoins when
+// every Vault credential is dead (identity.go). Its sequence advances only
+// once the server confirmed an acknowledgement, and a rotated key replaces
+// the old only then.
 package lifecycle
 
 import (

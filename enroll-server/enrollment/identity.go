@@ -255,7 +255,9 @@ func (s *Service) proveIdentity(ctx context.Context, log *slog.Logger, fleet Fle
 	return d, nil
 }
 
-func isRenewal(kind string) bool { return kind == inventory.KindRefresh || kind == inventory.KindRejoin }
+func isRenewal(kind string) bool {
+	return kind == inventory.KindRefresh || kind == inventory.KindRejoin
+}
 
 // checkDeviceToken checks that token is a live token of the device's own
 // role.

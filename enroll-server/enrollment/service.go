@@ -1,7 +1,31 @@
 // Package enrollment is the enrollment server's core: it exchanges a proof of
 // a fleet's bootstrap credential for a device's own response-wrapped secret
-// ID, confirms the device's login, and closes the loop on anything that looks
-// like an intercepted credential.
+// ID, confirms the device's login, keeps the device enrolled by its own
+// identity afterwards, and closes the loop on anything that looks like an
+// intercepted credential or a copied identity.
+//
+// Invariants every path keeps:
+//
+//   - The fleet's shared bootstrap credential proves membership of a fleet
+//     once. It never replaces the identity of a device ID that has one
+//     (Device.HasIdentity): such a request is held for an administrator,
+//     who approves that one request. After the first enrollment the device
+//     proves its device key (and its live token to refresh, its TPM to
+//     rejoin where bound).
+//   - A device has at most one live secret ID once its latest credential is
+//     acknowledged: older ones are destroyed at the acknowledgement, never
+//     before, so a renewal that fails half way leaves the device as it was.
+//   - The join-state sequence moves on only at an acknowledgement. A
+//     request with another sequence, or a second renewal from the same one
+//     while the first awaits acknowledgement, comes from a copy of the
+//     identity: cloned_state, an alert, and the device locked out.
+//   - Every proof is checked before anything is written: a refused
+//     refresh or rejoin leaves the device record, the audit log and Vault
+//     as they were (the nonce it used is spent).
+//   - Reports and acknowledgements count only for the device's current
+//     enrollment, with proof from it (its idempotency key; its new token).
+//   - No secret (token, secret ID, wrapping token) is ever logged; accessors
+//     and key fingerprints are.
 package enrollment
 
 import (
