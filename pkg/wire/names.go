@@ -3,11 +3,12 @@ package wire
 import (
 	"fmt"
 	"regexp"
+	"strings"
 )
 
 var (
 	fleetRE  = regexp.MustCompile(`^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$`)
-	deviceRE = regexp.MustCompile(`^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62}[A-Za-z0-9])?$`)
+	deviceRE = regexp.MustCompile(`^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?$`)
 	keyRE    = regexp.MustCompile(`^[A-Za-z0-9_-]{16,128}$`)
 )
 
@@ -20,11 +21,18 @@ func ValidateFleet(s string) error {
 	return nil
 }
 
-// ValidateDeviceID checks a device ID: 1-64 letters, digits and inner '.',
-// '_' or '-'. Device IDs become Vault role names and secret path segments.
+// ValidateDeviceID checks a device ID: 1-64 lower-case letters, digits and
+// inner '.', '_' or '-'. Device IDs become Vault role names and secret path
+// segments, and Vault folds AppRole role names to lower case: an ID in
+// another case would name another device's role. One form only, then,
+// everywhere: the store, Vault paths, creation paths and acknowledgements.
 func ValidateDeviceID(s string) error {
 	if !deviceRE.MatchString(s) {
-		return fmt.Errorf("device ID %q: want 1-64 letters, digits or inner '.', '_', '-'", s)
+		hint := ""
+		if lower := strings.ToLower(s); lower != s && deviceRE.MatchString(lower) {
+			hint = fmt.Sprintf(" (device IDs are lower case: %q)", lower)
+		}
+		return fmt.Errorf("device ID %q: want 1-64 lower-case letters, digits or inner '.', '_', '-'%s", s, hint)
 	}
 	return nil
 }

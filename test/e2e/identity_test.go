@@ -211,3 +211,52 @@ func TestIdentityRefusalsWriteNothing(t *testing.T) {
 		}
 	}
 }
+
+// Vault folds AppRole role names to lower case; the server accepts device
+// IDs in lower case only, on every path, so that "SENSOR-03" can never
+// reach the role of a revoked "sensor-03".
+func TestMixedCaseDeviceIDsAreRefusedEverywhere(t *testing.T) {
+	e := newEnv(t)
+	st := e.enroll(e.newDevice("sensor-03", nil))
+	if status, body := e.adminCall("POST", "/v1/admin/devices/acme/sensor-03/revoke", e.vault.RootToken, `{"reason":"stolen"}`); status != 200 {
+		t.Fatalf("revoke: %d %s", status, body)
+	}
+	before := e.serverRecord("sensor-03")
+	id := "SENSOR-03"
+	bodies := map[string]string{
+		wire.PathEnroll:            enrollBody(e.bootstrapLogin(), id, "key-case000000000001"),
+		wire.PathAdmit:             fmt.Sprintf(`{"fleet":"acme","device_id":%q}`, id),
+		wire.PathIdentityChallenge: fmt.Sprintf(`{"fleet":"acme","device_id":%q}`, id),
+		wire.PathAck: fmt.Sprintf(`{"fleet":"acme","device_id":%q,"enrollment_id":%q,"token":%q,"secret_id_accessor":%q}`,
+			id, st.EnrollmentID, st.Token, st.SecretIDAccessor),
+		wire.PathReport: fmt.Sprintf(`{"fleet":"acme","device_id":%q,"enrollment_id":%q,"idempotency_key":%q,"problem":"wrapping_token_invalid"}`,
+			id, st.EnrollmentID, st.IdempotencyKey),
+	}
+	for path, body := range bodies {
+		status, resp := e.post(path, body)
+		if status != 400 || errorCode(t, resp) != "invalid_request" || !strings.Contains(resp, "lower case") {
+			t.Errorf("%s with %s: %d %s, want 400 invalid_request naming the lower-case form", path, id, status, resp)
+		}
+	}
+	for _, purpose := range []string{identity.PurposeRefresh, identity.PurposeRejoin} {
+		c := identityCall{purpose: purpose, device: id, key: deviceKey(t, st), sequence: st.Sequence}
+		if purpose == identity.PurposeRefresh {
+			c.token = st.Token
+		}
+		status, resp := e.sendIdentity(purpose, c.signedRequest(wire.IdentityChallengeResponse{ChallengeID: "x", Nonce: []byte("n")}))
+		if status != 400 || errorCode(t, resp) != "invalid_request" {
+			t.Errorf("%s with %s: %d %s", purpose, id, status, resp)
+		}
+	}
+	if status, resp := e.adminCall("POST", "/v1/admin/devices/acme/"+id+"/readmit", e.vault.RootToken, ""); status != 400 {
+		t.Errorf("readmit %s: %d %s", id, status, resp)
+	}
+	if after := e.serverRecord("sensor-03"); after != before {
+		t.Errorf("the server's records changed:\nbefore %s\nafter  %s", before, after)
+	}
+	// The client refuses such an ID in its configuration, naming the form.
+	d := e.deviceDir(id)
+	if code, _, errOut := e.cli("run", "-once", "-config", d.config); code == 0 || !strings.Contains(errOut, `"sensor-03"`) {
+		t.Errorf("the client with device_id %s: exit %d, %s", id, code, errOut)
+	}
+}
