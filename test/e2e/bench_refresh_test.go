@@ -145,4 +145,3 @@ func metricSum(tb testing.TB, e *env, name string) float64 {
 	}
 	return sum
 }
-
