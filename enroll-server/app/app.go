@@ -99,7 +99,7 @@ func New(cfg config.File, opts Options, log *slog.Logger) (*App, error) {
 		hook = webhook.New(cfg.Alerts.WebhookURL, cfg.Alerts.WebhookTimeout, log.With("component", "webhook"))
 		notify = hook
 	}
-	core := enrollment.New(vc, store, fleets, enrollment.NewAlerter(store, coreLog, m.Alerts, notify), coreLog)
+	core := enrollment.New(vc, store, fleets, enrollment.NewAlerter(store, coreLog, m.Alerts, m.Suppressed, notify), coreLog)
 	core.CountOutcomes(m.Enrollments, m.EnrollLatency, m.Admissions)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

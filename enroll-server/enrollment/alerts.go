@@ -2,7 +2,10 @@ package enrollment
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -18,21 +21,85 @@ type Notifier interface {
 // Alerter raises secret-bridge security alerts: a log line marked
 // security=true, a counter, a stored alert, an audit record and, when
 // configured, a webhook.
+//
+// The same kind of alert for the same device is raised at most once per
+// AlertWindow: the repeats are counted (a metric, and the next alert raised
+// says how many), so that a burst of requests cannot flood the store, the
+// audit log and the webhook.
 type Alerter struct {
-	store   inventory.Store
-	log     *slog.Logger
-	counter *prometheus.CounterVec // may be nil
-	notify  Notifier               // may be nil
+	store      inventory.Store
+	log        *slog.Logger
+	counter    *prometheus.CounterVec // may be nil
+	suppressed *prometheus.CounterVec // may be nil
+	notify     Notifier               // may be nil
+	now        func() time.Time
+
+	mu     sync.Mutex
+	recent map[alertKey]*alertWindow
 }
 
-// NewAlerter builds an Alerter; counter and notify are optional.
-func NewAlerter(s inventory.Store, log *slog.Logger, counter *prometheus.CounterVec, notify Notifier) *Alerter {
-	return &Alerter{store: s, log: log, counter: counter, notify: notify}
+// AlertWindow is how long an alert of one kind for one device silences its
+// repeats.
+const AlertWindow = time.Minute
+
+// maxAlertKeys bounds the memory of recent alerts; past it the oldest are
+// forgotten (their repeats are raised again).
+const maxAlertKeys = 10000
+
+type alertKey struct{ kind, fleet, device string }
+
+type alertWindow struct {
+	since      time.Time
+	suppressed int
+}
+
+// NewAlerter builds an Alerter; counter, suppressed and notify are
+// optional.
+func NewAlerter(s inventory.Store, log *slog.Logger, counter, suppressed *prometheus.CounterVec, notify Notifier) *Alerter {
+	return &Alerter{store: s, log: log, counter: counter, suppressed: suppressed, notify: notify, now: time.Now,
+		recent: map[alertKey]*alertWindow{}}
+}
+
+// admit decides whether an alert is raised or counted as a repeat; a raised
+// alert's detail says how many repeats were silenced before it.
+func (a *Alerter) admit(al *inventory.Alert) bool {
+	now := a.now()
+	k := alertKey{al.Kind, al.Fleet, al.DeviceID}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if w := a.recent[k]; w != nil {
+		if now.Sub(w.since) < AlertWindow {
+			w.suppressed++
+			return false
+		}
+		if w.suppressed > 0 {
+			al.Detail += fmt.Sprintf(" (%d more like it were suppressed before this one)", w.suppressed)
+		}
+	}
+	if len(a.recent) >= maxAlertKeys {
+		for key, w := range a.recent {
+			if now.Sub(w.since) >= AlertWindow {
+				delete(a.recent, key)
+			}
+		}
+		if len(a.recent) >= maxAlertKeys {
+			clear(a.recent)
+		}
+	}
+	a.recent[k] = &alertWindow{since: now}
+	return true
 }
 
 // Raise records and reports an alert. The log line comes first, so that a
 // failing store cannot hide an alert.
 func (a *Alerter) Raise(ctx context.Context, al inventory.Alert) {
+	if !a.admit(&al) {
+		if a.suppressed != nil {
+			a.suppressed.WithLabelValues(al.Kind).Inc()
+		}
+		a.log.Debug("security alert repeated", "kind", al.Kind, "fleet", al.Fleet, "device_id", al.DeviceID)
+		return
+	}
 	a.log.LogAttrs(ctx, slog.LevelWarn, "security alert",
 		slog.Bool("security", true),
 		slog.String("kind", al.Kind),

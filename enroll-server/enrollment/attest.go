@@ -128,32 +128,38 @@ func (s *Service) verifyAttestation(ctx context.Context, log *slog.Logger, fleet
 // TPM, and raises a security alert when it did not: a cloned disk, or a
 // device ID claimed by other hardware. It returns the device's record as
 // it stands (empty when there is none, or the fleet uses no TPM).
-func (s *Service) checkHardware(ctx context.Context, fleet Fleet, req wire.EnrollRequest, att *inventory.Challenge) (inventory.Device, error) {
+//
+// A mismatch comes back as its description; the caller raises it (see
+// hardwareMismatch) only once the request proved something — a TPM, or the
+// fleet's bootstrap credential — so that nobody raises alerts for free.
+func (s *Service) checkHardware(ctx context.Context, fleet Fleet, req wire.EnrollRequest, att *inventory.Challenge) (inventory.Device, string, error) {
 	if !fleet.TPM.enabled() {
-		return inventory.Device{}, nil
+		return inventory.Device{}, "", nil
 	}
 	d, err := s.store.Device(ctx, req.Fleet, req.DeviceID)
 	if errors.Is(err, inventory.ErrNotFound) {
-		return inventory.Device{}, nil
+		return inventory.Device{}, "", nil
 	}
 	if err != nil {
-		return inventory.Device{}, fmt.Errorf("load device: %w", err)
+		return inventory.Device{}, "", fmt.Errorf("load device: %w", err)
 	}
-	if d.EKHash == "" {
-		return d, nil
-	}
-	var detail string
 	switch {
+	case d.EKHash == "":
+		return d, "", nil
 	case att == nil:
-		detail = fmt.Sprintf("device bound to the TPM with EK %s asked to enroll without attestation", short(d.EKHash))
+		return d, fmt.Sprintf("device bound to the TPM with EK %s asked to enroll without attestation", short(d.EKHash)), nil
 	case att.EKHash != d.EKHash:
-		detail = fmt.Sprintf("device bound to the TPM with EK %s presented another TPM, EK %s", short(d.EKHash), short(att.EKHash))
-	default:
-		return d, nil
+		return d, fmt.Sprintf("device bound to the TPM with EK %s presented another TPM, EK %s", short(d.EKHash), short(att.EKHash)), nil
 	}
+	return d, "", nil
+}
+
+// hardwareMismatch raises the alert for a proven request from the wrong
+// hardware and returns its refusal.
+func (s *Service) hardwareMismatch(ctx context.Context, req wire.EnrollRequest, detail string) error {
 	s.alerts.Raise(ctx, inventory.Alert{Time: s.now().UTC(), Kind: inventory.AlertHardwareMismatch,
 		Fleet: req.Fleet, DeviceID: req.DeviceID, Detail: detail})
-	return inventory.Device{}, fail(wire.CodeHardwareMismatch, "device %s is bound to other hardware; an administrator must look into it", req.DeviceID)
+	return fail(wire.CodeHardwareMismatch, "device %s is bound to other hardware; an administrator must look into it", req.DeviceID)
 }
 
 func short(h string) string { return h[:min(len(h), 16)] }

@@ -94,8 +94,8 @@ func (s *Service) Enroll(ctx context.Context, req wire.EnrollRequest) (resp wire
 	}
 	defer release()
 	log := s.log.With("fleet", req.Fleet, "device_id", req.DeviceID)
-	// Attestation first: it costs no Vault call, and a device bound to its
-	// TPM is refused before its token is spent.
+	// Attestation first: it costs no Vault call. A device bound to its TPM
+	// is refused once the request proved something (see checkHardware).
 	var att *inventory.Challenge
 	switch {
 	case req.Attestation != nil && !fleet.TPM.enabled():
@@ -107,14 +107,20 @@ func (s *Service) Enroll(ctx context.Context, req wire.EnrollRequest) (resp wire
 	case fleet.TPM.Mode == wire.TPMRequired:
 		return wire.EnrollResponse{}, fail(wire.CodeAttestationRequired, "fleet %s requires TPM attestation, and this device sent none", req.Fleet)
 	}
-	bound, err := s.checkHardware(ctx, fleet, req, att)
+	bound, mismatch, err := s.checkHardware(ctx, fleet, req, att)
 	if err != nil {
 		return wire.EnrollResponse{}, err
+	}
+	if mismatch != "" && att != nil {
+		return wire.EnrollResponse{}, s.hardwareMismatch(ctx, req, mismatch) // proven by the other TPM
 	}
 	gen, kind := 0, inventory.KindBootstrap
 	if req.EnrollmentToken != "" {
 		if gen, err = s.consumeEnrollmentToken(ctx, req.Fleet, req.DeviceID, req.EnrollmentToken); err != nil {
 			return wire.EnrollResponse{}, err
+		}
+		if mismatch != "" {
+			return wire.EnrollResponse{}, s.hardwareMismatch(ctx, req, mismatch) // proven by the bootstrap credential
 		}
 	} else if !attestedAlone(bound, att) {
 		return wire.EnrollResponse{}, fail(wire.CodeEnrollmentTokenBad,

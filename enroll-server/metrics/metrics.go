@@ -12,6 +12,7 @@ import (
 type Metrics struct {
 	Registry    *prometheus.Registry
 	Alerts      *prometheus.CounterVec
+	Suppressed  *prometheus.CounterVec
 	Enrollments *prometheus.CounterVec
 	// EnrollLatency is how long enrollment requests take, by fleet.
 	EnrollLatency *prometheus.HistogramVec
@@ -40,6 +41,10 @@ func New() *Metrics {
 			Name: "enroll_server_security_alerts_total",
 			Help: "Secret-bridge security alerts raised, by kind.",
 		}, []string{"kind"}),
+		Suppressed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "enroll_server_security_alerts_suppressed_total",
+			Help: "Security alerts not raised again because the same kind was raised for the same device within the last minute, by kind.",
+		}, []string{"kind"}),
 		Enrollments: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "enroll_server_enrollments_total",
 			Help: "Enrollment requests by path (bootstrap, attestation, refresh, rejoin) and outcome (wrapped, pending, enrolled: a replay; or the refusal's code).",
@@ -59,7 +64,7 @@ func New() *Metrics {
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"status"}),
 	}
-	m.Registry.MustRegister(m.Alerts, m.Enrollments, m.EnrollLatency, m.Admissions, m.VaultRequests,
+	m.Registry.MustRegister(m.Alerts, m.Suppressed, m.Enrollments, m.EnrollLatency, m.Admissions, m.VaultRequests,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }

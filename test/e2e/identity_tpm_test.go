@@ -4,6 +4,8 @@ package e2e
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -58,5 +60,40 @@ func TestTPMDoesNotBindAnEnrolledDevice(t *testing.T) {
 	}
 	if n != 1 {
 		t.Fatalf("alerts %+v, want one identity_claimed", alerts)
+	}
+}
+
+// A request for a TPM-bound device without attestation raises nothing until
+// it proved the bootstrap credential; proven repeats are counted, not
+// raised again.
+func TestHardwareMismatchAlertsNeedProofAndAreBounded(t *testing.T) {
+	e, ca := tpmEnv(t, wire.TPMOptional)
+	sim := tpmsim.Open(t)
+	ca.ProvisionEKCert(t, sim, tpmsim.RSAEK)
+	d, err := e.tpmDevice("bound", sim, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.enroll(d)
+	for i := range 20 {
+		status, body := e.post("/v1/enroll", enrollBody("hvs.bogus", "bound", fmt.Sprintf("key-bogus%011d", i)))
+		if status != 401 || errorCode(t, body) != "enrollment_token_invalid" {
+			t.Fatalf("bogus token: %d %s", status, body)
+		}
+	}
+	for i := range 5 {
+		status, body := e.post("/v1/enroll", enrollBody(e.bootstrapLogin(), "bound", fmt.Sprintf("key-proven%010d", i)))
+		if status != 403 || errorCode(t, body) != "hardware_mismatch" {
+			t.Fatalf("proven request without attestation: %d %s", status, body)
+		}
+	}
+	_, metrics := e.get("/metrics", "")
+	if !strings.Contains(metrics, `enroll_server_security_alerts_total{kind="hardware_mismatch"} 1`) ||
+		!strings.Contains(metrics, `enroll_server_security_alerts_suppressed_total{kind="hardware_mismatch"} 4`) {
+		t.Fatalf("alert counts:\n%s", grepLines(metrics, "enroll_server_security_alerts"))
+	}
+	_, alerts := e.inventory()
+	if len(alerts) != 1 {
+		t.Fatalf("stored alerts %+v, want 1", alerts)
 	}
 }

@@ -1,0 +1,64 @@
+package enrollment
+
+import (
+	"context"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/edge-enroll/enroll/enroll-server/boltstore"
+	"github.com/edge-enroll/enroll/enroll-server/inventory"
+)
+
+type countingNotifier struct{ n int }
+
+func (c *countingNotifier) Enqueue(any) { c.n++ }
+
+// A burst of one kind of alert for one device is raised once per window;
+// the repeats are counted, and the next alert raised says how many there
+// were. Another device, or another kind, is raised at once.
+func TestAlertsAreRateLimitedPerDeviceAndKind(t *testing.T) {
+	store, err := boltstore.Open(filepath.Join(t.TempDir(), "s.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	raised := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "a"}, []string{"kind"})
+	suppressed := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "s"}, []string{"kind"})
+	hook := &countingNotifier{}
+	a := NewAlerter(store, slog.New(slog.DiscardHandler), raised, suppressed, hook)
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	a.now = func() time.Time { return now }
+	ctx := context.Background()
+	alert := func(kind, device string) {
+		a.Raise(ctx, inventory.Alert{Time: now, Kind: kind, Fleet: "acme", DeviceID: device, Detail: "d"})
+	}
+	for range 20 {
+		alert(inventory.AlertHardwareMismatch, "victim")
+	}
+	alert(inventory.AlertHardwareMismatch, "other")
+	alert(inventory.AlertClonedState, "victim")
+	if got := testutil.ToFloat64(raised.WithLabelValues(inventory.AlertHardwareMismatch)); got != 2 {
+		t.Fatalf("hardware_mismatch raised %v times, want 2 (one per device)", got)
+	}
+	if got := testutil.ToFloat64(suppressed.WithLabelValues(inventory.AlertHardwareMismatch)); got != 19 {
+		t.Fatalf("suppressed %v, want 19", got)
+	}
+	if hook.n != 3 {
+		t.Fatalf("webhook got %d alerts, want 3", hook.n)
+	}
+	now = now.Add(AlertWindow)
+	alert(inventory.AlertHardwareMismatch, "victim")
+	stored, err := store.Alerts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(stored) != 4 || !strings.Contains(stored[len(stored)-1].Detail, "19 more like it") {
+		t.Fatalf("stored %d alerts, last %+v; want 4, the last naming the 19 suppressed", len(stored), stored[len(stored)-1])
+	}
+}
