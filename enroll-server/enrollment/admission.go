@@ -29,12 +29,13 @@ type gate struct {
 	slots  chan struct{} // nil: unlimited
 
 	// sessions are the devices admitted with a ticket and not yet done
-	// (acknowledged, refused, or their ticket expired): ticket → expiry.
-	// At most MaxConcurrent at once, so everything they do to Vault —
-	// their own logins and unwraps included — is bounded, and admission
-	// slows down by itself when Vault does.
+	// (acknowledged, refused, or their ticket expired). At most
+	// MaxConcurrent at once, so everything they do to Vault — their own
+	// logins and unwraps included — is bounded, and admission slows down
+	// by itself when Vault does. A session carries one request at a time:
+	// its ticket lets that request skip the limits, never a crowd of them.
 	mu       sync.Mutex
-	sessions map[string]time.Time
+	sessions map[string]*session
 	// finished counts devices through per second, and next is the last
 	// return time handed to a shed device: see retryAfter.
 	finished paceMeter
@@ -50,8 +51,14 @@ func newGate(l Limits) *gate {
 	if l.MaxConcurrent > 0 {
 		g.slots = make(chan struct{}, l.MaxConcurrent)
 	}
-	g.sessions = map[string]time.Time{}
+	g.sessions = map[string]*session{}
 	return g
+}
+
+// session is one admitted device's place.
+type session struct {
+	exp  time.Time
+	busy bool // a request of the session is in progress
 }
 
 // admit opens a session for ticket until exp, under the fleet's window,
@@ -63,8 +70,8 @@ func (g *gate) admit(now time.Time, ticket string, exp time.Time) error {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	for t, e := range g.sessions {
-		if now.After(e) {
+	for t, s := range g.sessions {
+		if now.After(s.exp) {
 			delete(g.sessions, t)
 		}
 	}
@@ -74,7 +81,7 @@ func (g *gate) admit(now time.Time, ticket string, exp time.Time) error {
 	if !g.charge(now) {
 		return overRate(g.retryAfter(now))
 	}
-	g.sessions[ticket] = exp
+	g.sessions[ticket] = &session{exp: exp}
 	return nil
 }
 
@@ -88,23 +95,37 @@ func (g *gate) done(now time.Time, ticket string) {
 	g.mu.Unlock()
 }
 
-// enter admits a request or says when to come back. An admitted request
-// (one with a valid ticket) holds a session already: it is neither charged
-// nor counted again. The returned function releases the request's slot.
-func (g *gate) enter(now time.Time, admitted bool) (func(), error) {
+// enter admits a request or says when to come back. A request with the
+// ticket of an open session that has no other request in progress holds a
+// place already: it is neither charged nor counted again. Any other request
+// — no ticket, a ticket whose session closed or expired, or a second
+// request on a busy session — goes through the limits like everyone. The
+// returned function releases the request's place.
+func (g *gate) enter(now time.Time, ticket string) (func(), error) {
 	if g.limits.Closed {
 		return nil, closed()
 	}
-	return g.pass(now, admitted)
+	if ticket != "" {
+		g.mu.Lock()
+		s := g.sessions[ticket]
+		if s != nil && !now.After(s.exp) && !s.busy {
+			s.busy = true
+			g.mu.Unlock()
+			return func() {
+				g.mu.Lock()
+				s.busy = false
+				g.mu.Unlock()
+			}, nil
+		}
+		g.mu.Unlock()
+	}
+	return g.pass(now)
 }
 
 // pass applies the rate and concurrency limits but not the enrollment
 // window: an enrolled device refreshing or rejoining is not enrolling, and
 // a closed window never cuts off devices that already belong to the fleet.
-func (g *gate) pass(now time.Time, admitted bool) (func(), error) {
-	if admitted {
-		return func() {}, nil
-	}
+func (g *gate) pass(now time.Time) (func(), error) {
 	if !g.charge(now) {
 		g.mu.Lock()
 		defer g.mu.Unlock()

@@ -23,30 +23,30 @@ func TestGate(t *testing.T) {
 	t.Run("rate", func(t *testing.T) {
 		g := newGate(Limits{Rate: 2, Burst: 2})
 		for range 2 {
-			release, err := g.enter(now, false)
+			release, err := g.enter(now, "")
 			if err != nil {
 				t.Fatalf("within the burst: %v", err)
 			}
 			release()
 		}
-		_, err := g.enter(now, false)
+		_, err := g.enter(now, "")
 		var we *wire.Error
 		if !errors.As(err, &we) || we.Code != wire.CodeRateLimited || we.RetryAfterSeconds != 1 {
 			t.Fatalf("over the rate: %v, want rate_limited with Retry-After 1", err)
 		}
-		if _, err := g.enter(now.Add(time.Second), false); err != nil {
+		if _, err := g.enter(now.Add(time.Second), ""); err != nil {
 			t.Fatalf("a second later: %v", err)
 		}
 	})
 	t.Run("concurrency", func(t *testing.T) {
 		g := newGate(Limits{MaxConcurrent: 2})
-		r1, _ := g.enter(now, false)
-		r2, _ := g.enter(now, false)
-		if _, err := g.enter(now, false); code(err) != wire.CodeRateLimited {
+		r1, _ := g.enter(now, "")
+		r2, _ := g.enter(now, "")
+		if _, err := g.enter(now, ""); code(err) != wire.CodeRateLimited {
 			t.Fatalf("third in flight: %v", err)
 		}
 		r1()
-		if r3, err := g.enter(now, false); err != nil {
+		if r3, err := g.enter(now, ""); err != nil {
 			t.Fatalf("after one finished: %v", err)
 		} else {
 			r3()
@@ -54,14 +54,14 @@ func TestGate(t *testing.T) {
 		r2()
 	})
 	t.Run("closed", func(t *testing.T) {
-		if _, err := newGate(Limits{Closed: true}).enter(now, false); code(err) != wire.CodeEnrollmentClosed {
+		if _, err := newGate(Limits{Closed: true}).enter(now, ""); code(err) != wire.CodeEnrollmentClosed {
 			t.Fatalf("closed window: %v", err)
 		}
 	})
 	t.Run("unlimited", func(t *testing.T) {
 		g := newGate(Limits{})
 		for range 1000 {
-			if _, err := g.enter(now, false); err != nil {
+			if _, err := g.enter(now, ""); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -95,8 +95,20 @@ func TestAdmissionTickets(t *testing.T) {
 		}
 	}
 	g := s.gates["acme"]
-	if _, err := g.enter(now, true); err != nil {
+	release, err := g.enter(now, a.Ticket)
+	if err != nil {
 		t.Fatalf("an admitted device was charged again: %v", err)
+	}
+	// One request at a time per ticket: a second one at once is charged
+	// like any other (and the rate is spent), however valid the ticket.
+	if _, err := g.enter(now, a.Ticket); code(err) != wire.CodeRateLimited {
+		t.Fatalf("a second request on a busy ticket passed: %v", err)
+	}
+	release()
+	if r, err := g.enter(now, a.Ticket); err != nil {
+		t.Fatalf("the ticket's next request, once the first was done: %v", err)
+	} else {
+		r()
 	}
 	// One device enrolling at once: a second waits for the first to finish,
 	// however much rate there is.
@@ -105,6 +117,17 @@ func TestAdmissionTickets(t *testing.T) {
 		t.Fatalf("admitted past the limit of devices enrolling at once: %v", err)
 	}
 	s.finish(a.Ticket, "acme", "d1")
+	// A ticket whose session closed counts as none: its request is
+	// charged, so the next one within the rate is refused.
+	r, err := g.enter(now, a.Ticket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.enter(now, ""); code(err) != wire.CodeRateLimited {
+		t.Fatalf("a closed session's ticket skipped the limits: %v", err)
+	}
+	r()
+	now = now.Add(10 * time.Second)
 	b, err := s.Admit(context.Background(), wire.AdmitRequest{Fleet: "acme", DeviceID: "d3"})
 	if err != nil {
 		t.Fatalf("after the first device finished: %v", err)

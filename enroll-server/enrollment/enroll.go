@@ -88,7 +88,7 @@ func (s *Service) Enroll(ctx context.Context, req wire.EnrollRequest) (resp wire
 		return wire.EnrollResponse{}, fail(wire.CodeUnknownFleet, "fleet %q is not served here", req.Fleet)
 	}
 	// Admission control comes before the first Vault call.
-	release, err := s.gates[req.Fleet].enter(s.now(), s.admitted(req.Ticket, req.Fleet, req.DeviceID))
+	release, err := s.gates[req.Fleet].enter(s.now(), s.sessionTicket(req.Ticket, req.Fleet, req.DeviceID))
 	if err != nil {
 		return wire.EnrollResponse{}, err
 	}

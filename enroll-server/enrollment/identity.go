@@ -43,7 +43,7 @@ func (s *Service) IdentityChallenge(ctx context.Context, req wire.IdentityChalle
 	if !ok {
 		return wire.IdentityChallengeResponse{}, fail(wire.CodeUnknownFleet, "fleet %q is not served here", req.Fleet)
 	}
-	release, err := s.gates[req.Fleet].pass(s.now(), false)
+	release, err := s.gates[req.Fleet].pass(s.now())
 	if err != nil {
 		return wire.IdentityChallengeResponse{}, err
 	}
@@ -107,7 +107,7 @@ func (s *Service) renew(ctx context.Context, purpose string, req wire.IdentityRe
 	if !ok {
 		return wire.EnrollResponse{}, fail(wire.CodeUnknownFleet, "fleet %q is not served here", req.Fleet)
 	}
-	release, err := s.gates[req.Fleet].pass(s.now(), false)
+	release, err := s.gates[req.Fleet].pass(s.now())
 	if err != nil {
 		return wire.EnrollResponse{}, err
 	}

@@ -90,6 +90,15 @@ func (s *Service) admitted(ticket, fleet, device string) bool {
 	return s.now().Unix() <= int64(binary.BigEndian.Uint64(raw[:8]))
 }
 
+// sessionTicket returns ticket when it is a live ticket this server issued
+// for the device, and "" otherwise.
+func (s *Service) sessionTicket(ticket, fleet, device string) string {
+	if s.admitted(ticket, fleet, device) {
+		return ticket
+	}
+	return ""
+}
+
 // permanentRefusal reports whether err refuses the device for good (so it
 // will not retry under the same admission).
 func permanentRefusal(err error) bool {
