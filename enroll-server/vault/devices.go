@@ -29,14 +29,13 @@ func deviceRolePath(fleet, device string) string {
 // read is needed.
 func (s *Server) UpsertDeviceRole(ctx context.Context, fleet, device string, r DeviceRole) error {
 	_, err := s.c.Logical().WriteWithContext(ctx, deviceRolePath(fleet, device), map[string]any{
-		"role_id":            r.RoleID,
-		"bind_secret_id":     true,
-		"token_policies":     []string{DevicePolicy(fleet)},
-		"token_type":         "service",
-		"token_ttl":          seconds(r.TokenTTL),
-		"token_max_ttl":      seconds(r.TokenMaxTTL),
-		"secret_id_ttl":      seconds(r.SecretIDTTL),
-		"secret_id_num_uses": 0,
+		"role_id":        r.RoleID,
+		"bind_secret_id": true,
+		"token_policies": []string{DevicePolicy(fleet)},
+		"token_type":     "service",
+		"token_ttl":      seconds(r.TokenTTL),
+		"token_max_ttl":  seconds(r.TokenMaxTTL),
+		"secret_id_ttl":  seconds(r.SecretIDTTL),
 	})
 	if err != nil {
 		return fmt.Errorf("write device role: %w", err)
@@ -82,7 +81,7 @@ func (s *Server) MintWrappedSecretID(ctx context.Context, fleet, device string, 
 
 // DeviceSecretIDAccessors lists the accessors of the device's live secret IDs.
 func (s *Server) DeviceSecretIDAccessors(ctx context.Context, fleet, device string) ([]string, error) {
-	return listKeys(ctx, s.c, deviceRolePath(fleet, device)+"/secret-id")
+	return listWrapped(ctx, s.c, deviceRolePath(fleet, device)+"/secret-id")
 }
 
 // DeviceSecretIDMeta returns the metadata of one of the device's secret IDs,
@@ -184,6 +183,45 @@ func listKeys(ctx context.Context, c *api.Client, path string) ([]string, error)
 		return nil, nil
 	}
 	return strs(sec.Data["keys"]), nil
+}
+
+// listWrapped lists path with the answer response-wrapped, as the server's
+// policy demands for device secret IDs, and unwraps it with the wrapping
+// token itself.
+func listWrapped(ctx context.Context, c *api.Client, path string) ([]string, error) {
+	req := c.NewRequest("LIST", "/v1/"+path)
+	req.WrapTTL = "30s"
+	resp, err := c.RawRequestWithContext(ctx, req) //nolint:staticcheck // the api's Logical() cannot ask for a wrapped LIST
+	if resp != nil {
+		defer resp.Body.Close()
+	}
+	if err != nil {
+		if statusOf(err) == http.StatusNotFound {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("list %s: %w", path, err)
+	}
+	sec, err := api.ParseSecret(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", path, err)
+	}
+	if sec == nil || sec.WrapInfo == nil || sec.WrapInfo.Token == "" {
+		return nil, fmt.Errorf("list %s: vault did not wrap the answer", path)
+	}
+	uc, err := c.Clone()
+	if err != nil {
+		return nil, err
+	}
+	uc.SetToken(sec.WrapInfo.Token)
+	uc.SetWrappingLookupFunc(nil)
+	data, err := uc.Logical().UnwrapWithContext(ctx, "")
+	if err != nil {
+		return nil, fmt.Errorf("unwrap the list of %s: %w", path, err)
+	}
+	if data == nil || data.Data == nil {
+		return nil, nil
+	}
+	return strs(data.Data["keys"]), nil
 }
 
 // SetEntityDisabled disables (or re-enables) a device's Vault entity: the

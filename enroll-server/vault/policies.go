@@ -36,16 +36,16 @@ path "%[2]s/data/fleets/%[1]s/devices/%[3]s/*" {
 
 // serverPolicyHCL is the enrollment server's policy over every fleet set up
 // so far. It may look up and revoke tokens (enrollment tokens, device
-// tokens), look up wrapping tokens, manage device roles only with their
-// fleet's device policy, mint secret IDs, and manage its fleets' enrollment
-// secret IDs. It cannot touch its own role, other mounts, or policies.
+// tokens), look up wrapping tokens, manage device roles only in their one
+// shape (the fleet's device policy, a secret ID always bound, service
+// tokens, no period, no CIDR or use-count changes), mint device secret IDs
+// only response-wrapped (so that no holder of the server's credentials
+// ever reads one in clear), and manage its fleets' enrollment secret IDs.
+// It cannot touch its own role, other mounts, or policies.
 func serverPolicyHCL(l Layout, fleets []string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `# enroll-server: mint device credentials, consume enrollment tokens.
 path "auth/token/lookup" {
-  capabilities = ["update"]
-}
-path "auth/token/lookup-accessor" {
   capabilities = ["update"]
 }
 path "auth/token/revoke-accessor" {
@@ -76,15 +76,20 @@ path "%[1]s/data/enroll/fleets/+/generations" {
 path "auth/%[2]s/role/+" {
   capabilities = ["create", "update", "read", "delete"]
   allowed_parameters = {
+    "role_id" = []
+    "bind_secret_id" = [true]
     "token_policies" = ["%[3]s"]
-    "*" = []
-  }
-  denied_parameters = {
-    "policies" = []
+    "token_type" = ["service"]
+    "token_ttl" = []
+    "token_max_ttl" = []
+    "secret_id_ttl" = []
   }
 }
+# Device secret IDs, and their list, only response-wrapped.
 path "auth/%[2]s/role/+/secret-id" {
   capabilities = ["update", "list"]
+  min_wrapping_ttl = "1s"
+  max_wrapping_ttl = "1h"
 }
 path "auth/%[2]s/role/+/secret-id-accessor/lookup" {
   capabilities = ["update"]

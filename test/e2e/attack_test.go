@@ -3,10 +3,12 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 
 	"github.com/edge-enroll/enroll/enroll-server/config"
+	"github.com/edge-enroll/enroll/enroll-server/vault"
 	"github.com/edge-enroll/enroll/pkg/wire"
 )
 
@@ -46,5 +48,57 @@ func TestOneTicketIsNotACrowd(t *testing.T) {
 	t.Logf("answers %v; %v Vault calls", codes, calls)
 	if codes[429] < 35 || calls > 5 {
 		t.Fatalf("40 requests on one ticket: answers %v and %v Vault calls; want nearly all shed before Vault", codes, calls)
+	}
+}
+
+// The server's own Vault token cannot plant a backdoor: every device-role
+// parameter is pinned by its policy, device secret IDs come only
+// response-wrapped, and it holds no grant it does not use. Each forbidden
+// write is tried with the server's real token and refused by Vault.
+func TestServerTokenCannotPlantABackdoor(t *testing.T) {
+	e := newEnv(t)
+	st := e.enroll(e.newDevice("sensor-p", nil))
+	login, err := e.clientFor("").Logical().Write("auth/"+e.layout.EnrollMount+"/login",
+		map[string]any{"role_id": e.srvCreds.RoleID, "secret_id": e.srvCreds.SecretID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.keep(login.Auth.ClientToken)
+	srv := e.clientFor(login.Auth.ClientToken)
+	role := "auth/" + vault.DeviceMount(fleet) + "/role/sensor-p"
+	forbidden := []struct {
+		name string
+		path string
+		data map[string]any
+	}{
+		{"a role-ID-only login", role, map[string]any{"bind_secret_id": false}},
+		{"a periodic token", role, map[string]any{"token_period": "768h"}},
+		{"another policy", role, map[string]any{"token_policies": []string{"default", vault.DevicePolicy(fleet)}}},
+		{"a batch token", role, map[string]any{"token_type": "batch"}},
+		{"CIDR binding", role, map[string]any{"token_bound_cidrs": []string{"10.0.0.0/8"}}},
+		{"a use count", role, map[string]any{"secret_id_num_uses": 5}},
+		{"no default policy games", role, map[string]any{"token_no_default_policy": true}},
+		{"a secret ID in clear", role + "/secret-id", map[string]any{}},
+		{"a custom secret ID", role + "/custom-secret-id", map[string]any{"secret_id": "x"}},
+		{"an accessor lookup", "auth/token/lookup-accessor", map[string]any{"accessor": st.TokenAccessor}},
+		{"its own policy", "sys/policies/acl/" + vault.ServerPolicy, map[string]any{"policy": `path "*" { capabilities = ["sudo"] }`}},
+		{"its own role", "auth/" + e.layout.EnrollMount + "/role/" + vault.ServerRole, map[string]any{"token_policies": []string{"root"}}},
+	}
+	for _, f := range forbidden {
+		_, err := srv.Logical().Write(f.path, f.data)
+		if err == nil || !strings.Contains(err.Error(), "permission denied") {
+			t.Errorf("%s (%s): err = %v, want permission denied", f.name, f.path, err)
+		}
+	}
+	if _, err := srv.Logical().List(role + "/secret-id"); err == nil || !strings.Contains(err.Error(), "permission denied") {
+		t.Errorf("listing the device's secret IDs unwrapped: %v, want permission denied", err)
+	}
+	// The device's role is as the server made it.
+	sec, err := e.root.Logical().Read(role)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sec.Data["bind_secret_id"] != true || fmt.Sprint(sec.Data["token_period"]) != "0" {
+		t.Fatalf("the device role changed: %v", sec.Data)
 	}
 }
