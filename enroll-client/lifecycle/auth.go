@@ -61,21 +61,26 @@ func (m *Machine) writeSinks(token string) error {
 // renew at about two thirds of its TTL (with jitter), and log in again when
 // renewal is refused or the token nears its end.
 func (m *Machine) maintain(ctx context.Context, st *State) (time.Duration, error) {
-	if !st.Acknowledged {
+	now := m.clock.Now()
+	if !st.Acknowledged && (m.renewDelay(st, now) > 0 || !st.TokenRenewable || !now.Before(st.TokenExpiresAt)) {
+		// While the server does not answer, the token is still renewed
+		// on its schedule (below), so the sinks never hold a dead one.
 		return 0, m.acknowledge(ctx, st)
 	}
-	now := m.clock.Now()
 	remaining := st.TokenExpiresAt.Sub(now)
 	if remaining <= 0 {
 		m.log.Info("token expired; logging in again", "token_accessor", st.TokenAccessor)
 		st.Phase = PhaseUnwrapped
 		return 0, m.save(st)
 	}
-	if len(st.DeviceKey) == 0 {
+	if len(st.DeviceKey) == 0 && st.Acknowledged {
 		// Enrolled before device keys: register one now, with the token.
 		return 0, m.startRenewal(st, FlowRefresh, "register a device key")
 	}
 	refreshIn, refreshes := m.refreshDelay(st, now)
+	if !st.Acknowledged {
+		refreshes = false // the acknowledgement first
+	}
 	if refreshes && refreshIn <= 0 {
 		return 0, m.startRenewal(st, FlowRefresh, "secret ID at two thirds of its life")
 	}
@@ -112,6 +117,57 @@ func (m *Machine) maintain(ctx context.Context, st *State) (time.Duration, error
 	}
 	m.log.Info("token renewed", "token_accessor", st.TokenAccessor, "ttl", a.TTL)
 	return 0, nil
+}
+
+// keepTokenAlive renews the token, or logs in again with the secret ID the
+// device still holds, while a refresh waits for the server: the sinks keep
+// a working token whatever the server does. It reports false when neither
+// works and the device must rejoin.
+func (m *Machine) keepTokenAlive(ctx context.Context, st *State) (bool, error) {
+	now := m.clock.Now()
+	if now.Before(st.TokenExpiresAt) && (m.renewDelay(st, now) > 0 || !st.TokenRenewable && st.TokenExpiresAt.Sub(now) > time.Minute) {
+		return true, nil // nothing due
+	}
+	if now.Before(st.TokenExpiresAt) && st.TokenRenewable {
+		a, err := m.cfg.Vault.RenewSelf(ctx, st.Token, 0)
+		if err != nil && !errors.Is(err, vault.ErrTokenInvalid) {
+			return true, err
+		}
+		if err == nil && a.TTL >= time.Minute {
+			m.setToken(st, a)
+			st.LastRenewal = m.clock.Now().UTC()
+			m.log.Info("token renewed while refreshing", "token_accessor", st.TokenAccessor, "ttl", a.TTL)
+			return true, m.save(st)
+		}
+	}
+	// Renewal refused or at its end: a new token from the current secret
+	// ID, if it still works.
+	if st.SecretID == "" || (!st.SecretIDExpiresAt.IsZero() && !now.Before(st.SecretIDExpiresAt)) {
+		return false, nil
+	}
+	a, err := m.cfg.Vault.Login(ctx, st.LoginMount, st.RoleID, st.SecretID)
+	if errors.Is(err, vault.ErrCredentialRefused) {
+		return false, nil
+	}
+	if err != nil {
+		return true, err
+	}
+	m.setToken(st, a)
+	if err := m.save(st); err != nil {
+		return true, err
+	}
+	m.log.Info("logged in again while refreshing", "token_accessor", a.Accessor, "ttl", a.TTL)
+	return true, m.writeSinks(st.Token)
+}
+
+// retryCap bounds a retry's delay by the token's schedule: a device whose
+// token is due for renewal never waits out a backoff that grew while the
+// server or Vault was away.
+func (m *Machine) retryCap(st *State, delay time.Duration) time.Duration {
+	if st.Token == "" || (st.Phase != PhaseAuthenticated && st.Phase != PhaseRefreshing) {
+		return delay
+	}
+	return max(min(delay, m.renewDelay(st, m.clock.Now())), time.Second)
 }
 
 // renewDelay is how long until the token should be renewed: two thirds of

@@ -77,6 +77,15 @@ func (m *Machine) renewCredential(ctx context.Context, st *State) (time.Duration
 	if err != nil {
 		return 0, permanent("%v", err)
 	}
+	if st.Phase == PhaseRefreshing {
+		alive, err := m.keepTokenAlive(ctx, st)
+		if err != nil {
+			return 0, err
+		}
+		if !alive {
+			return 0, m.startRenewal(st, FlowRejoin, "the token and secret ID ran out while refreshing")
+		}
+	}
 	rejoin := st.Phase == PhaseRejoining
 	ch, err := m.cfg.Server.IdentityChallenge(ctx, wire.IdentityChallengeRequest{Fleet: m.cfg.Bundle.Fleet, DeviceID: m.cfg.DeviceID})
 	if err != nil {

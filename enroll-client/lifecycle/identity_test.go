@@ -3,6 +3,8 @@ package lifecycle
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -218,5 +220,36 @@ func TestRefusedSecretIDRefreshes(t *testing.T) {
 	got := r.runUntil(t, func(st State) bool { return st.Refreshes == 1 && st.Acknowledged })
 	if got.Sequence != 2 || r.server.rejoins != 0 {
 		t.Fatalf("sequence %d rejoins %d", got.Sequence, r.server.rejoins)
+	}
+}
+
+// While the server does not answer a refresh, the token is still renewed
+// on its schedule, and logged in again from the current secret ID at its
+// max TTL: the sinks never hold a dead token.
+func TestTokenStaysAliveWhileRefreshWaitsForServer(t *testing.T) {
+	r := newRig(t)
+	r.vault.secretIDTTL = 3 * time.Hour
+	r.vault.tokenTTL = 20 * time.Minute
+	if err := r.enroll(t); err != nil {
+		t.Fatal(err)
+	}
+	down := errors.New("connect: connection refused")
+	for range 200 {
+		r.server.renewErr = append(r.server.renewErr, down)
+	}
+	renewals := 0
+	r.vault.onRenew = func() { renewals++ }
+	var dead []string
+	st := r.runUntil(t, func(st State) bool {
+		if st.Token != "" && !r.clock.Now().Before(st.TokenExpiresAt) {
+			dead = append(dead, fmt.Sprintf("%s at %v", st.Phase, r.clock.Now()))
+		}
+		return st.Refreshes == 1 && st.Acknowledged
+	})
+	if len(dead) > 0 {
+		t.Fatalf("the device held an expired token: %v", dead)
+	}
+	if renewals < 3 || st.Rejoins != 0 {
+		t.Fatalf("%d token renewals, %d rejoins while the server was down; want renewals and no rejoin", renewals, st.Rejoins)
 	}
 }

@@ -303,7 +303,7 @@ func (m *Machine) Run(ctx context.Context, untilEnrolled bool) error {
 			}
 			continue
 		}
-		delay := m.backoff.Next(retryAfterOf(err))
+		delay := m.retryCap(&st, m.backoff.Next(retryAfterOf(err)))
 		m.log.Warn("step failed; will retry", "phase", st.Phase, "err", err, "retry_in", delay.Round(time.Millisecond))
 		st.LastError = err.Error()
 		m.publish(st, m.clock.Now().Add(delay))
