@@ -57,7 +57,8 @@ func (m *Machine) bootstrapToken(ctx context.Context, st *State) (string, error)
 	}
 	a, err := m.cfg.Vault.Login(ctx, b.EnrollMount, b.RoleID, b.SecretID)
 	if errors.Is(err, vault.ErrCredentialRefused) {
-		return "", permanent("vault refused the fleet's bootstrap credential (generation %d): %v", b.Generation, err)
+		return "", permanent("vault refused the fleet's bootstrap credential (generation %d): %v; "+
+			"if that generation was retired, install the fleet's current bundle and restart enroll-client", b.Generation, err)
 	}
 	if err != nil {
 		return "", err

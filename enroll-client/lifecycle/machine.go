@@ -247,14 +247,21 @@ func (m *Machine) Run(ctx context.Context, untilEnrolled bool) error {
 		return err
 	}
 	m.log.Info("starting", "phase", st.Phase, "sequence", st.Sequence)
-	if st.Phase == PhaseRejected && st.hasIdentity() {
+	if st.Phase == PhaseRejected {
 		// Restarted by its operator after a refusal (an administrator may
-		// have re-admitted the device): try again at once, by the device
-		// key. After a cloned-state refusal the server decides which copy
-		// is the real one by its join state.
+		// have re-admitted the device, or a new bundle been installed):
+		// try again at once — by the device key where the device has an
+		// identity (after a cloned-state refusal the server decides which
+		// copy is the real one by its join state), else from the start.
+		m.log.Info("restarted after a refusal; trying again", "reason", st.Reason)
 		st.Refused = ""
 		st.clearEnrollment()
-		if err := m.startRenewal(&st, FlowRejoin, "restarted after a refusal"); err != nil {
+		if st.hasIdentity() {
+			err = m.startRenewal(&st, FlowRejoin, "restarted after a refusal")
+		} else {
+			err = m.save(&st)
+		}
+		if err != nil {
 			return err
 		}
 	}

@@ -114,9 +114,11 @@ func TestPermanentRefusalStops(t *testing.T) {
 	if r.server.enrolls != 1 || len(r.clock.sleeps) != 0 {
 		t.Fatalf("enrolls=%d sleeps=%v: a permanent refusal was retried", r.server.enrolls, r.clock.sleeps)
 	}
-	// A restart does not retry either.
-	if err := r.enroll(t); !errors.Is(err, ErrRejected) || r.server.enrolls != 1 {
-		t.Fatalf("after restart: %v, enrolls %d", err, r.server.enrolls)
+	// A restart tries once more, at once (its operator may have dealt with
+	// the cause); refused again, it stops again.
+	r.server.enrollErr = []error{&serverapi.Error{Status: 404, Err: wire.Error{Code: wire.CodeUnknownFleet, Message: "fleet acme is not served here"}}}
+	if err := r.enroll(t); !errors.Is(err, ErrRejected) || r.server.enrolls != 2 || len(r.clock.sleeps) != 0 {
+		t.Fatalf("after restart: %v, enrolls %d, sleeps %v; want one more attempt, at once", err, r.server.enrolls, r.clock.sleeps)
 	}
 }
 

@@ -104,8 +104,10 @@ func (s Status) Text() string {
 			"locked. Remove the copy, have an administrator re-admit the device\n"+
 			"(enrollctl readmit), then restart enroll-client on the real device.\n")
 	} else if s.Phase == PhaseRejected {
-		fmt.Fprintf(&b, "\nThe device stopped and will not retry on its own. Once an administrator has\n"+
-			"dealt with the cause (for a quarantine: enrollctl re-admit), restart enroll-client.\n")
+		fmt.Fprintf(&b, "\nThe device stopped. It checks again at the next retry above, and at once when\n"+
+			"enroll-client is restarted: have the cause dealt with first (a quarantine or a\n"+
+			"revocation: enrollctl readmit; a retired bootstrap generation: install the fleet's\n"+
+			"current bundle), then restart enroll-client.\n")
 	}
 	return b.String()
 }

@@ -70,7 +70,7 @@ const (
 // the actor to record.
 func (s *Service) authorize(ctx context.Context, token, area, capability string) (string, error) {
 	if token == "" {
-		return "", wire.Errorf(wire.CodeUnauthenticated, "an administrator's Vault token is required (X-Vault-Token)")
+		return "", wire.Errorf(wire.CodeUnauthenticated, "an administrator's Vault token is required (enrollctl sends $VAULT_TOKEN as X-Vault-Token)")
 	}
 	caps, err := s.vault.Capabilities(ctx, token, vault.AdminActionPrefix+area)
 	if err != nil {
@@ -79,11 +79,14 @@ func (s *Service) authorize(ctx context.Context, token, area, capability string)
 	}
 	allowed := slices.Contains(caps, "root") || slices.Contains(caps, capability) ||
 		(capability == canRead && slices.Contains(caps, "list"))
-	if !allowed {
-		return "", wire.Errorf(wire.CodeForbidden, "this token may not %s %s", capability, area)
+	ti, lookupErr := s.vault.LookupToken(ctx, token)
+	if errors.Is(lookupErr, vault.ErrInvalidToken) {
+		return "", wire.Errorf(wire.CodeUnauthenticated, "the Vault token is not valid (expired, revoked or mistyped): log in to Vault again")
 	}
-	ti, err := s.vault.LookupToken(ctx, token)
-	if err != nil {
+	if !allowed {
+		return "", wire.Errorf(wire.CodeForbidden, "this token may not %s %s (it needs the %s or %s policy)", capability, area, vault.AdminPolicy, vault.OperatorPolicy)
+	}
+	if lookupErr != nil {
 		return "admin:unknown", nil
 	}
 	name := ti.Meta["username"]

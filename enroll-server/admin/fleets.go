@@ -164,6 +164,9 @@ func (s *Service) Alerts(ctx context.Context, token string) (any, error) {
 		return nil, err
 	}
 	al, err := s.store.Alerts(ctx)
+	if al == nil {
+		al = []inventory.Alert{} // an empty list, not null
+	}
 	return map[string]any{"alerts": al}, err
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/edge-enroll/enroll/enroll-server/app"
 	"github.com/edge-enroll/enroll/enroll-server/config"
+	"github.com/edge-enroll/enroll/enroll-server/vault"
 	"github.com/edge-enroll/enroll/pkg/cmdline"
 	"github.com/edge-enroll/enroll/pkg/daemon"
 	"github.com/edge-enroll/enroll/pkg/logging"
@@ -104,7 +105,13 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if _, err := config.Load(*path, os.Getenv); err != nil {
+	cfg, err := config.Load(*path, os.Getenv)
+	if err != nil {
+		fmt.Fprintln(stderr, "enroll-server:", err)
+		return 1
+	}
+	// What run would refuse, check-config refuses too: the files it names.
+	if _, err := vault.LoadCredentials(cfg.Vault.CredentialsFile); err != nil {
 		fmt.Fprintln(stderr, "enroll-server:", err)
 		return 1
 	}

@@ -171,7 +171,7 @@ func writeBundle(ctx context.Context, args []string, env Env) error {
 	serverURL := fs.String("server-url", "", "enrollment server URL (required)")
 	serverCA := fs.String("server-ca", "", "PEM CA bundle of the enrollment server's certificate")
 	vaultAddr := fs.String("vault-addr", "", "Vault address devices use (default: $VAULT_ADDR)")
-	vaultCA := fs.String("device-vault-ca", "", "PEM CA bundle devices trust for Vault")
+	vaultCA := fs.String("device-vault-ca", "", "PEM CA bundle devices trust for Vault (default: $VAULT_CACERT, the CA this command trusts)")
 	out := fs.String("out", "", "output file, written 0600 (required)")
 	vf := addVaultFlags(fs)
 	if err := parse(fs, args, env); err != nil {
@@ -182,6 +182,9 @@ func writeBundle(ctx context.Context, args []string, env Env) error {
 	}
 	if *vaultAddr == "" {
 		*vaultAddr = env.Getenv("VAULT_ADDR")
+	}
+	if *vaultCA == "" {
+		*vaultCA = env.Getenv("VAULT_CACERT")
 	}
 	serverPEM, err := readOptional(*serverCA)
 	if err != nil {
@@ -217,7 +220,11 @@ func writeBundle(ctx context.Context, args []string, env Env) error {
 	if err := writeOwnerOnly(*out, data); err != nil {
 		return err
 	}
-	fmt.Fprintf(env.Stdout, "wrote %s: fleet %s, generation %d, secret ID accessor %s\n", *out, *fleet, cred.Generation, cred.Accessor)
+	fmt.Fprintf(env.Stdout, "wrote %s: fleet %s, generation %d, a new enrollment secret ID (accessor %s)\n", *out, *fleet, cred.Generation, cred.Accessor)
+	if vaultPEM == "" && strings.HasPrefix(*vaultAddr, "https://") {
+		fmt.Fprintln(env.Stdout, "note: the bundle names no CA for Vault: devices trust their system roots for", *vaultAddr,
+			"(pass -device-vault-ca for a private CA)")
+	}
 	return nil
 }
 
