@@ -31,11 +31,15 @@ func (m *Machine) login(ctx context.Context, st *State) error {
 	}
 	m.setToken(st, a)
 	st.Phase = PhaseAuthenticated
+	// The workloads get the new token first: it is no single-use
+	// credential, and a state disk that cannot be written must not leave
+	// them with a dead one.
+	sinkErr := m.writeSinks(st.Token)
 	if err := m.save(st); err != nil {
 		return err
 	}
 	m.log.Info("logged in", "token_accessor", a.Accessor, "entity_id", a.EntityID, "ttl", a.TTL)
-	return m.writeSinks(st.Token)
+	return sinkErr
 }
 
 func (m *Machine) setToken(st *State, a vault.Auth) {
@@ -153,11 +157,12 @@ func (m *Machine) keepTokenAlive(ctx context.Context, st *State) (bool, error) {
 		return true, err
 	}
 	m.setToken(st, a)
+	sinkErr := m.writeSinks(st.Token)
 	if err := m.save(st); err != nil {
 		return true, err
 	}
 	m.log.Info("logged in again while refreshing", "token_accessor", a.Accessor, "ttl", a.TTL)
-	return true, m.writeSinks(st.Token)
+	return true, sinkErr
 }
 
 // retryCap bounds a retry's delay by the token's schedule: a device whose

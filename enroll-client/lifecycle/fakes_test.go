@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -41,8 +42,13 @@ func (c *fakeClock) Sleep(ctx context.Context, d time.Duration) error {
 }
 
 type memStore struct {
-	mu sync.Mutex
-	m  map[string][]byte
+	mu     sync.Mutex
+	m      map[string][]byte
+	writes int
+	// failWrites makes these write numbers fail (a full or read-only disk).
+	failWrites map[int]bool
+	// onWrite, when set, sees each successful write's number.
+	onWrite func(n int)
 }
 
 func (s *memStore) ReadState(k string) ([]byte, error) {
@@ -58,10 +64,17 @@ func (s *memStore) ReadState(k string) ([]byte, error) {
 func (s *memStore) WriteState(k string, v []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.writes++
+	if s.failWrites[s.writes] {
+		return errors.New("write /var/lib/enroll-client/state.db: no space left on device")
+	}
 	if s.m == nil {
 		s.m = map[string][]byte{}
 	}
 	s.m[k] = append([]byte(nil), v...)
+	if s.onWrite != nil {
+		s.onWrite(s.writes)
+	}
 	return nil
 }
 

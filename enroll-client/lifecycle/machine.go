@@ -217,13 +217,39 @@ func (m *Machine) save(st *State) error {
 		}
 	}
 	if err := m.cfg.Store.WriteState(stateKey, raw); err != nil {
-		return fmt.Errorf("save state: %w", err)
+		return &saveError{err}
 	}
 	m.publish(*st, time.Time{})
 	if m.cfg.AfterSave != nil {
 		m.cfg.AfterSave(*st)
 	}
 	return nil
+}
+
+// saveError is a state that could not be written. The machine then makes
+// no further network call until the same state is on disk (see Run).
+type saveError struct{ err error }
+
+func (e *saveError) Error() string { return "save state: " + e.err.Error() }
+func (e *saveError) Unwrap() error { return e.err }
+
+// resave writes st again until it is on disk or ctx ends, backing off,
+// with the reason in the status.
+func (m *Machine) resave(ctx context.Context, st *State, first error) bool {
+	err := first
+	for {
+		delay := m.backoff.Next(0)
+		m.log.Error("cannot save the device state; no network step until it is saved", "err", err, "retry_in", delay.Round(time.Millisecond))
+		st.LastError = err.Error()
+		m.publish(*st, m.clock.Now().Add(delay))
+		if m.sleep(ctx, delay) != nil {
+			return false
+		}
+		if err = m.save(st); err == nil {
+			m.log.Info("device state saved again")
+			return true
+		}
+	}
 }
 
 // publish hands the public status to the status sink, if any.
@@ -300,6 +326,14 @@ func (m *Machine) Run(ctx context.Context, untilEnrolled bool) error {
 		}
 		if ctx.Err() != nil {
 			return nil
+		}
+		if se := (*saveError)(nil); errors.As(err, &se) {
+			// The state in memory moved on and the disk did not: the same
+			// state is written before anything else happens.
+			if !m.resave(ctx, &st, err) {
+				return nil
+			}
+			continue
 		}
 		var perm *permanentError
 		if errors.As(err, &perm) {

@@ -217,3 +217,56 @@ func TestShedRequestTokenExpires(t *testing.T) {
 		t.Fatalf("vault calls=%d, want 5 (a second bootstrap login)", r.vault.calls)
 	}
 }
+
+// A state that cannot be written stops the machine where it is: the
+// secret ID just unwrapped is not used to log in until it is on disk, and
+// then the enrollment goes on as if nothing happened.
+func TestFailedSaveStopsBeforeTheNextNetworkStep(t *testing.T) {
+	r := newRig(t)
+	// Writes: 1 enrolling, 2 wrapped, 3 unwrapped — which fails twice.
+	r.store.failWrites = map[int]bool{3: true, 4: true}
+	loginsBeforeSaved := -1
+	r.store.onWrite = func(n int) {
+		if n == 5 {
+			loginsBeforeSaved = r.vault.logins["edge-devices-acme"]
+		}
+	}
+	if err := r.enroll(t); err != nil {
+		t.Fatal(err)
+	}
+	if loginsBeforeSaved != 0 {
+		t.Fatalf("the device logged in %d times with a secret ID not yet on disk", loginsBeforeSaved)
+	}
+	if r.server.enrolls != 1 || r.server.acks != 1 || len(r.clock.sleeps) != 2 {
+		t.Fatalf("enrolls=%d acks=%d sleeps=%v; want one enrollment, and two waits for the disk", r.server.enrolls, r.server.acks, r.clock.sleeps)
+	}
+	st, _ := r.m.Load()
+	if st.SecretID == "" || st.Phase != PhaseAuthenticated {
+		t.Fatalf("state %s", st.Phase)
+	}
+}
+
+type recordingSink struct{ tokens []string }
+
+func (s *recordingSink) Write(tok string) error { s.tokens = append(s.tokens, tok); return nil }
+
+// A new token reaches the sinks even while the state cannot be saved.
+func TestSinkGetsTheTokenWhenTheStateCannotBeSaved(t *testing.T) {
+	r := newRig(t)
+	sink := &recordingSink{}
+	r.m.cfg.Sinks = []Sink{sink}
+	// Writes: 1 enrolling, 2 wrapped, 3 unwrapped, 4 authenticated — fails.
+	r.store.failWrites = map[int]bool{4: true}
+	sinkBeforeSaved := 0
+	r.store.onWrite = func(n int) {
+		if n == 5 {
+			sinkBeforeSaved = len(sink.tokens)
+		}
+	}
+	if err := r.enroll(t); err != nil {
+		t.Fatal(err)
+	}
+	if sinkBeforeSaved != 1 || !strings.HasPrefix(sink.tokens[0], "tok-edge-devices-acme") {
+		t.Fatalf("sink held %v before the state was saved; want the device's token", sink.tokens)
+	}
+}
