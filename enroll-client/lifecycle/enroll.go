@@ -272,7 +272,7 @@ func (m *Machine) unwrap(ctx context.Context, st *State) error {
 		if !st.WrapExpiresAt.IsZero() && m.clock.Now().After(st.WrapExpiresAt) {
 			detail = "wrapping token expired before the device could unwrap it"
 		}
-		return m.reportAndStop(ctx, st, wire.ProblemWrappingTokenInvalid, detail)
+		return m.askAgain(ctx, st, detail)
 	}
 	if err != nil {
 		return err
@@ -283,7 +283,7 @@ func (m *Machine) unwrap(ctx context.Context, st *State) error {
 	}
 	sid, err := m.cfg.Vault.UnwrapSecretID(ctx, st.WrappingToken)
 	if errors.Is(err, vault.ErrWrappingInvalid) {
-		return m.reportAndStop(ctx, st, wire.ProblemWrappingTokenInvalid, "wrapping token was unwrapped by someone else between lookup and unwrap")
+		return m.askAgain(ctx, st, "wrapping token was unwrapped between lookup and unwrap")
 	}
 	if err != nil {
 		return err
@@ -300,6 +300,31 @@ func (m *Machine) unwrap(ctx context.Context, st *State) error {
 	}
 	m.log.Info("unwrapped secret ID", "secret_id_accessor", sid.Accessor)
 	return nil
+}
+
+// maxAskAgain bounds how often one request asks again for a credential
+// whose wrapping token it found dead.
+const maxAskAgain = 3
+
+// askAgain handles a wrapping token found dead: the device itself may have
+// unwrapped it and lost the answer (a crash, a dropped answer), or it may
+// have expired while the server was away — or someone else unwrapped it.
+// The device sends its request again, with the same idempotency key and a
+// fresh proof; the server tells the cases apart by whether the secret ID
+// was ever used to log in, and answers with a new credential or a lockout
+// (reissue.go on the server). A pre-provisioned credential has no request
+// behind it: it is reported.
+func (m *Machine) askAgain(ctx context.Context, st *State, detail string) error {
+	phase := map[string]Phase{FlowBootstrap: PhaseEnrolling, "": PhaseEnrolling, FlowRefresh: PhaseRefreshing, FlowRejoin: PhaseRejoining}[st.Flow]
+	canAsk := st.Flow != FlowBootstrap && st.Flow != "" || m.cfg.Bundle.RoleID != "" || m.cfg.Attestor != nil
+	if !canAsk || st.AskedAgain >= maxAskAgain {
+		return m.reportAndStop(ctx, st, wire.ProblemWrappingTokenInvalid, detail)
+	}
+	m.log.Warn("wrapping token is no longer valid; asking the server again", "detail", detail,
+		"enrollment_id", st.EnrollmentID, "wrapping_accessor", st.WrappingAccessor)
+	st.AskedAgain++
+	st.Phase, st.WrappingToken = phase, ""
+	return m.save(st)
 }
 
 // reportAndStop tells the server that the wrapped credential is suspect

@@ -51,7 +51,7 @@ func signer(seed []byte) (identity.Signer, error) {
 // saved before any request is sent. The current token, if any, stays in
 // place (and in the sinks) until the new one replaces it.
 func (m *Machine) startRenewal(st *State, flow, why string) error {
-	st.Flow, st.IdempotencyKey = flow, rand.Text()
+	st.Flow, st.IdempotencyKey, st.AskedAgain = flow, rand.Text(), 0
 	st.Phase = PhaseRefreshing
 	if flow == FlowRejoin {
 		st.Phase = PhaseRejoining

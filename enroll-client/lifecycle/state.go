@@ -90,6 +90,9 @@ type State struct {
 	// Flow is how the credential in progress is obtained (Flow*).
 	Flow             string    `json:"flow,omitempty"`
 	SecretIDIssuedAt time.Time `json:"secret_id_issued_at,omitzero"`
+	// AskedAgain counts how often the request in progress was sent again
+	// because its wrapping token was found dead (see askAgain).
+	AskedAgain int `json:"asked_again,omitempty"`
 	// Refused is the server's code of the last permanent refusal.
 	Refused string `json:"refused,omitempty"`
 

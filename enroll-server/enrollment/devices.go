@@ -118,7 +118,7 @@ func (s *Service) Revoke(ctx context.Context, actor, fleet, id, reason string) (
 	if err != nil {
 		return d, err
 	}
-	if err := s.cutOff(ctx, d); err != nil {
+	if err := s.cutOff(ctx, &d); err != nil {
 		return d, err
 	}
 	d.State, d.Reason, d.UpdatedAt = inventory.DeviceRevoked, reason, s.now().UTC()
@@ -128,7 +128,16 @@ func (s *Service) Revoke(ctx context.Context, actor, fleet, id, reason string) (
 
 // cutOff destroys a device's secret IDs, revokes its known token and
 // disables its Vault entity.
-func (s *Service) cutOff(ctx context.Context, d inventory.Device) error {
+func (s *Service) cutOff(ctx context.Context, d *inventory.Device) error {
+	if d.EntityID == "" && d.RoleID != "" {
+		// Never acknowledged, so never learned: but whoever logged in with
+		// the role's secret ID made its entity. Its tokens die with it.
+		id, err := s.vault.DeviceEntityID(ctx, d.Fleet, d.RoleID)
+		if err != nil {
+			return vaultError("find the device's entity", err)
+		}
+		d.EntityID = id
+	}
 	if _, err := s.vault.DestroyDeviceSecretIDs(ctx, d.Fleet, d.ID); err != nil {
 		return vaultError("destroy the device's secret IDs", err)
 	}
@@ -144,14 +153,17 @@ func (s *Service) cutOff(ctx context.Context, d inventory.Device) error {
 }
 
 // Readmit clears a quarantine, a revocation or a rejection: the device may
-// enroll again, and its Vault entity is enabled again.
+// enroll (or rejoin) again. Its old Vault entity stays disabled — every
+// token issued before the lockout, the device's or an intruder's, stays
+// dead — and its next credential comes with a new role ID, so a new
+// entity.
 func (s *Service) Readmit(ctx context.Context, actor, fleet, id string) (inventory.Device, error) {
 	d, err := s.device(ctx, fleet, id, false)
 	if err != nil {
 		return d, err
 	}
-	if err := s.vault.SetEntityDisabled(ctx, d.EntityID, false); err != nil {
-		return d, vaultError("enable the device's entity", err)
+	if d.State == inventory.DeviceQuarantined || d.State == inventory.DeviceRevoked {
+		d.RoleID, d.EntityID = "", ""
 	}
 	d.State, d.Reason, d.Recoveries, d.UpdatedAt = "", "", nil, s.now().UTC()
 	if d.Admission == inventory.AdmissionRejected {

@@ -146,7 +146,10 @@ func (s *Service) Enroll(ctx context.Context, req wire.EnrollRequest) (resp wire
 	}
 	if !claimed {
 		switch e.State {
-		case inventory.EnrollmentWrapped, inventory.EnrollmentAcknowledged:
+		case inventory.EnrollmentWrapped:
+			log.Info("idempotent replay of an enrollment", "state", e.State)
+			return s.replayWrapped(ctx, log, fleet, e)
+		case inventory.EnrollmentAcknowledged:
 			log.Info("idempotent replay of an enrollment", "state", e.State)
 			return responseOf(e), nil
 		case inventory.EnrollmentFailed:
@@ -322,6 +325,7 @@ func (s *Service) mint(ctx context.Context, log *slog.Logger, fleet Fleet, e inv
 	e.State, e.UpdatedAt = inventory.EnrollmentWrapped, now
 	e.RoleID = d.RoleID
 	e.WrappingToken, e.WrappingAccessor, e.CreationPath = wi.Token, wi.Accessor, wi.CreationPath
+	e.MintedAccessor = wi.WrappedAccessor
 	e.WrapExpiresAt = now.Add(wi.TTL)
 	e.AckDeadline = now.Add(max(fleet.AckTimeout, wi.TTL))
 	e.Sequence = d.Sequence + 1

@@ -136,6 +136,10 @@ func (s *Service) renew(ctx context.Context, purpose string, req wire.IdentityRe
 	}
 	log = log.With("enrollment_id", e.ID)
 	if !claimed {
+		if e.Kind == kind && e.State == inventory.EnrollmentWrapped {
+			log.Info("idempotent replay", "state", e.State)
+			return s.replayWrapped(ctx, log, fleet, e)
+		}
 		if resp, done, err := s.replay(log, e, kind); done {
 			return resp, err
 		}

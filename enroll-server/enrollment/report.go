@@ -66,7 +66,7 @@ func (s *Service) Report(ctx context.Context, req wire.ReportRequest) (wire.Repo
 // quarantine cuts the device off in Vault (see cutOff) and marks it
 // quarantined until an administrator re-admits it.
 func (s *Service) quarantine(ctx context.Context, e *inventory.Enrollment, d *inventory.Device, reason string) error {
-	if err := s.cutOff(ctx, *d); err != nil {
+	if err := s.cutOff(ctx, d); err != nil {
 		return err
 	}
 	now := s.now().UTC()

@@ -53,7 +53,10 @@ type Vault interface {
 	DeviceSecretIDMeta(ctx context.Context, fleet, device, accessor string) (map[string]string, error)
 	DestroyDeviceSecretIDsExcept(ctx context.Context, fleet, device, keep string) (int, error)
 	DestroyEnrollmentSecretIDs(ctx context.Context, fleet, device, enrollmentID string) (int, error)
+	SecretIDUsesLeft(ctx context.Context, fleet, device, accessor string) (int, error)
+	WrappingAlive(ctx context.Context, token string) (bool, error)
 	SetEntityDisabled(ctx context.Context, entityID string, disabled bool) error
+	DeviceEntityID(ctx context.Context, fleet, roleID string) (string, error)
 	Layout() vault.Layout
 }
 
@@ -116,6 +119,10 @@ type Service struct {
 
 	gates map[string]*gate // per fleet, built once
 
+	// startedAt is when this server came up: acknowledgement deadlines
+	// that ran out while it was down are extended (see sweep.go).
+	startedAt time.Time
+
 	// ticketKey signs admission tickets; per process, so a ticket from
 	// another replica simply counts as none.
 	ticketKey [32]byte
@@ -140,7 +147,7 @@ func New(v Vault, s inventory.Store, fleets []Fleet, alerts *Alerter, log *slog.
 	}
 	svc := &Service{
 		vault: v, store: s, fleets: m, log: log, alerts: alerts,
-		now: time.Now, staleAfter: 30 * time.Second,
+		now: time.Now, staleAfter: 30 * time.Second, startedAt: time.Now(),
 		genCache: map[string]cachedGenerations{}, gates: gates,
 	}
 	if _, err := rand.Read(svc.ticketKey[:]); err != nil {

@@ -24,6 +24,15 @@ func (s *Service) SweepUnacknowledged(ctx context.Context) (int, error) {
 		if e.AckDeadline.IsZero() || now.Before(e.AckDeadline) {
 			continue
 		}
+		// The server's own downtime is not the device's fault: a device
+		// gets its whole acknowledgement time after the server came up.
+		if f, ok := s.fleets[e.Fleet]; ok && now.Before(s.startedAt.Add(f.AckTimeout)) {
+			continue
+		}
+		// An acknowledgement may have landed since the list was read.
+		if e, err = s.store.Enrollment(ctx, e.ID); err != nil || e.State != inventory.EnrollmentWrapped {
+			continue
+		}
 		d, err := s.store.Device(ctx, e.Fleet, e.DeviceID)
 		if err != nil {
 			return n, err

@@ -32,6 +32,10 @@ type ReadyFunc func(ctx context.Context) error
 
 func init() { gin.SetMode(gin.ReleaseMode) }
 
+// requestTimeout bounds one device request's work, whether or not its
+// client is still there.
+const requestTimeout = 60 * time.Second
+
 // New returns the API handler.
 func New(core Core, admin *admin.Service, metrics http.Handler, ready ReadyFunc, log *slog.Logger) http.Handler {
 	r := gin.New()
@@ -77,7 +81,12 @@ func handle[Req, Resp any](log *slog.Logger, fn func(context.Context, Req) (Resp
 			render(c, log, err)
 			return
 		}
-		resp, err := fn(c.Request.Context(), req)
+		// A client hanging up does not cancel a request half way (a mint
+		// between Vault and the store): it finishes within its own bound,
+		// so that the client's retry finds the outcome at once.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request.Context()), requestTimeout)
+		defer cancel()
+		resp, err := fn(ctx, req)
 		if err != nil {
 			render(c, log, err)
 			return

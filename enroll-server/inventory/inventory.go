@@ -137,6 +137,9 @@ type Enrollment struct {
 	// Sequence is the device's join-state sequence once this enrollment is
 	// acknowledged (the device's sequence when it was minted, plus one).
 	Sequence uint64 `json:"sequence,omitempty"`
+	// MintedAccessor is the accessor of the secret ID minted (wrapped) for
+	// this enrollment.
+	MintedAccessor string `json:"minted_accessor,omitempty"`
 	// NewKey is the device key this enrollment registers when it is
 	// acknowledged.
 	NewKey string `json:"new_key,omitempty"`

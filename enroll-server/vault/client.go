@@ -103,8 +103,10 @@ type TokenInfo struct {
 
 // WrapInfo describes a response-wrapped secret.
 type WrapInfo struct {
-	Token        string
-	Accessor     string
+	Token    string
+	Accessor string
+	// WrappedAccessor is the accessor of what was wrapped: the secret ID.
+	WrappedAccessor string
 	CreationPath string
 	TTL          time.Duration
 	CreationTime time.Time

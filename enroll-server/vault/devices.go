@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/hashicorp/vault/api"
@@ -60,7 +61,7 @@ func (s *Server) MintWrappedSecretID(ctx context.Context, fleet, device string, 
 		return WrapInfo{}, err
 	}
 	req := api.NewLogicalWriteRequest(deviceRolePath(fleet, device)+"/secret-id",
-		map[string]any{"metadata": string(metaJSON)},
+		map[string]any{"metadata": string(metaJSON), "num_uses": SecretIDUses},
 		http.Header{"X-Vault-Wrap-Ttl": []string{seconds(wrapTTL)}})
 	sec, err := s.c.Logical().WriteWithRequest(ctx, req)
 	if err != nil {
@@ -71,12 +72,53 @@ func (s *Server) MintWrappedSecretID(ctx context.Context, fleet, device string, 
 	}
 	wi := sec.WrapInfo
 	return WrapInfo{
-		Token:        wi.Token,
-		Accessor:     wi.Accessor,
-		CreationPath: wi.CreationPath,
-		TTL:          time.Duration(wi.TTL) * time.Second,
-		CreationTime: wi.CreationTime,
+		Token:           wi.Token,
+		Accessor:        wi.Accessor,
+		WrappedAccessor: wi.WrappedAccessor,
+		CreationPath:    wi.CreationPath,
+		TTL:             time.Duration(wi.TTL) * time.Second,
+		CreationTime:    wi.CreationTime,
 	}, nil
+}
+
+// SecretIDUses is how many logins a device secret ID is minted for: far
+// more than a device makes in the secret ID's life, and a count that tells
+// whether it was ever used: a secret ID with all its uses left never logged
+// anyone in. A wrapped secret ID whose answer was lost is told apart from
+// an intercepted one this way (see SecretIDUsesLeft).
+const SecretIDUses = 1_000_000
+
+// SecretIDUsesLeft returns how many logins a device secret ID has left, or
+// ErrNotFound.
+func (s *Server) SecretIDUsesLeft(ctx context.Context, fleet, device, accessor string) (int, error) {
+	sec, err := s.c.Logical().WriteWithContext(ctx, deviceRolePath(fleet, device)+"/secret-id-accessor/lookup",
+		map[string]any{"secret_id_accessor": accessor})
+	if err != nil {
+		if s := statusOf(err); s == http.StatusNotFound || s == http.StatusBadRequest {
+			return 0, ErrNotFound
+		}
+		return 0, fmt.Errorf("look up secret ID accessor: %w", err)
+	}
+	if sec == nil || sec.Data == nil {
+		return 0, ErrNotFound
+	}
+	n, err := strconv.Atoi(fmt.Sprint(sec.Data["secret_id_num_uses"]))
+	if err != nil {
+		return 0, fmt.Errorf("secret ID accessor lookup: uses %v", sec.Data["secret_id_num_uses"])
+	}
+	return n, nil
+}
+
+// WrappingAlive reports whether a wrapping token can still be unwrapped.
+func (s *Server) WrappingAlive(ctx context.Context, token string) (bool, error) {
+	_, err := s.c.Logical().WriteWithContext(ctx, "sys/wrapping/lookup", map[string]any{"token": token})
+	if err == nil {
+		return true, nil
+	}
+	if st := statusOf(err); st == http.StatusBadRequest || st == http.StatusNotFound || st == http.StatusForbidden {
+		return false, nil
+	}
+	return false, fmt.Errorf("look up wrapping token: %w", err)
 }
 
 // DeviceSecretIDAccessors lists the accessors of the device's live secret IDs.
@@ -222,6 +264,36 @@ func listWrapped(ctx context.Context, c *api.Client, path string) ([]string, err
 		return nil, nil
 	}
 	return strs(data.Data["keys"]), nil
+}
+
+// DeviceEntityID finds the Vault entity of a device's role, by its AppRole
+// alias (the role ID): it exists once anyone logged in with one of the
+// role's secret IDs, the device or someone who intercepted its credential.
+// It returns "" when nobody ever did.
+func (s *Server) DeviceEntityID(ctx context.Context, fleet, roleID string) (string, error) {
+	auths, err := s.c.Logical().ReadWithContext(ctx, "sys/auth")
+	if err != nil {
+		return "", fmt.Errorf("read auth mounts: %w", err)
+	}
+	var accessor string
+	if auths != nil {
+		if m, ok := auths.Data[DeviceMount(fleet)+"/"].(map[string]any); ok {
+			accessor, _ = m["accessor"].(string)
+		}
+	}
+	if accessor == "" {
+		return "", fmt.Errorf("no auth mount %s", DeviceMount(fleet))
+	}
+	sec, err := s.c.Logical().WriteWithContext(ctx, "identity/lookup/entity",
+		map[string]any{"alias_name": roleID, "alias_mount_accessor": accessor})
+	if err != nil {
+		return "", fmt.Errorf("look up the device's entity: %w", err)
+	}
+	if sec == nil || sec.Data == nil {
+		return "", nil // 204: no such entity
+	}
+	id, _ := sec.Data["id"].(string)
+	return id, nil
 }
 
 // SetEntityDisabled disables (or re-enables) a device's Vault entity: the

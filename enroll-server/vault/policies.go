@@ -57,6 +57,18 @@ path "sys/wrapping/lookup" {
 path "sys/capabilities" {
   capabilities = ["update"]
 }
+# Find a device's entity by its role's alias (it exists once anyone logged
+# in with the role), to cut off every token of it.
+path "sys/auth" {
+  capabilities = ["read"]
+}
+path "identity/lookup/entity" {
+  capabilities = ["update"]
+  allowed_parameters = {
+    "alias_name" = []
+    "alias_mount_accessor" = []
+  }
+}
 # Disable or re-enable a revoked device's entity, and nothing else of it.
 path "identity/entity/id/+" {
   capabilities = ["update"]

@@ -58,7 +58,7 @@ func TestSecretIDDestroyedRecoveryBudget(t *testing.T) {
 		out = o
 		return strings.Contains(out, "rejected")
 	})
-	for _, want := range []string{"rejected", "recovery budget", "will not retry"} {
+	for _, want := range []string{"rejected", "recovery budget", "enrollctl readmit"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status output does not say %q:\n%s", want, out)
 		}
