@@ -173,9 +173,10 @@ func (s *Service) ForgetGenerations(fleet string) {
 	s.genMu.Unlock()
 }
 
-// SetClock replaces the clock; for tests.
+// SetClock replaces the clock; for tests. The server counts as started at
+// the new clock's present.
 func (s *Service) SetClock(now func() time.Time) {
-	s.now = now
+	s.now, s.startedAt = now, now()
 	for _, g := range s.gates {
 		g.clock = now
 	}

@@ -8,6 +8,9 @@ import (
 	"github.com/edge-enroll/enroll/enroll-server/inventory"
 )
 
+// clientMaxBackoff is the longest a device waits between two attempts.
+const clientMaxBackoff = 5 * time.Minute
+
 // SweepUnacknowledged closes the loop on wrapped secret IDs that were never
 // acknowledged in time: someone else may have unwrapped them. For each, the
 // server revokes the wrapping token and raises an alert. A first enrollment's
@@ -25,8 +28,10 @@ func (s *Service) SweepUnacknowledged(ctx context.Context) (int, error) {
 			continue
 		}
 		// The server's own downtime is not the device's fault: a device
-		// gets its whole acknowledgement time after the server came up.
-		if f, ok := s.fleets[e.Fleet]; ok && now.Before(s.startedAt.Add(f.AckTimeout)) {
+		// given its credential before the server (re)started gets, after
+		// the start, its whole acknowledgement time plus the longest wait
+		// its backoff may have grown to while the server was away.
+		if f, ok := s.fleets[e.Fleet]; ok && e.CreatedAt.Before(s.startedAt) && now.Before(s.startedAt.Add(f.AckTimeout+clientMaxBackoff)) {
 			continue
 		}
 		// An acknowledgement may have landed since the list was read.

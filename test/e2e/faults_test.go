@@ -1,16 +1,20 @@
 package e2e
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/edge-enroll/enroll/enroll-server/config"
 	"github.com/edge-enroll/enroll/enroll-server/inventory"
 	"github.com/edge-enroll/enroll/pkg/bundle"
 	"github.com/edge-enroll/enroll/pkg/wire"
+	"github.com/edge-enroll/enroll/test/fleetsim"
 )
 
 // vaultDropper sits between a device and Vault and, the first time the
@@ -108,5 +112,55 @@ func TestInterceptorWhoLogsInIsCaught(t *testing.T) {
 	_, alerts := e.inventory()
 	if len(alerts) != 1 || alerts[0].Kind != inventory.AlertWrappingTokenInvalid {
 		t.Fatalf("alerts %+v, want one wrapping_token_invalid", alerts)
+	}
+}
+
+// The server is killed while 50 devices enroll and comes back 25 s later,
+// with an acknowledgement timeout of 10 s: every device ends enrolled, and
+// the server's own downtime raises no alert and quarantines nobody.
+func TestServerRestartMidEnrollmentRaisesNoFalseAlarm(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits out a 25 s outage")
+	}
+	e := newEnv(t, options{
+		fleet: func(f *config.Fleet) { f.WrapTTL, f.AckTimeout = 10*time.Second, 10*time.Second },
+		server: func(c *config.File) { c.Alerts.SweepInterval = time.Second },
+	})
+	b := e.bundle
+	done := make(chan fleetsim.Result, 1)
+	go func() {
+		res, err := fleetsim.Run(context.Background(), fleetsim.Options{Bundle: &b, Devices: 50, Prefix: "restart",
+			Ramp: 4 * time.Second, Timeout: 3 * time.Minute})
+		if err != nil {
+			t.Error(err)
+		}
+		done <- res
+	}()
+	waitFor(t, 30*time.Second, "some devices given their credential", func() bool {
+		return len(e.logs.lines("issued wrapped secret ID")) >= 15
+	})
+	e.stop()
+	time.Sleep(25 * time.Second)
+	e.startServer(e.cfg)
+	res := <-done
+	if res.Enrolled != 50 {
+		t.Fatalf("%s", res)
+	}
+	time.Sleep(3 * time.Second) // a sweep or two
+	devs, alerts := e.inventory()
+	quarantined := 0
+	for _, d := range devs {
+		if d.State != inventory.DeviceEnrolled {
+			quarantined++
+		}
+	}
+	if len(alerts) != 0 || quarantined != 0 {
+		t.Fatalf("%d alerts (%+v), %d devices not enrolled", len(alerts), alerts, quarantined)
+	}
+	for id, st := range res.States {
+		e.keep(st.Token, st.SecretID)
+		if got := e.deviceSecretIDAccessors(id); len(got) != 1 {
+			t.Errorf("%s: %d live secret IDs", id, len(got))
+		}
 	}
 }
