@@ -107,9 +107,9 @@ type WrapInfo struct {
 	Accessor string
 	// WrappedAccessor is the accessor of what was wrapped: the secret ID.
 	WrappedAccessor string
-	CreationPath string
-	TTL          time.Duration
-	CreationTime time.Time
+	CreationPath    string
+	TTL             time.Duration
+	CreationTime    time.Time
 }
 
 // statusOf extracts the HTTP status of a Vault error, or 0.

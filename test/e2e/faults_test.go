@@ -123,7 +123,7 @@ func TestServerRestartMidEnrollmentRaisesNoFalseAlarm(t *testing.T) {
 		t.Skip("waits out a 25 s outage")
 	}
 	e := newEnv(t, options{
-		fleet: func(f *config.Fleet) { f.WrapTTL, f.AckTimeout = 10*time.Second, 10*time.Second },
+		fleet:  func(f *config.Fleet) { f.WrapTTL, f.AckTimeout = 10*time.Second, 10*time.Second },
 		server: func(c *config.File) { c.Alerts.SweepInterval = time.Second },
 	})
 	b := e.bundle
