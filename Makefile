@@ -17,7 +17,7 @@ LDFLAGS := -s -w -X github.com/edge-enroll/enroll/pkg/version.Version=$(VERSION)
            -X github.com/edge-enroll/enroll/pkg/version.Commit=$(COMMIT)
 CMDS    := enroll-server enroll-client enrollctl
 
-.PHONY: all build vault demo test bench storm lint packages test-packages clean-bin
+.PHONY: all build vault demo test fuzz bench storm lint packages test-packages clean-bin
 
 all: build
 
@@ -34,6 +34,11 @@ demo: build vault
 
 test: vault
 	@VAULT_BIN=$$(test/vaultbin/build.sh) $(GO) test -race -timeout 30m ./...
+	@FUZZTIME=$${FUZZTIME:-3s} GO=$(GO) test/fuzz.sh
+
+# Every fuzz target for FUZZTIME each (default 2m).
+fuzz:
+	@FUZZTIME=$${FUZZTIME:-2m} GO=$(GO) test/fuzz.sh
 
 # Cross-built, signed client packages in ./dist (.deb, .rpm, .msi).
 packages:
