@@ -66,9 +66,12 @@ storm: vault
 	VAULT_BIN=$$(test/vaultbin/build.sh) STORM_DEVICES=$${STORM_DEVICES:-10000} \
 		$(GO) test -run '^TestStorm$$' -count=1 -timeout 60m -v ./test/e2e/ 2>&1 | grep -v '^{'
 
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
 
 clean-bin:
 	rm -rf $(BIN)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/edge-enroll/enroll/enroll-client/lifecycle"
@@ -61,7 +62,7 @@ func New() *Metrics {
 		}),
 	}
 	m.Registry.MustRegister(m.phase, m.tokenExpiry, m.secretIDExpiry, m.enrollments, m.acknowledged, m.lastRenewal,
-		m.failures, m.credentials, m.sequence, prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+		m.failures, m.credentials, m.sequence, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, p := range phases {
 		m.phase.WithLabelValues(string(p)).Set(0)
 	}

@@ -48,7 +48,7 @@ func checkFile(path string) error {
 	}
 	m0, err0 := readMeta(f, 0)
 	var m1 boltMeta
-	err1 := errors.New("no second meta page")
+	var err1 error
 	if err0 == nil {
 		m1, err1 = readMeta(f, int64(m0.pageSize))
 	} else {

@@ -3,6 +3,7 @@ package enrollctl
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"net/http"
@@ -55,7 +56,7 @@ func preauthorize(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	if *fleet == "" || fs.NArg() == 0 {
-		return fmt.Errorf("usage: enrollctl preauthorize -fleet F DEVICE_ID...")
+		return errors.New("usage: enrollctl preauthorize -fleet F DEVICE_ID (one or more)")
 	}
 	var out map[string]any
 	if err := sf.call(ctx, env, http.MethodPost, wire.PathAdmin+"/fleets/"+*fleet+"/preauthorize", nil, wire.DeviceIDs{DeviceIDs: fs.Args()}, &out); err != nil {
@@ -174,7 +175,7 @@ func batch(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	if *fleet == "" || *dir == "" || fs.NArg() == 0 {
-		return fmt.Errorf("usage: enrollctl batch -fleet F -out-dir DIR DEVICE_ID...")
+		return errors.New("usage: enrollctl batch -fleet F -out-dir DIR DEVICE_ID (one or more)")
 	}
 	var b wire.Batch
 	err := sf.call(ctx, env, http.MethodPost, wire.PathAdmin+"/fleets/"+*fleet+"/batch", nil, wire.DeviceIDs{DeviceIDs: fs.Args()}, &b)

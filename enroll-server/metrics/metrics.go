@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
 // Metrics are the server's instruments, registered on their own registry.
@@ -65,6 +66,6 @@ func New() *Metrics {
 		}, []string{"status"}),
 	}
 	m.Registry.MustRegister(m.Alerts, m.Suppressed, m.Enrollments, m.EnrollLatency, m.Admissions, m.VaultRequests,
-		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -231,23 +231,23 @@ func listKeys(ctx context.Context, c *api.Client, path string) ([]string, error)
 // policy demands for device secret IDs, and unwraps it with the wrapping
 // token itself.
 func listWrapped(ctx context.Context, c *api.Client, path string) ([]string, error) {
-	req := c.NewRequest("LIST", "/v1/"+path)
-	req.WrapTTL = "30s"
-	resp, err := c.RawRequestWithContext(ctx, req) //nolint:staticcheck // the api's Logical() cannot ask for a wrapped LIST
-	if resp != nil {
-		defer resp.Body.Close()
+	wc, err := c.Clone()
+	if err != nil {
+		return nil, err
 	}
+	wc.SetToken(c.Token())
+	wc.SetWrappingLookupFunc(func(string, string) string { return "30s" })
+	sec, err := wc.Logical().ListWithContext(ctx, path)
 	if err != nil {
 		if statusOf(err) == http.StatusNotFound {
 			return nil, nil
 		}
 		return nil, fmt.Errorf("list %s: %w", path, err)
 	}
-	sec, err := api.ParseSecret(resp.Body)
-	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", path, err)
+	if sec == nil {
+		return nil, nil // nothing to list
 	}
-	if sec == nil || sec.WrapInfo == nil || sec.WrapInfo.Token == "" {
+	if sec.WrapInfo == nil || sec.WrapInfo.Token == "" {
 		return nil, fmt.Errorf("list %s: vault did not wrap the answer", path)
 	}
 	uc, err := c.Clone()
