@@ -139,12 +139,15 @@ func (m *Machine) enroll(ctx context.Context, st *State) (time.Duration, error) 
 	switch resp.Status {
 	case wire.StatusPending:
 		wait := time.Duration(resp.RetryAfterSeconds) * time.Second
-		if st.Phase != PhasePending {
-			st.Phase = PhasePending
+		if st.Phase != PhasePending || st.EnrollmentID != resp.EnrollmentID {
+			// The enrollment ID is what an administrator approves: status
+			// shows it, with the device key, to whoever vouches for the
+			// device.
+			st.Phase, st.EnrollmentID = PhasePending, resp.EnrollmentID
 			if err := m.save(st); err != nil {
 				return 0, err
 			}
-			m.log.Info("awaiting approval", "retry_in", wait)
+			m.log.Info("awaiting approval", "enrollment_id", resp.EnrollmentID, "retry_in", wait)
 		}
 		return m.backoff.Next(wait), nil
 	case wire.StatusWrapped, wire.StatusEnrolled:

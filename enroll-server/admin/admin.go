@@ -30,7 +30,7 @@ type Vault interface {
 // Core is the enrollment core's side of device administration.
 type Core interface {
 	Device(ctx context.Context, fleet, id string) (inventory.Device, error)
-	Approve(ctx context.Context, actor, fleet, id string) (inventory.Device, error)
+	Approve(ctx context.Context, actor, fleet, id, enrollment string) (inventory.Device, error)
 	Reject(ctx context.Context, actor, fleet, id, reason string) (inventory.Device, error)
 	Revoke(ctx context.Context, actor, fleet, id, reason string) (inventory.Device, error)
 	Readmit(ctx context.Context, actor, fleet, id string) (inventory.Device, error)
@@ -107,12 +107,20 @@ func notFound(err error) bool {
 	return errors.Is(err, inventory.ErrNotFound) || errors.Is(err, vault.ErrNotFound)
 }
 
+func heldFacts(d inventory.Device) *wire.Facts {
+	if d.HeldEnrollment == "" {
+		return nil
+	}
+	return &d.HeldFacts
+}
+
 func deviceOut(d inventory.Device) wire.Device {
 	return wire.Device{
 		Fleet: d.Fleet, ID: d.ID, State: d.State, Admission: d.Admission, Generation: d.Generation,
 		Enrollments: d.Enrollments, SecretIDAccessor: d.SecretIDAccessor, EntityID: d.EntityID,
 		Facts: d.Facts, EnrolledAt: d.EnrolledAt, UpdatedAt: d.UpdatedAt, Reason: d.Reason,
 		DeviceKey: identity.Fingerprint(d.DeviceKey), KeyRegisteredAt: d.KeyRegisteredAt, EKHash: d.EKHash,
-		Sequence: d.Sequence, HeldEnrollment: d.HeldEnrollment,
+		Sequence: d.Sequence, HeldEnrollment: d.HeldEnrollment, HeldKey: d.HeldKey, HeldSince: d.HeldSince,
+		HeldFacts: heldFacts(d),
 	}
 }

@@ -93,7 +93,8 @@ func (s *Service) Device(ctx context.Context, token, fleet, id string) (wire.Dev
 }
 
 // DeviceAction is approve, reject, revoke or readmit.
-func (s *Service) DeviceAction(ctx context.Context, token, action, fleet, id, reason string) (wire.Device, error) {
+func (s *Service) DeviceAction(ctx context.Context, token, action, fleet, id string, req wire.Reason) (wire.Device, error) {
+	reason := req.Reason
 	actor, err := s.authorize(ctx, token, AreaDevices, canUpdate)
 	if err != nil {
 		return wire.Device{}, err
@@ -104,7 +105,7 @@ func (s *Service) DeviceAction(ctx context.Context, token, action, fleet, id, re
 	var d inventory.Device
 	switch action {
 	case "approve":
-		d, err = s.core.Approve(ctx, actor, fleet, id)
+		d, err = s.core.Approve(ctx, actor, fleet, id, req.Enrollment)
 	case "reject":
 		d, err = s.core.Reject(ctx, actor, fleet, id, reason)
 	case "revoke":

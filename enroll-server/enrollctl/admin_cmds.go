@@ -30,6 +30,7 @@ func deviceAction(action string) func(context.Context, []string, Env) error {
 		fleet := fs.String("fleet", "", "fleet (required)")
 		device := fs.String("device", "", "device ID (required)")
 		reason := fs.String("reason", "", "why (shown to the device and in the audit log)")
+		enrollment := fs.String("enrollment", "", "approve: the held request's enrollment ID, for a device that is already enrolled")
 		sf := addServerFlags(fs)
 		if err := parse(fs, args, env); err != nil {
 			return err
@@ -39,10 +40,14 @@ func deviceAction(action string) func(context.Context, []string, Env) error {
 		}
 		var d wire.Device
 		path := fmt.Sprintf("%s/devices/%s/%s/%s", wire.PathAdmin, *fleet, *device, action)
-		if err := sf.call(ctx, env, http.MethodPost, path, nil, wire.Reason{Reason: *reason}, &d); err != nil {
+		if err := sf.call(ctx, env, http.MethodPost, path, nil, wire.Reason{Reason: *reason, Enrollment: *enrollment}, &d); err != nil {
 			return err
 		}
-		fmt.Fprintf(env.Stdout, "%s %s/%s: state %q, admission %q\n", action, d.Fleet, d.ID, d.State, d.Admission)
+		fmt.Fprintf(env.Stdout, "%s %s/%s: done; the device is %s", action, d.Fleet, d.ID, orNone(d.State))
+		if d.HeldEnrollment != "" {
+			fmt.Fprintf(env.Stdout, ", held request %s", d.HeldEnrollment)
+		}
+		fmt.Fprintln(env.Stdout)
 		return nil
 	}
 }
@@ -223,4 +228,11 @@ func auditCmd(ctx context.Context, args []string, env Env) error {
 	}
 	fmt.Fprintf(env.Stdout, "audit log intact: %d records\n", res.Records)
 	return nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "admitted"
+	}
+	return s
 }

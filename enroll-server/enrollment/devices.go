@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/edge-enroll/enroll/enroll-server/inventory"
 	"github.com/edge-enroll/enroll/pkg/wire"
@@ -37,13 +38,19 @@ func (s *Service) Device(ctx context.Context, fleet, id string) (inventory.Devic
 
 // Approve lets a device enroll (in a manual fleet) or lifts a rejection.
 // For a device ID that already has an identity it approves the one request
-// held for it (see holdClaim), and only that one.
-func (s *Service) Approve(ctx context.Context, actor, fleet, id string) (inventory.Device, error) {
+// held for it (see holdClaim), named by its enrollment ID, and only that
+// one.
+func (s *Service) Approve(ctx context.Context, actor, fleet, id, enrollment string) (inventory.Device, error) {
 	d, err := s.device(ctx, fleet, id, true)
 	if err != nil {
 		return d, err
 	}
 	if d.HeldEnrollment != "" {
+		if enrollment != d.HeldEnrollment {
+			return d, fail(wire.CodeInvalidRequest,
+				"device %s is enrolled, and a request to replace it waits: enrollment %s (device key %s, host %q, since %s). Check it is the device you expect (enroll-client status shows its enrollment), then approve it by name with -enrollment %s",
+				id, d.HeldEnrollment, d.HeldKey, d.HeldFacts.Hostname, d.HeldSince.Format(time.RFC3339), d.HeldEnrollment)
+		}
 		return s.decideHeld(ctx, actor, d, true, "")
 	}
 	d.Admission, d.UpdatedAt = inventory.AdmissionApproved, s.now().UTC()
@@ -83,7 +90,8 @@ func (s *Service) decideHeld(ctx context.Context, actor string, d inventory.Devi
 	if approve {
 		e.Approved = true
 	} else {
-		e.State, d.HeldEnrollment = inventory.EnrollmentFailed, ""
+		e.State = inventory.EnrollmentFailed
+		d.HeldEnrollment, d.HeldKey, d.HeldFacts, d.HeldSince = "", "", wire.Facts{}, time.Time{}
 		action, detail = "admin:reject", "held request "+e.ID+" refused: "+reason
 	}
 	e.UpdatedAt, d.UpdatedAt = now, now

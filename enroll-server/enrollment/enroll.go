@@ -183,7 +183,7 @@ func (s *Service) Enroll(ctx context.Context, req wire.EnrollRequest) (resp wire
 	// the identity is its bound TPM here; a device that holds its device
 	// key refreshes or rejoins instead (identity.go).
 	if d.HasIdentity() && !attestedAlone(d, att) && !e.Approved {
-		return s.holdClaim(ctx, log, e, d)
+		return s.holdClaim(ctx, log, e, d, req)
 	}
 	if !d.HasIdentity() {
 		bind(&d, att) // a TPM binds a device ID only when it is first enrolled
@@ -276,11 +276,32 @@ func (s *Service) hold(ctx context.Context, log *slog.Logger, e inventory.Enroll
 // for an enrolled device's ID (or the device was wiped and needs an
 // administrator once). The device record keeps its state; only the held
 // request is remembered, for an administrator to approve or reject.
-func (s *Service) holdClaim(ctx context.Context, log *slog.Logger, e inventory.Enrollment, d inventory.Device) (wire.EnrollResponse, error) {
+//
+// One request is held at a time, the first: a later one with another
+// idempotency key is turned away (retryable) until an administrator
+// decided on the first, so that nobody can slip their own request under an
+// approval meant for another. The administrator approves a held request by
+// its enrollment ID, which the device shows in `enroll-client status`.
+func (s *Service) holdClaim(ctx context.Context, log *slog.Logger, e inventory.Enrollment, d inventory.Device, req wire.EnrollRequest) (wire.EnrollResponse, error) {
 	now := s.now().UTC()
+	if d.HeldEnrollment != "" && d.HeldEnrollment != e.ID {
+		if held, err := s.store.Enrollment(ctx, d.HeldEnrollment); err == nil && held.State == inventory.EnrollmentPending {
+			e.State, e.UpdatedAt, d.InFlight = inventory.EnrollmentFailed, now, ""
+			if err := s.store.Record(ctx, e, d, nil); err != nil {
+				return wire.EnrollResponse{}, err
+			}
+			s.alerts.Raise(ctx, inventory.Alert{Time: now, Kind: inventory.AlertIdentityClaimed, Fleet: d.Fleet, DeviceID: d.ID, EnrollmentID: e.ID,
+				Detail: fmt.Sprintf("a second request with only the fleet's bootstrap credential asked for this enrolled device's ID while enrollment %s waits for an administrator; turned away", held.ID)})
+			return wire.EnrollResponse{}, &wire.Error{Code: wire.CodeEnrollmentInProgress, RetryAfterSeconds: 60,
+				Message: fmt.Sprintf("another request for this device ID (enrollment %s) already waits for an administrator; it must be approved or rejected first", held.ID)}
+		}
+	}
 	first := e.State != inventory.EnrollmentPending
 	e.State, e.UpdatedAt = inventory.EnrollmentPending, now
 	d.HeldEnrollment, d.InFlight = e.ID, ""
+	if first {
+		d.HeldKey, d.HeldFacts, d.HeldSince = identity.Fingerprint(req.DeviceKey), req.Facts, now
+	}
 	var rec *audit.Record
 	if first {
 		rec = s.auditRec(deviceActor(d.Fleet, d.ID), "enroll:held", d.Fleet, d.ID,
@@ -336,7 +357,7 @@ func (s *Service) mint(ctx context.Context, log *slog.Logger, fleet Fleet, e inv
 	d.Generation, d.EnrollmentID, d.Facts, d.UpdatedAt = e.Generation, e.ID, facts, now
 	d.InFlight = ""
 	if d.HeldEnrollment == e.ID {
-		d.HeldEnrollment = ""
+		d.HeldEnrollment, d.HeldKey, d.HeldFacts, d.HeldSince = "", "", wire.Facts{}, time.Time{}
 	}
 	d.Enrollments++
 	actor := deviceActor(e.Fleet, e.DeviceID)

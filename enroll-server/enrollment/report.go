@@ -2,6 +2,8 @@ package enrollment
 
 import (
 	"context"
+	"strings"
+	"unicode"
 	"crypto/subtle"
 	"errors"
 	"fmt"
@@ -47,6 +49,12 @@ func (s *Service) Report(ctx context.Context, req wire.ReportRequest) (wire.Repo
 	if req.Problem == wire.ProblemCreationPathMismatch {
 		kind = inventory.AlertCreationPathMismatch
 	}
+	if e.WrappingAccessor == "" {
+		// Never given a credential (held, turned away): nothing to report
+		// on, and nothing to raise.
+		return wire.ReportResponse{}, fail(wire.CodeRejected, "enrollment %s was never given a credential", e.ID)
+	}
+	req.Detail = printable(req.Detail)
 	if d.EnrollmentID != e.ID || e.State != inventory.EnrollmentWrapped {
 		// A credential that is not the device's outstanding one (spent,
 		// superseded, never minted): worth an alert, never a lockout of
@@ -77,4 +85,15 @@ func (s *Service) quarantine(ctx context.Context, e *inventory.Enrollment, d *in
 	}
 	s.log.Warn("device quarantined", "security", true, "fleet", d.Fleet, "device_id", d.ID, "reason", reason)
 	return nil
+}
+
+// printable drops control characters from text a device sends for an
+// operator to read.
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return -1
+		}
+		return r
+	}, s)
 }

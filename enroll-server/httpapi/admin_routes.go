@@ -54,7 +54,7 @@ func adminRoutes(g *gin.RouterGroup, a *admin.Service, log *slog.Logger) {
 				return
 			}
 		}
-		d, err := a.DeviceAction(c.Request.Context(), token(c), c.Param("action"), c.Param("fleet"), c.Param("id"), req.Reason)
+		d, err := a.DeviceAction(c.Request.Context(), token(c), c.Param("action"), c.Param("fleet"), c.Param("id"), req)
 		reply(c, d, err)
 	})
 	g.POST("/fleets/:fleet/preauthorize", body(log, func(ctx context.Context, c *gin.Context, req wire.DeviceIDs) (any, error) {

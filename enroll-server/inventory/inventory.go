@@ -82,6 +82,11 @@ type Device struct {
 	// the fleet's shared credential while the device already had an
 	// identity: it waits for an administrator to approve that one request.
 	HeldEnrollment string `json:"held_enrollment,omitempty"`
+	// What the held request showed, for the administrator who decides on
+	// it: its device key's fingerprint, its facts, when it came.
+	HeldKey   string     `json:"held_key,omitempty"`
+	HeldFacts wire.Facts `json:"held_facts,omitzero"`
+	HeldSince time.Time  `json:"held_since,omitzero"`
 }
 
 // HasIdentity reports whether the device ID is taken: a credential was

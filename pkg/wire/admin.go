@@ -34,7 +34,10 @@ type Device struct {
 	Sequence uint64 `json:"sequence"`
 	// HeldEnrollment is a request for this ID, proving only the fleet's
 	// bootstrap credential, that waits for an administrator.
-	HeldEnrollment string `json:"held_enrollment,omitempty"`
+	HeldEnrollment string    `json:"held_enrollment,omitempty"`
+	HeldKey        string    `json:"held_key,omitempty"`
+	HeldFacts      *Facts    `json:"held_facts,omitempty"`
+	HeldSince      time.Time `json:"held_since,omitzero"`
 }
 
 // DeviceList is one page of devices; Next is the cursor of the next page.
@@ -51,6 +54,8 @@ type DeviceIDs struct {
 // Reason explains a refusal or a revocation to the device and the log.
 type Reason struct {
 	Reason string `json:"reason"`
+	// Enrollment names the held request an approval is for.
+	Enrollment string `json:"enrollment,omitempty"`
 }
 
 // Generation is one bootstrap credential generation and its use.

@@ -120,7 +120,15 @@ func (e *env) approveHeld(d *device, adminToken string) {
 		e.adminJSON("GET", "/v1/admin/devices/acme/"+d.id, "", &dev)
 		return dev.HeldEnrollment != "" && d.lastStatus().Phase == lifecycle.PhasePending
 	})
-	if status, body := e.adminCall("POST", "/v1/admin/devices/acme/"+d.id+"/approve", adminToken, ""); status != 200 {
+	// The administrator approves the request the device shows, by name;
+	// without the name the approval is refused and says what it would be.
+	if got := d.lastStatus().EnrollmentID; got != dev.HeldEnrollment {
+		e.t.Fatalf("the device shows enrollment %q, the server holds %q", got, dev.HeldEnrollment)
+	}
+	if status, body := e.adminCall("POST", "/v1/admin/devices/acme/"+d.id+"/approve", adminToken, ""); status != 400 || !strings.Contains(body, dev.HeldEnrollment) {
+		e.t.Fatalf("approve without naming the request: %d %s", status, body)
+	}
+	if status, body := e.adminCall("POST", "/v1/admin/devices/acme/"+d.id+"/approve", adminToken, `{"enrollment":"`+dev.HeldEnrollment+`"}`); status != 200 {
 		e.t.Fatalf("approve: %d %s", status, body)
 	}
 }

@@ -146,7 +146,7 @@ func TestDamagedStateFileIsRefused(t *testing.T) {
 		e.adminJSON("GET", "/v1/admin/devices/acme/sensor-a", "", &dev)
 		return dev.HeldEnrollment != ""
 	})
-	e.adminJSON("POST", "/v1/admin/devices/acme/sensor-a/approve", "", nil)
+	e.adminJSON("POST", "/v1/admin/devices/acme/sensor-a/approve", `{"enrollment":"`+dev.HeldEnrollment+`"}`, nil)
 	if errOut := <-ran; errOut != "" {
 		t.Fatalf("run after reset: %s", errOut)
 	}

@@ -464,15 +464,21 @@ func TestImageHolderCannotTakeOverEnrolledID(t *testing.T) {
 		t.Fatalf("alerts %+v, want one identity_claimed for sensor-victim", alerts.Alerts)
 	}
 
-	// By hand: a fresh request, then a report about it.
-	status, body := e.post("/v1/enroll", enrollBody(e.bootstrapLogin(), "sensor-victim", "key-thief000000000001"))
-	if status != 200 || jsonField(t, body, "status") != wire.StatusPending || jsonField(t, body, "wrapping_token") != "" {
-		t.Fatalf("a fresh request for the enrolled ID: %d %s, want pending without a credential", status, body)
+	// By hand: the thief's own held request (its idempotency key is the
+	// thief's to know), then a report about it: nothing to report on.
+	thiefState, err := thief.readState()
+	if err != nil {
+		t.Fatal(err)
 	}
-	report := fmt.Sprintf(`{"fleet":"acme","device_id":"sensor-victim","enrollment_id":%q,"idempotency_key":"key-thief000000000001","problem":"wrapping_token_invalid"}`,
-		jsonField(t, body, "enrollment_id"))
-	if status, body := e.post(wire.PathReport, report); status != 200 || jsonField(t, body, "status") != "noted" {
-		t.Fatalf("report about the thief's own request: %d %s, want it only noted", status, body)
+	report := fmt.Sprintf(`{"fleet":"acme","device_id":"sensor-victim","enrollment_id":%q,"idempotency_key":%q,"problem":"wrapping_token_invalid"}`,
+		thiefState.EnrollmentID, thiefState.IdempotencyKey)
+	if status, body := e.post(wire.PathReport, report); status != 403 || errorCode(t, body) != "rejected" {
+		t.Fatalf("report about the thief's own request: %d %s, want it refused", status, body)
+	}
+	// A second request while the first is held is turned away.
+	status, body := e.post("/v1/enroll", enrollBody(e.bootstrapLogin(), "sensor-victim", "key-thief000000000001"))
+	if status != 409 || jsonField(t, body, "wrapping_token") != "" {
+		t.Fatalf("a second request for the enrolled ID: %d %s, want it turned away", status, body)
 	}
 	// And about the real device's current enrollment, without its key.
 	st, _ := readStatusFile(real)

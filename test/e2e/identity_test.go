@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/x509"
@@ -9,6 +10,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/edge-enroll/enroll/enroll-client/lifecycle"
 	"github.com/edge-enroll/enroll/pkg/identity"
@@ -258,5 +260,50 @@ func TestMixedCaseDeviceIDsAreRefusedEverywhere(t *testing.T) {
 	d := e.deviceDir(id)
 	if code, _, errOut := e.cli("run", "-once", "-config", d.config); code == 0 || !strings.Contains(errOut, `"sensor-03"`) {
 		t.Errorf("the client with device_id %s: exit %d, %s", id, code, errOut)
+	}
+}
+
+// A wiped device's request for its enrolled ID is held; someone with the
+// image's bundle sends their own request for the same ID to have it
+// approved in its place: it is turned away while the first waits, and the
+// administrator approves the device's request by the enrollment ID the
+// device shows. The impostor never gets a credential.
+func TestHeldRequestCannotBeSwapped(t *testing.T) {
+	e := newEnv(t)
+	e.enroll(e.newDevice("sensor-w", nil))
+	wiped := e.newDevice("sensor-w", nil) // a factory reset: a new state
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- wiped.machine.Run(ctx, true) }()
+	var dev wire.Device
+	waitFor(t, 30*time.Second, "the wiped device's request held", func() bool {
+		e.adminJSON("GET", "/v1/admin/devices/acme/sensor-w", "", &dev)
+		return dev.HeldEnrollment != "" && wiped.lastStatus().EnrollmentID == dev.HeldEnrollment
+	})
+	// The impostor's own request is turned away, again and again.
+	for i := range 3 {
+		status, body := e.post(wire.PathEnroll, enrollBody(e.bootstrapLogin(), "sensor-w", fmt.Sprintf("key-impostor%08d", i)))
+		if status != 409 || errorCode(t, body) != "enrollment_in_progress" || !strings.Contains(body, dev.HeldEnrollment) {
+			t.Fatalf("the impostor's request: %d %s", status, body)
+		}
+	}
+	var again wire.Device
+	e.adminJSON("GET", "/v1/admin/devices/acme/sensor-w", "", &again)
+	if again.HeldEnrollment != dev.HeldEnrollment || again.HeldFacts == nil || again.HeldKey == "" {
+		t.Fatalf("the held request changed or is not shown: %+v", again)
+	}
+	e.adminJSON("POST", "/v1/admin/devices/acme/sensor-w/approve", `{"enrollment":"`+dev.HeldEnrollment+`"}`, nil)
+	waitFor(t, 30*time.Second, "the wiped device enrolled", func() bool {
+		s := wiped.lastStatus()
+		return s.Phase == lifecycle.PhaseAuthenticated && s.Acknowledged
+	})
+	cancel()
+	<-done
+	st := wiped.state(t)
+	e.keep(st.Token, st.SecretID)
+	var after wire.Device
+	e.adminJSON("GET", "/v1/admin/devices/acme/sensor-w", "", &after)
+	if after.DeviceKey != again.HeldKey || after.HeldEnrollment != "" {
+		t.Fatalf("after the approval the device holds key %s (the held request showed %s), held %q", after.DeviceKey, again.HeldKey, after.HeldEnrollment)
 	}
 }
