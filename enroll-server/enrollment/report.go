@@ -2,11 +2,11 @@ package enrollment
 
 import (
 	"context"
-	"strings"
-	"unicode"
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"strings"
+	"unicode"
 
 	"github.com/edge-enroll/enroll/enroll-server/inventory"
 	"github.com/edge-enroll/enroll/pkg/wire"
