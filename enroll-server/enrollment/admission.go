@@ -247,3 +247,32 @@ func overRate(retryAfter int) error {
 	return &wire.Error{Code: wire.CodeRateLimited, Message: "too many enrollments for this fleet; retry later",
 		RetryAfterSeconds: retryAfter}
 }
+
+// keyedLimiter rate-limits each key (a device) on its own, in memory. It
+// forgets every key when it grows past maxKeys: a flood of invented keys
+// costs it memory, never a refusal of a real device.
+type keyedLimiter struct {
+	mu      sync.Mutex
+	every   rate.Limit
+	burst   int
+	maxKeys int
+	m       map[string]*rate.Limiter
+}
+
+func newKeyedLimiter(every rate.Limit, burst, maxKeys int) *keyedLimiter {
+	return &keyedLimiter{every: every, burst: burst, maxKeys: maxKeys, m: map[string]*rate.Limiter{}}
+}
+
+func (k *keyedLimiter) allow(key string, now time.Time) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	l := k.m[key]
+	if l == nil {
+		if len(k.m) >= k.maxKeys {
+			clear(k.m)
+		}
+		l = rate.NewLimiter(k.every, k.burst)
+		k.m[key] = l
+	}
+	return l.AllowN(now, 1)
+}

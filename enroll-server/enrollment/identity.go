@@ -43,17 +43,19 @@ func (s *Service) IdentityChallenge(ctx context.Context, req wire.IdentityChalle
 	if !ok {
 		return wire.IdentityChallengeResponse{}, fail(wire.CodeUnknownFleet, "fleet %q is not served here", req.Fleet)
 	}
-	release, err := s.gates[req.Fleet].pass(s.now())
-	if err != nil {
-		return wire.IdentityChallengeResponse{}, err
-	}
-	defer release()
+	// A challenge costs no Vault call and proves nothing yet: it does not
+	// draw on the fleet's limits (an unauthenticated flood of them would
+	// otherwise shed every device's real requests), only on its device's.
 	d, err := s.enrolledDevice(ctx, req.Fleet, req.DeviceID)
 	if err != nil {
 		return wire.IdentityChallengeResponse{}, err
 	}
 	if refusal := s.standing(d); refusal != nil {
 		return wire.IdentityChallengeResponse{}, refusal
+	}
+	if !s.challenges.allow(req.Fleet+"/"+req.DeviceID, s.now()) {
+		return wire.IdentityChallengeResponse{}, &wire.Error{Code: wire.CodeRateLimited, RetryAfterSeconds: 2,
+			Message: "too many challenges for this device; retry later"}
 	}
 	now := s.now().UTC()
 	c := inventory.Challenge{ID: newID(), Identity: true, Fleet: req.Fleet, DeviceID: req.DeviceID,
@@ -107,14 +109,20 @@ func (s *Service) renew(ctx context.Context, purpose string, req wire.IdentityRe
 	if !ok {
 		return wire.EnrollResponse{}, fail(wire.CodeUnknownFleet, "fleet %q is not served here", req.Fleet)
 	}
+	log := s.log.With("fleet", req.Fleet, "device_id", req.DeviceID, "path", purpose)
+	// The device key is proven before the request draws on the fleet's
+	// limits: only a device's own request can, and none reaches Vault
+	// unsigned.
+	d, err := s.proveKey(ctx, log, purpose, req)
+	if err != nil {
+		return wire.EnrollResponse{}, err
+	}
 	release, err := s.gates[req.Fleet].pass(s.now())
 	if err != nil {
 		return wire.EnrollResponse{}, err
 	}
 	defer release()
-	log := s.log.With("fleet", req.Fleet, "device_id", req.DeviceID, "path", purpose)
-	d, err := s.proveIdentity(ctx, log, fleet, purpose, req)
-	if err != nil {
+	if err := s.proveWithVault(ctx, log, fleet, purpose, req, d); err != nil {
 		return wire.EnrollResponse{}, err
 	}
 	now := s.now().UTC()
@@ -203,7 +211,7 @@ func (s *Service) replay(log *slog.Logger, e inventory.Enrollment, kind string) 
 // together with its token), its current token (refresh), its TPM (rejoin of
 // a bound device). Nothing is written for a request that fails here, but
 // the taken nonce.
-func (s *Service) proveIdentity(ctx context.Context, log *slog.Logger, fleet Fleet, purpose string, req wire.IdentityRequest) (inventory.Device, error) {
+func (s *Service) proveKey(ctx context.Context, log *slog.Logger, purpose string, req wire.IdentityRequest) (inventory.Device, error) {
 	d, err := s.enrolledDevice(ctx, req.Fleet, req.DeviceID)
 	if err != nil {
 		return d, err
@@ -237,26 +245,33 @@ func (s *Service) proveIdentity(ctx context.Context, log *slog.Logger, fleet Fle
 	if refusal := s.standing(d); refusal != nil {
 		return d, refusal
 	}
+	return d, nil
+}
+
+// proveWithVault checks the proofs that cost a Vault call or a TPM
+// verification: the live token of a refresh, the TPM of a bound device's
+// rejoin.
+func (s *Service) proveWithVault(ctx context.Context, log *slog.Logger, fleet Fleet, purpose string, req wire.IdentityRequest, d inventory.Device) error {
 	if purpose == identity.PurposeRefresh {
 		if err := s.checkDeviceToken(ctx, req.Fleet, req.DeviceID, req.Token); err != nil {
-			return d, err
+			return err
 		}
 	}
 	if d.EKHash != "" && purpose == identity.PurposeRejoin {
 		if req.Attestation == nil {
-			return d, fail(wire.CodeAttestationRequired, "device %s is bound to its TPM: a rejoin must attest", req.DeviceID)
+			return fail(wire.CodeAttestationRequired, "device %s is bound to its TPM: a rejoin must attest", req.DeviceID)
 		}
 		att, err := s.verifyAttestation(ctx, log, fleet, req.Fleet, req.DeviceID, *req.Attestation)
 		if err != nil {
-			return d, err
+			return err
 		}
 		if att.EKHash != d.EKHash {
 			s.alerts.Raise(ctx, inventory.Alert{Time: s.now().UTC(), Kind: inventory.AlertHardwareMismatch, Fleet: req.Fleet, DeviceID: req.DeviceID,
 				Detail: fmt.Sprintf("rejoin signed by the device key from another TPM, EK %s (bound to %s)", short(att.EKHash), short(d.EKHash))})
-			return d, fail(wire.CodeHardwareMismatch, "device %s is bound to other hardware; an administrator must look into it", req.DeviceID)
+			return fail(wire.CodeHardwareMismatch, "device %s is bound to other hardware; an administrator must look into it", req.DeviceID)
 		}
 	}
-	return d, nil
+	return nil
 }
 
 func isRenewal(kind string) bool {

@@ -119,6 +119,10 @@ type Service struct {
 
 	gates map[string]*gate // per fleet, built once
 
+	// challenges limits identity challenges per device (see
+	// IdentityChallenge).
+	challenges *keyedLimiter
+
 	// startedAt is when this server came up: acknowledgement deadlines
 	// that ran out while it was down are extended (see sweep.go).
 	startedAt time.Time
@@ -149,6 +153,7 @@ func New(v Vault, s inventory.Store, fleets []Fleet, alerts *Alerter, log *slog.
 		vault: v, store: s, fleets: m, log: log, alerts: alerts,
 		now: time.Now, staleAfter: 30 * time.Second, startedAt: time.Now(),
 		genCache: map[string]cachedGenerations{}, gates: gates,
+		challenges: newKeyedLimiter(1, 5, 100_000),
 	}
 	if _, err := rand.Read(svc.ticketKey[:]); err != nil {
 		panic(err) // crypto/rand never fails on supported platforms

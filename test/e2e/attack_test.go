@@ -6,9 +6,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/edge-enroll/enroll/enroll-server/config"
 	"github.com/edge-enroll/enroll/enroll-server/vault"
+	"github.com/edge-enroll/enroll/pkg/identity"
 	"github.com/edge-enroll/enroll/pkg/wire"
 )
 
@@ -101,4 +103,37 @@ func TestServerTokenCannotPlantABackdoor(t *testing.T) {
 	if sec.Data["bind_secret_id"] != true || fmt.Sprint(sec.Data["token_period"]) != "0" {
 		t.Fatalf("the device role changed: %v", sec.Data)
 	}
+}
+
+// With no credential at all, a flood of identity challenges and of
+// well-formed but unsigned refreshes draws nothing from the fleet's
+// limits: another device refreshes and a new one enrolls right after,
+// unshed. The flooded device's own challenges are limited on their own.
+func TestIdentityFloodShedsNobodyElse(t *testing.T) {
+	e := newEnv(t, options{fleet: func(f *config.Fleet) {
+		f.RateLimit, f.RateBurst = 5, 5
+	}})
+	a := e.enroll(e.newDevice("sensor-fa", nil))
+	time.Sleep(time.Second)
+	b := e.enroll(e.newDevice("sensor-fb", nil))
+	time.Sleep(2 * time.Second) // the rate refills
+	codes := map[string]int{}
+	for i := range 200 {
+		status, _ := e.post(wire.PathIdentityChallenge, fmt.Sprintf(`{"fleet":"acme","device_id":"nobody-%d"}`, i))
+		codes[fmt.Sprint("unknown ", status)]++
+		status, _ = e.post(wire.PathIdentityChallenge, `{"fleet":"acme","device_id":"sensor-fa"}`)
+		codes[fmt.Sprint("victim ", status)]++
+		status, _ = e.post(wire.PathRefresh, fmt.Sprintf(`{"fleet":"acme","device_id":"sensor-fa","idempotency_key":"key-flood%011d","token":"hvs.x","challenge_id":"bogus","sequence":1,"signature":"AAAA"}`, i))
+		codes[fmt.Sprint("refresh ", status)]++
+	}
+	t.Logf("flood answers: %v", codes)
+	if codes["unknown 404"] != 200 || codes["victim 429"] < 190 || codes["refresh 409"] != 200 {
+		t.Fatalf("flood answers %v", codes)
+	}
+	status, body := e.call(identityCall{purpose: identity.PurposeRefresh, device: "sensor-fb", key: deviceKey(t, b), token: b.Token, sequence: b.Sequence})
+	if status != 200 {
+		t.Fatalf("another device's refresh after the flood: %d %s", status, body)
+	}
+	e.keep(a.Token, b.Token)
+	e.enroll(e.newDevice("sensor-fc", nil))
 }
