@@ -108,7 +108,7 @@ func (s *Service) Acknowledge(ctx context.Context, req wire.AckRequest) (_ wire.
 	if d.EnrollmentID != e.ID {
 		return wire.AckResponse{}, fail(wire.CodeRejected, "enrollment %s was superseded by a newer one of this device", e.ID)
 	}
-	if e.Sequence != 0 && d.Sequence != e.Sequence-1 {
+	if e.Sequence != 0 && d.Sequence != e.Sequence-1 && !d.Resync {
 		return wire.AckResponse{}, s.cloned(ctx, &e, &d, fmt.Sprintf("acknowledgement of join-state sequence %d while the server holds %d", e.Sequence, d.Sequence))
 	}
 	// From here on exactly one secret ID of the device is live: the one
@@ -128,7 +128,7 @@ func (s *Service) Acknowledge(ctx context.Context, req wire.AckRequest) (_ wire.
 		d.EnrolledAt = now
 	}
 	if e.Sequence != 0 {
-		d.Sequence = e.Sequence
+		d.Sequence, d.Resync = e.Sequence, false
 	}
 	keyNote := ""
 	if e.NewKey != "" && e.NewKey != d.DeviceKey {

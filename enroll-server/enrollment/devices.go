@@ -2,6 +2,7 @@ package enrollment
 
 import (
 	"context"
+	"strings"
 	"errors"
 	"fmt"
 	"time"
@@ -172,6 +173,9 @@ func (s *Service) Readmit(ctx context.Context, actor, fleet, id string) (invento
 	}
 	if d.State == inventory.DeviceQuarantined || d.State == inventory.DeviceRevoked {
 		d.RoleID, d.EntityID = "", ""
+	}
+	if d.State == inventory.DeviceQuarantined && strings.HasPrefix(d.Reason, clonedReason) {
+		d.Resync = true // see renew: the copy that comes back first is the device
 	}
 	d.State, d.Reason, d.Recoveries, d.UpdatedAt = "", "", nil, s.now().UTC()
 	if d.Admission == inventory.AdmissionRejected {

@@ -2,6 +2,7 @@ package enrollment
 
 import (
 	"context"
+	"strings"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -163,13 +164,18 @@ func (s *Service) renew(ctx context.Context, purpose string, req wire.IdentityRe
 		}
 		return wire.EnrollResponse{}, refusal
 	}
-	if req.Sequence != d.Sequence {
+	if d.Resync {
+		// Re-admitted after a clone lockout: the first copy to prove the
+		// key now is the device (its operator removed the other), whatever
+		// sequence it holds; the sequence starts again from the server's.
+		log.Warn("accepting the join-state sequence the device presents, once, after a re-admission", "presented", req.Sequence, "held", d.Sequence)
+	} else if req.Sequence != d.Sequence {
 		return wire.EnrollResponse{}, s.cloned(ctx, &e, &d, fmt.Sprintf("%s presented join-state sequence %d, the server holds %d", purpose, req.Sequence, d.Sequence))
 	}
 	// Two renewals from the same join state, the first not yet
 	// acknowledged: two copies racing. (Whichever acknowledged first would
 	// otherwise win silently, and the other be refused as superseded.)
-	if d.EnrollmentID != "" && d.EnrollmentID != e.ID {
+	if d.EnrollmentID != "" && d.EnrollmentID != e.ID && !d.Resync {
 		cur, err := s.store.Enrollment(ctx, d.EnrollmentID)
 		if err != nil && !errors.Is(err, inventory.ErrNotFound) {
 			return wire.EnrollResponse{}, fmt.Errorf("load the current enrollment: %w", err)
@@ -297,14 +303,22 @@ func (s *Service) checkDeviceToken(ctx context.Context, fleet, device, token str
 // standing refuses a device that an administrator or the server has
 // stopped.
 func (s *Service) standing(d inventory.Device) *wire.Error {
-	switch d.State {
-	case inventory.DeviceQuarantined:
+	switch {
+	case d.State == inventory.DeviceQuarantined && strings.HasPrefix(d.Reason, clonedReason):
+		// Every copy hears the same: none retries on its own, since each
+		// attempt of a stale copy would lock the device out again.
+		return wire.Errorf(wire.CodeClonedState, "device is locked: two copies of its identity were seen; remove the copy, have an administrator re-admit the device, then restart the real one")
+	case d.State == inventory.DeviceQuarantined:
 		return wire.Errorf(wire.CodeDeviceQuarantined, "device is quarantined (%s); an administrator must re-admit it", d.Reason)
-	case inventory.DeviceRevoked:
+	case d.State == inventory.DeviceRevoked:
 		return wire.Errorf(wire.CodeRejected, "device was revoked (%s); an administrator must re-admit it", d.Reason)
 	}
 	return nil
 }
+
+// clonedReason starts the quarantine reason of a device locked for two
+// copies of its identity.
+const clonedReason = "cloned state: "
 
 // cloned locks a device whose identity was presented with a stale
 // join-state sequence: two copies of it exist. Both are cut off until an
@@ -315,7 +329,7 @@ func (s *Service) cloned(ctx context.Context, e *inventory.Enrollment, d *invent
 			DeviceID: d.ID, EnrollmentID: e.ID, Detail: detail})
 	}
 	d.InFlight = ""
-	if err := s.quarantine(ctx, e, d, "cloned state: "+detail); err != nil {
+	if err := s.quarantine(ctx, e, d, clonedReason+detail); err != nil {
 		return err
 	}
 	return fail(wire.CodeClonedState, "this device's identity is held by two copies (stale join state); both are locked until an administrator re-admits the device")

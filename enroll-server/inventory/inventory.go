@@ -82,6 +82,11 @@ type Device struct {
 	// the fleet's shared credential while the device already had an
 	// identity: it waits for an administrator to approve that one request.
 	HeldEnrollment string `json:"held_enrollment,omitempty"`
+	// Resync lets the next proven refresh or rejoin through with whatever
+	// join-state sequence it holds: set when an administrator re-admits a
+	// device locked for two copies of its identity, cleared at the next
+	// acknowledgement.
+	Resync bool `json:"resync,omitempty"`
 	// What the held request showed, for the administrator who decides on
 	// it: its device key's fingerprint, its facts, when it came.
 	HeldKey   string     `json:"held_key,omitempty"`

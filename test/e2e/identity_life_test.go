@@ -234,9 +234,10 @@ func runFor(t *testing.T, d *device, done func(lifecycle.Status) bool) {
 
 // A copy of an enrolled device's state directory, running beside the
 // original: within one refresh interval one copy is refused cloned_state,
-// the alert reaches the log, the metric, the webhook and the audit log,
-// and once an administrator re-admitted the device, the copy whose join
-// state the server holds comes back when restarted.
+// the alert reaches the log, the metric, the webhook and the audit log, and
+// both copies stop without retrying. The operator keeps one — here the copy
+// refused first, whose join state is the stale one — has the device
+// re-admitted and restarts it: it comes back.
 func TestClonedStateDirectoryIsCaught(t *testing.T) {
 	hook := newWebhookReceiver(t)
 	e := newEnv(t, options{
@@ -259,7 +260,10 @@ func TestClonedStateDirectoryIsCaught(t *testing.T) {
 
 	a, b := e.startDaemon(bin, orig), e.startDaemon(bin, clone)
 	var caught, other *deviceDir
-	waitFor(t, 30*time.Second, "one copy refused cloned_state", func() bool {
+	waitFor(t, 60*time.Second, "one copy refused cloned_state", func() bool {
+		if t.Failed() {
+			return true
+		}
 		for _, p := range [][2]*deviceDir{{orig, clone}, {clone, orig}} {
 			if p[0].status().Refused == string(wire.CodeClonedState) {
 				caught, other = p[0], p[1]
@@ -268,6 +272,9 @@ func TestClonedStateDirectoryIsCaught(t *testing.T) {
 		}
 		return false
 	})
+	if caught == nil {
+		t.Fatalf("no copy refused cloned_state:\noriginal %+v\n%s\ncopy %+v\n%s", orig.status(), a.out, clone.status(), b.out)
+	}
 	t.Logf("caught the copy at %s", caught.dir)
 
 	// The alert, everywhere.
@@ -292,23 +299,27 @@ func TestClonedStateDirectoryIsCaught(t *testing.T) {
 	if dev.State != inventory.DeviceQuarantined {
 		t.Fatalf("device state %s, want quarantined", dev.State)
 	}
-	// Both copies are locked out: the other one ends refused too.
-	waitFor(t, 30*time.Second, "the other copy locked out", func() bool { return other.status().Phase == lifecycle.PhaseRejected })
+	// Both copies are locked out and stop for good: the other one is
+	// refused cloned_state too.
+	waitFor(t, 30*time.Second, "the other copy locked out", func() bool {
+		return other.status().Phase == lifecycle.PhaseRejected && other.status().Refused == string(wire.CodeClonedState)
+	})
 
-	// The operator removes the copy, re-admits the device, and restarts
-	// the one whose join state the server holds.
+	// The operator removes one copy, re-admits the device, and restarts
+	// the one kept.
 	a.stop()
 	b.stop()
 	if status, body := e.adminCall("POST", "/v1/admin/devices/acme/sensor-twin/readmit", e.vault.RootToken, ""); status != 200 {
 		t.Fatalf("readmit: %d %s", status, body)
 	}
-	real := e.startDaemon(bin, other)
-	waitFor(t, 30*time.Second, "the real device back", func() bool {
-		s := other.status()
+	kept := caught
+	real := e.startDaemon(bin, kept)
+	waitFor(t, 30*time.Second, "the kept device back", func() bool {
+		s := kept.status()
 		return s.Phase == lifecycle.PhaseAuthenticated && s.Acknowledged && s.Rejoins == 1
 	})
 	real.stop()
-	st, err := other.readState()
+	st, err := kept.readState()
 	if err != nil {
 		t.Fatal(err)
 	}
