@@ -260,20 +260,16 @@ func TestClonedStateDirectoryIsCaught(t *testing.T) {
 
 	a, b := e.startDaemon(bin, orig), e.startDaemon(bin, clone)
 	var caught, other *deviceDir
-	waitFor(t, 60*time.Second, "one copy refused cloned_state", func() bool {
-		if t.Failed() {
-			return true
-		}
+	for deadline := time.Now().Add(60 * time.Second); caught == nil && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		for _, p := range [][2]*deviceDir{{orig, clone}, {clone, orig}} {
 			if p[0].status().Refused == string(wire.CodeClonedState) {
 				caught, other = p[0], p[1]
-				return true
+				break
 			}
 		}
-		return false
-	})
+	}
 	if caught == nil {
-		t.Fatalf("no copy refused cloned_state:\noriginal %+v\n%s\ncopy %+v\n%s", orig.status(), a.out, clone.status(), b.out)
+		t.Fatalf("no copy refused cloned_state within 60s:\noriginal %+v\n%s\ncopy %+v\n%s", orig.status(), a.out, clone.status(), b.out)
 	}
 	t.Logf("caught the copy at %s", caught.dir)
 
