@@ -62,50 +62,49 @@ func (c *Client) CloseIdleConnections() { c.hc.CloseIdleConnections() }
 
 // Enroll sends an enrollment request.
 func (c *Client) Enroll(ctx context.Context, req wire.EnrollRequest) (wire.EnrollResponse, error) {
-	var resp wire.EnrollResponse
-	return resp, c.post(ctx, wire.PathEnroll, req, &resp)
+	return call[wire.EnrollResponse](ctx, c, wire.PathEnroll, req)
 }
 
 // Admit asks for an admission ticket before the device touches Vault.
 func (c *Client) Admit(ctx context.Context, req wire.AdmitRequest) (wire.AdmitResponse, error) {
-	var resp wire.AdmitResponse
-	return resp, c.post(ctx, wire.PathAdmit, req, &resp)
+	return call[wire.AdmitResponse](ctx, c, wire.PathAdmit, req)
 }
 
 // Challenge asks for a TPM attestation challenge.
 func (c *Client) Challenge(ctx context.Context, req wire.ChallengeRequest) (wire.ChallengeResponse, error) {
-	var resp wire.ChallengeResponse
-	return resp, c.post(ctx, wire.PathChallenge, req, &resp)
+	return call[wire.ChallengeResponse](ctx, c, wire.PathChallenge, req)
 }
 
 // Acknowledge confirms the device's login.
 func (c *Client) Acknowledge(ctx context.Context, req wire.AckRequest) (wire.AckResponse, error) {
-	var resp wire.AckResponse
-	return resp, c.post(ctx, wire.PathAck, req, &resp)
+	return call[wire.AckResponse](ctx, c, wire.PathAck, req)
 }
 
 // Report tells the server about a bad wrapped credential.
 func (c *Client) Report(ctx context.Context, req wire.ReportRequest) (wire.ReportResponse, error) {
-	var resp wire.ReportResponse
-	return resp, c.post(ctx, wire.PathReport, req, &resp)
+	return call[wire.ReportResponse](ctx, c, wire.PathReport, req)
 }
 
 // IdentityChallenge asks for a nonce for the device key to sign.
 func (c *Client) IdentityChallenge(ctx context.Context, req wire.IdentityChallengeRequest) (wire.IdentityChallengeResponse, error) {
-	var resp wire.IdentityChallengeResponse
-	return resp, c.post(ctx, wire.PathIdentityChallenge, req, &resp)
+	return call[wire.IdentityChallengeResponse](ctx, c, wire.PathIdentityChallenge, req)
 }
 
 // Refresh asks for the next secret ID of an authenticated device.
 func (c *Client) Refresh(ctx context.Context, req wire.IdentityRequest) (wire.EnrollResponse, error) {
-	var resp wire.EnrollResponse
-	return resp, c.post(ctx, wire.PathRefresh, req, &resp)
+	return call[wire.EnrollResponse](ctx, c, wire.PathRefresh, req)
 }
 
 // Rejoin asks for a new secret ID on the strength of the device key alone.
 func (c *Client) Rejoin(ctx context.Context, req wire.IdentityRequest) (wire.EnrollResponse, error) {
-	var resp wire.EnrollResponse
-	return resp, c.post(ctx, wire.PathRejoin, req, &resp)
+	return call[wire.EnrollResponse](ctx, c, wire.PathRejoin, req)
+}
+
+// call posts req to path and decodes the answer.
+func call[Resp any](ctx context.Context, c *Client, path string, req any) (Resp, error) {
+	var resp Resp
+	err := c.post(ctx, path, req, &resp)
+	return resp, err
 }
 
 func (c *Client) post(ctx context.Context, path string, in, out any) error {

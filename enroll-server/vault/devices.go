@@ -91,16 +91,9 @@ const SecretIDUses = 1_000_000
 // SecretIDUsesLeft returns how many logins a device secret ID has left, or
 // ErrNotFound.
 func (s *Server) SecretIDUsesLeft(ctx context.Context, fleet, device, accessor string) (int, error) {
-	sec, err := s.c.Logical().WriteWithContext(ctx, deviceRolePath(fleet, device)+"/secret-id-accessor/lookup",
-		map[string]any{"secret_id_accessor": accessor})
+	sec, err := s.lookupSecretID(ctx, fleet, device, accessor)
 	if err != nil {
-		if s := statusOf(err); s == http.StatusNotFound || s == http.StatusBadRequest {
-			return 0, ErrNotFound
-		}
-		return 0, fmt.Errorf("look up secret ID accessor: %w", err)
-	}
-	if sec == nil || sec.Data == nil {
-		return 0, ErrNotFound
+		return 0, err
 	}
 	n, err := strconv.Atoi(fmt.Sprint(sec.Data["secret_id_num_uses"]))
 	if err != nil {
@@ -126,9 +119,9 @@ func (s *Server) DeviceSecretIDAccessors(ctx context.Context, fleet, device stri
 	return listWrapped(ctx, s.c, deviceRolePath(fleet, device)+"/secret-id")
 }
 
-// DeviceSecretIDMeta returns the metadata of one of the device's secret IDs,
-// or ErrNotFound.
-func (s *Server) DeviceSecretIDMeta(ctx context.Context, fleet, device, accessor string) (map[string]string, error) {
+// lookupSecretID looks one of the device's secret IDs up by accessor, or
+// returns ErrNotFound.
+func (s *Server) lookupSecretID(ctx context.Context, fleet, device, accessor string) (*api.Secret, error) {
 	sec, err := s.c.Logical().WriteWithContext(ctx, deviceRolePath(fleet, device)+"/secret-id-accessor/lookup",
 		map[string]any{"secret_id_accessor": accessor})
 	if err != nil {
@@ -139,6 +132,16 @@ func (s *Server) DeviceSecretIDMeta(ctx context.Context, fleet, device, accessor
 	}
 	if sec == nil || sec.Data == nil {
 		return nil, ErrNotFound
+	}
+	return sec, nil
+}
+
+// DeviceSecretIDMeta returns the metadata of one of the device's secret IDs,
+// or ErrNotFound.
+func (s *Server) DeviceSecretIDMeta(ctx context.Context, fleet, device, accessor string) (map[string]string, error) {
+	sec, err := s.lookupSecretID(ctx, fleet, device, accessor)
+	if err != nil {
+		return nil, err
 	}
 	out := map[string]string{}
 	if m, ok := sec.Data["metadata"].(map[string]any); ok {
@@ -177,8 +180,7 @@ func (s *Server) DestroyDeviceSecretIDsExcept(ctx context.Context, fleet, device
 }
 
 // DestroyEnrollmentSecretIDs destroys the device's secret IDs minted by one
-// enrollment (by their metadata) and returns how many there were: zero
-// means nobody unwrapped that enrollment's credential.
+// enrollment (by their metadata) and returns how many there were.
 func (s *Server) DestroyEnrollmentSecretIDs(ctx context.Context, fleet, device, enrollmentID string) (int, error) {
 	accs, err := s.DeviceSecretIDAccessors(ctx, fleet, device)
 	if err != nil {
