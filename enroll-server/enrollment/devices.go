@@ -2,9 +2,9 @@ package enrollment
 
 import (
 	"context"
-	"strings"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/edge-enroll/enroll/enroll-server/inventory"

@@ -2,11 +2,11 @@ package enrollment
 
 import (
 	"context"
-	"strings"
 	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"github.com/edge-enroll/enroll/enroll-server/inventory"
 	"github.com/edge-enroll/enroll/enroll-server/vault"
