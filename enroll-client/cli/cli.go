@@ -201,6 +201,7 @@ func build(cfg config.File, b *bundle.Bundle, log *slog.Logger, mx *metrics.Metr
 	}
 	var attestor lifecycle.Attestor
 	var sealer lifecycle.Sealer
+	var keys lifecycle.KeyStore
 	closeAll := func() { st.Close() }
 	if dev != nil {
 		s, err := sealerFor(dev, cfg, b.Fleet)
@@ -209,7 +210,7 @@ func build(cfg config.File, b *bundle.Bundle, log *slog.Logger, mx *metrics.Metr
 			st.Close()
 			return nil, nil, err
 		}
-		attestor, sealer = dev, s
+		attestor, sealer, keys = dev, s, dev
 		closeAll = func() { dev.Close(); st.Close() }
 		log.Info("using the TPM", "ek", dev.EKKind(), "ek_certificate", dev.HasEKCert())
 	}
@@ -228,7 +229,7 @@ func build(cfg config.File, b *bundle.Bundle, log *slog.Logger, mx *metrics.Metr
 			return sink.StatusFile{Path: statusPath(cfg)}.WriteStatus(s)
 		}),
 		AfterSave: crashHook(os.Getenv("ENROLL_CLIENT_TEST_CRASH_AFTER")),
-		Attestor:  attestor, Sealer: sealer,
+		Attestor:  attestor, Sealer: sealer, DeviceKeys: keys,
 	})
 	return m, closeAll, nil
 }

@@ -77,7 +77,7 @@ func (m *Machine) maintain(ctx context.Context, st *State) (time.Duration, error
 		st.Phase = PhaseUnwrapped
 		return 0, m.save(st)
 	}
-	if len(st.DeviceKey) == 0 && st.Acknowledged {
+	if !st.hasDeviceKey() && st.Acknowledged {
 		// Enrolled before device keys: register one now, with the token.
 		return 0, m.startRenewal(st, FlowRefresh, "register a device key")
 	}
@@ -210,8 +210,12 @@ func (m *Machine) acknowledge(ctx context.Context, st *State) error {
 	if st.PendingSequence != 0 {
 		st.Sequence, st.PendingSequence = st.PendingSequence, 0
 	}
-	if len(st.NextDeviceKey) != 0 {
-		st.DeviceKey, st.KeyCreatedAt, st.NextDeviceKey = st.NextDeviceKey, m.clock.Now().UTC(), nil
+	if len(st.NextDeviceKey) != 0 || st.NextDeviceKeyTPM != "" {
+		if next, err := m.deviceKey(st, true); err == nil {
+			st.DeviceKeyPublic = next.Public()
+		}
+		st.DeviceKey, st.DeviceKeyTPM, st.KeyCreatedAt = st.NextDeviceKey, st.NextDeviceKeyTPM, m.clock.Now().UTC()
+		st.NextDeviceKey, st.NextDeviceKeyTPM = nil, ""
 	}
 	switch st.Flow {
 	case FlowRefresh:

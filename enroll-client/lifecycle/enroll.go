@@ -107,9 +107,9 @@ func (m *Machine) enroll(ctx context.Context, st *State) (time.Duration, error) 
 	if err != nil {
 		return 0, err
 	}
-	key, err := signer(st.DeviceKey)
+	key, err := m.deviceKey(st, false)
 	if err != nil {
-		return 0, permanent("%v", err)
+		return 0, err
 	}
 	resp, err := m.cfg.Server.Enroll(ctx, wire.EnrollRequest{
 		Fleet: m.cfg.Bundle.Fleet, DeviceID: m.cfg.DeviceID, EnrollmentToken: token,

@@ -28,21 +28,55 @@ import (
 // reports whether it made one (the caller saves the state before the key
 // goes on the wire).
 func (m *Machine) ensureDeviceKey(st *State) (bool, error) {
-	if len(st.DeviceKey) != 0 {
+	if st.hasDeviceKey() {
 		return false, nil
 	}
-	_, seed, err := identity.NewEd25519()
+	name, seed, key, err := m.newDeviceKey(1)
 	if err != nil {
-		return false, fmt.Errorf("make the device key: %w", err)
+		return false, err
 	}
-	st.DeviceKey, st.KeyCreatedAt = seed, m.clock.Now().UTC()
+	st.DeviceKey, st.DeviceKeyTPM, st.DeviceKeyPublic, st.KeyCreatedAt = seed, name, key.Public(), m.clock.Now().UTC()
 	return true, nil
 }
 
-func signer(seed []byte) (identity.Signer, error) {
+// newDeviceKey makes a device key: in the TPM when there is one (named
+// by n; nothing but its TPM-wrapped blob is kept), else Ed25519 (its seed
+// kept in the state).
+func (m *Machine) newDeviceKey(n int) (tpmName string, seed []byte, key identity.Signer, err error) {
+	if m.cfg.DeviceKeys != nil {
+		tpmName = fmt.Sprintf("tpm/device-key/%d", n)
+		key, err = m.cfg.DeviceKeys.DeviceKey(tpmName)
+		if err != nil {
+			return "", nil, nil, fmt.Errorf("make the device key in the TPM: %w", err)
+		}
+		return tpmName, nil, key, nil
+	}
+	key, seed, err = identity.NewEd25519()
+	if err != nil {
+		return "", nil, nil, fmt.Errorf("make the device key: %w", err)
+	}
+	return "", seed, key, nil
+}
+
+// hasDeviceKey reports whether the device holds a key of its own.
+func (s *State) hasDeviceKey() bool { return len(s.DeviceKey) != 0 || s.DeviceKeyTPM != "" }
+
+// deviceKey returns the device's key (or, with next, the one a rotation
+// is about to adopt).
+func (m *Machine) deviceKey(st *State, next bool) (identity.Signer, error) {
+	seed, name := st.DeviceKey, st.DeviceKeyTPM
+	if next {
+		seed, name = st.NextDeviceKey, st.NextDeviceKeyTPM
+	}
+	if name != "" {
+		if m.cfg.DeviceKeys == nil {
+			return nil, permanent("the device key is inside a TPM that is not in use (check tpm.mode and tpm.path)")
+		}
+		return m.cfg.DeviceKeys.DeviceKey(name)
+	}
 	k, err := identity.Ed25519FromSeed(seed)
 	if err != nil {
-		return nil, fmt.Errorf("device key in state: %w", err)
+		return nil, permanent("device key in state: %v", err)
 	}
 	return k, nil
 }
@@ -56,7 +90,7 @@ func (m *Machine) startRenewal(st *State, flow, why string) error {
 	if flow == FlowRejoin {
 		st.Phase = PhaseRejoining
 	}
-	st.NextDeviceKey = nil
+	st.NextDeviceKey, st.NextDeviceKeyTPM = nil, ""
 	m.log.Info("renewing the device's credential by its identity", "flow", flow, "reason", why, "sequence", st.Sequence)
 	return m.save(st)
 }
@@ -65,7 +99,7 @@ func (m *Machine) startRenewal(st *State, flow, why string) error {
 // signature, the request. The wrapped answer is saved like a first
 // enrollment's.
 func (m *Machine) renewCredential(ctx context.Context, st *State) (time.Duration, error) {
-	if len(st.DeviceKey) == 0 {
+	if !st.hasDeviceKey() {
 		if _, err := m.ensureDeviceKey(st); err != nil {
 			return 0, err
 		}
@@ -73,9 +107,9 @@ func (m *Machine) renewCredential(ctx context.Context, st *State) (time.Duration
 			return 0, err
 		}
 	}
-	key, err := signer(st.DeviceKey)
+	key, err := m.deviceKey(st, false)
 	if err != nil {
-		return 0, permanent("%v", err)
+		return 0, err
 	}
 	if st.Phase == PhaseRefreshing {
 		alive, err := m.keepTokenAlive(ctx, st)
@@ -97,19 +131,23 @@ func (m *Machine) renewCredential(ctx context.Context, st *State) (time.Duration
 		// Enrolled before device keys: register the one the device holds.
 		newKey = key.Public()
 	case ch.RotateKey:
-		if len(st.NextDeviceKey) == 0 {
-			_, seed, err := identity.NewEd25519()
+		if len(st.NextDeviceKey) == 0 && st.NextDeviceKeyTPM == "" {
+			n := 2
+			if _, err := fmt.Sscanf(st.DeviceKeyTPM, "tpm/device-key/%d", &n); err == nil {
+				n++
+			}
+			name, seed, _, err := m.newDeviceKey(n)
 			if err != nil {
 				return 0, err
 			}
-			st.NextDeviceKey = seed
+			st.NextDeviceKey, st.NextDeviceKeyTPM = seed, name
 			if err := m.save(st); err != nil {
 				return 0, err
 			}
 		}
-		next, err := signer(st.NextDeviceKey)
+		next, err := m.deviceKey(st, true)
 		if err != nil {
-			return 0, permanent("%v", err)
+			return 0, err
 		}
 		newKey = next.Public()
 	}

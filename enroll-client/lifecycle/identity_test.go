@@ -156,11 +156,11 @@ func TestKeyRotationAtRefresh(t *testing.T) {
 	if r.server.key == old || r.server.key == "" {
 		t.Fatal("the server did not register a new key")
 	}
-	k, err := signer(st.DeviceKey)
+	k, err := r.m.deviceKey(&st, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if k.Public() != r.server.key || len(st.NextDeviceKey) != 0 {
+	if k.Public() != r.server.key || st.DeviceKeyPublic != k.Public() || len(st.NextDeviceKey) != 0 {
 		t.Fatal("the device did not adopt the key the server registered")
 	}
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/edge-enroll/enroll/enroll-client/vault"
 	"github.com/edge-enroll/enroll/pkg/backoff"
 	"github.com/edge-enroll/enroll/pkg/bundle"
+	"github.com/edge-enroll/enroll/pkg/identity"
 	"github.com/edge-enroll/enroll/pkg/wire"
 )
 
@@ -58,6 +59,12 @@ type Attestor interface {
 	Identity() (wire.ChallengeRequest, error)
 	// Answer activates a challenge's credential and quotes its PCRs.
 	Answer(wire.ChallengeResponse) (wire.Evidence, error)
+}
+
+// KeyStore holds device keys inside the device's TPM: DeviceKey returns the
+// key named name, making it the first time.
+type KeyStore interface {
+	DeviceKey(name string) (identity.Signer, error)
 }
 
 // Sealer encrypts the state record so that it opens only with the
@@ -128,6 +135,9 @@ type Config struct {
 	// Sealer, when set, seals the state record to the TPM. A sealed record
 	// is never read without it.
 	Sealer Sealer
+	// DeviceKeys, when set, makes and keeps the device key inside the TPM
+	// (non-exportable); without it the key is an Ed25519 seed in the state.
+	DeviceKeys KeyStore
 	// AfterSave, when set, runs after every durable transition; tests use it
 	// to crash the process at a chosen step.
 	AfterSave func(State)

@@ -85,6 +85,12 @@ type State struct {
 	DeviceKey       []byte    `json:"device_key,omitempty"`
 	KeyCreatedAt    time.Time `json:"key_created_at,omitzero"`
 	NextDeviceKey   []byte    `json:"next_device_key,omitempty"`
+	// With a TPM the device key is made in it and never leaves it: the
+	// state names its blob instead of holding a seed.
+	DeviceKeyTPM     string `json:"device_key_tpm,omitempty"`
+	NextDeviceKeyTPM string `json:"next_device_key_tpm,omitempty"`
+	// DeviceKeyPublic is the device key's public half, for status.
+	DeviceKeyPublic string `json:"device_key_public,omitempty"`
 	Sequence        uint64    `json:"sequence,omitempty"`
 	PendingSequence uint64    `json:"pending_sequence,omitempty"`
 	// Flow is how the credential in progress is obtained (Flow*).
@@ -145,6 +151,7 @@ func decodeState(b []byte) (State, error) {
 func (s *State) clearEnrollment() {
 	keep := State{Version: s.Version, DeviceID: s.DeviceID, Fleet: s.Fleet, Enrollments: s.Enrollments, LastRenewal: s.LastRenewal,
 		DeviceKey: s.DeviceKey, KeyCreatedAt: s.KeyCreatedAt, Sequence: s.Sequence,
+		DeviceKeyTPM: s.DeviceKeyTPM, DeviceKeyPublic: s.DeviceKeyPublic,
 		BootstrapLogins: s.BootstrapLogins, Refreshes: s.Refreshes, Rejoins: s.Rejoins}
 	*s = keep
 	s.Phase = PhaseUnenrolled

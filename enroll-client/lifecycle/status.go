@@ -47,17 +47,20 @@ func StatusOf(s State) Status {
 		SecretIDAccessor: s.SecretIDAccessor, SecretIDExpiresAt: s.SecretIDExpiresAt,
 		Acknowledged: s.Acknowledged, Enrollments: s.Enrollments, LastRenewal: s.LastRenewal,
 		LastError: s.LastError, Reason: s.Reason, UpdatedAt: s.UpdatedAt,
-		DeviceKey: keyFingerprint(s.DeviceKey), Sequence: s.Sequence, Flow: s.Flow,
+		DeviceKey: keyFingerprint(s), Sequence: s.Sequence, Flow: s.Flow,
 		BootstrapLogins: s.BootstrapLogins, Refreshes: s.Refreshes, Rejoins: s.Rejoins, Refused: s.Refused,
 	}
 }
 
 // keyFingerprint names the device key without showing it.
-func keyFingerprint(seed []byte) string {
-	if len(seed) == 0 {
+func keyFingerprint(s State) string {
+	if s.DeviceKeyPublic != "" {
+		return identity.Fingerprint(s.DeviceKeyPublic)
+	}
+	if len(s.DeviceKey) == 0 {
 		return ""
 	}
-	k, err := signer(seed)
+	k, err := identity.Ed25519FromSeed(s.DeviceKey)
 	if err != nil {
 		return "invalid"
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-tpm/tpm2"
 
 	"github.com/edge-enroll/enroll/enroll-client/tpm"
+	"github.com/edge-enroll/enroll/pkg/identity"
 	"github.com/edge-enroll/enroll/test/tpmsim"
 )
 
@@ -174,4 +175,44 @@ func TestSealedDataKey(t *testing.T) {
 
 type tpm2Transport = interface {
 	Send([]byte) ([]byte, error)
+}
+
+// The device key lives in the TPM: its signatures verify with the public
+// key the server registers, it is the same key after a restart, a second
+// name is a second key, and its blob does not load in another TPM.
+func TestDeviceKeyInTheTPM(t *testing.T) {
+	sim := tpmsim.Open(t)
+	kv := newKV()
+	d1, err := tpm.New(tpmsim.NopCloser{TPM: sim}, kv, tpm.EKAuto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k1, err := d1.DeviceKey(tpm.DeviceKeyPrefix + "1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := identity.Claim{Purpose: identity.PurposeRefresh, Fleet: "acme", DeviceID: "d1", Nonce: []byte("n"), Sequence: 3}.Message()
+	sig, err := k1.Sign(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := identity.Verify(k1.Public(), msg, sig); err != nil {
+		t.Fatalf("a TPM signature does not verify: %v", err)
+	}
+	if identity.Verify(k1.Public(), append(msg, 'x'), sig) == nil {
+		t.Fatal("a signature verified for another message")
+	}
+	d2, _ := tpm.New(tpmsim.NopCloser{TPM: sim}, kv, tpm.EKAuto)
+	again, err := d2.DeviceKey(tpm.DeviceKeyPrefix + "1")
+	if err != nil || again.Public() != k1.Public() {
+		t.Fatalf("the device key changed across a restart: %v", err)
+	}
+	k2, err := d2.DeviceKey(tpm.DeviceKeyPrefix + "2")
+	if err != nil || k2.Public() == k1.Public() {
+		t.Fatalf("a second name did not make a second key: %v", err)
+	}
+	if _, err := d2.DeviceKey("device-key"); err == nil {
+		t.Fatal("a name outside the device keys' prefix was accepted")
+	}
+	assertNoTransientHandles(t, sim)
 }

@@ -5,12 +5,15 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/edge-enroll/enroll/enroll-client/lifecycle"
+	"github.com/edge-enroll/enroll/enroll-server/config"
 	"github.com/edge-enroll/enroll/enroll-server/inventory"
+	"github.com/edge-enroll/enroll/pkg/identity"
 	"github.com/edge-enroll/enroll/pkg/wire"
 	"github.com/edge-enroll/enroll/test/tpmsim"
 )
@@ -95,5 +98,40 @@ func TestHardwareMismatchAlertsNeedProofAndAreBounded(t *testing.T) {
 	_, alerts := e.inventory()
 	if len(alerts) != 1 {
 		t.Fatalf("stored alerts %+v, want 1", alerts)
+	}
+}
+
+// With a TPM the device key is made inside it: the state keeps no key,
+// only the name of its TPM-wrapped blob; the server registers the TPM's
+// public key, and refreshes are signed in the TPM.
+func TestDeviceKeyLivesInTheTPM(t *testing.T) {
+	ca := tpmsim.NewCA(t, "Test")
+	caFile := filepath.Join(t.TempDir(), "ek-cas.pem")
+	writeFile(t, caFile, ca.BundlePEM())
+	e := newEnv(t, options{fleet: func(f *config.Fleet) {
+		f.TPM = config.TPM{Mode: wire.TPMOptional, EKCAFile: caFile, PCRs: []int{0, 7}, ChallengeTTL: time.Minute}
+		f.DeviceSecretIDTTL = 9 * time.Second
+	}})
+	sim := tpmsim.Open(t)
+	ca.ProvisionEKCert(t, sim, tpmsim.RSAEK)
+	d, err := e.tpmDevice("sensor-tk", sim, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.enroll(d)
+	runFor(t, d, func(s lifecycle.Status) bool { return s.Refreshes >= 1 && s.Acknowledged })
+	st := d.state(t)
+	e.keep(st.Token, st.SecretID)
+	if len(st.DeviceKey) != 0 || st.DeviceKeyTPM == "" || st.BootstrapLogins != 1 {
+		t.Fatalf("state keeps key seed %d bytes, TPM key %q, bootstrap logins %d; want no seed, a TPM key, 1",
+			len(st.DeviceKey), st.DeviceKeyTPM, st.BootstrapLogins)
+	}
+	var dev wire.Device
+	e.adminJSON("GET", "/v1/admin/devices/acme/sensor-tk", "", &dev)
+	if dev.DeviceKey == "" || dev.DeviceKey != identity.Fingerprint(st.DeviceKeyPublic) || dev.EKHash == "" {
+		t.Fatalf("server holds key %q and EK %q; the device's TPM key is %q", dev.DeviceKey, dev.EKHash, identity.Fingerprint(st.DeviceKeyPublic))
+	}
+	if _, err := identity.ParsePublicKey(st.DeviceKeyPublic); err != nil || !strings.HasPrefix(st.DeviceKeyPublic, "MFkw") {
+		t.Fatalf("the TPM key is not an ECDSA P-256 key: %v %q", err, st.DeviceKeyPublic)
 	}
 }

@@ -57,7 +57,7 @@ func (e *env) tpmDevice(id string, sim transport.TPM, mod func(*bundle.Bundle), 
 			buildErr = err
 			return
 		}
-		c.Attestor, c.Sealer = dev, s
+		c.Attestor, c.Sealer, c.DeviceKeys = dev, s, dev
 	})
 	return d, buildErr
 }

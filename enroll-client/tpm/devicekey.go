@@ -1,0 +1,146 @@
+package tpm
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/asn1"
+	"encoding/base64"
+	"fmt"
+	"math/big"
+	"strings"
+
+	"github.com/google/go-tpm/tpm2"
+
+	"github.com/edge-enroll/enroll/pkg/identity"
+)
+
+// DeviceKeyPrefix names the device keys' blobs in the state: a device key
+// made in the TPM never leaves it; the state holds only its TPM-wrapped
+// blob, which loads in this TPM alone.
+const DeviceKeyPrefix = "tpm/device-key/"
+
+// deviceKeyTemplate is an unrestricted ECDSA P-256 signing key: it signs
+// the device's identity claims (digests of outside data), and it is made in
+// the TPM and fixed to it.
+var deviceKeyTemplate = tpm2.TPMTPublic{
+	Type:    tpm2.TPMAlgECC,
+	NameAlg: tpm2.TPMAlgSHA256,
+	ObjectAttributes: tpm2.TPMAObject{
+		FixedTPM: true, FixedParent: true, SensitiveDataOrigin: true, UserWithAuth: true,
+		NoDA: true, SignEncrypt: true,
+	},
+	Parameters: tpm2.NewTPMUPublicParms(tpm2.TPMAlgECC, &tpm2.TPMSECCParms{
+		Symmetric: tpm2.TPMTSymDefObject{Algorithm: tpm2.TPMAlgNull},
+		Scheme: tpm2.TPMTECCScheme{
+			Scheme:  tpm2.TPMAlgECDSA,
+			Details: tpm2.NewTPMUAsymScheme(tpm2.TPMAlgECDSA, &tpm2.TPMSSigSchemeECDSA{HashAlg: tpm2.TPMAlgSHA256}),
+		},
+		CurveID: tpm2.TPMECCNistP256,
+		KDF:     tpm2.TPMTKDFScheme{Scheme: tpm2.TPMAlgNull},
+	}),
+	Unique: tpm2.NewTPMUPublicID(tpm2.TPMAlgECC, &tpm2.TPMSECCPoint{}),
+}
+
+// DeviceKey returns the TPM-resident device key named name (under
+// DeviceKeyPrefix), making it the first time.
+func (d *Device) DeviceKey(name string) (identity.Signer, error) {
+	if !strings.HasPrefix(name, DeviceKeyPrefix) {
+		return nil, fmt.Errorf("TPM: %q is not a device key's name", name)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	srk, err := d.srk()
+	if err != nil {
+		return nil, err
+	}
+	defer d.flush(srk)
+	key, err := d.deviceKey(srk, name)
+	if err != nil {
+		return nil, err
+	}
+	defer d.flush(key)
+	pub, err := eccPublic(key.public)
+	if err != nil {
+		return nil, err
+	}
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return nil, err
+	}
+	return &tpmSigner{d: d, name: name, public: base64.StdEncoding.EncodeToString(der)}, nil
+}
+
+func (d *Device) deviceKey(srk *loaded, name string) (*loaded, error) {
+	b, err := d.readBlob(name)
+	if err != nil {
+		return nil, err
+	}
+	if b == nil {
+		if b, err = d.createBlob(srk, name, deviceKeyTemplate, nil); err != nil {
+			return nil, err
+		}
+	}
+	return d.loadBlob(srk, name, b)
+}
+
+func eccPublic(p tpm2.TPMTPublic) (*ecdsa.PublicKey, error) {
+	point, err := p.Unique.ECC()
+	if err != nil {
+		return nil, fmt.Errorf("TPM: device key is not an ECC key: %w", err)
+	}
+	x, y := new(big.Int).SetBytes(point.X.Buffer), new(big.Int).SetBytes(point.Y.Buffer)
+	pub := &ecdsa.PublicKey{Curve: elliptic.P256(), X: x, Y: y}
+	if !pub.Curve.IsOnCurve(x, y) {
+		return nil, fmt.Errorf("TPM: device key's point is not on P-256")
+	}
+	return pub, nil
+}
+
+// tpmSigner signs with a device key inside the TPM.
+type tpmSigner struct {
+	d      *Device
+	name   string
+	public string
+}
+
+func (s *tpmSigner) Public() string { return s.public }
+
+// Sign signs the SHA-256 digest of msg in the TPM; the signature is ASN.1
+// DER, as identity.Verify expects of ECDSA.
+func (s *tpmSigner) Sign(msg []byte) ([]byte, error) {
+	digest := sha256.Sum256(msg)
+	d := s.d
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	srk, err := d.srk()
+	if err != nil {
+		return nil, err
+	}
+	defer d.flush(srk)
+	key, err := d.deviceKey(srk, s.name)
+	if err != nil {
+		return nil, err
+	}
+	defer d.flush(key)
+	rsp, err := tpm2.Sign{
+		KeyHandle: tpm2.AuthHandle{Handle: key.handle, Name: key.name, Auth: tpm2.PasswordAuth(nil)},
+		Digest:    tpm2.TPM2BDigest{Buffer: digest[:]},
+		InScheme: tpm2.TPMTSigScheme{
+			Scheme:  tpm2.TPMAlgECDSA,
+			Details: tpm2.NewTPMUSigScheme(tpm2.TPMAlgECDSA, &tpm2.TPMSSchemeHash{HashAlg: tpm2.TPMAlgSHA256}),
+		},
+		Validation: tpm2.TPMTTKHashCheck{Tag: tpm2.TPMSTHashCheck, Hierarchy: tpm2.TPMRHNull},
+	}.Execute(d.t)
+	if err != nil {
+		return nil, fmt.Errorf("TPM: sign with the device key: %w", err)
+	}
+	sig, err := rsp.Signature.Signature.ECDSA()
+	if err != nil {
+		return nil, fmt.Errorf("TPM: device key signature: %w", err)
+	}
+	return asn1.Marshal(struct{ R, S *big.Int }{
+		new(big.Int).SetBytes(sig.SignatureR.Buffer), new(big.Int).SetBytes(sig.SignatureS.Buffer),
+	})
+}
