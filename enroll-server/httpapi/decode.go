@@ -49,6 +49,8 @@ func describe(err error) string {
 	switch {
 	case errors.As(err, &syn):
 		return "syntax error at byte " + strconv.FormatInt(syn.Offset, 10)
+	case errors.As(err, &typ) && typ.Field == "":
+		return "the body must be a JSON object"
 	case errors.As(err, &typ):
 		return "field " + typ.Field + " has the wrong type"
 	case errors.Is(err, io.EOF):
