@@ -297,9 +297,19 @@ func TestClonedStateDirectoryIsCaught(t *testing.T) {
 	}
 	// Both copies are locked out and stop for good: the other one is
 	// refused cloned_state too.
-	waitFor(t, 30*time.Second, "the other copy locked out", func() bool {
-		return other.status().Phase == lifecycle.PhaseRejected && other.status().Refused == string(wire.CodeClonedState)
-	})
+	otherDaemon := a
+	if other == clone {
+		otherDaemon = b
+	}
+	for deadline := time.Now().Add(45 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if s := other.status(); s.Phase == lifecycle.PhaseRejected && s.Refused == string(wire.CodeClonedState) {
+			break
+		}
+		if time.Now().After(deadline) {
+			otherDaemon.stop()
+			t.Fatalf("the other copy was not locked out within 45s: %+v\n%s", other.status(), otherDaemon.out)
+		}
+	}
 
 	// The operator removes one copy, re-admits the device, and restarts
 	// the one kept.
