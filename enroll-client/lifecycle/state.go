@@ -78,21 +78,21 @@ type State struct {
 	EntityID       string    `json:"entity_id,omitempty"`
 	Acknowledged   bool      `json:"acknowledged,omitempty"`
 
-	// The device's own identity, kept across every credential: the seed of
-	// its Ed25519 device key (sealed with the rest of the record when a TPM
-	// seals it), the next key while a rotation waits for its
-	// acknowledgement, and the join-state sequence the server holds too.
-	DeviceKey       []byte    `json:"device_key,omitempty"`
-	KeyCreatedAt    time.Time `json:"key_created_at,omitzero"`
-	NextDeviceKey   []byte    `json:"next_device_key,omitempty"`
+	// The device's own identity, kept across every credential: without a
+	// TPM the seed of its Ed25519 device key, the next key while a rotation
+	// waits for its acknowledgement, and the join-state sequence the
+	// server holds too.
+	DeviceKey     []byte    `json:"device_key,omitempty"`
+	KeyCreatedAt  time.Time `json:"key_created_at,omitzero"`
+	NextDeviceKey []byte    `json:"next_device_key,omitempty"`
 	// With a TPM the device key is made in it and never leaves it: the
 	// state names its blob instead of holding a seed.
 	DeviceKeyTPM     string `json:"device_key_tpm,omitempty"`
 	NextDeviceKeyTPM string `json:"next_device_key_tpm,omitempty"`
 	// DeviceKeyPublic is the device key's public half, for status.
 	DeviceKeyPublic string `json:"device_key_public,omitempty"`
-	Sequence        uint64    `json:"sequence,omitempty"`
-	PendingSequence uint64    `json:"pending_sequence,omitempty"`
+	Sequence        uint64 `json:"sequence,omitempty"`
+	PendingSequence uint64 `json:"pending_sequence,omitempty"`
 	// Flow is how the credential in progress is obtained (Flow*).
 	Flow             string    `json:"flow,omitempty"`
 	SecretIDIssuedAt time.Time `json:"secret_id_issued_at,omitzero"`

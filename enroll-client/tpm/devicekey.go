@@ -90,10 +90,16 @@ func eccPublic(p tpm2.TPMTPublic) (*ecdsa.PublicKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("TPM: device key is not an ECC key: %w", err)
 	}
-	x, y := new(big.Int).SetBytes(point.X.Buffer), new(big.Int).SetBytes(point.Y.Buffer)
-	pub := &ecdsa.PublicKey{Curve: elliptic.P256(), X: x, Y: y}
-	if !pub.Curve.IsOnCurve(x, y) {
-		return nil, fmt.Errorf("TPM: device key's point is not on P-256")
+	if len(point.X.Buffer) > 32 || len(point.Y.Buffer) > 32 {
+		return nil, fmt.Errorf("TPM: device key's point is not a P-256 point")
+	}
+	raw := make([]byte, 65) // uncompressed: 0x04 || X || Y, each left-padded
+	raw[0] = 4
+	copy(raw[33-len(point.X.Buffer):33], point.X.Buffer)
+	copy(raw[65-len(point.Y.Buffer):], point.Y.Buffer)
+	pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), raw)
+	if err != nil {
+		return nil, fmt.Errorf("TPM: device key's point: %w", err)
 	}
 	return pub, nil
 }
