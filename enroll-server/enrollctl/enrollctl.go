@@ -34,7 +34,8 @@ commands:
 fleet administration, through enroll-server's admin API (-server-url,
 -server-ca or $ENROLL_SERVER_URL, $ENROLL_SERVER_CA):
   devices             list devices (filters: -fleet -state -generation; pages)
-  approve | reject    decide on a device awaiting approval (-reason)
+  approve | reject    decide on a device awaiting approval (-reason; -enrollment
+                      names a request held for an enrolled device)
   revoke | readmit    cut a device off in Vault / let it enroll again
   preauthorize        put devices on a fleet's allow-list
   generations         show a fleet's bootstrap generations and their use
