@@ -90,7 +90,7 @@ func New(cfg config.File, opts Options, log *slog.Logger) (*App, error) {
 			TokenTTL: f.DeviceTokenTTL, TokenMaxTTL: f.DeviceTokenMaxTTL, SecretIDTTL: f.DeviceSecretIDTTL,
 			RecoveryBudget: *f.RecoveryBudget, RecoveryWindow: f.RecoveryWindow,
 			Admission: f.Admission, AckTimeout: f.AckTimeout, KeyMaxAge: f.DeviceKeyMaxAge,
-			Limits: enrollment.Limits{Rate: f.RateLimit, Burst: f.RateBurst, MaxConcurrent: f.MaxConcurrent, Closed: f.Enrollment == "closed"}})
+			Limits: enrollment.Limits{Rate: f.RateLimit, Burst: f.RateBurst, MaxConcurrent: f.MaxConcurrent, MaxPerSource: f.MaxPerSource, Closed: f.Enrollment == "closed"}})
 	}
 	coreLog := log.With("component", "enrollment")
 	var hook *webhook.Sender

@@ -93,6 +93,11 @@ type Fleet struct {
 	RateLimit     float64 `yaml:"rate_limit"`
 	RateBurst     int     `yaml:"rate_burst"`
 	MaxConcurrent int     `yaml:"max_concurrent"`
+	// MaxPerSource bounds the admissions one network address may hold at
+	// once, so that invented device IDs from one place cannot fill
+	// max_concurrent; 0 means no bound (devices behind one NAT share an
+	// address: set it above the most devices any one site enrolls at once).
+	MaxPerSource int `yaml:"max_sessions_per_source"`
 	// Enrollment is open or closed (the fleet's enrollment window).
 	Enrollment string `yaml:"enrollment"`
 	// TPM is the fleet's attestation policy.
@@ -303,8 +308,8 @@ func (f File) Validate() error {
 		if fl.Admission != "auto" && fl.Admission != "allow-list" && fl.Admission != "manual" {
 			bad(key+".admission", "want auto, allow-list or manual, got %q", fl.Admission)
 		}
-		if fl.RateLimit < 0 || fl.RateBurst < 0 || fl.MaxConcurrent < 0 {
-			bad(key+".rate_limit", "rate_limit, rate_burst and max_concurrent must not be negative")
+		if fl.RateLimit < 0 || fl.RateBurst < 0 || fl.MaxConcurrent < 0 || fl.MaxPerSource < 0 {
+			bad(key+".rate_limit", "rate_limit, rate_burst, max_concurrent and max_sessions_per_source must not be negative")
 		}
 		if fl.Enrollment != "open" && fl.Enrollment != "closed" {
 			bad(key+".enrollment", "want open or closed, got %q", fl.Enrollment)

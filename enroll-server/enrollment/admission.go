@@ -19,6 +19,9 @@ type Limits struct {
 	Burst int
 	// MaxConcurrent bounds requests in flight; 0 means unlimited.
 	MaxConcurrent int
+	// MaxPerSource bounds the sessions one network address holds; 0 means
+	// unlimited.
+	MaxPerSource int
 	// Closed refuses enrollment while the fleet's window is shut.
 	Closed bool
 }
@@ -57,14 +60,15 @@ func newGate(l Limits) *gate {
 
 // session is one admitted device's place.
 type session struct {
-	exp  time.Time
-	busy bool // a request of the session is in progress
+	exp    time.Time
+	busy   bool   // a request of the session is in progress
+	source string // the network address that opened it
 }
 
 // admit opens a session for ticket until exp, under the fleet's window,
 // its limit of devices enrolling at once, and its rate limit: the check
 // before a device touches Vault.
-func (g *gate) admit(now time.Time, ticket string, exp time.Time) error {
+func (g *gate) admit(now time.Time, ticket string, exp time.Time, source string) error {
 	if g.limits.Closed {
 		return closed()
 	}
@@ -78,10 +82,22 @@ func (g *gate) admit(now time.Time, ticket string, exp time.Time) error {
 	if g.limits.MaxConcurrent > 0 && len(g.sessions) >= g.limits.MaxConcurrent {
 		return busy(g.retryAfter(now))
 	}
+	if g.limits.MaxPerSource > 0 && source != "" {
+		held := 0
+		for _, s := range g.sessions {
+			if s.source == source {
+				held++
+			}
+		}
+		if held >= g.limits.MaxPerSource {
+			return &wire.Error{Code: wire.CodeRateLimited, RetryAfterSeconds: 5,
+				Message: "too many enrollments in progress from this address; retry later"}
+		}
+	}
 	if !g.charge(now) {
 		return overRate(g.retryAfter(now))
 	}
-	g.sessions[ticket] = &session{exp: exp}
+	g.sessions[ticket] = &session{exp: exp, source: source}
 	return nil
 }
 

@@ -158,7 +158,7 @@ func TestAdmissionTickets(t *testing.T) {
 func TestShedCrowdIsScheduled(t *testing.T) {
 	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	g := newGate(Limits{MaxConcurrent: 1})
-	if err := g.admit(now, "first", now.Add(time.Minute)); err != nil {
+	if err := g.admit(now, "first", now.Add(time.Minute), ""); err != nil {
 		t.Fatal(err)
 	}
 	// Ten devices a second got through over the last ten seconds.
@@ -169,7 +169,7 @@ func TestShedCrowdIsScheduled(t *testing.T) {
 	}
 	perSecond := map[int]int{}
 	for i := range 100 {
-		err := g.admit(now, fmt.Sprint("t", i), now.Add(time.Minute))
+		err := g.admit(now, fmt.Sprint("t", i), now.Add(time.Minute), "")
 		var we *wire.Error
 		if !errors.As(err, &we) || we.Code != wire.CodeRateLimited {
 			t.Fatalf("device %d: %v, want rate_limited", i, err)
@@ -184,13 +184,13 @@ func TestShedCrowdIsScheduled(t *testing.T) {
 	// Later, the schedule starts from now again, and never runs further
 	// ahead than maxRetryAfter.
 	later := now.Add(time.Hour)
-	if err := g.admit(later, "second", later.Add(time.Hour)); err != nil {
+	if err := g.admit(later, "second", later.Add(time.Hour), ""); err != nil {
 		t.Fatal(err)
 	}
 	worst := 0
 	for i := range 5000 {
 		var we *wire.Error
-		errors.As(g.admit(later, fmt.Sprint("u", i), later.Add(time.Minute)), &we)
+		errors.As(g.admit(later, fmt.Sprint("u", i), later.Add(time.Minute), ""), &we)
 		worst = max(worst, we.RetryAfterSeconds)
 	}
 	if worst > int(maxRetryAfter/time.Second)+1 {
@@ -206,7 +206,7 @@ func TestShedCrowdIsScheduled(t *testing.T) {
 func TestShedPaceWithoutHistory(t *testing.T) {
 	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	g := newGate(Limits{MaxConcurrent: 1, Rate: 50, Burst: 1})
-	if err := g.admit(now, "first", now.Add(time.Minute)); err != nil {
+	if err := g.admit(now, "first", now.Add(time.Minute), ""); err != nil {
 		t.Fatal(err)
 	}
 	for sec := range 3 { // a trickle, just begun
@@ -215,7 +215,7 @@ func TestShedPaceWithoutHistory(t *testing.T) {
 	var last int
 	for i := range 200 {
 		var we *wire.Error
-		errors.As(g.admit(now, fmt.Sprint("t", i), now.Add(time.Minute)), &we)
+		errors.As(g.admit(now, fmt.Sprint("t", i), now.Add(time.Minute), ""), &we)
 		last = we.RetryAfterSeconds
 	}
 	if last != 4 {

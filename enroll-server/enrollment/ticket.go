@@ -22,7 +22,7 @@ const ticketTTL = 30 * time.Second
 //
 // Tickets manage load; they authorise nothing. A request without one (or
 // with one another replica issued) goes through the same limits.
-func (s *Service) Admit(_ context.Context, req wire.AdmitRequest) (wire.AdmitResponse, error) {
+func (s *Service) Admit(ctx context.Context, req wire.AdmitRequest) (wire.AdmitResponse, error) {
 	var errs []error
 	if err := wire.ValidateFleet(req.Fleet); err != nil {
 		errs = append(errs, err)
@@ -40,7 +40,7 @@ func (s *Service) Admit(_ context.Context, req wire.AdmitRequest) (wire.AdmitRes
 	now := s.now()
 	exp := now.Add(ticketTTL).UTC()
 	ticket := s.ticket(req.Fleet, req.DeviceID, exp)
-	err := g.admit(now, ticket, exp)
+	err := g.admit(now, ticket, exp, sourceOf(ctx))
 	if s.admissions != nil {
 		outcome := "admitted"
 		var we *wire.Error
@@ -88,6 +88,19 @@ func (s *Service) admitted(ticket, fleet, device string) bool {
 		return false
 	}
 	return s.now().Unix() <= int64(binary.BigEndian.Uint64(raw[:8]))
+}
+
+type sourceKey struct{}
+
+// WithSource records the network address a request came from, for the
+// per-source bound on admissions.
+func WithSource(ctx context.Context, source string) context.Context {
+	return context.WithValue(ctx, sourceKey{}, source)
+}
+
+func sourceOf(ctx context.Context) string {
+	s, _ := ctx.Value(sourceKey{}).(string)
+	return s
 }
 
 // sessionTicket returns ticket when it is a live ticket this server issued

@@ -12,6 +12,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/edge-enroll/enroll/enroll-server/admin"
+	"github.com/edge-enroll/enroll/enroll-server/enrollment"
 	"github.com/edge-enroll/enroll/pkg/wire"
 )
 
@@ -84,7 +85,7 @@ func handle[Req, Resp any](log *slog.Logger, fn func(context.Context, Req) (Resp
 		// A client hanging up does not cancel a request half way (a mint
 		// between Vault and the store): it finishes within its own bound,
 		// so that the client's retry finds the outcome at once.
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request.Context()), requestTimeout)
+		ctx, cancel := context.WithTimeout(enrollment.WithSource(context.WithoutCancel(c.Request.Context()), c.ClientIP()), requestTimeout)
 		defer cancel()
 		resp, err := fn(ctx, req)
 		if err != nil {

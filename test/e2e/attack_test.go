@@ -3,6 +3,8 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -136,4 +138,36 @@ func TestIdentityFloodShedsNobodyElse(t *testing.T) {
 	}
 	e.keep(a.Token, b.Token)
 	e.enroll(e.newDevice("sensor-fc", nil))
+}
+
+// Invented device IDs from one address cannot fill the fleet's places of
+// devices enrolling at once: past max_sessions_per_source that address is
+// shed, and a device elsewhere enrolls unshed.
+func TestAdmitFloodFromOneAddressIsBounded(t *testing.T) {
+	e := newEnv(t, options{fleet: func(f *config.Fleet) {
+		f.MaxConcurrent, f.MaxPerSource = 8, 4
+	}})
+	// The flood comes from 127.0.0.2, the device from 127.0.0.1.
+	flood := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: tlsTo(t, e.caPEM),
+		DialContext:     (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}).DialContext,
+	}}
+	codes := map[int]int{}
+	for i := range 64 {
+		resp, err := flood.Post(e.serverURL+wire.PathAdmit, "application/json",
+			strings.NewReader(fmt.Sprintf(`{"fleet":"acme","device_id":"invented-%d"}`, i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		codes[resp.StatusCode]++
+	}
+	if codes[200] != 4 || codes[429] != 60 {
+		t.Fatalf("the flood's admissions: %v, want 4 admitted and 60 shed", codes)
+	}
+	st := e.enroll(e.newDevice("sensor-elsewhere", nil))
+	e.keep(st.Token, st.SecretID)
+	if len(e.logs.lines("step failed; will retry")) != 0 {
+		t.Fatal("the real device was shed")
+	}
 }
