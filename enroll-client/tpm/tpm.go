@@ -207,17 +207,21 @@ var akTemplate = tpm2.TPMTPublic{
 		FixedTPM: true, FixedParent: true, SensitiveDataOrigin: true, UserWithAuth: true,
 		NoDA: true, Restricted: true, SignEncrypt: true,
 	},
-	Parameters: tpm2.NewTPMUPublicParms(tpm2.TPMAlgECC, &tpm2.TPMSECCParms{
-		Symmetric: tpm2.TPMTSymDefObject{Algorithm: tpm2.TPMAlgNull},
-		Scheme: tpm2.TPMTECCScheme{
-			Scheme:  tpm2.TPMAlgECDSA,
-			Details: tpm2.NewTPMUAsymScheme(tpm2.TPMAlgECDSA, &tpm2.TPMSSigSchemeECDSA{HashAlg: tpm2.TPMAlgSHA256}),
-		},
-		CurveID: tpm2.TPMECCNistP256,
-		KDF:     tpm2.TPMTKDFScheme{Scheme: tpm2.TPMAlgNull},
-	}),
-	Unique: tpm2.NewTPMUPublicID(tpm2.TPMAlgECC, &tpm2.TPMSECCPoint{}),
+	Parameters: ecdsaP256,
+	Unique:     tpm2.NewTPMUPublicID(tpm2.TPMAlgECC, &tpm2.TPMSECCPoint{}),
 }
+
+// ecdsaP256 are the parameters of the TPM's ECDSA P-256 signing keys (the
+// attestation key and the device key).
+var ecdsaP256 = tpm2.NewTPMUPublicParms(tpm2.TPMAlgECC, &tpm2.TPMSECCParms{
+	Symmetric: tpm2.TPMTSymDefObject{Algorithm: tpm2.TPMAlgNull},
+	Scheme: tpm2.TPMTECCScheme{
+		Scheme:  tpm2.TPMAlgECDSA,
+		Details: tpm2.NewTPMUAsymScheme(tpm2.TPMAlgECDSA, &tpm2.TPMSSigSchemeECDSA{HashAlg: tpm2.TPMAlgSHA256}),
+	},
+	CurveID: tpm2.TPMECCNistP256,
+	KDF:     tpm2.TPMTKDFScheme{Scheme: tpm2.TPMAlgNull},
+})
 
 // blob is a TPM-wrapped object under the SRK, as kept in the KV.
 type blob struct {
