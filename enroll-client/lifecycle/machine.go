@@ -283,6 +283,15 @@ func (m *Machine) Run(ctx context.Context, untilEnrolled bool) error {
 		return err
 	}
 	m.log.Info("starting", "phase", st.Phase, "sequence", st.Sequence)
+	defer func() {
+		// A status read after the daemon stopped must not look live.
+		if ctx.Err() != nil && m.cfg.Status != nil {
+			s := StatusOf(st)
+			s.DaemonStopped = m.clock.Now().UTC()
+			_ = m.cfg.Status.WriteStatus(s)
+			m.log.Info("stopped", "phase", st.Phase)
+		}
+	}()
 	if st.Phase == PhaseRejected {
 		// Restarted by its operator after a refusal (an administrator may
 		// have re-admitted the device, or a new bundle been installed):

@@ -270,3 +270,22 @@ func TestSinkGetsTheTokenWhenTheStateCannotBeSaved(t *testing.T) {
 		t.Fatalf("sink held %v before the state was saved; want the device's token", sink.tokens)
 	}
 }
+
+// A status read after the daemon stopped says so.
+func TestStatusSaysWhenTheDaemonStopped(t *testing.T) {
+	r := newRig(t)
+	var last Status
+	r.m.cfg.Status = StatusFunc(func(s Status) error { last = s; return nil })
+	if err := r.enroll(t); err != nil {
+		t.Fatal(err)
+	}
+	if !last.DaemonStopped.IsZero() {
+		t.Fatal("a run that ended enrolled (run -once) marked the daemon stopped")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r.vault.onRenew = cancel
+	_ = r.m.Run(ctx, false)
+	if last.DaemonStopped.IsZero() || last.Phase != PhaseAuthenticated || !strings.Contains(last.Text(), "daemon stopped") {
+		t.Fatalf("status after the daemon stopped: %+v", last)
+	}
+}

@@ -25,18 +25,21 @@ type Status struct {
 	Enrollments       int       `json:"enrollments"`
 	// The device's identity: its key's fingerprint, its join-state
 	// sequence, and how its credentials were obtained.
-	DeviceKey       string    `json:"device_key,omitempty"`
-	Sequence        uint64    `json:"sequence"`
-	Flow            string    `json:"flow,omitempty"`
-	BootstrapLogins int       `json:"bootstrap_logins"`
-	Refreshes       int       `json:"refreshes"`
-	Rejoins         int       `json:"rejoins"`
-	Refused         string    `json:"refused,omitempty"`
-	LastRenewal     time.Time `json:"last_renewal,omitzero"`
-	LastError       string    `json:"last_error,omitempty"`
-	NextRetry       time.Time `json:"next_retry,omitzero"`
-	Reason          string    `json:"reason,omitempty"`
-	UpdatedAt       time.Time `json:"updated_at,omitzero"`
+	DeviceKey       string `json:"device_key,omitempty"`
+	Sequence        uint64 `json:"sequence"`
+	Flow            string `json:"flow,omitempty"`
+	BootstrapLogins int    `json:"bootstrap_logins"`
+	Refreshes       int    `json:"refreshes"`
+	Rejoins         int    `json:"rejoins"`
+	Refused         string `json:"refused,omitempty"`
+	// DaemonStopped is when the daemon that published this status stopped;
+	// zero while it runs.
+	DaemonStopped time.Time `json:"daemon_stopped,omitzero"`
+	LastRenewal   time.Time `json:"last_renewal,omitzero"`
+	LastError     string    `json:"last_error,omitempty"`
+	NextRetry     time.Time `json:"next_retry,omitzero"`
+	Reason        string    `json:"reason,omitempty"`
+	UpdatedAt     time.Time `json:"updated_at,omitzero"`
 }
 
 // StatusOf extracts the public part of a state.
@@ -85,6 +88,7 @@ func (s Status) Text() string {
 		fmt.Fprintf(&b, "%-22s %v\n", k+":", v)
 	}
 	row("phase", string(s.Phase))
+	row("daemon stopped", s.DaemonStopped)
 	row("device", s.DeviceID)
 	row("fleet", s.Fleet)
 	row("enrollment", s.EnrollmentID)

@@ -89,7 +89,7 @@ func (s *Server) login(ctx context.Context) (*api.Secret, error) {
 		close(s.loggedIn)
 	}
 	s.mu.Unlock()
-	s.log.Info("logged in to vault", "accessor", sec.Auth.Accessor, "ttl", time.Duration(sec.Auth.LeaseDuration)*time.Second)
+	s.log.Info("logged in to vault", "accessor", sec.Auth.Accessor, "ttl", (time.Duration(sec.Auth.LeaseDuration) * time.Second).String())
 	return sec, nil
 }
 
@@ -136,7 +136,7 @@ func (s *Server) watch(ctx context.Context, sec *api.Secret) error {
 			return err
 		case r := <-w.RenewCh():
 			if r != nil && r.Secret != nil && r.Secret.Auth != nil {
-				s.log.Debug("vault token renewed", "ttl", time.Duration(r.Secret.Auth.LeaseDuration)*time.Second)
+				s.log.Debug("vault token renewed", "ttl", (time.Duration(r.Secret.Auth.LeaseDuration) * time.Second).String())
 			}
 		}
 	}
