@@ -2,6 +2,7 @@ package vault
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 )
@@ -39,10 +40,21 @@ path "%[2]s/data/fleets/%[1]s/devices/%[3]s/*" {
 // tokens), look up wrapping tokens, manage device roles only in their one
 // shape (the fleet's device policy, a secret ID always bound, service
 // tokens, no period, no CIDR or use-count changes), mint device secret IDs
-// only response-wrapped (so that no holder of the server's credentials
-// ever reads one in clear), and manage its fleets' enrollment secret IDs.
-// It cannot touch its own role, other mounts, or policies.
-func serverPolicyHCL(l Layout, fleets []string) string {
+// only response-wrapped (each one passes through a wrapping token Vault
+// records, and is an extra live secret ID of its device until the next
+// acknowledgement destroys it), look up entities only by a device mount's
+// alias, and manage its fleets' enrollment secret IDs. It cannot touch its
+// own role, other mounts, or policies. deviceMounts maps each fleet to its
+// device mount's accessor.
+func serverPolicyHCL(l Layout, deviceMounts map[string]string) string {
+	fleets := slices.Sorted(maps.Keys(deviceMounts))
+	accessors := make([]string, 0, len(fleets))
+	for _, f := range fleets {
+		accessors = append(accessors, fmt.Sprintf("%q", deviceMounts[f]))
+	}
+	if len(accessors) == 0 {
+		accessors = []string{`"none"`} // an empty list would allow any mount
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, `# enroll-server: mint device credentials, consume enrollment tokens.
 path "auth/token/lookup" {
@@ -66,7 +78,7 @@ path "identity/lookup/entity" {
   capabilities = ["update"]
   allowed_parameters = {
     "alias_name" = []
-    "alias_mount_accessor" = []
+    "alias_mount_accessor" = [%[2]s]
   }
 }
 # Disable or re-enable a revoked device's entity, and nothing else of it.
@@ -79,10 +91,8 @@ path "identity/entity/id/+" {
 path "%[1]s/data/enroll/fleets/+/generations" {
   capabilities = ["read", "create", "update"]
 }
-`, l.KVMount)
-	fleets = slices.Clone(fleets)
-	slices.Sort(fleets)
-	for _, f := range slices.Compact(fleets) {
+`, l.KVMount, strings.Join(accessors, ", "))
+	for _, f := range fleets {
 		fmt.Fprintf(&b, `
 # fleet %[1]s
 path "auth/%[2]s/role/+" {

@@ -77,7 +77,13 @@ func (a *Admin) SetupFleet(ctx context.Context, fleet string) (Report, error) {
 			if err != nil {
 				return err
 			}
-			return a.ensurePolicy(ctx, &rep, ServerPolicy, serverPolicyHCL(l, fleets))
+			mounts := make(map[string]string, len(fleets))
+			for _, f := range fleets {
+				if mounts[f], err = a.authMountAccessor(ctx, DeviceMount(f)); err != nil {
+					return err
+				}
+			}
+			return a.ensurePolicy(ctx, &rep, ServerPolicy, serverPolicyHCL(l, mounts))
 		},
 		func() error { return a.ensurePolicy(ctx, &rep, AdminPolicy, adminPolicyHCL) },
 		func() error { return a.ensurePolicy(ctx, &rep, OperatorPolicy, operatorPolicyHCL) },

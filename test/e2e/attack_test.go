@@ -94,6 +94,22 @@ func TestServerTokenCannotPlantABackdoor(t *testing.T) {
 			t.Errorf("%s (%s): err = %v, want permission denied", f.name, f.path, err)
 		}
 	}
+	// Entities are looked up only by a device mount's alias: not an
+	// administrator's by their login mount.
+	auths, err := e.root.Sys().ListAuth()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, m := range auths {
+		_, err := srv.Logical().Write("identity/lookup/entity", map[string]any{"alias_name": "admin", "alias_mount_accessor": m.Accessor})
+		isDevice := path == vault.DeviceMount(fleet)+"/"
+		if isDevice && err != nil {
+			t.Errorf("looking up an entity on the device mount: %v", err)
+		}
+		if !isDevice && (err == nil || !strings.Contains(err.Error(), "permission denied")) {
+			t.Errorf("looking up an entity on mount %s: err = %v, want permission denied", path, err)
+		}
+	}
 	if _, err := srv.Logical().List(role + "/secret-id"); err == nil || !strings.Contains(err.Error(), "permission denied") {
 		t.Errorf("listing the device's secret IDs unwrapped: %v, want permission denied", err)
 	}
