@@ -41,40 +41,46 @@ func (d *Device) DeviceKey(name string) (identity.Signer, error) {
 	if !strings.HasPrefix(name, DeviceKeyPrefix) {
 		return nil, fmt.Errorf("TPM: %q is not a device key's name", name)
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	srk, err := d.srk()
-	if err != nil {
-		return nil, err
-	}
-	defer d.flush(srk)
-	key, err := d.deviceKey(srk, name)
-	if err != nil {
-		return nil, err
-	}
-	defer d.flush(key)
-	pub, err := eccPublic(key.public)
-	if err != nil {
-		return nil, err
-	}
-	der, err := x509.MarshalPKIXPublicKey(pub)
+	var der []byte
+	err := d.withDeviceKey(name, func(key *loaded) error {
+		pub, err := eccPublic(key.public)
+		if err != nil {
+			return err
+		}
+		der, err = x509.MarshalPKIXPublicKey(pub)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
 	return &tpmSigner{d: d, name: name, public: base64.StdEncoding.EncodeToString(der)}, nil
 }
 
-func (d *Device) deviceKey(srk *loaded, name string) (*loaded, error) {
+// withDeviceKey loads the device key named name (making it the first time)
+// for fn, and flushes everything it loaded afterwards.
+func (d *Device) withDeviceKey(name string, fn func(key *loaded) error) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	srk, err := d.srk()
+	if err != nil {
+		return err
+	}
+	defer d.flush(srk)
 	b, err := d.readBlob(name)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if b == nil {
 		if b, err = d.createBlob(srk, name, deviceKeyTemplate, nil); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return d.loadBlob(srk, name, b)
+	key, err := d.loadBlob(srk, name, b)
+	if err != nil {
+		return err
+	}
+	defer d.flush(key)
+	return fn(key)
 }
 
 func eccPublic(p tpm2.TPMTPublic) (*ecdsa.PublicKey, error) {
@@ -109,28 +115,19 @@ func (s *tpmSigner) Public() string { return s.public }
 // DER, as identity.Verify expects of ECDSA.
 func (s *tpmSigner) Sign(msg []byte) ([]byte, error) {
 	digest := sha256.Sum256(msg)
-	d := s.d
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	srk, err := d.srk()
-	if err != nil {
-		return nil, err
-	}
-	defer d.flush(srk)
-	key, err := d.deviceKey(srk, s.name)
-	if err != nil {
-		return nil, err
-	}
-	defer d.flush(key)
-	rsp, err := tpm2.Sign{
-		KeyHandle: tpm2.AuthHandle{Handle: key.handle, Name: key.name, Auth: tpm2.PasswordAuth(nil)},
-		Digest:    tpm2.TPM2BDigest{Buffer: digest[:]},
-		InScheme: tpm2.TPMTSigScheme{
-			Scheme:  tpm2.TPMAlgECDSA,
-			Details: tpm2.NewTPMUSigScheme(tpm2.TPMAlgECDSA, &tpm2.TPMSSchemeHash{HashAlg: tpm2.TPMAlgSHA256}),
-		},
-		Validation: tpm2.TPMTTKHashCheck{Tag: tpm2.TPMSTHashCheck, Hierarchy: tpm2.TPMRHNull},
-	}.Execute(d.t)
+	var rsp *tpm2.SignResponse
+	err := s.d.withDeviceKey(s.name, func(key *loaded) (err error) {
+		rsp, err = tpm2.Sign{
+			KeyHandle: tpm2.AuthHandle{Handle: key.handle, Name: key.name, Auth: tpm2.PasswordAuth(nil)},
+			Digest:    tpm2.TPM2BDigest{Buffer: digest[:]},
+			InScheme: tpm2.TPMTSigScheme{
+				Scheme:  tpm2.TPMAlgECDSA,
+				Details: tpm2.NewTPMUSigScheme(tpm2.TPMAlgECDSA, &tpm2.TPMSSchemeHash{HashAlg: tpm2.TPMAlgSHA256}),
+			},
+			Validation: tpm2.TPMTTKHashCheck{Tag: tpm2.TPMSTHashCheck, Hierarchy: tpm2.TPMRHNull},
+		}.Execute(s.d.t)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("TPM: sign with the device key: %w", err)
 	}

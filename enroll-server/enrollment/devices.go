@@ -92,7 +92,7 @@ func (s *Service) decideHeld(ctx context.Context, actor string, d inventory.Devi
 		e.Approved = true
 	} else {
 		e.State = inventory.EnrollmentFailed
-		d.HeldEnrollment, d.HeldKey, d.HeldFacts, d.HeldSince = "", "", wire.Facts{}, time.Time{}
+		d.ClearHeld()
 		action, detail = "admin:reject", "held request "+e.ID+" refused: "+reason
 	}
 	e.UpdatedAt, d.UpdatedAt = now, now

@@ -235,11 +235,10 @@ func (s *Service) spendRecovery(ctx context.Context, fleet Fleet, e *inventory.E
 // admit applies the device's standing and the fleet's admission rule; it
 // returns the refusal, or nil when the device may go on.
 func (s *Service) admit(fleet Fleet, d inventory.Device) *wire.Error {
+	if refusal := s.standing(d); refusal != nil {
+		return refusal
+	}
 	switch {
-	case d.State == inventory.DeviceQuarantined:
-		return wire.Errorf(wire.CodeDeviceQuarantined, "device is quarantined (%s); an administrator must re-admit it", d.Reason)
-	case d.State == inventory.DeviceRevoked:
-		return wire.Errorf(wire.CodeRejected, "device was revoked (%s); an administrator must re-admit it", d.Reason)
 	case d.Admission == inventory.AdmissionRejected:
 		return wire.Errorf(wire.CodeRejected, "enrollment rejected by an administrator: %s", d.Reason)
 	case fleet.Admission == AdmitAllowList && d.Admission != inventory.AdmissionPreauthorized && d.Admission != inventory.AdmissionApproved:
@@ -357,7 +356,7 @@ func (s *Service) mint(ctx context.Context, log *slog.Logger, fleet Fleet, e inv
 	d.Generation, d.EnrollmentID, d.Facts, d.UpdatedAt = e.Generation, e.ID, facts, now
 	d.InFlight = ""
 	if d.HeldEnrollment == e.ID {
-		d.HeldEnrollment, d.HeldKey, d.HeldFacts, d.HeldSince = "", "", wire.Facts{}, time.Time{}
+		d.ClearHeld()
 	}
 	d.Enrollments++
 	actor := deviceActor(e.Fleet, e.DeviceID)

@@ -145,11 +145,7 @@ func (s *Service) renew(ctx context.Context, purpose string, req wire.IdentityRe
 	}
 	log = log.With("enrollment_id", e.ID)
 	if !claimed {
-		if e.Kind == kind && e.State == inventory.EnrollmentWrapped {
-			log.Info("idempotent replay", "state", e.State)
-			return s.replayWrapped(ctx, log, fleet, e)
-		}
-		if resp, done, err := s.replay(log, e, kind); done {
+		if resp, done, err := s.replay(ctx, log, fleet, e, kind); done {
 			return resp, err
 		}
 	}
@@ -194,11 +190,15 @@ func (s *Service) renew(ctx context.Context, purpose string, req wire.IdentityRe
 
 // replay answers a retried request with its enrollment's outcome; done is
 // false when the enrollment should be minted (a server stopped half way).
-func (s *Service) replay(log *slog.Logger, e inventory.Enrollment, kind string) (wire.EnrollResponse, bool, error) {
+func (s *Service) replay(ctx context.Context, log *slog.Logger, fleet Fleet, e inventory.Enrollment, kind string) (wire.EnrollResponse, bool, error) {
 	switch {
 	case e.Kind != kind:
 		return wire.EnrollResponse{}, true, fail(wire.CodeIdempotencyConflict, "this idempotency key belongs to another kind of request")
-	case e.State == inventory.EnrollmentWrapped || e.State == inventory.EnrollmentAcknowledged:
+	case e.State == inventory.EnrollmentWrapped:
+		log.Info("idempotent replay", "state", e.State)
+		resp, err := s.replayWrapped(ctx, log, fleet, e)
+		return resp, true, err
+	case e.State == inventory.EnrollmentAcknowledged:
 		log.Info("idempotent replay", "state", e.State)
 		return responseOf(e), true, nil
 	case e.State == inventory.EnrollmentFailed:
@@ -211,12 +211,11 @@ func (s *Service) replay(log *slog.Logger, e inventory.Enrollment, kind string) 
 	return wire.EnrollResponse{}, false, nil
 }
 
-// proveIdentity checks everything a refresh or rejoin must prove: the
-// nonce (single use), the signature by the device's registered key (or,
-// for a device enrolled before device keys, by the key it registers now,
-// together with its token), its current token (refresh), its TPM (rejoin of
-// a bound device). Nothing is written for a request that fails here, but
-// the taken nonce.
+// proveKey checks what a refresh or rejoin proves without Vault: the nonce
+// (single use), the signature by the device's registered key (or, for a
+// device enrolled before device keys, by the key it registers now, which
+// proveWithVault backs with its token), and the device's standing. Nothing
+// is written for a request that fails here, but the taken nonce.
 func (s *Service) proveKey(ctx context.Context, log *slog.Logger, purpose string, req wire.IdentityRequest) (inventory.Device, error) {
 	d, err := s.enrolledDevice(ctx, req.Fleet, req.DeviceID)
 	if err != nil {

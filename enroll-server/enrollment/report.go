@@ -56,9 +56,9 @@ func (s *Service) Report(ctx context.Context, req wire.ReportRequest) (wire.Repo
 	}
 	req.Detail = printable(req.Detail)
 	if d.EnrollmentID != e.ID || e.State != inventory.EnrollmentWrapped {
-		// A credential that is not the device's outstanding one (spent,
-		// superseded, never minted): worth an alert, never a lockout of
-		// the device's current credential.
+		// A credential that is not the device's outstanding one (spent or
+		// superseded): worth an alert, never a lockout of the device's
+		// current credential.
 		s.alerts.Raise(ctx, inventory.Alert{Time: s.now().UTC(), Kind: kind, Fleet: req.Fleet, DeviceID: req.DeviceID, EnrollmentID: e.ID,
 			Detail: fmt.Sprintf("reported about enrollment %s, which is %s and not the device's current credential: %s", e.ID, e.State, req.Detail)})
 		return wire.ReportResponse{Status: "noted"}, nil

@@ -94,6 +94,11 @@ type Device struct {
 	HeldSince time.Time  `json:"held_since,omitzero"`
 }
 
+// ClearHeld forgets the request held for the device's ID.
+func (d *Device) ClearHeld() {
+	d.HeldEnrollment, d.HeldKey, d.HeldFacts, d.HeldSince = "", "", wire.Facts{}, time.Time{}
+}
+
 // HasIdentity reports whether the device ID is taken: a credential was
 // minted for it before, or it holds a device key or a TPM binding. Such an
 // ID is never handed to a request that proves only the fleet's shared
