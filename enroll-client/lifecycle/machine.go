@@ -296,8 +296,8 @@ func (m *Machine) Run(ctx context.Context, untilEnrolled bool) error {
 		// Restarted by its operator after a refusal (an administrator may
 		// have re-admitted the device, or a new bundle been installed):
 		// try again at once — by the device key where the device has an
-		// identity (after a cloned-state refusal the server decides which
-		// copy is the real one by its join state), else from the start.
+		// identity (after a cloned-state lockout and a readmit, the first
+		// copy to prove the key is let back), else from the start.
 		m.log.Info("restarted after a refusal; trying again", "reason", st.Reason)
 		st.Refused = ""
 		st.clearEnrollment()
