@@ -4,6 +4,7 @@
 package boltstore
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -186,13 +187,46 @@ func (s *Store) Record(_ context.Context, e inventory.Enrollment, d inventory.De
 		}
 		awaiting := tx.Bucket(bucketAwaitingAck)
 		if e.State == inventory.EnrollmentWrapped {
-			if err := awaiting.Put([]byte(e.ID), nil); err != nil {
-				return err
+			// A claim on it stands (as in the PostgreSQL store).
+			if k, _ := awaiting.Cursor().Seek([]byte(e.ID)); !bytes.Equal(k, []byte(e.ID)) {
+				if err := awaiting.Put([]byte(e.ID), nil); err != nil {
+					return err
+				}
 			}
 		} else if err := awaiting.Delete([]byte(e.ID)); err != nil {
 			return err
 		}
 		return put(tx.Bucket(bucketDevices), deviceKey(d.Fleet, d.ID), d)
+	})
+}
+
+// ClaimAwaiting implements inventory.Store. An awaiting enrollment's entry
+// is empty, or holds the time of its claim.
+func (s *Store) ClaimAwaiting(_ context.Context, id string, now, staleBefore time.Time) (bool, error) {
+	won := false
+	err := s.w.write(func(tx *bolt.Tx) error {
+		awaiting := tx.Bucket(bucketAwaitingAck)
+		k, v := awaiting.Cursor().Seek([]byte(id))
+		if !bytes.Equal(k, []byte(id)) {
+			return nil
+		}
+		if len(v) == 8 && !time.Unix(0, int64(binary.BigEndian.Uint64(v))).Before(staleBefore) {
+			return nil
+		}
+		won = true
+		return awaiting.Put([]byte(id), binary.BigEndian.AppendUint64(nil, uint64(now.UnixNano())))
+	})
+	return won, err
+}
+
+// ReleaseAwaiting implements inventory.Store.
+func (s *Store) ReleaseAwaiting(_ context.Context, id string) error {
+	return s.w.write(func(tx *bolt.Tx) error {
+		awaiting := tx.Bucket(bucketAwaitingAck)
+		if k, _ := awaiting.Cursor().Seek([]byte(id)); !bytes.Equal(k, []byte(id)) {
+			return nil
+		}
+		return awaiting.Put([]byte(id), nil)
 	})
 }
 

@@ -4,12 +4,38 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/edge-enroll/enroll/enroll-server/inventory"
 	"github.com/edge-enroll/enroll/enroll-server/vault"
 	"github.com/edge-enroll/enroll/pkg/identity"
 	"github.com/edge-enroll/enroll/pkg/wire"
 )
+
+// decisionTimeout is how long a claim on an enrollment awaiting its
+// acknowledgement holds before another replica may take it over: longer
+// than any decision's Vault calls.
+const decisionTimeout = 2 * time.Minute
+
+// claimAwaiting claims the decision on an enrollment awaiting
+// acknowledgement (see inventory.Store.ClaimAwaiting).
+func (s *Service) claimAwaiting(ctx context.Context, id string) (bool, error) {
+	now := s.now()
+	won, err := s.store.ClaimAwaiting(ctx, id, now, now.Add(-decisionTimeout))
+	if err != nil {
+		return false, fmt.Errorf("claim enrollment %s: %w", id, err)
+	}
+	return won, nil
+}
+
+// releaseAwaiting gives up a claim whose decision was not recorded.
+func (s *Service) releaseAwaiting(id string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.store.ReleaseAwaiting(ctx, id); err != nil {
+		s.log.Warn("release the claim on an enrollment; it lapses by itself", "enrollment_id", id, "err", err)
+	}
+}
 
 func validateRef(fleet, device, enrollmentID string) []error {
 	var errs []error
@@ -67,6 +93,25 @@ func (s *Service) Acknowledge(ctx context.Context, req wire.AckRequest) (_ wire.
 	e, d, err := s.loadEnrollment(ctx, req.Fleet, req.DeviceID, req.EnrollmentID)
 	if err != nil {
 		return wire.AckResponse{}, err
+	}
+	if e.State == inventory.EnrollmentWrapped {
+		// One decision per enrollment: this acknowledgement, or the sweep
+		// of a missing one, never both.
+		won, err := s.claimAwaiting(ctx, e.ID)
+		if err != nil {
+			return wire.AckResponse{}, err
+		}
+		if won {
+			defer func() {
+				if err != nil {
+					s.releaseAwaiting(e.ID)
+				}
+			}()
+		} else if e, err = s.store.Enrollment(ctx, e.ID); err != nil {
+			return wire.AckResponse{}, fmt.Errorf("load enrollment: %w", err)
+		} else if e.State == inventory.EnrollmentWrapped {
+			return wire.AckResponse{}, fail(wire.CodeEnrollmentInProgress, "this enrollment is being decided; try again shortly")
+		}
 	}
 	if e.State != inventory.EnrollmentWrapped && e.State != inventory.EnrollmentAcknowledged {
 		return wire.AckResponse{}, fail(wire.CodeRejected, "enrollment is %s and cannot be acknowledged", e.State)

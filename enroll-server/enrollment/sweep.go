@@ -34,41 +34,64 @@ func (s *Service) SweepUnacknowledged(ctx context.Context) (int, error) {
 		if f, ok := s.fleets[e.Fleet]; ok && e.CreatedAt.Before(s.startedAt) && now.Before(s.startedAt.Add(f.AckTimeout+clientMaxBackoff)) {
 			continue
 		}
-		// An acknowledgement may have landed since the list was read.
-		if e, err = s.store.Enrollment(ctx, e.ID); err != nil || e.State != inventory.EnrollmentWrapped {
-			continue
-		}
-		d, err := s.store.Device(ctx, e.Fleet, e.DeviceID)
+		// An acknowledgement may be in flight: whoever claims the
+		// enrollment first decides it.
+		swept, err := s.sweepOne(ctx, e, now)
 		if err != nil {
 			return n, err
 		}
-		if err := s.vault.RevokeAccessor(ctx, e.WrappingAccessor); err != nil {
-			return n, vaultError("revoke the wrapping token", err)
+		if swept {
+			n++
 		}
-		detail := fmt.Sprintf("no acknowledgement within %v of minting", e.AckDeadline.Sub(e.CreatedAt).Round(time.Second))
-		renewal := isRenewal(e.Kind)
-		if renewal {
-			// A refresh or rejoin: the device's identity, and for a refresh
-			// its previous credential, are untouched. Only this secret ID
-			// may be in other hands: it is destroyed, and the device renews
-			// again with the same join state.
-			if _, err := s.vault.DestroyEnrollmentSecretIDs(ctx, e.Fleet, e.DeviceID, e.ID); err != nil {
-				return n, vaultError("destroy the unacknowledged secret ID", err)
-			}
-			detail += "; its secret ID was destroyed"
-		}
-		s.alerts.Raise(ctx, inventory.Alert{Time: now.UTC(), Kind: inventory.AlertAckMissing, Fleet: e.Fleet,
-			DeviceID: e.DeviceID, EnrollmentID: e.ID, Detail: detail})
-		if d.EnrollmentID != e.ID || renewal {
-			// A newer enrollment replaced this one; only the old one ends.
-			e.State, e.WrappingToken, e.UpdatedAt = inventory.EnrollmentFailed, "", now.UTC()
-			if err := s.store.Record(ctx, e, d, nil); err != nil {
-				return n, err
-			}
-		} else if err := s.quarantine(ctx, &e, &d, "no acknowledgement of its credential in time"); err != nil {
-			return n, err
-		}
-		n++
 	}
 	return n, nil
+}
+
+// sweepOne decides one enrollment whose acknowledgement is late, unless an
+// acknowledgement claimed it first; it reports whether it swept.
+func (s *Service) sweepOne(ctx context.Context, e inventory.Enrollment, now time.Time) (swept bool, err error) {
+	won, err := s.claimAwaiting(ctx, e.ID)
+	if err != nil || !won {
+		return false, err
+	}
+	defer func() {
+		if !swept {
+			s.releaseAwaiting(e.ID)
+		}
+	}()
+	// An acknowledgement may have landed since the list was read.
+	if e, err = s.store.Enrollment(ctx, e.ID); err != nil || e.State != inventory.EnrollmentWrapped {
+		return false, nil
+	}
+	d, err := s.store.Device(ctx, e.Fleet, e.DeviceID)
+	if err != nil {
+		return false, err
+	}
+	if err := s.vault.RevokeAccessor(ctx, e.WrappingAccessor); err != nil {
+		return false, vaultError("revoke the wrapping token", err)
+	}
+	detail := fmt.Sprintf("no acknowledgement within %v of minting", e.AckDeadline.Sub(e.CreatedAt).Round(time.Second))
+	renewal := isRenewal(e.Kind)
+	if renewal {
+		// A refresh or rejoin: the device's identity, and for a refresh
+		// its previous credential, are untouched. Only this secret ID
+		// may be in other hands: it is destroyed, and the device renews
+		// again with the same join state.
+		if _, err := s.vault.DestroyEnrollmentSecretIDs(ctx, e.Fleet, e.DeviceID, e.ID); err != nil {
+			return false, vaultError("destroy the unacknowledged secret ID", err)
+		}
+		detail += "; its secret ID was destroyed"
+	}
+	s.alerts.Raise(ctx, inventory.Alert{Time: now.UTC(), Kind: inventory.AlertAckMissing, Fleet: e.Fleet,
+		DeviceID: e.DeviceID, EnrollmentID: e.ID, Detail: detail})
+	if d.EnrollmentID != e.ID || renewal {
+		// A newer enrollment replaced this one; only the old one ends.
+		e.State, e.WrappingToken, e.UpdatedAt = inventory.EnrollmentFailed, "", now.UTC()
+		if err := s.store.Record(ctx, e, d, nil); err != nil {
+			return false, err
+		}
+	} else if err := s.quarantine(ctx, &e, &d, "no acknowledgement of its credential in time"); err != nil {
+		return false, err
+	}
+	return true, nil
 }

@@ -256,6 +256,14 @@ type Store interface {
 	// AwaitingAck lists enrollments whose wrapped secret ID is out and not
 	// acknowledged.
 	AwaitingAck(ctx context.Context) ([]Enrollment, error)
+	// ClaimAwaiting marks an enrollment awaiting acknowledgement as being
+	// decided (acknowledged or swept) by the caller, and reports whether
+	// the caller won: false when it no longer awaits, or another holder
+	// claimed it after staleBefore. One decision per enrollment, across
+	// replicas; a claim ends with the Record that decides, or with
+	// ReleaseAwaiting when the caller gives up.
+	ClaimAwaiting(ctx context.Context, id string, now, staleBefore time.Time) (bool, error)
+	ReleaseAwaiting(ctx context.Context, id string) error
 	// CountAttempt records that a generation's credential was presented.
 	CountAttempt(ctx context.Context, fleet string, generation int, at time.Time) error
 	GenerationUse(ctx context.Context, fleet string) ([]GenerationUse, error)

@@ -40,6 +40,7 @@ var migrations = []string{
 	   last timestamptz NOT NULL, PRIMARY KEY (fleet, generation));
 	 CREATE TABLE audit (seq bigint PRIMARY KEY, data jsonb NOT NULL);`,
 	`CREATE TABLE challenges (id text PRIMARY KEY, expires timestamptz NOT NULL, data jsonb NOT NULL);`,
+	`ALTER TABLE awaiting_ack ADD COLUMN claimed_at timestamptz;`,
 }
 
 // Open connects and migrates the schema.
@@ -187,6 +188,19 @@ func (s *Store) Record(ctx context.Context, e inventory.Enrollment, d inventory.
 		}
 		return putDevice(ctx, tx, d)
 	})
+}
+
+// ClaimAwaiting implements inventory.Store.
+func (s *Store) ClaimAwaiting(ctx context.Context, id string, now, staleBefore time.Time) (bool, error) {
+	tag, err := s.db.Exec(ctx, `UPDATE awaiting_ack SET claimed_at = $2 WHERE id = $1 AND (claimed_at IS NULL OR claimed_at < $3)`,
+		id, now, staleBefore)
+	return err == nil && tag.RowsAffected() == 1, err
+}
+
+// ReleaseAwaiting implements inventory.Store.
+func (s *Store) ReleaseAwaiting(ctx context.Context, id string) error {
+	_, err := s.db.Exec(ctx, `UPDATE awaiting_ack SET claimed_at = NULL WHERE id = $1`, id)
+	return err
 }
 
 // Enrollment implements inventory.Store.

@@ -21,6 +21,7 @@ func Run(t *testing.T, open func(t *testing.T) inventory.Store) {
 		"busy device":         testBusyDevice,
 		"concurrent begins":   testConcurrentBegins,
 		"record and awaiting": testRecordAndAwaiting,
+		"claim awaiting":      testClaimAwaiting,
 		"consumed tokens":     testConsumedTokens,
 		"alerts":              testAlerts,
 		"audit chain":         testAuditChain,
@@ -128,6 +129,65 @@ func testRecordAndAwaiting(t *testing.T, s inventory.Store) {
 	got, err := s.Enrollment(ctx, "e1")
 	if err != nil || got.State != inventory.EnrollmentAcknowledged {
 		t.Fatalf("enrollment = %+v %v", got, err)
+	}
+}
+
+// One decision per enrollment: of many concurrent claims one wins; a
+// claim blocks others until it is released, goes stale, or the decision
+// is recorded.
+func testClaimAwaiting(t *testing.T, s inventory.Store) {
+	ctx := context.Background()
+	if won, err := s.ClaimAwaiting(ctx, "nothing", t0, t0); err != nil || won {
+		t.Fatalf("claim of an unknown enrollment = %v %v", won, err)
+	}
+	e := enrollment("e1", "d1", "k1")
+	e.State = inventory.EnrollmentWrapped
+	d := inventory.Device{Fleet: "acme", ID: "d1", State: inventory.DeviceEnrolling}
+	if err := s.Record(ctx, e, d, nil); err != nil {
+		t.Fatal(err)
+	}
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			won, err := s.ClaimAwaiting(ctx, "e1", t0, t0.Add(-time.Minute))
+			if err != nil {
+				t.Error(err)
+			}
+			if won {
+				wins.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if wins.Load() != 1 {
+		t.Fatalf("%d concurrent claims won, want 1", wins.Load())
+	}
+	// Recording it wrapped again (a reissue) keeps the claim.
+	if err := s.Record(ctx, e, d, nil); err != nil {
+		t.Fatal(err)
+	}
+	if won, _ := s.ClaimAwaiting(ctx, "e1", t0.Add(time.Second), t0.Add(-time.Minute)); won {
+		t.Fatal("a fresh claim was taken over")
+	}
+	if aw, _ := s.AwaitingAck(ctx); len(aw) != 1 {
+		t.Fatalf("a claimed enrollment still awaits: %+v", aw)
+	}
+	if won, _ := s.ClaimAwaiting(ctx, "e1", t0.Add(2*time.Minute), t0.Add(time.Minute)); !won {
+		t.Fatal("a stale claim could not be taken over")
+	}
+	if err := s.ReleaseAwaiting(ctx, "e1"); err != nil {
+		t.Fatal(err)
+	}
+	if won, _ := s.ClaimAwaiting(ctx, "e1", t0.Add(2*time.Minute), t0); !won {
+		t.Fatal("a released enrollment could not be claimed")
+	}
+	e.State = inventory.EnrollmentAcknowledged
+	if err := s.Record(ctx, e, d, nil); err != nil {
+		t.Fatal(err)
+	}
+	if won, _ := s.ClaimAwaiting(ctx, "e1", t0.Add(time.Hour), t0.Add(time.Hour)); won {
+		t.Fatal("a decided enrollment was claimed")
 	}
 }
 
