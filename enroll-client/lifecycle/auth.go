@@ -169,7 +169,7 @@ func (m *Machine) keepTokenAlive(ctx context.Context, st *State) (bool, error) {
 // token is due for renewal never waits out a backoff that grew while the
 // server or Vault was away.
 func (m *Machine) retryCap(st *State, delay time.Duration) time.Duration {
-	if st.Token == "" || (st.Phase != PhaseAuthenticated && st.Phase != PhaseRefreshing) {
+	if st.Token == "" || st.TokenIssuedAt.IsZero() {
 		return delay
 	}
 	return max(min(delay, m.renewDelay(st, m.clock.Now())), time.Second)

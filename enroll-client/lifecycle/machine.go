@@ -248,12 +248,21 @@ func (e *saveError) Unwrap() error { return e.err }
 func (m *Machine) resave(ctx context.Context, st *State, first error) bool {
 	err := first
 	for {
-		delay := m.backoff.Next(0)
-		m.log.Error("cannot save the device state; no network step until it is saved", "err", err, "retry_in", delay.Round(time.Millisecond))
+		delay := m.retryCap(st, m.backoff.Next(0))
+		m.log.Error("cannot save the device state; no enrollment step until it is saved", "err", err, "retry_in", delay.Round(time.Millisecond))
 		st.LastError = err.Error()
 		m.publish(*st, m.clock.Now().Add(delay))
 		if m.sleep(ctx, delay) != nil {
 			return false
+		}
+		// The token is no single-use credential: while the disk refuses,
+		// it is still renewed (or a new one obtained with the secret ID
+		// the device holds) and handed to the sinks, so the workloads
+		// never wait for the disk. Nothing single-use is touched.
+		if st.Token != "" {
+			if _, kerr := m.keepTokenAlive(ctx, st); kerr != nil && !errors.As(kerr, new(*saveError)) {
+				m.log.Warn("keep the token alive while the state cannot be saved", "err", kerr)
+			}
 		}
 		if err = m.save(st); err == nil {
 			m.log.Info("device state saved again")

@@ -289,3 +289,55 @@ func TestStatusSaysWhenTheDaemonStopped(t *testing.T) {
 		t.Fatalf("status after the daemon stopped: %+v", last)
 	}
 }
+
+// The state disk refuses every write for ten minutes after enrollment:
+// the machine takes no enrollment step, but keeps its token renewed on
+// schedule the whole time, so the workloads never hold a dead one.
+func TestTokenKeptAliveWhileTheDiskRefuses(t *testing.T) {
+	r := newRig(t)
+	r.vault.tokenTTL = 30 * time.Second
+	if err := r.enroll(t); err != nil {
+		t.Fatal(err)
+	}
+	r.store.mu.Lock()
+	from := r.store.writes + 1
+	r.store.failWrites = map[int]bool{}
+	for n := from; n < from+100_000; n++ {
+		r.store.failWrites[n] = true
+	}
+	r.store.mu.Unlock()
+	start := r.clock.Now()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var renewals int
+	var lapsed time.Duration
+	last := start
+	r.vault.onRenew = func() {
+		now := r.clock.Now()
+		renewals++
+		if gap := now.Sub(last); gap > r.vault.tokenTTL {
+			lapsed = max(lapsed, gap)
+		}
+		last = now
+		if now.Sub(start) > 10*time.Minute {
+			cancel()
+		}
+	}
+	enrolls, acks := r.server.enrolls, r.server.acks
+	done := make(chan error, 1)
+	go func() { done <- r.m.Run(ctx, false) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the machine did not get through ten minutes of a failing disk")
+	}
+	if renewals < 25 || lapsed > 0 {
+		t.Fatalf("%d renewals in ten minutes with a %v token, longest gap %v", renewals, r.vault.tokenTTL, lapsed)
+	}
+	if r.server.enrolls != enrolls || r.server.acks != acks {
+		t.Fatal("the machine talked to the server while its state could not be saved")
+	}
+}
