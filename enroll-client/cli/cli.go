@@ -13,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -228,7 +227,7 @@ func build(cfg config.File, b *bundle.Bundle, log *slog.Logger, mx *metrics.Metr
 			}
 			return sink.StatusFile{Path: statusPath(cfg)}.WriteStatus(s)
 		}),
-		AfterSave: crashHook(os.Getenv("ENROLL_CLIENT_TEST_CRASH_AFTER")),
+		AfterSave: crashHook(),
 		Attestor:  attestor, Sealer: sealer, DeviceKeys: keys,
 	})
 	return m, closeAll, nil
@@ -322,22 +321,6 @@ func readStatus(cfg config.File, b *bundle.Bundle) (lifecycle.Status, error) {
 		return v, err
 	}
 	return lifecycle.StatusOf(s), nil
-}
-
-// crashHook returns, for ENROLL_CLIENT_TEST_CRASH_AFTER=N, a hook that kills
-// the process with SIGKILL right after the Nth durable transition: the
-// crash-safety tests use it to cut power at every step.
-func crashHook(v string) func(lifecycle.State) {
-	n, err := strconv.Atoi(v)
-	if err != nil || n <= 0 {
-		return nil
-	}
-	saves := 0
-	return func(lifecycle.State) {
-		if saves++; saves == n {
-			killSelf()
-		}
-	}
 }
 
 func resetState(args []string, stdout, stderr io.Writer) int {

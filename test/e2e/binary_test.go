@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,7 +27,7 @@ func clientBinary(t *testing.T) string {
 			return
 		}
 		clientBin = filepath.Join(buildDir, "enroll-client")
-		cmd := exec.Command("go", "build", "-o", clientBin, "./cmd/enroll-client")
+		cmd := exec.Command("go", "build", "-tags", "crashtest", "-o", clientBin, "./cmd/enroll-client")
 		cmd.Dir = vaulttest.RepoRoot()
 		out, err := cmd.CombinedOutput()
 		if err != nil {
@@ -46,4 +47,32 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(buildDir)
 	}
 	os.Exit(code)
+}
+
+// The release client carries no crash hook: only test builds (-tags
+// crashtest) obey ENROLL_CLIENT_TEST_CRASH_AFTER.
+func TestReleaseClientHasNoCrashHook(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "enroll-client")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/enroll-client")
+	cmd.Dir = vaulttest.RepoRoot()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	raw, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(raw, []byte("ENROLL_CLIENT_TEST_CRASH_AFTER")) {
+		t.Fatal("the release client reads the crash hook's variable")
+	}
+	if test := clientBinary(t); !bytes.Contains(must(os.ReadFile(test)), []byte("ENROLL_CLIENT_TEST_CRASH_AFTER")) {
+		t.Fatal("the test build has no crash hook either; this test proves nothing")
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }

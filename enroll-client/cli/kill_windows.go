@@ -1,8 +1,0 @@
-package cli
-
-import "os"
-
-func killSelf() {
-	p, _ := os.FindProcess(os.Getpid())
-	_ = p.Kill()
-}
