@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"slices"
 
+	"github.com/edge-enroll/enroll/enroll-server/audit"
 	"github.com/edge-enroll/enroll/enroll-server/inventory"
 	"github.com/edge-enroll/enroll/enroll-server/vault"
 	"github.com/edge-enroll/enroll/pkg/identity"
@@ -42,15 +43,16 @@ type Core interface {
 
 // Service answers admin requests.
 type Service struct {
-	vault Vault
-	core  Core
-	store inventory.Store
-	log   *slog.Logger
+	vault    Vault
+	core     Core
+	store    inventory.Store
+	auditKey audit.Key // checks the audit records' MACs; nil: none
+	log      *slog.Logger
 }
 
 // New builds the admin service.
-func New(v Vault, c Core, s inventory.Store, log *slog.Logger) *Service {
-	return &Service{vault: v, core: c, store: s, log: log}
+func New(v Vault, c Core, s inventory.Store, auditKey audit.Key, log *slog.Logger) *Service {
+	return &Service{vault: v, core: c, store: s, auditKey: auditKey, log: log}
 }
 
 // Areas of administration: each is a path under vault.AdminActionPrefix.

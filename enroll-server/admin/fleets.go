@@ -178,23 +178,40 @@ func (s *Service) Audit(ctx context.Context, token string) ([]audit.Record, erro
 	return s.store.Audit(ctx)
 }
 
-// VerifyAudit checks the audit log's chain.
-func (s *Service) VerifyAudit(ctx context.Context, token string) (wire.AuditCheck, error) {
+// VerifyAudit checks the audit log's chain and MACs, and against a head
+// exported earlier when head is not empty.
+func (s *Service) VerifyAudit(ctx context.Context, token, head string) (wire.AuditCheck, error) {
 	if _, err := s.authorize(ctx, token, AreaAudit, canRead); err != nil {
 		return wire.AuditCheck{}, err
+	}
+	var h *audit.Head
+	if head != "" {
+		parsed, err := audit.ParseHead(head)
+		if err != nil {
+			return wire.AuditCheck{}, wire.Errorf(wire.CodeInvalidRequest, "head: %v", err)
+		}
+		h = &parsed
 	}
 	recs, err := s.store.Audit(ctx)
 	if err != nil {
 		return wire.AuditCheck{}, err
 	}
-	return Check(recs), nil
+	return Check(recs, s.auditKey, h), nil
 }
 
-// Check verifies records and says where the chain breaks.
-func Check(recs []audit.Record) wire.AuditCheck {
-	out := wire.AuditCheck{Records: len(recs), OK: true}
+// Check verifies records (their MACs with key, when set; against head,
+// when set) and says where the log breaks, and what its head is.
+func Check(recs []audit.Record, key audit.Key, head *audit.Head) wire.AuditCheck {
+	out := wire.AuditCheck{Records: len(recs), OK: true, MACChecked: key != nil}
+	if len(recs) > 0 {
+		out.Head = audit.HeadOf(recs).String()
+	}
+	err := audit.Verify(recs, key)
+	if err == nil && head != nil {
+		err = audit.VerifyHead(recs, *head)
+	}
 	var be *audit.BrokenError
-	if err := audit.Verify(recs); errors.As(err, &be) {
+	if errors.As(err, &be) {
 		out.OK, out.BrokenAt, out.Problem = false, be.Seq, be.Reason
 	}
 	return out

@@ -20,6 +20,7 @@ import (
 
 	"github.com/edge-enroll/enroll/enroll-server/admin"
 	"github.com/edge-enroll/enroll/enroll-server/attest"
+	"github.com/edge-enroll/enroll/enroll-server/audit"
 	"github.com/edge-enroll/enroll/enroll-server/boltstore"
 	"github.com/edge-enroll/enroll/enroll-server/config"
 	"github.com/edge-enroll/enroll/enroll-server/enrollment"
@@ -75,7 +76,15 @@ func New(cfg config.File, opts Options, log *slog.Logger) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	store, err := openStore(cfg)
+	var auditKey audit.Key
+	if cfg.Audit.KeyFile != "" {
+		if auditKey, err = audit.LoadKey(cfg.Audit.KeyFile); err != nil {
+			return nil, fmt.Errorf("audit.key_file: %w", err)
+		}
+	} else {
+		log.Warn("the audit log has no key (audit.key_file): whoever can write the database can rewrite it unseen")
+	}
+	store, err := openStore(cfg, auditKey)
 	if err != nil {
 		return nil, err
 	}
@@ -107,7 +116,7 @@ func New(cfg config.File, opts Options, log *slog.Logger) (*App, error) {
 		return nil, fmt.Errorf("listen (listen): %w", err)
 	}
 	srv := &http.Server{
-		Handler: httpapi.New(core, admin.New(vc, core, store, log.With("component", "admin")),
+		Handler: httpapi.New(core, admin.New(vc, core, store, auditKey, log.With("component", "admin")),
 			promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}), vc.Ready, log.With("component", "http")),
 		TLSConfig:         tlsCfg,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -236,12 +245,21 @@ func tpmPolicy(t config.TPM) (enrollment.TPMPolicy, error) {
 	return p, nil
 }
 
-// openStore opens PostgreSQL when configured, else the bbolt file.
-func openStore(cfg config.File) (inventory.Store, error) {
+// openStore opens PostgreSQL when configured, else the bbolt file; audit
+// records appended are MACed with key when it is set.
+func openStore(cfg config.File, key audit.Key) (inventory.Store, error) {
 	if cfg.DatabaseURL != "" {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		return pgstore.Open(ctx, cfg.DatabaseURL)
+		s, err := pgstore.Open(ctx, cfg.DatabaseURL)
+		if err == nil {
+			s.SetAuditKey(key)
+		}
+		return s, err
 	}
-	return boltstore.Open(cfg.StatePath)
+	s, err := boltstore.Open(cfg.StatePath)
+	if err == nil {
+		s.SetAuditKey(key)
+	}
+	return s, err
 }

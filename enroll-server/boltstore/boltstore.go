@@ -49,7 +49,13 @@ type Store struct {
 	db   *bolt.DB
 	w    committer
 	jobs sync.Map // name → *sync.Mutex, for Exclusive
+	// auditKey MACs each audit record; nil: the chain alone.
+	auditKey audit.Key
 }
+
+// SetAuditKey makes every audit record appended from now on carry an HMAC
+// under key. Call it before the store is used.
+func (s *Store) SetAuditKey(key audit.Key) { s.auditKey = key }
 
 var _ inventory.Store = (*Store)(nil)
 
@@ -178,7 +184,7 @@ func (s *Store) BeginEnrollment(_ context.Context, e inventory.Enrollment, stale
 func (s *Store) Record(_ context.Context, e inventory.Enrollment, d inventory.Device, rec *audit.Record) error {
 	return s.w.write(func(tx *bolt.Tx) error {
 		if rec != nil {
-			if _, err := appendAudit(tx, *rec); err != nil {
+			if _, err := s.appendAudit(tx, *rec); err != nil {
 				return err
 			}
 		}
@@ -290,13 +296,13 @@ func (s *Store) AppendAudit(_ context.Context, r audit.Record) (audit.Record, er
 	var sealed audit.Record
 	err := s.w.write(func(tx *bolt.Tx) error {
 		var err error
-		sealed, err = appendAudit(tx, r)
+		sealed, err = s.appendAudit(tx, r)
 		return err
 	})
 	return sealed, err
 }
 
-func appendAudit(tx *bolt.Tx, r audit.Record) (audit.Record, error) {
+func (s *Store) appendAudit(tx *bolt.Tx, r audit.Record) (audit.Record, error) {
 	b := tx.Bucket(bucketAudit)
 	var prev *audit.Record
 	if k, v := b.Cursor().Last(); k != nil {
@@ -306,7 +312,7 @@ func appendAudit(tx *bolt.Tx, r audit.Record) (audit.Record, error) {
 		}
 		prev = &last
 	}
-	r = audit.Seal(prev, r)
+	r = audit.Seal(prev, r, s.auditKey)
 	return r, put(b, binary.BigEndian.AppendUint64(nil, r.Seq), r)
 }
 

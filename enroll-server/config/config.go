@@ -29,7 +29,17 @@ type File struct {
 	DatabaseURL string  `yaml:"database_url"`
 	Log         LogFile `yaml:"log"`
 	Alerts      Alerts  `yaml:"alerts"`
+	Audit       Audit   `yaml:"audit"`
 	Fleets      []Fleet `yaml:"fleets"`
+}
+
+// Audit configures the audit log.
+type Audit struct {
+	// KeyFile holds the key (at least 32 bytes, mode 0600) whose HMAC
+	// every audit record carries, so that whoever can write the database
+	// cannot rewrite the log unseen. Keep it off the database's host and
+	// backups. Empty: the hash chain alone.
+	KeyFile string `yaml:"key_file"`
 }
 
 // Alerts configures where security alerts go besides the log, the metric

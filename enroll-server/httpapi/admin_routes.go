@@ -99,7 +99,7 @@ func adminRoutes(g *gin.RouterGroup, a *admin.Service, log *slog.Logger) {
 		}
 	})
 	g.GET("/audit/verify", func(c *gin.Context) {
-		res, err := a.VerifyAudit(c.Request.Context(), token(c))
+		res, err := a.VerifyAudit(c.Request.Context(), token(c), c.Query("head"))
 		reply(c, res, err)
 	})
 }

@@ -24,7 +24,15 @@ import (
 )
 
 // Store is a PostgreSQL-backed inventory.
-type Store struct{ db *pgxpool.Pool }
+type Store struct {
+	db *pgxpool.Pool
+	// auditKey MACs each audit record; nil: the chain alone.
+	auditKey audit.Key
+}
+
+// SetAuditKey makes every audit record appended from now on carry an HMAC
+// under key. Call it before the store is used.
+func (s *Store) SetAuditKey(key audit.Key) { s.auditKey = key }
 
 var _ inventory.Store = (*Store)(nil)
 
@@ -172,7 +180,7 @@ func (s *Store) BeginEnrollment(ctx context.Context, e inventory.Enrollment, sta
 func (s *Store) Record(ctx context.Context, e inventory.Enrollment, d inventory.Device, rec *audit.Record) error {
 	return pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
 		if rec != nil {
-			if _, err := appendAudit(ctx, tx, *rec); err != nil {
+			if _, err := s.appendAudit(ctx, tx, *rec); err != nil {
 				return err
 			}
 		}
@@ -381,13 +389,13 @@ func (s *Store) AppendAudit(ctx context.Context, r audit.Record) (audit.Record, 
 	var sealed audit.Record
 	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
 		var err error
-		sealed, err = appendAudit(ctx, tx, r)
+		sealed, err = s.appendAudit(ctx, tx, r)
 		return err
 	})
 	return sealed, err
 }
 
-func appendAudit(ctx context.Context, tx pgx.Tx, r audit.Record) (audit.Record, error) {
+func (s *Store) appendAudit(ctx context.Context, tx pgx.Tx, r audit.Record) (audit.Record, error) {
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, lockKey("audit")); err != nil {
 		return r, err
 	}
@@ -398,7 +406,7 @@ func appendAudit(ctx context.Context, tx pgx.Tx, r audit.Record) (audit.Record, 
 	} else if !errors.Is(err, inventory.ErrNotFound) {
 		return r, err
 	}
-	r = audit.Seal(prev, r)
+	r = audit.Seal(prev, r, s.auditKey)
 	_, err = tx.Exec(ctx, `INSERT INTO audit (seq, data) VALUES ($1, $2)`, r.Seq, r)
 	return r, err
 }

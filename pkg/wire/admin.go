@@ -121,4 +121,10 @@ type AuditCheck struct {
 	OK       bool   `json:"ok"`
 	BrokenAt uint64 `json:"broken_at,omitempty"`
 	Problem  string `json:"problem,omitempty"`
+	// Head is the newest record as SEQ:HASH: keep it elsewhere and pass
+	// it to a later verify, which then catches records dropped from the
+	// end.
+	Head string `json:"head,omitempty"`
+	// MACChecked says the records' MACs were checked with the audit key.
+	MACChecked bool `json:"mac_checked"`
 }

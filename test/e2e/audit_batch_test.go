@@ -15,7 +15,9 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/edge-enroll/enroll/enroll-client/lifecycle"
+	"github.com/edge-enroll/enroll/enroll-server/audit"
 	servercli "github.com/edge-enroll/enroll/enroll-server/cli"
+	"github.com/edge-enroll/enroll/enroll-server/config"
 	"github.com/edge-enroll/enroll/enroll-server/inventory"
 	"github.com/edge-enroll/enroll/pkg/bundle"
 	"github.com/edge-enroll/enroll/pkg/wire"
@@ -119,4 +121,75 @@ func (d *device) preprovision(e *env, it wire.BatchItem) {
 		Bundle: &b, DeviceID: d.id, Vault: mustClientVault(e.t, b), Store: d.store, Log: jsonLogger(e.logs),
 		Server: serverClient(e.t, b), Sinks: []lifecycle.Sink{sinkFile(d.sinkPath)}, Preprovisioned: &resp,
 	})
+}
+
+// With an audit key, whoever can write the state file cannot rewrite the
+// log unseen: an edit sealed again down the chain is caught by the MACs,
+// and records dropped from the end by the head exported earlier.
+func TestKeyedAuditLog(t *testing.T) {
+	keyPath := filepath.Join(t.TempDir(), "audit.key")
+	var out, errOut bytes.Buffer
+	if code := servercli.Run(context.Background(), []string{"audit", "keygen", keyPath}, &out, &errOut); code != 0 {
+		t.Fatalf("keygen: %s", errOut.String())
+	}
+	if code := servercli.Run(context.Background(), []string{"audit", "keygen", keyPath}, &out, &errOut); code == 0 {
+		t.Fatal("keygen overwrote an existing key")
+	}
+	e := newEnv(t, options{server: func(c *config.File) { c.Audit.KeyFile = keyPath }})
+	e.enroll(e.newDevice("sensor-a", nil))
+	var check wire.AuditCheck
+	e.adminJSON("GET", "/v1/admin/audit/verify", "", &check)
+	if !check.OK || !check.MACChecked || check.Records != 2 || check.Head == "" {
+		t.Fatalf("verify through the API: %+v", check)
+	}
+	head := check.Head
+	e.stop()
+	cfgPath := filepath.Join(t.TempDir(), "server.yaml")
+	raw, err := yaml.Marshal(e.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, cfgPath, raw)
+	verify := func(extra ...string) (int, string) {
+		var out, errOut bytes.Buffer
+		code := servercli.Run(context.Background(), append([]string{"audit", "verify", "-config", cfgPath}, extra...), &out, &errOut)
+		return code, out.String() + errOut.String()
+	}
+	if code, out := verify("-head", head); code != 0 || !strings.Contains(out, "intact: 2 records, MACs checked") || !strings.Contains(out, "head: "+head) {
+		t.Fatalf("verify of an untouched log: %d %s", code, out)
+	}
+	rewrite := func(fn func(b *bolt.Bucket) error) {
+		t.Helper()
+		db, err := bolt.Open(e.statePath, 0o600, &bolt.Options{Timeout: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		if err := db.Update(func(tx *bolt.Tx) error { return fn(tx.Bucket([]byte("audit"))) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The newest record dropped: the chain is intact, the head is not.
+	rewrite(func(b *bolt.Bucket) error { return b.Delete(binary.BigEndian.AppendUint64(nil, 2)) })
+	if code, out := verify(); code != 0 {
+		t.Fatalf("the shortened chain by itself: %d %s", code, out)
+	}
+	if code, out := verify("-head", head); code == 0 || !strings.Contains(out, "records 2 to 2 were dropped") {
+		t.Fatalf("verify against the exported head: %d %s", code, out)
+	}
+	// Record 1 edited and sealed again, without the key.
+	rewrite(func(b *bolt.Bucket) error {
+		k := binary.BigEndian.AppendUint64(nil, 1)
+		var r audit.Record
+		if err := json.Unmarshal(b.Get(k), &r); err != nil {
+			return err
+		}
+		r.Detail = "nothing to see here"
+		r = audit.Seal(nil, r, nil)
+		v, _ := json.Marshal(r)
+		return b.Put(k, v)
+	})
+	if code, out := verify(); code == 0 || !strings.Contains(out, "BROKEN at record 1") {
+		t.Fatalf("verify of a resealed log: %d %s", code, out)
+	}
 }

@@ -120,7 +120,7 @@ func testRecordAndAwaiting(t *testing.T, s inventory.Store) {
 	if err := s.Record(ctx, e, d, &audit.Record{Time: t0, Actor: "device:acme/d1", Action: "enroll:acknowledged"}); err != nil {
 		t.Fatal(err)
 	}
-	if recs, _ := s.Audit(ctx); len(recs) != 1 || recs[0].Action != "enroll:acknowledged" || audit.Verify(recs) != nil {
+	if recs, _ := s.Audit(ctx); len(recs) != 1 || recs[0].Action != "enroll:acknowledged" || audit.Verify(recs, nil) != nil {
 		t.Fatalf("Record's audit record: %+v", recs)
 	}
 	if aw, _ := s.AwaitingAck(ctx); len(aw) != 0 {
@@ -237,7 +237,7 @@ func testAuditChain(t *testing.T, s inventory.Store) {
 	if err != nil || len(recs) != 3 {
 		t.Fatalf("audit = %d records, %v", len(recs), err)
 	}
-	if err := audit.Verify(recs); err != nil {
+	if err := audit.Verify(recs, nil); err != nil {
 		t.Fatalf("a fresh log does not verify: %v", err)
 	}
 }
