@@ -2,14 +2,17 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/edge-enroll/enroll/enroll-client/lifecycle"
 	"github.com/edge-enroll/enroll/enroll-server/config"
 	"github.com/edge-enroll/enroll/enroll-server/inventory"
 	"github.com/edge-enroll/enroll/pkg/bundle"
@@ -162,5 +165,181 @@ func TestServerRestartMidEnrollmentRaisesNoFalseAlarm(t *testing.T) {
 		if got := e.deviceSecretIDAccessors(id); len(got) != 1 {
 			t.Errorf("%s: %d live secret IDs", id, len(got))
 		}
+	}
+}
+
+// One answer is lost at each step of a first enrollment and of a refresh —
+// every request a device sends to Vault or to the server, found by tracing
+// a clean run — and, in a second pass, the real client is killed with
+// SIGKILL at the same points (the peer has acted; the device never hears
+// it). Every device ends authenticated and acknowledged with one live
+// secret ID, its own, its bootstrap credential used once, and nobody is
+// alerted.
+func TestLostAnswerAtEveryStep(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a device per step and fault")
+	}
+	e := newEnv(t, options{fleet: func(f *config.Fleet) {
+		f.DeviceTokenTTL, f.DeviceTokenMaxTTL, f.DeviceSecretIDTTL = time.Hour, time.Hour, 9*time.Second
+	}})
+	bin := clientBinary(t)
+	refreshed := func(s lifecycle.Status) bool { return s.Refreshes >= 1 }
+	enrolled := func(lifecycle.Status) bool { return true }
+
+	// A clean run traces both flows.
+	line := e.faultLine()
+	d := e.deviceDir("trace")
+	d.writeBundle(t, line.bundle)
+	dm := e.startDaemon(bin, d)
+	if !waitAuthenticated(t, d, dm, 40*time.Second, enrolled) {
+		t.FailNow()
+	}
+	mid := line.mark()
+	if !waitAuthenticated(t, d, dm, 40*time.Second, refreshed) {
+		t.FailNow()
+	}
+	dm.stop()
+	enrollSteps, refreshSteps := positions(line.since(0)[:mid]), positions(line.since(mid))
+	t.Logf("first enrollment: %v", enrollSteps)
+	t.Logf("refresh: %v", refreshSteps)
+	if len(enrollSteps) < 6 || len(refreshSteps) < 5 {
+		t.Fatalf("the trace is too short to cover the flows: %d and %d steps", len(enrollSteps), len(refreshSteps))
+	}
+
+	type run struct {
+		name    string
+		refresh bool
+		fault   fault
+		kill    bool
+	}
+	var runs []run
+	for _, kill := range []bool{false, true} {
+		for _, f := range enrollSteps {
+			runs = append(runs, run{"enroll", false, f, kill})
+		}
+		for _, f := range refreshSteps {
+			runs = append(runs, run{"refresh", true, f, kill})
+		}
+	}
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, 8)
+	for i, r := range runs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			id := fmt.Sprintf("fault-%s-%d", r.name, i)
+			what := fmt.Sprintf("%s (%s, kill %v)", id, r.fault, r.kill)
+			line := e.faultLine()
+			d := e.deviceDir(id)
+			d.writeBundle(t, line.bundle)
+			f := r.fault
+			var dm *daemon
+			if r.kill {
+				f.hook = func() {
+					_ = dm.cmd.Process.Kill()
+					<-dm.done
+				}
+			}
+			if !r.refresh {
+				line.arm(&f)
+			}
+			dm = e.startDaemon(bin, d)
+			if r.refresh {
+				if !waitAuthenticated(t, d, dm, 40*time.Second, enrolled) {
+					return
+				}
+				line.arm(&f)
+			}
+			select {
+			case <-f.hit:
+			case <-time.After(40 * time.Second):
+				t.Errorf("%s: the step never came", what)
+				return
+			}
+			if r.kill {
+				dm = e.startDaemon(bin, d)
+			}
+			done := enrolled
+			if r.refresh {
+				done = refreshed
+			}
+			if !waitAuthenticated(t, d, dm, 60*time.Second, done) {
+				return
+			}
+			dm.stop()
+			st, err := d.readState()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			e.keep(st.Token, st.SecretID)
+			if st.BootstrapLogins != 1 || st.Rejoins != 0 {
+				t.Errorf("%s: %d bootstrap logins and %d rejoins, want 1 and 0", what, st.BootstrapLogins, st.Rejoins)
+			}
+			if got := e.deviceSecretIDAccessors(id); len(got) != 1 || got[0] != st.SecretIDAccessor {
+				t.Errorf("%s: live secret IDs %v, want only %s", what, got, st.SecretIDAccessor)
+			}
+			if _, err := e.clientFor(readToken(d.sinkPath)).Auth().Token().LookupSelf(); err != nil {
+				t.Errorf("%s: the token file does not work: %v", what, err)
+			}
+		}()
+	}
+	wg.Wait()
+	devs, alerts := e.inventory()
+	if len(alerts) != 0 {
+		t.Fatalf("lost answers raised alerts: %+v", alerts)
+	}
+	for _, dv := range devs {
+		if dv.State != inventory.DeviceEnrolled {
+			t.Errorf("device %s is %s", dv.ID, dv.State)
+		}
+	}
+	t.Logf("%d faults, each ended enrolled", len(runs))
+}
+
+// The acknowledgement deadline passes while the device's acknowledgement is
+// being checked (the server's Vault answers it slowly): the sweep finds the
+// enrollment claimed by that acknowledgement and leaves it alone. One
+// decision per enrollment: the device ends enrolled, nobody is alerted.
+func TestSweepNeverRacesAnAcknowledgement(t *testing.T) {
+	var ready atomic.Pointer[env]
+	var slowed atomic.Bool
+	e := newEnv(t, options{
+		fleet: func(f *config.Fleet) { f.WrapTTL, f.AckTimeout = 10*time.Second, 10*time.Second },
+		server: func(c *config.File) {
+			c.Alerts.SweepInterval = 500 * time.Millisecond
+			c.Vault.Timeout = 30 * time.Second // the slowed call must not time out
+			target, _ := url.Parse(c.Vault.Address)
+			proxy := httputil.NewSingleHostReverseProxy(target)
+			s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				// The acknowledgement's lookup of the device's token, once
+				// the credential is out: answered after the deadline.
+				if e := ready.Load(); r.URL.Path == "/v1/auth/token/lookup" && e != nil &&
+					len(e.logs.lines("issued wrapped secret ID")) > 0 && slowed.CompareAndSwap(false, true) {
+					time.Sleep(13 * time.Second)
+				}
+				proxy.ServeHTTP(w, r)
+			}))
+			t.Cleanup(s.Close)
+			c.Vault.Address = s.URL
+		},
+	})
+	ready.Store(e)
+	d := e.newDevice("sensor-slow-ack", nil)
+	st := e.enroll(d)
+	if !slowed.Load() {
+		t.Fatal("no acknowledgement was slowed; the test proves nothing")
+	}
+	if !st.Acknowledged {
+		t.Fatal("the device was not acknowledged")
+	}
+	devs, alerts := e.inventory()
+	if len(alerts) != 0 || devs[0].State != inventory.DeviceEnrolled {
+		t.Fatalf("alerts %+v, device %s", alerts, devs[0].State)
+	}
+	if got := e.deviceSecretIDAccessors(d.id); len(got) != 1 || got[0] != st.SecretIDAccessor {
+		t.Fatalf("live secret IDs %v, want only %s", got, st.SecretIDAccessor)
 	}
 }
