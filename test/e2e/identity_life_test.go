@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -28,7 +27,7 @@ type daemon struct {
 	t    *testing.T
 	d    *deviceDir
 	cmd  *exec.Cmd
-	out  *bytes.Buffer
+	out  *logBuffer
 	done chan error
 }
 
@@ -38,7 +37,7 @@ func (e *env) startDaemon(bin string, d *deviceDir, env ...string) *daemon {
 	e.t.Helper()
 	cmd := exec.Command(bin, "run", "-config", d.config)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + d.dir}, env...)
-	out := &bytes.Buffer{}
+	out := &logBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		e.t.Fatal(err)
