@@ -140,7 +140,7 @@ func (m *Machine) keepTokenAlive(ctx context.Context, st *State) (bool, error) {
 		if err == nil && a.TTL >= time.Minute {
 			m.setToken(st, a)
 			st.LastRenewal = m.clock.Now().UTC()
-			m.log.Info("token renewed while refreshing", "token_accessor", st.TokenAccessor, "ttl", a.TTL)
+			m.log.Info("token renewed to keep it", "token_accessor", st.TokenAccessor, "ttl", a.TTL)
 			return true, m.save(st)
 		}
 	}
@@ -158,10 +158,10 @@ func (m *Machine) keepTokenAlive(ctx context.Context, st *State) (bool, error) {
 	}
 	m.setToken(st, a)
 	sinkErr := m.writeSinks(st.Token)
+	m.log.Info("logged in again to keep a token", "token_accessor", a.Accessor, "ttl", a.TTL)
 	if err := m.save(st); err != nil {
 		return true, err
 	}
-	m.log.Info("logged in again while refreshing", "token_accessor", a.Accessor, "ttl", a.TTL)
 	return true, sinkErr
 }
 

@@ -1,12 +1,14 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -28,6 +30,88 @@ type faultLine struct {
 	trace []string
 	fault *fault
 	seen  map[string]int // matching steps since the fault was armed
+	// log, when set, returns the device's log so far: a request sent
+	// while it says the state is not on disk is recorded in unsaved.
+	log     func() string
+	unsaved []string
+}
+
+// logCannotSave is the client's log line for a state it could not save.
+const logCannotSave = `"msg":"cannot save the device state`
+
+// watchSaves records each request the device sends while its log says its
+// state is not on disk, other than keeping a token it already had alive
+// (renewing it, or logging in again with the secret ID it holds): nothing
+// single-use may be touched before the state is saved.
+func (l *faultLine) watchSaves(log func() string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.log = log
+}
+
+func (l *faultLine) unsavedSteps() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.unsaved...)
+}
+
+func (l *faultLine) checkSaved(step string) {
+	l.mu.Lock()
+	log := l.log
+	l.mu.Unlock()
+	if log == nil {
+		return
+	}
+	at := time.Now()
+	if unsavedAt(log(), at) == "" {
+		return
+	}
+	// The log reaches the test through a pipe: give the lines the client
+	// wrote before this request time to arrive, then judge by their times.
+	time.Sleep(300 * time.Millisecond)
+	switch last := unsavedAt(log(), at); {
+	case last == "":
+	case step == "vault PUT /v1/auth/token/renew-self", step == "vault GET /v1/auth/token/lookup-self":
+	case last == "secret ID on disk" && strings.HasPrefix(step, "vault PUT /v1/auth/edge-devices-") && strings.HasSuffix(step, "/login"):
+	default:
+		l.mu.Lock()
+		l.unsaved = append(l.unsaved, step)
+		l.mu.Unlock()
+	}
+}
+
+// unsavedAt reads the device's JSON log up to at: "" when its state was on
+// disk then; else whether the secret ID it holds was ("secret ID on disk",
+// so logging in with it is safe) or not ("nothing on disk").
+func unsavedAt(log string, at time.Time) string {
+	unsaved, secretSaved, safe := false, false, false
+	for _, line := range strings.Split(log, "\n") {
+		var rec struct {
+			Time time.Time `json:"time"`
+			Msg  string    `json:"msg"`
+		}
+		if json.Unmarshal([]byte(line), &rec) != nil || rec.Time.After(at) {
+			continue
+		}
+		switch {
+		case strings.HasPrefix(rec.Msg, "cannot save the device state"):
+			if !unsaved {
+				safe = secretSaved
+			}
+			unsaved = true
+		case rec.Msg == "device state saved again":
+			unsaved = false
+		case rec.Msg == "unwrapped secret ID", rec.Msg == "credential acknowledged":
+			secretSaved = true
+		}
+	}
+	switch {
+	case !unsaved:
+		return ""
+	case safe:
+		return "secret ID on disk"
+	}
+	return "nothing on disk"
 }
 
 // fault names one request: the n-th (from 0) occurrence of step after the
@@ -98,6 +182,7 @@ func (l *faultLine) handler(hop string, next http.Handler) http.Handler {
 			}
 		}
 		l.mu.Unlock()
+		l.checkSaved(step)
 		if !hit {
 			next.ServeHTTP(w, r)
 			return
