@@ -11,7 +11,7 @@ import (
 )
 
 // runDaemon runs a device in the background until the test ends.
-func runDaemon(t *testing.T, d *device) {
+func runDaemon(t testing.TB, d *device) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -25,7 +25,7 @@ func runDaemon(t *testing.T, d *device) {
 }
 
 // waitState polls the device's state until cond holds.
-func waitState(t *testing.T, d *device, timeout time.Duration, what string, cond func(lifecycle.State) bool) lifecycle.State {
+func waitState(t testing.TB, d *device, timeout time.Duration, what string, cond func(lifecycle.State) bool) lifecycle.State {
 	t.Helper()
 	var st lifecycle.State
 	waitFor(t, timeout, what, func() bool {
