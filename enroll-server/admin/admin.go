@@ -68,13 +68,20 @@ const (
 	canUpdate = "update"
 )
 
-// authorize checks that token may act on area with capability, and returns
-// the actor to record.
-func (s *Service) authorize(ctx context.Context, token, area, capability string) (string, error) {
+// authorize checks that token may act on area of fleet (of every fleet,
+// when fleet is empty) with capability, and returns the actor to record.
+func (s *Service) authorize(ctx context.Context, token, area, fleet, capability string) (string, error) {
 	if token == "" {
-		return "", wire.Errorf(wire.CodeUnauthenticated, "an administrator's Vault token is required (enrollctl sends $VAULT_TOKEN as X-Vault-Token)")
+		return "", wire.Errorf(wire.CodeUnauthenticated, "an administrator's Vault token is required (enrollctl sends a short-lived child of $VAULT_TOKEN as X-Vault-Token)")
 	}
-	caps, err := s.vault.Capabilities(ctx, token, vault.AdminActionPrefix+area)
+	path, scope := vault.AdminActionPrefix+area, "every fleet"
+	if fleet != "" {
+		if err := wire.ValidateFleet(fleet); err != nil {
+			return "", wire.Errorf(wire.CodeInvalidRequest, "%v", err)
+		}
+		path, scope = path+"/"+fleet, "fleet "+fleet
+	}
+	caps, err := s.vault.Capabilities(ctx, token, path)
 	if err != nil {
 		s.log.Warn("check admin capabilities", "err", err, "area", area)
 		return "", &wire.Error{Code: wire.CodeUnavailable, Message: "vault could not check the token's capabilities", RetryAfterSeconds: 2}
@@ -86,7 +93,11 @@ func (s *Service) authorize(ctx context.Context, token, area, capability string)
 		return "", wire.Errorf(wire.CodeUnauthenticated, "the Vault token is not valid (expired, revoked or mistyped): log in to Vault again")
 	}
 	if !allowed {
-		return "", wire.Errorf(wire.CodeForbidden, "this token may not %s %s (it needs the %s or %s policy)", capability, area, vault.AdminPolicy, vault.OperatorPolicy)
+		want := vault.AdminPolicy + " or " + vault.OperatorPolicy
+		if fleet != "" {
+			want += ", or " + vault.FleetAdminPolicy(fleet) + " or " + vault.FleetOperatorPolicy(fleet)
+		}
+		return "", wire.Errorf(wire.CodeForbidden, "this token may not %s %s of %s (it needs the %s policy)", capability, area, scope, want)
 	}
 	if lookupErr != nil {
 		return "admin:unknown", nil
@@ -95,7 +106,13 @@ func (s *Service) authorize(ctx context.Context, token, area, capability string)
 	if name == "" {
 		name = ti.DisplayName
 	}
-	return "admin:" + name + " (" + ti.Accessor + ")", nil
+	who := ti.Accessor
+	if ti.EntityID != "" {
+		// A child token made by enrollctl carries its parent's entity,
+		// which Vault sets and nobody can choose.
+		who += ", entity " + ti.EntityID
+	}
+	return "admin:" + name + " (" + who + ")", nil
 }
 
 func (s *Service) fleet(name string) error {

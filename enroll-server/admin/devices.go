@@ -23,13 +23,8 @@ type ListFilter struct {
 
 // Devices lists devices, filtered and paginated.
 func (s *Service) Devices(ctx context.Context, token string, f ListFilter) (wire.DeviceList, error) {
-	if _, err := s.authorize(ctx, token, AreaDevices, canRead); err != nil {
+	if _, err := s.authorize(ctx, token, AreaDevices, f.Fleet, canRead); err != nil {
 		return wire.DeviceList{}, err
-	}
-	if f.Fleet != "" {
-		if err := wire.ValidateFleet(f.Fleet); err != nil {
-			return wire.DeviceList{}, wire.Errorf(wire.CodeInvalidRequest, "%v", err)
-		}
 	}
 	if f.Limit <= 0 || f.Limit > 1000 {
 		f.Limit = 100
@@ -85,7 +80,7 @@ func ParseSince(v string, now time.Time) (time.Time, error) {
 
 // Device shows one device.
 func (s *Service) Device(ctx context.Context, token, fleet, id string) (wire.Device, error) {
-	if _, err := s.authorize(ctx, token, AreaDevices, canRead); err != nil {
+	if _, err := s.authorize(ctx, token, AreaDevices, fleet, canRead); err != nil {
 		return wire.Device{}, err
 	}
 	d, err := s.core.Device(ctx, fleet, id)
@@ -95,7 +90,7 @@ func (s *Service) Device(ctx context.Context, token, fleet, id string) (wire.Dev
 // DeviceAction is approve, reject, revoke or readmit.
 func (s *Service) DeviceAction(ctx context.Context, token, action, fleet, id string, req wire.Reason) (wire.Device, error) {
 	reason := req.Reason
-	actor, err := s.authorize(ctx, token, AreaDevices, canUpdate)
+	actor, err := s.authorize(ctx, token, AreaDevices, fleet, canUpdate)
 	if err != nil {
 		return wire.Device{}, err
 	}
@@ -120,7 +115,7 @@ func (s *Service) DeviceAction(ctx context.Context, token, action, fleet, id str
 
 // Preauthorize puts devices on their fleet's allow-list.
 func (s *Service) Preauthorize(ctx context.Context, token, fleet string, req wire.DeviceIDs) error {
-	actor, err := s.authorize(ctx, token, AreaDevices, canUpdate)
+	actor, err := s.authorize(ctx, token, AreaDevices, fleet, canUpdate)
 	if err != nil {
 		return err
 	}

@@ -16,7 +16,7 @@ import (
 
 // Generations shows a fleet's bootstrap generations and who uses them.
 func (s *Service) Generations(ctx context.Context, token, fleet string) (wire.Generations, error) {
-	if _, err := s.authorize(ctx, token, AreaFleets, canRead); err != nil {
+	if _, err := s.authorize(ctx, token, AreaFleets, fleet, canRead); err != nil {
 		return wire.Generations{}, err
 	}
 	if err := s.fleet(fleet); err != nil {
@@ -81,7 +81,7 @@ func dependents(devs []inventory.Device, n int) ([]string, int) {
 
 // Rotate starts a new generation; earlier ones stay valid until retired.
 func (s *Service) Rotate(ctx context.Context, token, fleet string) (wire.Rotated, error) {
-	actor, err := s.authorize(ctx, token, AreaFleets, canUpdate)
+	actor, err := s.authorize(ctx, token, AreaFleets, fleet, canUpdate)
 	if err != nil {
 		return wire.Rotated{}, err
 	}
@@ -104,7 +104,7 @@ func (s *Service) Rotate(ctx context.Context, token, fleet string) (wire.Rotated
 // dependents), naming them, unless force is set; a revoke is an emergency
 // and never waits.
 func (s *Service) EndGeneration(ctx context.Context, token, fleet string, n int, state string, force bool) (wire.GenerationEnded, error) {
-	actor, err := s.authorize(ctx, token, AreaFleets, canUpdate)
+	actor, err := s.authorize(ctx, token, AreaFleets, fleet, canUpdate)
 	if err != nil {
 		return wire.GenerationEnded{}, err
 	}
@@ -146,7 +146,7 @@ func (s *Service) EndGeneration(ctx context.Context, token, fleet string, n int,
 
 // Batch pre-provisions wrapped secret IDs for an orchestrator.
 func (s *Service) Batch(ctx context.Context, token, fleet string, req wire.DeviceIDs) (wire.Batch, error) {
-	actor, err := s.authorize(ctx, token, AreaDevices, canUpdate)
+	actor, err := s.authorize(ctx, token, AreaDevices, fleet, canUpdate)
 	if err != nil {
 		return wire.Batch{}, err
 	}
@@ -160,7 +160,7 @@ func (s *Service) Batch(ctx context.Context, token, fleet string, req wire.Devic
 
 // Alerts lists the stored security alerts.
 func (s *Service) Alerts(ctx context.Context, token string) (any, error) {
-	if _, err := s.authorize(ctx, token, AreaAudit, canRead); err != nil {
+	if _, err := s.authorize(ctx, token, AreaAudit, "", canRead); err != nil {
 		return nil, err
 	}
 	al, err := s.store.Alerts(ctx)
@@ -172,7 +172,7 @@ func (s *Service) Alerts(ctx context.Context, token string) (any, error) {
 
 // Audit returns the whole audit log.
 func (s *Service) Audit(ctx context.Context, token string) ([]audit.Record, error) {
-	if _, err := s.authorize(ctx, token, AreaAudit, canRead); err != nil {
+	if _, err := s.authorize(ctx, token, AreaAudit, "", canRead); err != nil {
 		return nil, err
 	}
 	return s.store.Audit(ctx)
@@ -181,7 +181,7 @@ func (s *Service) Audit(ctx context.Context, token string) ([]audit.Record, erro
 // VerifyAudit checks the audit log's chain and MACs, and against a head
 // exported earlier when head is not empty.
 func (s *Service) VerifyAudit(ctx context.Context, token, head string) (wire.AuditCheck, error) {
-	if _, err := s.authorize(ctx, token, AreaAudit, canRead); err != nil {
+	if _, err := s.authorize(ctx, token, AreaAudit, "", canRead); err != nil {
 		return wire.AuditCheck{}, err
 	}
 	var h *audit.Head

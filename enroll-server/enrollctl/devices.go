@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/edge-enroll/enroll/enroll-server/vault"
 	"github.com/edge-enroll/enroll/pkg/bundle"
 	"github.com/edge-enroll/enroll/pkg/wire"
 )
@@ -74,8 +76,17 @@ func (s *serverFlags) call(ctx context.Context, env Env, method, path string, q 
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	req.Header.Set(wire.HeaderVaultToken, env.Getenv("VAULT_TOKEN"))
-	resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Minute}).Do(req)
+	tok, err := adminToken(ctx, env)
+	if err != nil {
+		return err
+	}
+	req.Header.Set(wire.HeaderVaultToken, tok)
+	client := &http.Client{Transport: tr, Timeout: 5 * time.Minute,
+		// A redirect would carry the token elsewhere.
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return errors.New("the server answered with a redirect; enrollctl does not follow redirects with a token (check -server-url)")
+		}}
+	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}
@@ -98,6 +109,27 @@ func (s *serverFlags) call(ctx context.Context, env Env, method, path string, q 
 		return fmt.Errorf("server answered %s", resp.Status)
 	}
 	return json.Unmarshal(data, out)
+}
+
+// adminTokenTTL is how long the token enrollctl sends to the server lives.
+const adminTokenTTL = 5 * time.Minute
+
+// adminToken is what enrollctl sends to the server as the administrator's
+// proof: a short-lived child of $VAULT_TOKEN holding only its edge-enroll
+// admin policies, made at $VAULT_ADDR. The administrator's own, longer
+// lived token never reaches the internet-facing server.
+func adminToken(ctx context.Context, env Env) (string, error) {
+	if env.Getenv("VAULT_TOKEN") == "" {
+		return "", errors.New("VAULT_TOKEN is not set: log in to Vault first (vault login)")
+	}
+	if env.Getenv("VAULT_ADDR") == "" {
+		return "", errors.New("VAULT_ADDR is not set: enrollctl makes a short-lived child of your Vault token there, and sends that to the server instead of your own")
+	}
+	a, err := (&vaultFlags{layout: vault.DefaultLayout()}).admin(env)
+	if err != nil {
+		return "", err
+	}
+	return a.AdminChildToken(ctx, adminTokenTTL)
 }
 
 func devices(ctx context.Context, args []string, env Env) error {

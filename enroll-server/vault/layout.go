@@ -34,6 +34,12 @@ const (
 	devicePrefix    = "edge-devices-"
 )
 
+// FleetAdminPolicy grants every admin action on one fleet only.
+func FleetAdminPolicy(fleet string) string { return AdminPolicy + "-" + fleet }
+
+// FleetOperatorPolicy grants read-only admin access to one fleet only.
+func FleetOperatorPolicy(fleet string) string { return OperatorPolicy + "-" + fleet }
+
 // EnrollRole is the name of a fleet's shared enrollment role.
 func EnrollRole(fleet string) string { return "fleet-" + fleet }
 

@@ -137,18 +137,39 @@ path "auth/%[4]s/role/%[5]s/secret-id-accessor/destroy" {
 }
 
 // The admin API asks Vault what an admin's own token may do on these
-// paths; they stand for actions and need no mount behind them.
+// paths; they stand for actions and need no mount behind them:
+// edge-enroll/admin/<area> for the whole server (the audit log, alerts,
+// device lists across fleets) and edge-enroll/admin/<area>/<fleet> for
+// one fleet. Every admin policy may also make the short-lived child tokens
+// enrollctl sends instead of the admin's own token (Vault lets a token
+// give its children only policies it holds itself).
 const (
 	AdminActionPrefix = "edge-enroll/admin/"
 
-	adminPolicyHCL = `# Fleet administrators of edge-enroll: every admin action.
+	childTokensHCL = `path "auth/token/create" {
+  capabilities = ["update"]
+}
+`
+	adminPolicyHCL = `# Administrators of edge-enroll: every admin action, on every fleet.
 path "edge-enroll/admin/*" {
   capabilities = ["create", "read", "update", "delete", "list"]
 }
-`
-	operatorPolicyHCL = `# Read-only operators of edge-enroll: list and show only.
+` + childTokensHCL
+	operatorPolicyHCL = `# Read-only operators of edge-enroll: list and show only, every fleet.
 path "edge-enroll/admin/*" {
   capabilities = ["read", "list"]
 }
-`
+` + childTokensHCL
 )
+
+// fleetAdminPolicyHCL grants caps on one fleet's devices and generations.
+func fleetAdminPolicyHCL(fleet string, caps string) string {
+	return fmt.Sprintf(`# edge-enroll administration of fleet %[1]s only.
+path "edge-enroll/admin/devices/%[1]s" {
+  capabilities = [%[2]s]
+}
+path "edge-enroll/admin/fleets/%[1]s" {
+  capabilities = [%[2]s]
+}
+`, fleet, caps) + childTokensHCL
+}

@@ -88,6 +88,12 @@ func (a *Admin) SetupFleet(ctx context.Context, fleet string) (Report, error) {
 		func() error { return a.ensurePolicy(ctx, &rep, AdminPolicy, adminPolicyHCL) },
 		func() error { return a.ensurePolicy(ctx, &rep, OperatorPolicy, operatorPolicyHCL) },
 		func() error {
+			return a.ensurePolicy(ctx, &rep, FleetAdminPolicy(fleet), fleetAdminPolicyHCL(fleet, `"create", "read", "update", "delete", "list"`))
+		},
+		func() error {
+			return a.ensurePolicy(ctx, &rep, FleetOperatorPolicy(fleet), fleetAdminPolicyHCL(fleet, `"read", "list"`))
+		},
+		func() error {
 			return a.ensureRole(ctx, &rep, l.EnrollMount, EnrollRole(fleet), map[string]any{
 				"bind_secret_id":          true,
 				"token_policies":          []string{BootstrapPolicy},
