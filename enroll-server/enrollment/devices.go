@@ -150,11 +150,8 @@ func (s *Service) cutOff(ctx context.Context, d *inventory.Device) error {
 	if _, err := s.vault.DestroyDeviceSecretIDs(ctx, d.Fleet, d.ID); err != nil {
 		return vaultError("destroy the device's secret IDs", err)
 	}
-	if d.TokenAccessor != "" {
-		if err := s.vault.RevokeAccessor(ctx, d.TokenAccessor); err != nil {
-			return vaultError("revoke the device's token", err)
-		}
-	}
+	// A disabled entity's tokens are refused at once, the device's and
+	// any intruder's alike: no token needs revoking one by one.
 	if err := s.vault.SetEntityDisabled(ctx, d.EntityID, true); err != nil {
 		return vaultError("disable the device's entity", err)
 	}

@@ -45,7 +45,7 @@ import (
 // Vault is what the core needs from Vault, with the server's own token.
 type Vault interface {
 	LookupToken(ctx context.Context, token string) (vault.TokenInfo, error)
-	RevokeAccessor(ctx context.Context, accessor string) error
+	RevokeEnrollmentToken(ctx context.Context, token string) error
 	Generations(ctx context.Context, fleet string) (vault.Generations, error)
 	UpsertDeviceRole(ctx context.Context, fleet, device string, r vault.DeviceRole) error
 	DestroyDeviceSecretIDs(ctx context.Context, fleet, device string) (int, error)

@@ -67,16 +67,16 @@ func (s *Service) sweepOne(ctx context.Context, e inventory.Enrollment, now time
 	if err != nil {
 		return false, err
 	}
-	if err := s.vault.RevokeAccessor(ctx, e.WrappingAccessor); err != nil {
-		return false, vaultError("revoke the wrapping token", err)
-	}
+	// Whoever holds the wrapping token gets nothing from it: the secret
+	// ID inside is destroyed below (with every other of the device's,
+	// for a quarantine).
 	detail := fmt.Sprintf("no acknowledgement within %v of minting", e.AckDeadline.Sub(e.CreatedAt).Round(time.Second))
 	renewal := isRenewal(e.Kind)
-	if renewal {
-		// A refresh or rejoin: the device's identity, and for a refresh
-		// its previous credential, are untouched. Only this secret ID
-		// may be in other hands: it is destroyed, and the device renews
-		// again with the same join state.
+	if renewal || d.EnrollmentID != e.ID {
+		// A refresh or rejoin, or a superseded enrollment: the device's
+		// identity, and its current credential, are untouched. Only this
+		// secret ID may be in other hands: it is destroyed, and the
+		// device renews again with the same join state.
 		if _, err := s.vault.DestroyEnrollmentSecretIDs(ctx, e.Fleet, e.DeviceID, e.ID); err != nil {
 			return false, vaultError("destroy the unacknowledged secret ID", err)
 		}

@@ -55,7 +55,7 @@ func (s *Service) consumeEnrollmentToken(ctx context.Context, fleet, device, tok
 	// whatever the checks below say; they do not depend on each other, so
 	// the disk and Vault do them at the same time.
 	revoked := make(chan error, 1)
-	go func() { revoked <- s.vault.RevokeAccessor(ctx, ti.Accessor) }()
+	go func() { revoked <- s.vault.RevokeEnrollmentToken(ctx, token) }()
 	err = s.store.ConsumeToken(ctx, hash, s.now().Add(consumedTokenMemory), fleet, gen)
 	revokeErr := <-revoked
 	if errors.Is(err, inventory.ErrConsumed) {

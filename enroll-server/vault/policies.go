@@ -15,6 +15,10 @@ const bootstrapPolicyHCL = `# Enrollment tokens prove possession of a fleet's bo
 path "sys/capabilities-self" {
   capabilities = ["update"]
 }
+# The server has an enrollment token revoke itself once consumed.
+path "auth/token/revoke-self" {
+  capabilities = ["update"]
+}
 `
 
 // devicePolicyHCL lets a device read its fleet's shared secrets and its own
@@ -36,8 +40,10 @@ path "%[2]s/data/fleets/%[1]s/devices/%[3]s/*" {
 }
 
 // serverPolicyHCL is the enrollment server's policy over every fleet set up
-// so far. It may look up and revoke tokens (enrollment tokens, device
-// tokens), look up wrapping tokens, manage device roles only in their one
+// so far. It may look up tokens (enrollment tokens, device tokens, admins'
+// tokens and their capabilities) but revoke none: enrollment tokens revoke
+// themselves, a device is cut off by destroying its secret IDs and
+// disabling its entity. It may look up wrapping tokens, manage device roles only in their one
 // shape (the fleet's device policy, a secret ID always bound, service
 // tokens, no period, no CIDR or use-count changes), mint device secret IDs
 // only response-wrapped (each one passes through a wrapping token Vault
@@ -58,9 +64,6 @@ func serverPolicyHCL(l Layout, deviceMounts map[string]string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `# enroll-server: mint device credentials, consume enrollment tokens.
 path "auth/token/lookup" {
-  capabilities = ["update"]
-}
-path "auth/token/revoke-accessor" {
   capabilities = ["update"]
 }
 path "sys/wrapping/lookup" {

@@ -175,15 +175,21 @@ func (s *Server) LookupToken(ctx context.Context, token string) (TokenInfo, erro
 	return lookupToken(ctx, s.c, token)
 }
 
-// RevokeAccessor revokes the token behind an accessor. An already invalid
-// token is not an error.
-func (s *Server) RevokeAccessor(ctx context.Context, accessor string) error {
-	_, err := s.c.Logical().WriteWithContext(ctx, "auth/token/revoke-accessor", map[string]any{"accessor": accessor})
-	if err != nil && statusOf(err) == http.StatusBadRequest {
-		return nil
+// RevokeEnrollmentToken makes an enrollment token revoke itself (its
+// policy allows nothing else): the server needs no right to revoke other
+// tokens. An already invalid token is not an error.
+func (s *Server) RevokeEnrollmentToken(ctx context.Context, token string) error {
+	c, err := s.c.Clone()
+	if err != nil {
+		return err
+	}
+	c.SetToken(token)
+	_, err = c.Logical().WriteWithContext(ctx, "auth/token/revoke-self", nil)
+	if err != nil && (statusOf(err) == http.StatusForbidden || statusOf(err) == http.StatusBadRequest) {
+		return nil // revoked or used up meanwhile
 	}
 	if err != nil {
-		return fmt.Errorf("revoke token by accessor: %w", err)
+		return fmt.Errorf("revoke the enrollment token: %w", err)
 	}
 	return nil
 }

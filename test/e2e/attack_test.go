@@ -69,6 +69,12 @@ func TestServerTokenCannotPlantABackdoor(t *testing.T) {
 	}
 	e.keep(login.Auth.ClientToken)
 	srv := e.clientFor(login.Auth.ClientToken)
+	admin := e.tokenWith(vault.AdminPolicy)
+	ai, err := e.root.Auth().Token().Lookup(admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	adminAccessor, _ := ai.Data["accessor"].(string)
 	role := "auth/" + vault.DeviceMount(fleet) + "/role/sensor-p"
 	forbidden := []struct {
 		name string
@@ -85,6 +91,9 @@ func TestServerTokenCannotPlantABackdoor(t *testing.T) {
 		{"a secret ID in clear", role + "/secret-id", map[string]any{}},
 		{"a custom secret ID", role + "/custom-secret-id", map[string]any{"secret_id": "x"}},
 		{"an accessor lookup", "auth/token/lookup-accessor", map[string]any{"accessor": st.TokenAccessor}},
+		{"revoking an administrator's token", "auth/token/revoke-accessor", map[string]any{"accessor": adminAccessor}},
+		{"revoking a device's token by accessor", "auth/token/revoke-accessor", map[string]any{"accessor": st.TokenAccessor}},
+		{"revoking a token it holds", "auth/token/revoke", map[string]any{"token": admin}},
 		{"its own policy", "sys/policies/acl/" + vault.ServerPolicy, map[string]any{"policy": `path "*" { capabilities = ["sudo"] }`}},
 		{"its own role", "auth/" + e.layout.EnrollMount + "/role/" + vault.ServerRole, map[string]any{"token_policies": []string{"root"}}},
 	}
@@ -112,6 +121,9 @@ func TestServerTokenCannotPlantABackdoor(t *testing.T) {
 	}
 	if _, err := srv.Logical().List(role + "/secret-id"); err == nil || !strings.Contains(err.Error(), "permission denied") {
 		t.Errorf("listing the device's secret IDs unwrapped: %v, want permission denied", err)
+	}
+	if _, err := e.root.Auth().Token().Lookup(admin); err != nil {
+		t.Errorf("the administrator's token stopped working: %v", err)
 	}
 	// The device's role is as the server made it.
 	sec, err := e.root.Logical().Read(role)
