@@ -5,9 +5,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/edge-enroll/enroll/enroll-client/lifecycle"
 	"github.com/edge-enroll/enroll/test/vaulttest"
 )
 
@@ -75,4 +78,27 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// VAULT_* variables in the client's environment change nothing: with
+// VAULT_AGENT_ADDR pointing nowhere (Vault's API would send every request
+// there) and a token and namespace set, the real client enrolls as its
+// configuration says.
+func TestClientIgnoresVaultEnvironment(t *testing.T) {
+	e := newEnv(t)
+	d := e.deviceDir("sensor-env")
+	dm := e.startDaemon(clientBinary(t), d, "VAULT_AGENT_ADDR=http://127.0.0.1:1", "VAULT_SKIP_VERIFY=true",
+		"VAULT_TOKEN=hvs.not-the-device", "VAULT_NAMESPACE=elsewhere", "VAULT_WRAP_TTL=5m")
+	if !waitAuthenticated(t, d, dm, 40*time.Second, func(lifecycle.Status) bool { return true }) {
+		t.FailNow()
+	}
+	dm.stop()
+	if !strings.Contains(dm.out.String(), "ignoring VAULT_AGENT_ADDR, VAULT_NAMESPACE, VAULT_SKIP_VERIFY, VAULT_TOKEN, VAULT_WRAP_TTL from the environment") {
+		t.Fatalf("the client did not say what it ignored:\n%s", dm.out)
+	}
+	st, err := d.readState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.keep(st.Token, st.SecretID)
 }
