@@ -90,6 +90,7 @@ done
 
 # --- other architectures, under qemu-user ------------------------------------
 printf '{"version":1,"fleet":"acme","server_url":"https://127.0.0.1:9","vault_addr":"https://127.0.0.1:9","enroll_mount":"edge-enroll","device_mount":"edge-devices-acme","role_id":"r","secret_id":"s","generation":1}' >"$work/bundle.json"
+chmod 600 "$work/bundle.json"
 for t in arm64:qemu-aarch64 armv7:qemu-arm amd64:; do
   arch=${t%%:*}; emu=${t##*:}
   bin="$dist/linux-$arch/enroll-client"

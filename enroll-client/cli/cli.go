@@ -98,6 +98,11 @@ func readBundle(path string) (*bundle.Bundle, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bundle %s: %w", path, err)
 	}
+	// The fleet's shared secret ID must not be readable by every user of
+	// the device (on Windows, the installer's ACL keeps it to SYSTEM).
+	if fi, err := f.Stat(); err == nil && runtime.GOOS != "windows" && b.SecretID != "" && fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("bundle %s: mode %v lets other users read the fleet's bootstrap secret; chmod 600 it (owned by the service's user)", path, fi.Mode().Perm())
+	}
 	return b, nil
 }
 

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+	"testing"
 	"time"
 
 	"github.com/edge-enroll/enroll/enroll-client/cli"
@@ -76,4 +78,24 @@ func (d *deviceDir) readState() (lifecycle.State, error) {
 func readToken(path string) string {
 	b, _ := os.ReadFile(path)
 	return string(b)
+}
+
+// A bundle other users of the device could read (it holds the fleet's
+// bootstrap secret) is refused with the fix.
+func TestReadableBundleIsRefused(t *testing.T) {
+	e := newEnv(t)
+	d := e.deviceDir("sensor-mode")
+	if err := os.Chmod(filepath.Join(d.dir, "bundle.json"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := e.cli("check-config", "-config", d.config)
+	if code == 0 || !strings.Contains(stderr, "chmod 600") {
+		t.Fatalf("check-config with a 0644 bundle: %d %s", code, stderr)
+	}
+	if err := os.Chmod(filepath.Join(d.dir, "bundle.json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := e.cli("check-config", "-config", d.config); code != 0 {
+		t.Fatalf("check-config with a 0600 bundle: %d %s", code, stderr)
+	}
 }
