@@ -47,6 +47,9 @@ type App struct {
 	srv      *http.Server
 	listener net.Listener
 	tls      bool
+	// metrics serves /metrics on metrics_listen; nil without it.
+	metrics         *http.Server
+	metricsListener net.Listener
 
 	core       *enrollment.Service
 	hook       *webhook.Sender // nil without a webhook
@@ -115,9 +118,22 @@ func New(cfg config.File, opts Options, log *slog.Logger) (*App, error) {
 		store.Close()
 		return nil, fmt.Errorf("listen (listen): %w", err)
 	}
+	var metricsSrv *http.Server
+	var metricsLn net.Listener
+	if cfg.MetricsListen != "" {
+		if metricsLn, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
+			ln.Close()
+			store.Close()
+			return nil, fmt.Errorf("listen (metrics_listen): %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
+		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 15 * time.Second,
+			WriteTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second, MaxHeaderBytes: 16 << 10}
+	}
 	srv := &http.Server{
 		Handler: httpapi.New(core, admin.New(vc, core, store, auditKey, log.With("component", "admin")),
-			promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}), vc.Ready, log.With("component", "http")),
+			vc.Ready, log.With("component", "http")),
 		TLSConfig:         tlsCfg,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
@@ -127,11 +143,21 @@ func New(cfg config.File, opts Options, log *slog.Logger) (*App, error) {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	return &App{log: log, store: store, vault: vc, srv: srv, listener: ln, tls: tlsCfg != nil,
+		metrics: metricsSrv, metricsListener: metricsLn,
 		core: core, hook: hook, sweepEvery: cfg.Alerts.SweepInterval}, nil
 }
 
 // Addr is the address the server listens on.
 func (a *App) Addr() net.Addr { return a.listener.Addr() }
+
+// MetricsAddr is the address metrics are served on; nil without
+// metrics_listen.
+func (a *App) MetricsAddr() net.Addr {
+	if a.metricsListener == nil {
+		return nil
+	}
+	return a.metricsListener.Addr()
+}
 
 // Run serves until ctx ends, then shuts down gracefully and closes the
 // state. The first part to fail stops the others.
@@ -152,10 +178,22 @@ func (a *App) Run(ctx context.Context) error {
 		}
 		return err
 	})
+	if a.metrics != nil {
+		g.Go(func() error {
+			a.log.Info("serving metrics", "addr", a.metricsListener.Addr().String())
+			if err := a.metrics.Serve(a.metricsListener); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+	}
 	g.Go(func() error {
 		<-ctx.Done()
 		shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
+		if a.metrics != nil {
+			_ = a.metrics.Shutdown(shutCtx)
+		}
 		return a.srv.Shutdown(shutCtx)
 	})
 	g.Go(func() error { return a.purgeTokens(ctx) })

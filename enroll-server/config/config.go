@@ -20,10 +20,13 @@ import (
 
 // File is the configuration file as written by an operator.
 type File struct {
-	Listen    string    `yaml:"listen"`
-	TLS       TLSFile   `yaml:"tls"`
-	Vault     VaultFile `yaml:"vault"`
-	StatePath string    `yaml:"state_path"`
+	Listen string `yaml:"listen"`
+	// MetricsListen serves Prometheus metrics (plain HTTP) on an address
+	// of its own, off the devices' listener; empty: no metrics.
+	MetricsListen string    `yaml:"metrics_listen"`
+	TLS           TLSFile   `yaml:"tls"`
+	Vault         VaultFile `yaml:"vault"`
+	StatePath     string    `yaml:"state_path"`
 	// DatabaseURL, when set, keeps the inventory in PostgreSQL instead of
 	// the bbolt file at StatePath, so several replicas can share it.
 	DatabaseURL string  `yaml:"database_url"`

@@ -38,7 +38,7 @@ func init() { gin.SetMode(gin.ReleaseMode) }
 const requestTimeout = 60 * time.Second
 
 // New returns the API handler.
-func New(core Core, admin *admin.Service, metrics http.Handler, ready ReadyFunc, log *slog.Logger) http.Handler {
+func New(core Core, admin *admin.Service, ready ReadyFunc, log *slog.Logger) http.Handler {
 	r := gin.New()
 	r.ContextWithFallback = true
 	_ = r.SetTrustedProxies(nil)
@@ -66,9 +66,6 @@ func New(core Core, admin *admin.Service, metrics http.Handler, ready ReadyFunc,
 	r.POST(wire.PathIdentityChallenge, handle(log, core.IdentityChallenge))
 	r.POST(wire.PathRefresh, handle(log, core.Refresh))
 	r.POST(wire.PathRejoin, handle(log, core.Rejoin))
-	if metrics != nil {
-		r.GET("/metrics", gin.WrapH(metrics))
-	}
 	adminRoutes(r.Group(wire.PathAdmin), admin, log)
 	return r
 }

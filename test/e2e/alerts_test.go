@@ -106,7 +106,7 @@ func TestEveryAlertReachesLogMetricAndWebhook(t *testing.T) {
 	}
 	var metrics string
 	waitFor(t, 40*time.Second, "every alert counted and at the webhook", func() bool {
-		_, metrics = e.get("/metrics", "")
+		metrics = e.metrics()
 		for _, k := range kinds {
 			if !hook.has(k) || !strings.Contains(metrics, metricLine(k)) {
 				return false

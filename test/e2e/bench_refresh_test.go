@@ -128,7 +128,7 @@ func cmpErr(first, err error) error {
 // metricSum adds up every sample of a metric the server exposes.
 func metricSum(tb testing.TB, e *env, name string) float64 {
 	tb.Helper()
-	_, body := e.get("/metrics", "")
+	body := e.metrics()
 	sum := 0.0
 	sc := bufio.NewScanner(strings.NewReader(body))
 	for sc.Scan() {

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -71,10 +73,12 @@ type env struct {
 	layout    vault.Layout
 	bundle    bundle.Bundle // the fleet's bootstrap bundle
 	serverURL string
-	caPEM     string
-	statePath string
-	logs      *logBuffer // every server and client log line
-	stop      func()     // stops the server and waits for it
+	// metricsURL serves the server's /metrics (metrics_listen).
+	metricsURL string
+	caPEM      string
+	statePath  string
+	logs       *logBuffer // every server and client log line
+	stop       func()     // stops the server and waits for it
 	// secrets collects every credential the test saw, to prove none was
 	// logged; keep adds to it from any goroutine.
 	secretsMu sync.Mutex
@@ -142,6 +146,7 @@ func newEnv(t testing.TB, opts ...options) *env {
 
 	cfg := config.Default()
 	cfg.Listen = "127.0.0.1:0"
+	cfg.MetricsListen = "127.0.0.1:0"
 	cfg.TLS = config.TLSFile{CertFile: tlsFiles.ServerCert, KeyFile: tlsFiles.ServerKey}
 	cfg.Vault.Address = vs.Addr
 	cfg.Vault.CredentialsFile = credPath
@@ -181,6 +186,10 @@ func (e *env) startServer(cfg config.File) {
 	}
 	e.serverURL = "https://" + a.Addr().String()
 	e.cfg.Listen = a.Addr().String() // a restart comes back on the same address
+	if m := a.MetricsAddr(); m != nil {
+		e.metricsURL = "http://" + m.String()
+		e.cfg.MetricsListen = m.String()
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
@@ -380,4 +389,19 @@ func serverClient(t testing.TB, b bundle.Bundle) *serverapi.Client {
 
 func jsonLogger(w *logBuffer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// metrics returns the server's Prometheus metrics.
+func (e *env) metrics() string {
+	e.t.Helper()
+	resp, err := http.Get(e.metricsURL + "/metrics")
+	if err != nil {
+		e.t.Fatalf("metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		e.t.Fatalf("metrics: %d %v", resp.StatusCode, err)
+	}
+	return string(raw)
 }

@@ -92,3 +92,15 @@ func errorCode(t testing.TB, body string) string {
 	}
 	return eb.Error.Code
 }
+
+// Metrics are served on metrics_listen only, never on the devices'
+// listener.
+func TestMetricsOffThePublicListener(t *testing.T) {
+	e := newEnv(t)
+	if status, _ := e.get("/metrics", ""); status != http.StatusNotFound {
+		t.Fatalf("the devices' listener answers /metrics with %d", status)
+	}
+	if !strings.Contains(e.metrics(), "enroll_server_") {
+		t.Fatal("metrics_listen serves no server metrics")
+	}
+}

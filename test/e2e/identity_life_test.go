@@ -161,7 +161,7 @@ func TestRotateRetireThenSecretIDsExpireWithRealClient(t *testing.T) {
 	if got := e.deviceSecretIDAccessors(d.id); len(got) != 1 || got[0] != st.SecretIDAccessor {
 		t.Fatalf("live secret IDs %v, want only the device's %s", got, st.SecretIDAccessor)
 	}
-	_, metrics := e.get("/metrics", "")
+	metrics := e.metrics()
 	if !strings.Contains(metrics, `enroll_server_enrollments_total{fleet="acme",outcome="wrapped",path="bootstrap"} 1`) ||
 		!strings.Contains(metrics, `enroll_server_enrollments_total{fleet="acme",outcome="wrapped",path="refresh"}`) {
 		t.Errorf("enrollments by path are not counted:\n%s", grepLines(metrics, "enroll_server_enrollments_total"))
@@ -274,7 +274,7 @@ func TestClonedStateDirectoryIsCaught(t *testing.T) {
 
 	// The alert, everywhere.
 	waitFor(t, 10*time.Second, "the alert at the webhook", func() bool { return hook.has(inventory.AlertClonedState) })
-	_, metrics := e.get("/metrics", "")
+	metrics := e.metrics()
 	if !strings.Contains(metrics, `enroll_server_security_alerts_total{kind="cloned_state"} 1`) {
 		t.Errorf("no cloned_state alert counted:\n%s", grepLines(metrics, "enroll_server_security_alerts_total"))
 	}

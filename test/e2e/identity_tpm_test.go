@@ -90,7 +90,7 @@ func TestHardwareMismatchAlertsNeedProofAndAreBounded(t *testing.T) {
 			t.Fatalf("proven request without attestation: %d %s", status, body)
 		}
 	}
-	_, metrics := e.get("/metrics", "")
+	metrics := e.metrics()
 	if !strings.Contains(metrics, `enroll_server_security_alerts_total{kind="hardware_mismatch"} 1`) ||
 		!strings.Contains(metrics, `enroll_server_security_alerts_suppressed_total{kind="hardware_mismatch"} 4`) {
 		t.Fatalf("alert counts:\n%s", grepLines(metrics, "enroll_server_security_alerts"))

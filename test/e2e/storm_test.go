@@ -71,7 +71,7 @@ func TestStorm(t *testing.T) {
 		}
 		seen[accs[0]] = id
 	}
-	_, metrics := e.get("/metrics", "")
+	metrics := e.metrics()
 	count := func(metric, o string) int {
 		m := regexp.MustCompile(metric + `\{fleet="acme",outcome="` + o + `"\} (\d+)`).FindStringSubmatch(metrics)
 		if m == nil {
