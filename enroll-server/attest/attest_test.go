@@ -5,6 +5,7 @@ package attest_test
 import (
 	"bytes"
 	"crypto/sha256"
+	"crypto/x509"
 	"fmt"
 	"strings"
 	"testing"
@@ -283,5 +284,39 @@ func BenchmarkAttestationRoundTrip(b *testing.B) {
 	b.ReportMetric(ms, "ms/attestation")
 	if b.N > 1 {
 		fmt.Printf("bench: TPM attestation round trip (challenge, activate, quote, verify; simulator) %.1f ms (target <= 200 ms)\n", ms)
+	}
+}
+
+// A certificate from the right CA issued for another purpose is no EK
+// certificate.
+func TestEKCertificatePurpose(t *testing.T) {
+	ca := tpmsim.NewCA(t, "Test")
+	c := cas(t, ca)
+	tests := []struct {
+		name string
+		edit func(*x509.Certificate)
+		want string
+	}{
+		{"as issued", nil, ""},
+		{"no key usage at all", func(c *x509.Certificate) { c.KeyUsage = 0 }, ""},
+		{"ECC key agreement", func(c *x509.Certificate) { c.KeyUsage = x509.KeyUsageKeyAgreement }, ""},
+		{"a signing key", func(c *x509.Certificate) { c.KeyUsage = x509.KeyUsageDigitalSignature }, "key encipherment"},
+		{"a CA's key usage", func(c *x509.Certificate) { c.KeyUsage |= x509.KeyUsageCertSign }, "signing certificates"},
+		{"a CA", func(c *x509.Certificate) { c.IsCA = true }, "CA certificate"},
+		{"a TLS server's", func(c *x509.Certificate) {
+			c.UnknownExtKeyUsage, c.ExtKeyUsage = nil, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+		}, "tcg-kp-EKCertificate"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			der := ca.IssueEKCertWith(t, mustKey(t), tt.edit)
+			_, _, err := c.VerifyEKCert(der, time.Now())
+			if tt.want == "" && err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			if tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
+				t.Fatalf("err = %v, want %q", err, tt.want)
+			}
+		})
 	}
 }

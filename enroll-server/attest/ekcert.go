@@ -180,5 +180,35 @@ func (c *CAs) VerifyEKCert(der []byte, now time.Time) (*x509.Certificate, TPMInf
 	if err != nil {
 		return nil, TPMInfo{}, fmt.Errorf("EK certificate: %w", err)
 	}
+	if err := checkEKPurpose(cert); err != nil {
+		return nil, TPMInfo{}, fmt.Errorf("EK certificate: %w", err)
+	}
 	return cert, info, nil
+}
+
+// oidTCGKpEKCertificate is tcg-kp-EKCertificate, the extended key usage of
+// an EK certificate (TCG EK Credential Profile).
+var oidTCGKpEKCertificate = asn1.ObjectIdentifier{2, 23, 133, 8, 1}
+
+// checkEKPurpose refuses a certificate issued for something else than an
+// EK: a CA; key usages other than decrypting (RSA) or agreeing (ECC) keys;
+// extended key usages that do not name an EK certificate.
+func checkEKPurpose(cert *x509.Certificate) error {
+	if cert.IsCA {
+		return errors.New("it is a CA certificate, not an EK's")
+	}
+	if ku := cert.KeyUsage; ku != 0 {
+		if ku&(x509.KeyUsageKeyEncipherment|x509.KeyUsageKeyAgreement) == 0 {
+			return errors.New("its key usage allows neither key encipherment nor key agreement, as an EK's must")
+		}
+		if ku&(x509.KeyUsageCertSign|x509.KeyUsageCRLSign) != 0 {
+			return errors.New("its key usage allows signing certificates")
+		}
+	}
+	if len(cert.ExtKeyUsage) > 0 || len(cert.UnknownExtKeyUsage) > 0 {
+		if !slices.ContainsFunc(cert.UnknownExtKeyUsage, oidTCGKpEKCertificate.Equal) {
+			return errors.New("its extended key usage does not name an EK certificate (tcg-kp-EKCertificate, 2.23.133.8.1)")
+		}
+	}
+	return nil
 }

@@ -120,6 +120,13 @@ func TPMSAN(manufacturer, model, version string) []byte {
 // IssueEKCert certifies pub as a TPM's EK.
 func (c *CA) IssueEKCert(t testing.TB, pub crypto.PublicKey) []byte {
 	t.Helper()
+	return c.IssueEKCertWith(t, pub, nil)
+}
+
+// IssueEKCertWith certifies pub as a TPM's EK after edit changed the
+// certificate's template (a wrong key usage, say).
+func (c *CA) IssueEKCertWith(t testing.TB, pub crypto.PublicKey, edit func(*x509.Certificate)) []byte {
+	t.Helper()
 	now := time.Now()
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(now.UnixNano()),
@@ -131,6 +138,9 @@ func (c *CA) IssueEKCert(t testing.TB, pub crypto.PublicKey) []byte {
 			Id: asn1.ObjectIdentifier{2, 5, 29, 17}, Critical: true,
 			Value: TPMSAN("id:53494D55", "go-tpm-tools simulator", "id:00020008"),
 		}},
+	}
+	if edit != nil {
+		edit(tmpl)
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.Issuer, pub, c.issuerKey)
 	if err != nil {
