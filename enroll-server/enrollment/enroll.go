@@ -128,6 +128,21 @@ func (s *Service) Enroll(ctx context.Context, req wire.EnrollRequest) (resp wire
 	} else {
 		kind, gen = inventory.KindAttested, bound.Generation
 	}
+	// A device the fleet will not admit (not on its allow-list, rejected,
+	// quarantined) is refused before anything is stored: invented IDs
+	// leave no record behind. The same check runs again below, on the
+	// record the claim returns.
+	known, err := s.store.Device(ctx, req.Fleet, req.DeviceID)
+	if errors.Is(err, inventory.ErrNotFound) {
+		known, err = inventory.Device{Fleet: req.Fleet, ID: req.DeviceID}, nil
+	}
+	if err != nil {
+		return wire.EnrollResponse{}, fmt.Errorf("load device: %w", err)
+	}
+	if refusal := s.admit(fleet, known); refusal != nil {
+		log.Warn("enrollment refused", "reason", refusal.Message)
+		return wire.EnrollResponse{}, refusal
+	}
 	now := s.now().UTC()
 	e, claimed, err := s.store.BeginEnrollment(ctx, inventory.Enrollment{
 		ID: newID(), Kind: kind, Fleet: req.Fleet, DeviceID: req.DeviceID, IdempotencyKey: req.IdempotencyKey,

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"errors"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -183,6 +184,10 @@ func TestAllowListAdmission(t *testing.T) {
 	}
 	if role, err := e.root.Logical().Read("auth/" + vault.DeviceMount(fleet) + "/role/stranger"); err != nil || role != nil {
 		t.Fatalf("a refused device got a role in Vault: %v %v", role, err)
+	}
+	// Invented IDs leave nothing behind in the inventory.
+	if status, body := e.get("/v1/admin/devices/acme/stranger", e.vault.RootToken); status != http.StatusNotFound {
+		t.Fatalf("a refused device has a record: %d %s", status, body)
 	}
 	if status, body := e.adminCall("POST", "/v1/admin/fleets/acme/preauthorize", e.vault.RootToken, `{"device_ids":["known"]}`); status != 200 {
 		t.Fatalf("preauthorize: %d %s", status, body)
