@@ -15,7 +15,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/edge-enroll/enroll/enroll-server/admin"
@@ -111,8 +110,8 @@ func New(cfg config.File, opts Options, log *slog.Logger) (*App, error) {
 		hook = webhook.New(cfg.Alerts.WebhookURL, cfg.Alerts.WebhookTimeout, log.With("component", "webhook"))
 		notify = hook
 	}
-	core := enrollment.New(vc, store, fleets, enrollment.NewAlerter(store, coreLog, m.Alerts, m.Suppressed, notify), coreLog)
-	core.CountOutcomes(m.Enrollments, m.EnrollLatency, m.Admissions)
+	core := enrollment.New(vc, store, fleets, enrollment.NewAlerter(store, coreLog, m, notify), coreLog)
+	core.Instrument(m)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		store.Close()
@@ -127,7 +126,7 @@ func New(cfg config.File, opts Options, log *slog.Logger) (*App, error) {
 			return nil, fmt.Errorf("listen (metrics_listen): %w", err)
 		}
 		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
+		mux.Handle("GET /metrics", m.Handler())
 		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 15 * time.Second,
 			WriteTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second, MaxHeaderBytes: 16 << 10}
 	}

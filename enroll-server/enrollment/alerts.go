@@ -7,8 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/edge-enroll/enroll/enroll-server/audit"
 	"github.com/edge-enroll/enroll/enroll-server/inventory"
 )
@@ -27,12 +25,11 @@ type Notifier interface {
 // says how many), so that a burst of requests cannot flood the store, the
 // audit log and the webhook.
 type Alerter struct {
-	store      inventory.Store
-	log        *slog.Logger
-	counter    *prometheus.CounterVec // may be nil
-	suppressed *prometheus.CounterVec // may be nil
-	notify     Notifier               // may be nil
-	now        func() time.Time
+	store   inventory.Store
+	log     *slog.Logger
+	metrics Metrics
+	notify  Notifier // may be nil
+	now     func() time.Time
 
 	mu     sync.Mutex
 	recent map[alertKey]*alertWindow
@@ -55,8 +52,11 @@ type alertWindow struct {
 
 // NewAlerter builds an Alerter; counter, suppressed and notify are
 // optional.
-func NewAlerter(s inventory.Store, log *slog.Logger, counter, suppressed *prometheus.CounterVec, notify Notifier) *Alerter {
-	return &Alerter{store: s, log: log, counter: counter, suppressed: suppressed, notify: notify, now: time.Now,
+func NewAlerter(s inventory.Store, log *slog.Logger, m Metrics, notify Notifier) *Alerter {
+	if m == nil {
+		m = noMetrics{}
+	}
+	return &Alerter{store: s, log: log, metrics: m, notify: notify, now: time.Now,
 		recent: map[alertKey]*alertWindow{}}
 }
 
@@ -94,9 +94,7 @@ func (a *Alerter) admit(al *inventory.Alert) bool {
 // failing store cannot hide an alert.
 func (a *Alerter) Raise(ctx context.Context, al inventory.Alert) {
 	if !a.admit(&al) {
-		if a.suppressed != nil {
-			a.suppressed.WithLabelValues(al.Kind).Inc()
-		}
+		a.metrics.Alert(al.Kind, true)
 		a.log.Debug("security alert repeated", "kind", al.Kind, "fleet", al.Fleet, "device_id", al.DeviceID)
 		return
 	}
@@ -107,9 +105,7 @@ func (a *Alerter) Raise(ctx context.Context, al inventory.Alert) {
 		slog.String("device_id", al.DeviceID),
 		slog.String("enrollment_id", al.EnrollmentID),
 		slog.String("detail", al.Detail))
-	if a.counter != nil {
-		a.counter.WithLabelValues(al.Kind).Inc()
-	}
+	a.metrics.Alert(al.Kind, false)
 	stored, err := a.store.AddAlert(ctx, al)
 	if err != nil {
 		a.log.Error("store security alert", "err", err, "kind", al.Kind, "security", true)

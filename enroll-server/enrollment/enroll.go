@@ -417,9 +417,6 @@ func kindName(kind string) string {
 // countOutcome counts a request as wrapped, pending, enrolled (a replay) or
 // by the code it was refused with.
 func (s *Service) countOutcome(fleet, path string, resp wire.EnrollResponse, err error, took time.Duration) {
-	if s.outcomes == nil {
-		return
-	}
 	outcome := resp.Status
 	if err != nil {
 		outcome = string(wire.CodeInternal)
@@ -431,8 +428,5 @@ func (s *Service) countOutcome(fleet, path string, resp wire.EnrollResponse, err
 	if _, ok := s.fleets[fleet]; !ok {
 		fleet = "" // never a label per unknown name a client sends
 	}
-	s.outcomes.WithLabelValues(fleet, path, outcome).Inc()
-	if s.latency != nil {
-		s.latency.WithLabelValues(fleet).Observe(took.Seconds())
-	}
+	s.metrics.Enrollment(fleet, path, outcome, took)
 }

@@ -29,8 +29,6 @@
 package enrollment
 
 import (
-	"github.com/prometheus/client_golang/prometheus"
-
 	"context"
 	"crypto/rand"
 	"log/slog"
@@ -106,9 +104,7 @@ type Service struct {
 	// outcomes counts enrollment requests by fleet and outcome, latency
 	// observes their duration and admissions the admission decisions;
 	// optional.
-	outcomes   *prometheus.CounterVec
-	latency    *prometheus.HistogramVec
-	admissions *prometheus.CounterVec
+	metrics Metrics
 
 	// staleAfter is how long an enrollment may stay minting before another
 	// request for the device may take it over (a server crashed mid-way).
@@ -153,7 +149,7 @@ func New(v Vault, s inventory.Store, fleets []Fleet, alerts *Alerter, log *slog.
 		vault: v, store: s, fleets: m, log: log, alerts: alerts,
 		now: time.Now, staleAfter: 30 * time.Second, startedAt: time.Now(),
 		genCache: map[string]cachedGenerations{}, gates: gates,
-		challenges: newKeyedLimiter(1, 5, 100_000),
+		challenges: newKeyedLimiter(1, 5, 100_000), metrics: noMetrics{},
 	}
 	if _, err := rand.Read(svc.ticketKey[:]); err != nil {
 		panic(err) // crypto/rand never fails on supported platforms
@@ -161,11 +157,9 @@ func New(v Vault, s inventory.Store, fleets []Fleet, alerts *Alerter, log *slog.
 	return svc
 }
 
-// CountOutcomes makes the core count enrollment requests by outcome,
-// observe their latency, and count admission decisions.
-func (s *Service) CountOutcomes(outcomes *prometheus.CounterVec, latency *prometheus.HistogramVec, admissions *prometheus.CounterVec) {
-	s.outcomes, s.latency, s.admissions = outcomes, latency, admissions
-}
+// Instrument makes the core report enrollment requests and admission
+// decisions to m.
+func (s *Service) Instrument(m Metrics) { s.metrics = m }
 
 // Serves reports whether the server enrolls devices of fleet.
 func (s *Service) Serves(fleet string) bool { _, ok := s.fleets[fleet]; return ok }

@@ -41,14 +41,12 @@ func (s *Service) Admit(ctx context.Context, req wire.AdmitRequest) (wire.AdmitR
 	exp := now.Add(ticketTTL).UTC()
 	ticket := s.ticket(req.Fleet, req.DeviceID, exp)
 	err := g.admit(now, ticket, exp, sourceOf(ctx))
-	if s.admissions != nil {
-		outcome := "admitted"
-		var we *wire.Error
-		if errors.As(err, &we) {
-			outcome = string(we.Code)
-		}
-		s.admissions.WithLabelValues(req.Fleet, outcome).Inc()
+	outcome := "admitted"
+	var we *wire.Error
+	if errors.As(err, &we) {
+		outcome = string(we.Code)
 	}
+	s.metrics.Admission(req.Fleet, outcome)
 	if err != nil {
 		return wire.AdmitResponse{}, err
 	}

@@ -2,11 +2,13 @@
 package metrics
 
 import (
+	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // Metrics are the server's instruments, registered on their own registry.
@@ -33,6 +35,27 @@ func (m *Metrics) ObserveVault(status int, took time.Duration) {
 	}
 	m.VaultRequests.WithLabelValues(class).Observe(took.Seconds())
 }
+
+// Enrollment implements enrollment.Metrics.
+func (m *Metrics) Enrollment(fleet, path, outcome string, took time.Duration) {
+	m.Enrollments.WithLabelValues(fleet, path, outcome).Inc()
+	m.EnrollLatency.WithLabelValues(fleet).Observe(took.Seconds())
+}
+
+// Admission implements enrollment.Metrics.
+func (m *Metrics) Admission(fleet, outcome string) { m.Admissions.WithLabelValues(fleet, outcome).Inc() }
+
+// Alert implements enrollment.Metrics.
+func (m *Metrics) Alert(kind string, suppressed bool) {
+	if suppressed {
+		m.Suppressed.WithLabelValues(kind).Inc()
+		return
+	}
+	m.Alerts.WithLabelValues(kind).Inc()
+}
+
+// Handler serves the metrics in Prometheus' text format.
+func (m *Metrics) Handler() http.Handler { return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}) }
 
 // New registers the server's metrics.
 func New() *Metrics {
