@@ -257,11 +257,6 @@ func attemptKey(fleet string, gen int) []byte {
 	return binary.BigEndian.AppendUint64([]byte(fleet+"/"), uint64(gen))
 }
 
-// CountAttempt implements inventory.Store.
-func (s *Store) CountAttempt(_ context.Context, fleet string, gen int, at time.Time) error {
-	return s.w.write(func(tx *bolt.Tx) error { return countAttempt(tx, fleet, gen, at) })
-}
-
 func countAttempt(tx *bolt.Tx, fleet string, gen int, at time.Time) error {
 	b := tx.Bucket(bucketAttempts)
 	u, err := get[inventory.GenerationUse](b, attemptKey(fleet, gen))

@@ -1,7 +1,7 @@
 // Package config loads enroll-server's configuration file: strict YAML
 // (an unknown key is an error that names it), defaults for every key,
 // a few environment overrides, and validation with messages that name the
-// key. The result is a typed runtime Config.
+// key. The result is the File itself, every default filled in and checked.
 package config
 
 import (

@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
 
 	"github.com/edge-enroll/enroll/pkg/bundle"
 	"github.com/edge-enroll/enroll/pkg/wire"
@@ -39,7 +38,7 @@ func deviceAction(action string) func(context.Context, []string, Env) error {
 			return fmt.Errorf("-fleet and -device are required")
 		}
 		var d wire.Device
-		path := fmt.Sprintf("%s/devices/%s/%s/%s", wire.PathAdmin, *fleet, *device, action)
+		path := wire.AdminDevicePath(*fleet, *device, action)
 		if err := sf.call(ctx, env, http.MethodPost, path, nil, wire.Reason{Reason: *reason, Enrollment: *enrollment}, &d); err != nil {
 			return err
 		}
@@ -64,7 +63,7 @@ func preauthorize(ctx context.Context, args []string, env Env) error {
 		return errors.New("usage: enrollctl preauthorize -fleet F DEVICE_ID (one or more)")
 	}
 	var out map[string]any
-	if err := sf.call(ctx, env, http.MethodPost, wire.PathAdmin+"/fleets/"+*fleet+"/preauthorize", nil, wire.DeviceIDs{DeviceIDs: fs.Args()}, &out); err != nil {
+	if err := sf.call(ctx, env, http.MethodPost, wire.AdminFleetPath(*fleet, "preauthorize"), nil, wire.DeviceIDs{DeviceIDs: fs.Args()}, &out); err != nil {
 		return err
 	}
 	fmt.Fprintf(env.Stdout, "pre-authorised %d devices in fleet %s\n", fs.NArg(), *fleet)
@@ -80,7 +79,7 @@ func generations(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	var g wire.Generations
-	if err := sf.call(ctx, env, http.MethodGet, wire.PathAdmin+"/fleets/"+*fleet+"/generations", nil, nil, &g); err != nil {
+	if err := sf.call(ctx, env, http.MethodGet, wire.AdminFleetPath(*fleet, "generations"), nil, nil, &g); err != nil {
 		return err
 	}
 	if *asJSON {
@@ -120,7 +119,7 @@ func rotate(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	var r wire.Rotated
-	if err := sf.call(ctx, env, http.MethodPost, wire.PathAdmin+"/fleets/"+*fleet+"/rotate", nil, nil, &r); err != nil {
+	if err := sf.call(ctx, env, http.MethodPost, wire.AdminFleetPath(*fleet, "rotate"), nil, nil, &r); err != nil {
 		return err
 	}
 	b.RoleID, b.SecretID, b.Generation = r.RoleID, r.SecretID, r.Generation
@@ -151,7 +150,7 @@ func endGeneration(end string) func(context.Context, []string, Env) error {
 			return fmt.Errorf("-fleet and -generation are required")
 		}
 		var r wire.GenerationEnded
-		path := wire.PathAdmin + "/fleets/" + *fleet + "/generations/" + strconv.Itoa(*n) + "/" + end
+		path := wire.AdminGenerationPath(*fleet, *n, end)
 		var q url.Values
 		if *force {
 			q = url.Values{"force": {"true"}}
@@ -183,7 +182,7 @@ func batch(ctx context.Context, args []string, env Env) error {
 		return errors.New("usage: enrollctl batch -fleet F -out-dir DIR DEVICE_ID (one or more)")
 	}
 	var b wire.Batch
-	err := sf.call(ctx, env, http.MethodPost, wire.PathAdmin+"/fleets/"+*fleet+"/batch", nil, wire.DeviceIDs{DeviceIDs: fs.Args()}, &b)
+	err := sf.call(ctx, env, http.MethodPost, wire.AdminFleetPath(*fleet, "batch"), nil, wire.DeviceIDs{DeviceIDs: fs.Args()}, &b)
 	for _, it := range b.Items {
 		raw, _ := json.MarshalIndent(it, "", "  ")
 		if werr := writeOwnerOnly(filepath.Join(*dir, it.DeviceID+".json"), append(raw, '\n')); werr != nil {
@@ -201,7 +200,7 @@ func alerts(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	var out map[string]any
-	if err := sf.call(ctx, env, http.MethodGet, wire.PathAdmin+"/alerts", nil, nil, &out); err != nil {
+	if err := sf.call(ctx, env, http.MethodGet, wire.PathAdminAlerts, nil, nil, &out); err != nil {
 		return err
 	}
 	return printJSON(env, out)
@@ -218,14 +217,14 @@ func auditCmd(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	if args[0] == "export" {
-		return sf.call(ctx, env, http.MethodGet, wire.PathAdmin+"/audit", nil, nil, rawTo{env.Stdout})
+		return sf.call(ctx, env, http.MethodGet, wire.PathAdminAudit, nil, nil, rawTo{env.Stdout})
 	}
 	var q url.Values
 	if *head != "" {
 		q = url.Values{"head": {*head}}
 	}
 	var res wire.AuditCheck
-	if err := sf.call(ctx, env, http.MethodGet, wire.PathAdmin+"/audit/verify", q, nil, &res); err != nil {
+	if err := sf.call(ctx, env, http.MethodGet, wire.PathAdminAuditVerify, q, nil, &res); err != nil {
 		return err
 	}
 	if !res.OK {

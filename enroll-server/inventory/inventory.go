@@ -264,8 +264,6 @@ type Store interface {
 	// ReleaseAwaiting when the caller gives up.
 	ClaimAwaiting(ctx context.Context, id string, now, staleBefore time.Time) (bool, error)
 	ReleaseAwaiting(ctx context.Context, id string) error
-	// CountAttempt records that a generation's credential was presented.
-	CountAttempt(ctx context.Context, fleet string, generation int, at time.Time) error
 	GenerationUse(ctx context.Context, fleet string) ([]GenerationUse, error)
 	// AppendAudit seals r after the last record and appends it.
 	AppendAudit(ctx context.Context, r audit.Record) (audit.Record, error)

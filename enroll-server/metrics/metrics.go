@@ -43,7 +43,9 @@ func (m *Metrics) Enrollment(fleet, path, outcome string, took time.Duration) {
 }
 
 // Admission implements enrollment.Metrics.
-func (m *Metrics) Admission(fleet, outcome string) { m.Admissions.WithLabelValues(fleet, outcome).Inc() }
+func (m *Metrics) Admission(fleet, outcome string) {
+	m.Admissions.WithLabelValues(fleet, outcome).Inc()
+}
 
 // Alert implements enrollment.Metrics.
 func (m *Metrics) Alert(kind string, suppressed bool) {
@@ -55,7 +57,9 @@ func (m *Metrics) Alert(kind string, suppressed bool) {
 }
 
 // Handler serves the metrics in Prometheus' text format.
-func (m *Metrics) Handler() http.Handler { return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}) }
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})
+}
 
 // New registers the server's metrics.
 func New() *Metrics {

@@ -352,11 +352,6 @@ func (s *Store) Alerts(ctx context.Context) ([]inventory.Alert, error) {
 	return list[inventory.Alert](ctx, s.db, `SELECT data FROM alerts ORDER BY seq`)
 }
 
-// CountAttempt implements inventory.Store.
-func (s *Store) CountAttempt(ctx context.Context, fleet string, gen int, at time.Time) error {
-	return countAttempt(ctx, s.db, fleet, gen, at)
-}
-
 func countAttempt(ctx context.Context, x execer, fleet string, gen int, at time.Time) error {
 	_, err := x.Exec(ctx, `INSERT INTO generation_attempts (fleet, generation, attempts, last) VALUES ($1, $2, 1, $3)
 		ON CONFLICT (fleet, generation) DO UPDATE SET attempts = generation_attempts.attempts + 1, last = EXCLUDED.last`,

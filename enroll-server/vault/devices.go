@@ -44,15 +44,6 @@ func (s *Server) UpsertDeviceRole(ctx context.Context, fleet, device string, r D
 	return nil
 }
 
-// DeleteDeviceRole removes a device's role, which invalidates all its secret
-// IDs at once.
-func (s *Server) DeleteDeviceRole(ctx context.Context, fleet, device string) error {
-	if _, err := s.c.Logical().DeleteWithContext(ctx, deviceRolePath(fleet, device)); err != nil {
-		return fmt.Errorf("delete device role: %w", err)
-	}
-	return nil
-}
-
 // MintWrappedSecretID creates a secret ID for the device's role, wrapped
 // with wrapTTL. The server never sees the secret ID itself.
 func (s *Server) MintWrappedSecretID(ctx context.Context, fleet, device string, meta map[string]string, wrapTTL time.Duration) (WrapInfo, error) {

@@ -97,21 +97,21 @@ func (s *Server) login(ctx context.Context) (*api.Secret, error) {
 // the token while Vault allows and logs in again when renewal stops, with a
 // capped backoff between failed attempts.
 func (s *Server) Run(ctx context.Context) error {
-	delay := time.Second
+	retry := backoff.New(time.Second, time.Minute, nil)
 	for {
 		sec, err := s.login(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			s.log.Warn("vault login failed; will retry", "err", err, "retry_in", delay)
+			delay := retry.Next(0)
+			s.log.Warn("vault login failed; will retry", "err", err, "retry_in", delay.Round(time.Millisecond).String())
 			if !backoff.Sleep(ctx, delay) {
 				return nil
 			}
-			delay = min(delay*2, time.Minute)
 			continue
 		}
-		delay = time.Second
+		retry.Reset()
 		if err := s.watch(ctx, sec); err != nil {
 			s.log.Warn("vault token renewal ended; logging in again", "err", err)
 		}
@@ -139,16 +139,6 @@ func (s *Server) watch(ctx context.Context, sec *api.Secret) error {
 				s.log.Debug("vault token renewed", "ttl", (time.Duration(r.Secret.Auth.LeaseDuration) * time.Second).String())
 			}
 		}
-	}
-}
-
-// WaitLoggedIn blocks until the first login succeeded or ctx ends.
-func (s *Server) WaitLoggedIn(ctx context.Context) error {
-	select {
-	case <-s.loggedIn:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }
 

@@ -54,9 +54,6 @@ func (b *Backoff) Next(retryAfter time.Duration) time.Duration {
 // Reset starts over after a success.
 func (b *Backoff) Reset() { b.attempt = 0 }
 
-// Attempt is how many delays were handed out since the last reset.
-func (b *Backoff) Attempt() int { return b.attempt }
-
 // Sleep waits d or until ctx ends, and reports whether the full wait
 // elapsed.
 func Sleep(ctx context.Context, d time.Duration) bool {

@@ -1,15 +1,42 @@
 package wire
 
-import "time"
-
-// Admin API routes, under PathAdmin. Admins authenticate with their own
-// Vault token in the X-Vault-Token header; Vault policy decides what they
-// may do.
-const (
-	PathAdmin        = "/v1/admin"
-	PathAdminDevices = "/v1/admin/devices"
-	HeaderVaultToken = "X-Vault-Token"
+import (
+	"net/url"
+	"strconv"
+	"time"
 )
+
+// Admin API routes, under PathAdmin. Admins authenticate with a Vault
+// token in the X-Vault-Token header; Vault policy decides what they may do.
+const (
+	PathAdmin            = "/v1/admin"
+	PathAdminDevices     = "/v1/admin/devices"
+	PathAdminAlerts      = "/v1/admin/alerts"
+	PathAdminAudit       = "/v1/admin/audit"
+	PathAdminAuditVerify = "/v1/admin/audit/verify"
+	HeaderVaultToken     = "X-Vault-Token"
+)
+
+// AdminDevicePath is a device's admin path; with an action (approve,
+// reject, revoke, readmit), that action's.
+func AdminDevicePath(fleet, id, action string) string {
+	p := PathAdminDevices + "/" + url.PathEscape(fleet) + "/" + url.PathEscape(id)
+	if action != "" {
+		p += "/" + url.PathEscape(action)
+	}
+	return p
+}
+
+// AdminFleetPath is the path of an admin operation on a fleet
+// (preauthorize, batch, generations, rotate).
+func AdminFleetPath(fleet, op string) string {
+	return PathAdmin + "/fleets/" + url.PathEscape(fleet) + "/" + op
+}
+
+// AdminGenerationPath ends a fleet's generation n (end: retire or revoke).
+func AdminGenerationPath(fleet string, n int, end string) string {
+	return AdminFleetPath(fleet, "generations") + "/" + strconv.Itoa(n) + "/" + url.PathEscape(end)
+}
 
 // Device is a device as the admin API shows it.
 type Device struct {

@@ -5,6 +5,7 @@ package inventorytest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -244,12 +245,12 @@ func testAuditChain(t *testing.T, s inventory.Store) {
 
 func testGenerationUse(t *testing.T, s inventory.Store) {
 	ctx := context.Background()
-	for _, g := range []int{1, 1, 2} {
-		if err := s.CountAttempt(ctx, "acme", g, t0); err != nil {
+	for i, g := range []int{1, 1, 2} {
+		if err := s.ConsumeToken(ctx, fmt.Sprintf("h%d", i), t0.Add(time.Hour), "acme", g); err != nil {
 			t.Fatal(err)
 		}
 	}
-	_ = s.CountAttempt(ctx, "other", 1, t0)
+	_ = s.ConsumeToken(ctx, "h-other", t0.Add(time.Hour), "other", 1)
 	use, err := s.GenerationUse(ctx, "acme")
 	if err != nil || len(use) != 2 || use[0].Attempts != 2 || use[1].Attempts != 1 {
 		t.Fatalf("use = %+v %v", use, err)
