@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/edge-enroll/enroll/enroll-server/admin"
+	"github.com/edge-enroll/enroll/enroll-server/admission"
 	"github.com/edge-enroll/enroll/enroll-server/attest"
 	"github.com/edge-enroll/enroll/enroll-server/audit"
 	"github.com/edge-enroll/enroll/enroll-server/boltstore"
@@ -100,8 +101,8 @@ func New(cfg config.File, opts Options, log *slog.Logger) (*App, error) {
 		fleets = append(fleets, enrollment.Fleet{Name: f.Name, WrapTTL: f.WrapTTL, TPM: tpm,
 			TokenTTL: f.DeviceTokenTTL, TokenMaxTTL: f.DeviceTokenMaxTTL, SecretIDTTL: f.DeviceSecretIDTTL,
 			RecoveryBudget: *f.RecoveryBudget, RecoveryWindow: f.RecoveryWindow,
-			Admission: f.Admission, AckTimeout: f.AckTimeout, KeyMaxAge: f.DeviceKeyMaxAge,
-			Limits: enrollment.Limits{Rate: f.RateLimit, Burst: f.RateBurst, MaxConcurrent: f.MaxConcurrent, MaxPerSource: f.MaxPerSource, Closed: f.Enrollment == "closed"}})
+			Approval: f.Admission, AckTimeout: f.AckTimeout, KeyMaxAge: f.DeviceKeyMaxAge,
+			Limits: admission.Limits{Rate: f.RateLimit, Burst: f.RateBurst, MaxConcurrent: f.MaxConcurrent, MaxPerSource: f.MaxPerSource, Closed: f.Enrollment == "closed"}})
 	}
 	coreLog := log.With("component", "enrollment")
 	var hook *webhook.Sender

@@ -60,9 +60,9 @@ func NewAlerter(s inventory.Store, log *slog.Logger, m Metrics, notify Notifier)
 		recent: map[alertKey]*alertWindow{}}
 }
 
-// admit decides whether an alert is raised or counted as a repeat; a raised
+// shouldRaise decides whether an alert is raised or counted as a repeat; a raised
 // alert's detail says how many repeats were silenced before it.
-func (a *Alerter) admit(al *inventory.Alert) bool {
+func (a *Alerter) shouldRaise(al *inventory.Alert) bool {
 	now := a.now()
 	k := alertKey{al.Kind, al.Fleet, al.DeviceID}
 	a.mu.Lock()
@@ -93,7 +93,7 @@ func (a *Alerter) admit(al *inventory.Alert) bool {
 // Raise records and reports an alert. The log line comes first, so that a
 // failing store cannot hide an alert.
 func (a *Alerter) Raise(ctx context.Context, al inventory.Alert) {
-	if !a.admit(&al) {
+	if !a.shouldRaise(&al) {
 		a.metrics.Alert(al.Kind, true)
 		a.log.Debug("security alert repeated", "kind", al.Kind, "fleet", al.Fleet, "device_id", al.DeviceID)
 		return

@@ -49,7 +49,7 @@ func (s *Service) Challenge(ctx context.Context, req wire.ChallengeRequest) (wir
 	}
 	// Challenges count against the fleet's admission limits: each costs a
 	// public-key operation and a write.
-	release, err := s.gates[req.Fleet].enter(s.now(), s.sessionTicket(req.Ticket, req.Fleet, req.DeviceID))
+	release, err := s.gates[req.Fleet].Enter(s.now(), s.sessionTicket(req.Ticket, req.Fleet, req.DeviceID))
 	if err != nil {
 		return wire.ChallengeResponse{}, err
 	}

@@ -51,7 +51,7 @@ func (s *Service) PreProvision(ctx context.Context, actor, fleetName string, ids
 		if err != nil {
 			return out, err
 		}
-		if refusal := s.admit(Fleet{Name: fleetName, Admission: AdmitAuto}, d); refusal != nil {
+		if refusal := s.mayEnroll(Fleet{Name: fleetName, Approval: ApprovalAuto}, d); refusal != nil {
 			return out, fmt.Errorf("device %s: %w", id, refusal)
 		}
 		d.Admission = inventory.AdmissionPreauthorized

@@ -88,7 +88,7 @@ func (s *Service) Enroll(ctx context.Context, req wire.EnrollRequest) (resp wire
 		return wire.EnrollResponse{}, fail(wire.CodeUnknownFleet, "fleet %q is not served here", req.Fleet)
 	}
 	// Admission control comes before the first Vault call.
-	release, err := s.gates[req.Fleet].enter(s.now(), s.sessionTicket(req.Ticket, req.Fleet, req.DeviceID))
+	release, err := s.gates[req.Fleet].Enter(s.now(), s.sessionTicket(req.Ticket, req.Fleet, req.DeviceID))
 	if err != nil {
 		return wire.EnrollResponse{}, err
 	}
@@ -139,7 +139,7 @@ func (s *Service) Enroll(ctx context.Context, req wire.EnrollRequest) (resp wire
 	if err != nil {
 		return wire.EnrollResponse{}, fmt.Errorf("load device: %w", err)
 	}
-	if refusal := s.admit(fleet, known); refusal != nil {
+	if refusal := s.mayEnroll(fleet, known); refusal != nil {
 		log.Warn("enrollment refused", "reason", refusal.Message)
 		return wire.EnrollResponse{}, refusal
 	}
@@ -183,7 +183,7 @@ func (s *Service) Enroll(ctx context.Context, req wire.EnrollRequest) (resp wire
 	if err != nil {
 		return wire.EnrollResponse{}, fmt.Errorf("load device: %w", err)
 	}
-	if refusal := s.admit(fleet, d); refusal != nil {
+	if refusal := s.mayEnroll(fleet, d); refusal != nil {
 		e.State, e.UpdatedAt = inventory.EnrollmentFailed, now
 		d.InFlight = ""
 		if err := s.store.Record(ctx, e, d, nil); err != nil {
@@ -203,7 +203,7 @@ func (s *Service) Enroll(ctx context.Context, req wire.EnrollRequest) (resp wire
 	if !d.HasIdentity() {
 		bind(&d, att) // a TPM binds a device ID only when it is first enrolled
 	}
-	if fleet.Admission == AdmitManual && d.Admission != inventory.AdmissionApproved && d.Admission != inventory.AdmissionPreauthorized {
+	if fleet.Approval == ApprovalManual && d.Admission != inventory.AdmissionApproved && d.Admission != inventory.AdmissionPreauthorized {
 		return s.hold(ctx, log, e, d, req.Facts)
 	}
 	if d.Enrollments > 0 && claimed && !e.Approved {
@@ -247,16 +247,16 @@ func (s *Service) spendRecovery(ctx context.Context, fleet Fleet, e *inventory.E
 	return fail(wire.CodeDeviceQuarantined, "device is quarantined (%s); an administrator must re-admit it", d.Reason)
 }
 
-// admit applies the device's standing and the fleet's admission rule; it
+// mayEnroll applies the device's standing and the fleet's approval rule; it
 // returns the refusal, or nil when the device may go on.
-func (s *Service) admit(fleet Fleet, d inventory.Device) *wire.Error {
+func (s *Service) mayEnroll(fleet Fleet, d inventory.Device) *wire.Error {
 	if refusal := s.standing(d); refusal != nil {
 		return refusal
 	}
 	switch {
 	case d.Admission == inventory.AdmissionRejected:
 		return wire.Errorf(wire.CodeRejected, "enrollment rejected by an administrator: %s", d.Reason)
-	case fleet.Admission == AdmitAllowList && d.Admission != inventory.AdmissionPreauthorized && d.Admission != inventory.AdmissionApproved:
+	case fleet.Approval == ApprovalAllowList && d.Admission != inventory.AdmissionPreauthorized && d.Admission != inventory.AdmissionApproved:
 		return wire.Errorf(wire.CodeRejected, "device %s is not on fleet %s's allow-list", d.ID, fleet.Name)
 	}
 	return nil

@@ -54,7 +54,7 @@ func (s *Service) IdentityChallenge(ctx context.Context, req wire.IdentityChalle
 	if refusal := s.standing(d); refusal != nil {
 		return wire.IdentityChallengeResponse{}, refusal
 	}
-	if !s.challenges.allow(req.Fleet+"/"+req.DeviceID, s.now()) {
+	if !s.challenges.Allow(req.Fleet+"/"+req.DeviceID, s.now()) {
 		return wire.IdentityChallengeResponse{}, &wire.Error{Code: wire.CodeRateLimited, RetryAfterSeconds: 2,
 			Message: "too many challenges for this device; retry later"}
 	}
@@ -118,7 +118,7 @@ func (s *Service) renew(ctx context.Context, purpose string, req wire.IdentityRe
 	if err != nil {
 		return wire.EnrollResponse{}, err
 	}
-	release, err := s.gates[req.Fleet].pass(s.now())
+	release, err := s.gates[req.Fleet].Pass(s.now())
 	if err != nil {
 		return wire.EnrollResponse{}, err
 	}

@@ -35,6 +35,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/edge-enroll/enroll/enroll-server/admission"
 	"github.com/edge-enroll/enroll/enroll-server/audit"
 	"github.com/edge-enroll/enroll/enroll-server/inventory"
 	"github.com/edge-enroll/enroll/enroll-server/vault"
@@ -70,8 +71,9 @@ type Fleet struct {
 	// within RecoveryWindow before it is quarantined; 0 means none.
 	RecoveryBudget int
 	RecoveryWindow time.Duration
-	// Admission is AdmitAuto, AdmitAllowList or AdmitManual.
-	Admission string
+	// Approval is how a new device is approved: ApprovalAuto,
+	// ApprovalAllowList or ApprovalManual (the fleet's `admission` key).
+	Approval string
 	// AckTimeout is how long after minting the server waits for the
 	// device's acknowledgement before treating the credential as
 	// intercepted.
@@ -79,15 +81,15 @@ type Fleet struct {
 	// KeyMaxAge is how old a device key may grow before the device must
 	// rotate it at its next refresh; 0 means never.
 	KeyMaxAge time.Duration
-	Limits    Limits
+	Limits    admission.Limits
 	TPM       TPMPolicy
 }
 
-// Admission modes.
+// Approval modes.
 const (
-	AdmitAuto      = "auto"
-	AdmitAllowList = "allow-list"
-	AdmitManual    = "manual"
+	ApprovalAuto      = "auto"
+	ApprovalAllowList = "allow-list"
+	ApprovalManual    = "manual"
 )
 
 // pendingRetryAfter is how often a device awaiting approval asks again.
@@ -113,11 +115,11 @@ type Service struct {
 	genMu    sync.Mutex
 	genCache map[string]cachedGenerations
 
-	gates map[string]*gate // per fleet, built once
+	gates map[string]*admission.Gate // per fleet, built once
 
 	// challenges limits identity challenges per device (see
 	// IdentityChallenge).
-	challenges *keyedLimiter
+	challenges *admission.KeyedLimiter
 
 	// startedAt is when this server came up: acknowledgement deadlines
 	// that ran out while it was down are extended (see sweep.go).
@@ -140,16 +142,16 @@ const GenerationCacheTTL = 5 * time.Second
 // New builds the core.
 func New(v Vault, s inventory.Store, fleets []Fleet, alerts *Alerter, log *slog.Logger) *Service {
 	m := make(map[string]Fleet, len(fleets))
-	gates := make(map[string]*gate, len(fleets))
+	gates := make(map[string]*admission.Gate, len(fleets))
 	for _, f := range fleets {
 		m[f.Name] = f
-		gates[f.Name] = newGate(f.Limits)
+		gates[f.Name] = admission.NewGate(f.Limits)
 	}
 	svc := &Service{
 		vault: v, store: s, fleets: m, log: log, alerts: alerts,
 		now: time.Now, staleAfter: 30 * time.Second, startedAt: time.Now(),
 		genCache: map[string]cachedGenerations{}, gates: gates,
-		challenges: newKeyedLimiter(1, 5, 100_000), metrics: noMetrics{},
+		challenges: admission.NewKeyedLimiter(1, 5, 100_000), metrics: noMetrics{},
 	}
 	if _, err := rand.Read(svc.ticketKey[:]); err != nil {
 		panic(err) // crypto/rand never fails on supported platforms
@@ -177,7 +179,7 @@ func (s *Service) ForgetGenerations(fleet string) {
 func (s *Service) SetClock(now func() time.Time) {
 	s.now, s.startedAt = now, now()
 	for _, g := range s.gates {
-		g.clock = now
+		g.SetClock(now)
 	}
 }
 

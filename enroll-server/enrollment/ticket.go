@@ -40,7 +40,7 @@ func (s *Service) Admit(ctx context.Context, req wire.AdmitRequest) (wire.AdmitR
 	now := s.now()
 	exp := now.Add(ticketTTL).UTC()
 	ticket := s.ticket(req.Fleet, req.DeviceID, exp)
-	err := g.admit(now, ticket, exp, sourceOf(ctx))
+	err := g.Admit(now, ticket, exp, sourceOf(ctx))
 	outcome := "admitted"
 	var we *wire.Error
 	if errors.As(err, &we) {
@@ -68,7 +68,7 @@ func (s *Service) ticketMAC(fleet, device string, exp []byte) []byte {
 // finish closes the session of a ticket the device is done with.
 func (s *Service) finish(ticket, fleet, device string) {
 	if g, ok := s.gates[fleet]; ok && s.admitted(ticket, fleet, device) {
-		g.done(s.now(), ticket)
+		g.Done(s.now(), ticket)
 	}
 }
 

@@ -1,4 +1,9 @@
-package enrollment
+// Package admission sheds load before it reaches Vault: per fleet, a rate,
+// a bound on devices in flight, sessions admitted by ticket (one request at
+// a time each), a schedule that spreads a shed crowd over what the fleet
+// gets through, and per-key limits. It decides only whether a request may
+// go on now; approval of a device is enrollment's business.
+package admission
 
 import (
 	"math"
@@ -26,7 +31,8 @@ type Limits struct {
 	Closed bool
 }
 
-type gate struct {
+// Gate is one fleet's admission.
+type Gate struct {
 	limits Limits
 	rate   *rate.Limiter // nil: unlimited
 	slots  chan struct{} // nil: unlimited
@@ -46,8 +52,9 @@ type gate struct {
 	clock    func() time.Time
 }
 
-func newGate(l Limits) *gate {
-	g := &gate{limits: l, clock: time.Now}
+// NewGate returns the gate of a fleet with limits l.
+func NewGate(l Limits) *Gate {
+	g := &Gate{limits: l, clock: time.Now}
 	if l.Rate > 0 {
 		g.rate = rate.NewLimiter(rate.Limit(l.Rate), max(l.Burst, 1))
 	}
@@ -68,7 +75,7 @@ type session struct {
 // admit opens a session for ticket until exp, under the fleet's window,
 // its limit of devices enrolling at once, and its rate limit: the check
 // before a device touches Vault.
-func (g *gate) admit(now time.Time, ticket string, exp time.Time, source string) error {
+func (g *Gate) Admit(now time.Time, ticket string, exp time.Time, source string) error {
 	if g.limits.Closed {
 		return closed()
 	}
@@ -102,7 +109,7 @@ func (g *gate) admit(now time.Time, ticket string, exp time.Time, source string)
 }
 
 // done closes a ticket's session.
-func (g *gate) done(now time.Time, ticket string) {
+func (g *Gate) Done(now time.Time, ticket string) {
 	g.mu.Lock()
 	if _, ok := g.sessions[ticket]; ok {
 		delete(g.sessions, ticket)
@@ -117,7 +124,7 @@ func (g *gate) done(now time.Time, ticket string) {
 // — no ticket, a ticket whose session closed or expired, or a second
 // request on a busy session — goes through the limits like everyone. The
 // returned function releases the request's place.
-func (g *gate) enter(now time.Time, ticket string) (func(), error) {
+func (g *Gate) Enter(now time.Time, ticket string) (func(), error) {
 	if g.limits.Closed {
 		return nil, closed()
 	}
@@ -135,13 +142,13 @@ func (g *gate) enter(now time.Time, ticket string) (func(), error) {
 		}
 		g.mu.Unlock()
 	}
-	return g.pass(now)
+	return g.Pass(now)
 }
 
 // pass applies the rate and concurrency limits but not the enrollment
 // window: an enrolled device refreshing or rejoining is not enrolling, and
 // a closed window never cuts off devices that already belong to the fleet.
-func (g *gate) pass(now time.Time) (func(), error) {
+func (g *Gate) Pass(now time.Time) (func(), error) {
 	if !g.charge(now) {
 		g.mu.Lock()
 		defer g.mu.Unlock()
@@ -167,7 +174,7 @@ func (g *gate) pass(now time.Time) (func(), error) {
 
 // charge takes one token from the rate limiter, or reports that there is
 // none to take now.
-func (g *gate) charge(now time.Time) bool {
+func (g *Gate) charge(now time.Time) bool {
 	if g.rate == nil {
 		return true
 	}
@@ -193,7 +200,7 @@ const maxRetryAfter = 5 * time.Minute
 // rate limit. Erring high costs little: a device back too early is only
 // shed again, cheaply, while one sent away too long leaves room unused.
 // Callers hold g.mu.
-func (g *gate) retryAfter(now time.Time) int {
+func (g *Gate) retryAfter(now time.Time) int {
 	pace, settled := g.finished.rate(now)
 	if !settled {
 		pace = g.limits.Rate
@@ -264,10 +271,10 @@ func overRate(retryAfter int) error {
 		RetryAfterSeconds: retryAfter}
 }
 
-// keyedLimiter rate-limits each key (a device) on its own, in memory. It
+// KeyedLimiter rate-limits each key (a device) on its own, in memory. It
 // forgets every key when it grows past maxKeys: a flood of invented keys
 // costs it memory, never a refusal of a real device.
-type keyedLimiter struct {
+type KeyedLimiter struct {
 	mu      sync.Mutex
 	every   rate.Limit
 	burst   int
@@ -275,11 +282,13 @@ type keyedLimiter struct {
 	m       map[string]*rate.Limiter
 }
 
-func newKeyedLimiter(every rate.Limit, burst, maxKeys int) *keyedLimiter {
-	return &keyedLimiter{every: every, burst: burst, maxKeys: maxKeys, m: map[string]*rate.Limiter{}}
+// NewKeyedLimiter allows each key every per second, burst at once.
+func NewKeyedLimiter(every rate.Limit, burst, maxKeys int) *KeyedLimiter {
+	return &KeyedLimiter{every: every, burst: burst, maxKeys: maxKeys, m: map[string]*rate.Limiter{}}
 }
 
-func (k *keyedLimiter) allow(key string, now time.Time) bool {
+// Allow reports whether key may go on at now.
+func (k *KeyedLimiter) Allow(key string, now time.Time) bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	l := k.m[key]
@@ -292,3 +301,6 @@ func (k *keyedLimiter) allow(key string, now time.Time) bool {
 	}
 	return l.AllowN(now, 1)
 }
+
+// SetClock replaces the gate's clock; for tests.
+func (g *Gate) SetClock(now func() time.Time) { g.clock = now }
