@@ -97,14 +97,15 @@ func (s *Service) Acknowledge(ctx context.Context, req wire.AckRequest) (_ wire.
 	if e.State == inventory.EnrollmentWrapped {
 		// One decision per enrollment: this acknowledgement, or the sweep
 		// of a missing one, never both.
-		won, err := s.claimAwaiting(ctx, e.ID)
-		if err != nil {
-			return wire.AckResponse{}, err
+		won, cerr := s.claimAwaiting(ctx, e.ID)
+		if cerr != nil {
+			return wire.AckResponse{}, cerr
 		}
 		if won {
+			id := e.ID
 			defer func() {
-				if err != nil {
-					s.releaseAwaiting(e.ID)
+				if err != nil { // the named result: whatever failed below
+					s.releaseAwaiting(id)
 				}
 			}()
 		} else if e, err = s.store.Enrollment(ctx, e.ID); err != nil {

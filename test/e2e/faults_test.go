@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -349,5 +350,51 @@ func TestSweepNeverRacesAnAcknowledgement(t *testing.T) {
 	}
 	if got := e.deviceSecretIDAccessors(d.id); len(got) != 1 || got[0] != st.SecretIDAccessor {
 		t.Fatalf("live secret IDs %v, want only %s", got, st.SecretIDAccessor)
+	}
+}
+
+// One of the server's Vault calls fails while it checks a device's
+// acknowledgement: the acknowledgement is refused as unavailable, and its
+// retry goes through at once (the failed attempt gave its claim on the
+// enrollment back).
+func TestFailedAcknowledgementIsRetriedAtOnce(t *testing.T) {
+	var ready atomic.Pointer[env]
+	var failed atomic.Bool
+	e := newEnv(t, options{server: func(c *config.File) {
+		target, _ := url.Parse(c.Vault.Address)
+		proxy := httputil.NewSingleHostReverseProxy(target)
+		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			// The unwrap of the wrapped list of the device's secret IDs,
+			// during the acknowledgement: Vault does not answer.
+			if e := ready.Load(); r.URL.Path == "/v1/sys/wrapping/unwrap" && e != nil &&
+				len(e.logs.lines("issued wrapped secret ID")) > 0 && failed.CompareAndSwap(false, true) {
+				w.WriteHeader(http.StatusBadGateway)
+				return
+			}
+			proxy.ServeHTTP(w, r)
+		}))
+		t.Cleanup(s.Close)
+		c.Vault.Address = s.URL
+	}})
+	ready.Store(e)
+	d := e.newDevice("sensor-ack-retry", nil)
+	start := time.Now()
+	st := e.enroll(d)
+	if !failed.Load() {
+		t.Fatal("no Vault call failed; the test proves nothing")
+	}
+	if busy := e.logs.lines("step failed; will retry"); len(busy) > 3 {
+		t.Fatalf("the acknowledgement was retried %d times (%v after the start)", len(busy), time.Since(start))
+	}
+	for _, l := range e.logs.lines("step failed; will retry") {
+		if strings.Contains(fmt.Sprint(l["err"]), "being decided") {
+			t.Fatalf("the retried acknowledgement found the enrollment still claimed: %v", l["err"])
+		}
+	}
+	if got := e.deviceSecretIDAccessors(d.id); len(got) != 1 || got[0] != st.SecretIDAccessor {
+		t.Fatalf("live secret IDs %v, want only %s", got, st.SecretIDAccessor)
+	}
+	if _, alerts := e.inventory(); len(alerts) != 0 {
+		t.Fatalf("alerts: %+v", alerts)
 	}
 }
