@@ -22,7 +22,7 @@ import (
 func (e *env) startReplica() (url string, stop func()) {
 	e.t.Helper()
 	cfg := e.cfg
-	cfg.Listen = "127.0.0.1:0"
+	cfg.Listen, cfg.MetricsListen = "127.0.0.1:0", "127.0.0.1:0"
 	a, err := app.New(cfg, app.Options{}, slog.New(slog.NewJSONHandler(e.logs, nil)))
 	if err != nil {
 		e.t.Fatal(err)
