@@ -94,40 +94,89 @@ func (s *Service) Enroll(ctx context.Context, req wire.EnrollRequest) (resp wire
 	}
 	defer release()
 	log := s.log.With("fleet", req.Fleet, "device_id", req.DeviceID)
-	// Attestation first: it costs no Vault call. A device bound to its TPM
-	// is refused once the request proved something (see checkHardware).
-	var att *inventory.Challenge
-	switch {
-	case req.Attestation != nil && !fleet.TPM.enabled():
-		return wire.EnrollResponse{}, fail(wire.CodeAttestationDisabled, "fleet %s does not use TPM attestation; enroll without it", req.Fleet)
-	case req.Attestation != nil:
-		if att, err = s.verifyAttestation(ctx, log, fleet, req.Fleet, req.DeviceID, *req.Attestation); err != nil {
-			return wire.EnrollResponse{}, err
-		}
-	case fleet.TPM.Mode == wire.TPMRequired:
-		return wire.EnrollResponse{}, fail(wire.CodeAttestationRequired, "fleet %s requires TPM attestation, and this device sent none", req.Fleet)
-	}
-	bound, mismatch, err := s.checkHardware(ctx, fleet, req, att)
+	p, err := s.prove(ctx, log, fleet, req)
 	if err != nil {
 		return wire.EnrollResponse{}, err
 	}
-	if mismatch != "" && att != nil {
-		return wire.EnrollResponse{}, s.hardwareMismatch(ctx, req, mismatch) // proven by the other TPM
+	c, replay, err := s.claim(ctx, log, fleet, req, p)
+	if err != nil || replay != nil {
+		return derefResponse(replay), err
 	}
-	gen, kind := 0, inventory.KindBootstrap
-	if req.EnrollmentToken != "" {
-		if gen, err = s.consumeEnrollmentToken(ctx, req.Fleet, req.DeviceID, req.EnrollmentToken); err != nil {
-			return wire.EnrollResponse{}, err
+	return s.decide(ctx, log.With("enrollment_id", c.e.ID), fleet, req, p, c)
+}
+
+// An enrollment request goes through these phases, in order:
+//
+//   - prove: what the request proves — a TPM (attestation, checked first,
+//     as it costs no Vault call), the fleet's bootstrap credential (its
+//     enrollment token, consumed), or both;
+//   - claim: the idempotency key claimed for the device (a retry finds its
+//     answer here), after the device's standing was checked;
+//   - decide: held for an administrator, or let through (a recovery
+//     spent), then mint.
+
+// proof is what a request proved.
+type proof struct {
+	att   *inventory.Challenge // the TPM attested; nil without
+	bound inventory.Device     // the device record as the TPM check read it
+	gen   int                  // the bootstrap generation presented
+	kind  string               // KindBootstrap or KindAttested
+}
+
+// prove checks the request's attestation and enrollment token. A device
+// bound to a TPM is refused for another one only once the request proved
+// something (see checkHardware).
+func (s *Service) prove(ctx context.Context, log *slog.Logger, fleet Fleet, req wire.EnrollRequest) (proof, error) {
+	var p proof
+	var err error
+	switch {
+	case req.Attestation != nil && !fleet.TPM.enabled():
+		return p, fail(wire.CodeAttestationDisabled, "fleet %s does not use TPM attestation; enroll without it", req.Fleet)
+	case req.Attestation != nil:
+		if p.att, err = s.verifyAttestation(ctx, log, fleet, req.Fleet, req.DeviceID, *req.Attestation); err != nil {
+			return p, err
+		}
+	case fleet.TPM.Mode == wire.TPMRequired:
+		return p, fail(wire.CodeAttestationRequired, "fleet %s requires TPM attestation, and this device sent none", req.Fleet)
+	}
+	var mismatch string
+	p.bound, mismatch, err = s.checkHardware(ctx, fleet, req, p.att)
+	if err != nil {
+		return p, err
+	}
+	if mismatch != "" && p.att != nil {
+		return p, s.hardwareMismatch(ctx, req, mismatch) // proven by the other TPM
+	}
+	p.kind = inventory.KindBootstrap
+	switch {
+	case req.EnrollmentToken != "":
+		if p.gen, err = s.consumeEnrollmentToken(ctx, req.Fleet, req.DeviceID, req.EnrollmentToken); err != nil {
+			return p, err
 		}
 		if mismatch != "" {
-			return wire.EnrollResponse{}, s.hardwareMismatch(ctx, req, mismatch) // proven by the bootstrap credential
+			return p, s.hardwareMismatch(ctx, req, mismatch) // proven by the bootstrap credential
 		}
-	} else if !attestedAlone(bound, att) {
-		return wire.EnrollResponse{}, fail(wire.CodeEnrollmentTokenBad,
+	case !attestedAlone(p.bound, p.att):
+		return p, fail(wire.CodeEnrollmentTokenBad,
 			"attestation alone re-enrolls only a device already bound to this TPM; send an enrollment token")
-	} else {
-		kind, gen = inventory.KindAttested, bound.Generation
+	default:
+		p.kind, p.gen = inventory.KindAttested, p.bound.Generation
 	}
+	return p, nil
+}
+
+// claimed is an enrollment claimed for a request, with its device; fresh
+// when this request claimed it (not a retry of an earlier one).
+type claimed struct {
+	e     inventory.Enrollment
+	d     inventory.Device
+	fresh bool
+}
+
+// claim claims the request's idempotency key for the device; a retried
+// request whose answer is settled gets it as replay instead.
+func (s *Service) claim(ctx context.Context, log *slog.Logger, fleet Fleet, req wire.EnrollRequest, p proof) (claimed, *wire.EnrollResponse, error) {
+	var c claimed
 	// A device the fleet will not admit (not on its allow-list, rejected,
 	// quarantined) is refused before anything is stored: invented IDs
 	// leave no record behind. The same check runs again below, on the
@@ -137,41 +186,43 @@ func (s *Service) Enroll(ctx context.Context, req wire.EnrollRequest) (resp wire
 		known, err = inventory.Device{Fleet: req.Fleet, ID: req.DeviceID}, nil
 	}
 	if err != nil {
-		return wire.EnrollResponse{}, fmt.Errorf("load device: %w", err)
+		return c, nil, fmt.Errorf("load device: %w", err)
 	}
 	if refusal := s.mayEnroll(fleet, known); refusal != nil {
 		log.Warn("enrollment refused", "reason", refusal.Message)
-		return wire.EnrollResponse{}, refusal
+		return c, nil, refusal
 	}
 	now := s.now().UTC()
-	e, claimed, err := s.store.BeginEnrollment(ctx, inventory.Enrollment{
-		ID: newID(), Kind: kind, Fleet: req.Fleet, DeviceID: req.DeviceID, IdempotencyKey: req.IdempotencyKey,
-		State: inventory.EnrollmentMinting, Generation: gen, NewKey: req.DeviceKey, CreatedAt: now, UpdatedAt: now,
+	e, fresh, err := s.store.BeginEnrollment(ctx, inventory.Enrollment{
+		ID: newID(), Kind: p.kind, Fleet: req.Fleet, DeviceID: req.DeviceID, IdempotencyKey: req.IdempotencyKey,
+		State: inventory.EnrollmentMinting, Generation: p.gen, NewKey: req.DeviceKey, CreatedAt: now, UpdatedAt: now,
 	}, now.Add(-s.staleAfter))
 	if errors.Is(err, inventory.ErrBusy) {
-		return wire.EnrollResponse{}, &wire.Error{Code: wire.CodeEnrollmentInProgress,
+		return c, nil, &wire.Error{Code: wire.CodeEnrollmentInProgress,
 			Message: "another enrollment of this device is in progress", RetryAfterSeconds: 2}
 	}
 	if err != nil {
-		return wire.EnrollResponse{}, fmt.Errorf("begin enrollment: %w", err)
+		return c, nil, fmt.Errorf("begin enrollment: %w", err)
 	}
 	log = log.With("enrollment_id", e.ID)
-	if !claimed && e.Kind != kind && !(e.Kind == inventory.KindAttested && kind == inventory.KindBootstrap) {
-		return wire.EnrollResponse{}, fail(wire.CodeIdempotencyConflict, "this idempotency key belongs to another kind of request")
+	if !fresh && e.Kind != p.kind && !(e.Kind == inventory.KindAttested && p.kind == inventory.KindBootstrap) {
+		return c, nil, fail(wire.CodeIdempotencyConflict, "this idempotency key belongs to another kind of request")
 	}
-	if !claimed {
+	if !fresh {
 		switch e.State {
 		case inventory.EnrollmentWrapped:
 			log.Info("idempotent replay of an enrollment", "state", e.State)
-			return s.replayWrapped(ctx, log, fleet, e)
+			resp, err := s.replayWrapped(ctx, log, fleet, e)
+			return c, &resp, err
 		case inventory.EnrollmentAcknowledged:
 			log.Info("idempotent replay of an enrollment", "state", e.State)
-			return responseOf(e), nil
+			resp := responseOf(e)
+			return c, &resp, nil
 		case inventory.EnrollmentFailed:
-			return wire.EnrollResponse{}, fail(wire.CodeIdempotencyConflict, "this enrollment failed; start a new one with a new idempotency key")
+			return c, nil, fail(wire.CodeIdempotencyConflict, "this enrollment failed; start a new one with a new idempotency key")
 		}
 		if e.State != inventory.EnrollmentPending && e.UpdatedAt.After(now.Add(-s.staleAfter)) {
-			return wire.EnrollResponse{}, &wire.Error{Code: wire.CodeEnrollmentInProgress,
+			return c, nil, &wire.Error{Code: wire.CodeEnrollmentInProgress,
 				Message: "this enrollment is being processed", RetryAfterSeconds: 2}
 		}
 		// A server stopped while minting this enrollment: take it over.
@@ -181,37 +232,51 @@ func (s *Service) Enroll(ctx context.Context, req wire.EnrollRequest) (resp wire
 	}
 	d, err := s.store.Device(ctx, req.Fleet, req.DeviceID)
 	if err != nil {
-		return wire.EnrollResponse{}, fmt.Errorf("load device: %w", err)
+		return c, nil, fmt.Errorf("load device: %w", err)
 	}
 	if refusal := s.mayEnroll(fleet, d); refusal != nil {
 		e.State, e.UpdatedAt = inventory.EnrollmentFailed, now
 		d.InFlight = ""
 		if err := s.store.Record(ctx, e, d, nil); err != nil {
-			return wire.EnrollResponse{}, err
+			return c, nil, err
 		}
 		log.Warn("enrollment refused", "reason", refusal.Message)
-		return wire.EnrollResponse{}, refusal
+		return c, nil, refusal
 	}
+	return claimed{e: e, d: d, fresh: fresh}, nil, nil
+}
+
+// decide holds the request for an administrator, or lets it through (a
+// re-enrollment spends the device's recovery budget) to mint.
+func (s *Service) decide(ctx context.Context, log *slog.Logger, fleet Fleet, req wire.EnrollRequest, p proof, c claimed) (wire.EnrollResponse, error) {
+	e, d := c.e, c.d
 	// An ID that already has an identity is never handed to a request that
 	// proves only the fleet's shared credential: that request waits for an
 	// administrator, who approves it (and only it) or rejects it. Proof of
 	// the identity is its bound TPM here; a device that holds its device
 	// key refreshes or rejoins instead (identity.go).
-	if d.HasIdentity() && !attestedAlone(d, att) && !e.Approved {
+	if d.HasIdentity() && !attestedAlone(d, p.att) && !e.Approved {
 		return s.holdClaim(ctx, log, e, d, req)
 	}
 	if !d.HasIdentity() {
-		bind(&d, att) // a TPM binds a device ID only when it is first enrolled
+		bind(&d, p.att) // a TPM binds a device ID only when it is first enrolled
 	}
 	if fleet.Approval == ApprovalManual && d.Admission != inventory.AdmissionApproved && d.Admission != inventory.AdmissionPreauthorized {
 		return s.hold(ctx, log, e, d, req.Facts)
 	}
-	if d.Enrollments > 0 && claimed && !e.Approved {
-		if err := s.spendRecovery(ctx, fleet, &e, &d, now); err != nil {
+	if d.Enrollments > 0 && c.fresh && !e.Approved {
+		if err := s.spendRecovery(ctx, fleet, &e, &d, s.now().UTC()); err != nil {
 			return wire.EnrollResponse{}, err
 		}
 	}
 	return s.mint(ctx, log, fleet, e, d, req.Facts)
+}
+
+func derefResponse(r *wire.EnrollResponse) wire.EnrollResponse {
+	if r == nil {
+		return wire.EnrollResponse{}
+	}
+	return *r
 }
 
 // attestedAlone reports whether a request without an enrollment token may
