@@ -137,7 +137,9 @@ func (m *Machine) keepTokenAlive(ctx context.Context, st *State) (bool, error) {
 		if err != nil && !errors.Is(err, vault.ErrTokenInvalid) {
 			return true, err
 		}
-		if err == nil && a.TTL >= time.Minute {
+		// A renewal counts when it pushed the expiry out; one capped by
+		// the token's max TTL calls for a new token instead.
+		if err == nil && m.clock.Now().Add(a.TTL).After(st.TokenExpiresAt.Add(time.Second)) {
 			m.setToken(st, a)
 			st.LastRenewal = m.clock.Now().UTC()
 			m.log.Info("token renewed to keep it", "token_accessor", st.TokenAccessor, "ttl", a.TTL)

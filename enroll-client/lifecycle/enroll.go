@@ -305,9 +305,15 @@ func (m *Machine) unwrap(ctx context.Context, st *State) error {
 	return nil
 }
 
-// maxAskAgain bounds how often one request asks again for a credential
-// whose wrapping token it found dead.
-const maxAskAgain = 3
+// A request whose wrapping token is found dead asks again: at once up to
+// askAgainAtOnce times, then after a backoff, since lost answers may come
+// in a row on a flaky path (the server tells a lost credential from a used
+// one, and alerts only on the latter). Past maxAskAgain dead tokens in a
+// row the device reports them: that many is no accident.
+const (
+	askAgainAtOnce = 3
+	maxAskAgain    = 20
+)
 
 // askAgain handles a wrapping token found dead: the device itself may have
 // unwrapped it and lost the answer (a crash, a dropped answer), or it may
@@ -324,10 +330,16 @@ func (m *Machine) askAgain(ctx context.Context, st *State, detail string) error 
 		return m.reportAndStop(ctx, st, wire.ProblemWrappingTokenInvalid, detail)
 	}
 	m.log.Warn("wrapping token is no longer valid; asking the server again", "detail", detail,
-		"enrollment_id", st.EnrollmentID, "wrapping_accessor", st.WrappingAccessor)
+		"enrollment_id", st.EnrollmentID, "wrapping_accessor", st.WrappingAccessor, "asked_again", st.AskedAgain)
 	st.AskedAgain++
 	st.Phase, st.WrappingToken = phase, ""
-	return m.save(st)
+	if err := m.save(st); err != nil {
+		return err
+	}
+	if st.AskedAgain > askAgainAtOnce {
+		return fmt.Errorf("wrapping token found dead %d times in a row; asking again after a backoff", st.AskedAgain)
+	}
+	return nil
 }
 
 // reportAndStop tells the server that the wrapped credential is suspect

@@ -85,6 +85,7 @@ type fakeVault struct {
 	tokenTTL    time.Duration
 	secretIDTTL time.Duration
 	unwrapped   bool // every wrapping token reads as used
+	deadLookups int  // this many wrapping tokens in a row read as dead (lost answers)
 	used        map[string]bool
 	logins      map[string]int // by mount
 	onRenew     func()
@@ -111,6 +112,10 @@ func (v *fakeVault) LookupWrapping(_ context.Context, tok string) (vault.WrapInf
 		return vault.WrapInfo{}, err
 	}
 	if v.unwrapped || v.used[tok] {
+		return vault.WrapInfo{}, vault.ErrWrappingInvalid
+	}
+	if v.deadLookups > 0 {
+		v.deadLookups--
 		return vault.WrapInfo{}, vault.ErrWrappingInvalid
 	}
 	return vault.WrapInfo{CreationPath: wire.SecretIDCreationPath("edge-devices-acme", "dev-1")}, nil

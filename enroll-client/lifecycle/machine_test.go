@@ -159,6 +159,23 @@ func TestUsedWrappingTokenIsReported(t *testing.T) {
 	}
 }
 
+// Five answers lost in a row (a flaky path): the device asks again each
+// time, at once and then after a backoff, and never reports: telling a lost
+// credential from a used one is the server's job.
+func TestLostAnswersInARowAreAskedAgain(t *testing.T) {
+	r := newRig(t)
+	r.vault.deadLookups = 5
+	if err := r.enroll(t); err != nil {
+		t.Fatal(err)
+	}
+	if r.server.reports != 0 || r.server.enrolls != 6 {
+		t.Fatalf("reports = %d, enrolls = %d; want 0 and 6", r.server.reports, r.server.enrolls)
+	}
+	if len(r.clock.sleeps) < 2 {
+		t.Fatalf("sleeps %v: asking again past the third time must back off", r.clock.sleeps)
+	}
+}
+
 // The token is renewed at about two thirds of its TTL, jitter included.
 func TestRenewalIsScheduledAtTwoThirds(t *testing.T) {
 	r := newRig(t)
@@ -294,8 +311,15 @@ func TestStatusSaysWhenTheDaemonStopped(t *testing.T) {
 // the machine takes no enrollment step, but keeps its token renewed on
 // schedule the whole time, so the workloads never hold a dead one.
 func TestTokenKeptAliveWhileTheDiskRefuses(t *testing.T) {
+	t.Run("secret ID lives on", func(t *testing.T) { tokenKeptAliveWhileTheDiskRefuses(t, 0) })
+	// Past the secret ID's life no new token can be had: the one the
+	// device holds is renewed for as long as Vault extends it.
+	t.Run("secret ID expires meanwhile", func(t *testing.T) { tokenKeptAliveWhileTheDiskRefuses(t, 3*time.Minute) })
+}
+
+func tokenKeptAliveWhileTheDiskRefuses(t *testing.T, secretIDTTL time.Duration) {
 	r := newRig(t)
-	r.vault.tokenTTL = 30 * time.Second
+	r.vault.tokenTTL, r.vault.secretIDTTL = 30*time.Second, secretIDTTL
 	if err := r.enroll(t); err != nil {
 		t.Fatal(err)
 	}
