@@ -409,12 +409,16 @@ func (s *Service) mint(ctx context.Context, log *slog.Logger, fleet Fleet, e inv
 		RoleID: d.RoleID, TokenTTL: fleet.TokenTTL, TokenMaxTTL: fleet.TokenMaxTTL, SecretIDTTL: fleet.SecretIDTTL,
 	})
 	if err != nil {
+		s.abandon(log, e, d)
 		return wire.EnrollResponse{}, vaultError("create the device role", err)
 	}
 	wi, err := s.vault.MintWrappedSecretID(ctx, fleet.Name, e.DeviceID, map[string]string{
 		"fleet": fleet.Name, "device_id": e.DeviceID, "enrollment_id": e.ID, "generation": strconv.Itoa(e.Generation),
 	}, fleet.WrapTTL)
 	if err != nil {
+		// A secret ID minted whose answer was lost stays an extra one of
+		// the device's until the next acknowledgement destroys it.
+		s.abandon(log, e, d)
 		return wire.EnrollResponse{}, vaultError("mint the device's secret ID", err)
 	}
 	want := wire.SecretIDCreationPath(vault.DeviceMount(fleet.Name), e.DeviceID)
@@ -450,6 +454,19 @@ func (s *Service) mint(ctx context.Context, log *slog.Logger, fleet Fleet, e inv
 	}
 	log.Info("issued wrapped secret ID", "wrapping_accessor", wi.Accessor, "path", kindName(e.Kind), "generation", e.Generation, "sequence", e.Sequence)
 	return responseOf(e), nil
+}
+
+// abandon marks an enrollment whose minting failed on a Vault call as
+// interrupted, so that its retry (same idempotency key) resumes it at once
+// instead of waiting out the stale-enrollment time as for a server that
+// died half way.
+func (s *Service) abandon(log *slog.Logger, e inventory.Enrollment, d inventory.Device) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	e.UpdatedAt, d.InFlight = time.Time{}, ""
+	if err := s.store.Record(ctx, e, d, nil); err != nil {
+		log.Warn("mark the interrupted enrollment; its retry waits for it to go stale", "err", err)
+	}
 }
 
 func responseOf(e inventory.Enrollment) wire.EnrollResponse {

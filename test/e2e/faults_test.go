@@ -398,3 +398,39 @@ func TestFailedAcknowledgementIsRetriedAtOnce(t *testing.T) {
 		t.Fatalf("alerts: %+v", alerts)
 	}
 }
+
+// The server's Vault call that mints a device's secret ID fails once: the
+// device's retry resumes the same enrollment at once, instead of being told
+// it is in progress until it goes stale.
+func TestFailedMintIsResumedAtOnce(t *testing.T) {
+	var failed atomic.Bool
+	e := newEnv(t, options{server: func(c *config.File) {
+		target, _ := url.Parse(c.Vault.Address)
+		proxy := httputil.NewSingleHostReverseProxy(target)
+		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasSuffix(r.URL.Path, "/role/sensor-mint/secret-id") && r.Method == http.MethodPut && failed.CompareAndSwap(false, true) {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				return
+			}
+			proxy.ServeHTTP(w, r)
+		}))
+		t.Cleanup(s.Close)
+		c.Vault.Address = s.URL
+	}})
+	d := e.newDevice("sensor-mint", nil)
+	st := e.enroll(d)
+	if !failed.Load() {
+		t.Fatal("no mint failed; the test proves nothing")
+	}
+	for _, l := range e.logs.lines("step failed; will retry") {
+		if strings.Contains(fmt.Sprint(l["err"]), "being processed") {
+			t.Fatalf("the retry found the enrollment still in progress: %v", l["err"])
+		}
+	}
+	if st.Enrollments != 1 || len(e.logs.lines("resuming an interrupted enrollment")) != 1 {
+		t.Fatalf("enrollments %d; the retry did not resume the enrollment", st.Enrollments)
+	}
+	if got := e.deviceSecretIDAccessors(d.id); len(got) != 1 || got[0] != st.SecretIDAccessor {
+		t.Fatalf("live secret IDs %v, want only %s", got, st.SecretIDAccessor)
+	}
+}
