@@ -152,7 +152,7 @@ func (s *Service) cutOff(ctx context.Context, d *inventory.Device) error {
 	}
 	// A disabled entity's tokens are refused at once, the device's and
 	// any intruder's alike: no token needs revoking one by one.
-	if err := s.vault.SetEntityDisabled(ctx, d.EntityID, true); err != nil {
+	if err := s.vault.DisableEntity(ctx, d.EntityID); err != nil {
 		return vaultError("disable the device's entity", err)
 	}
 	return nil

@@ -54,7 +54,7 @@ type Vault interface {
 	DestroyEnrollmentSecretIDs(ctx context.Context, fleet, device, enrollmentID string) (int, error)
 	SecretIDUsesLeft(ctx context.Context, fleet, device, accessor string) (int, error)
 	WrappingAlive(ctx context.Context, token string) (bool, error)
-	SetEntityDisabled(ctx context.Context, entityID string, disabled bool) error
+	DisableEntity(ctx context.Context, entityID string) error
 	DeviceEntityID(ctx context.Context, fleet, roleID string) (string, error)
 	Layout() vault.Layout
 }

@@ -289,15 +289,16 @@ func (s *Server) DeviceEntityID(ctx context.Context, fleet, roleID string) (stri
 	return id, nil
 }
 
-// SetEntityDisabled disables (or re-enables) a device's Vault entity: the
-// tokens of a disabled entity cannot be used, whichever the device holds.
-func (s *Server) SetEntityDisabled(ctx context.Context, entityID string, disabled bool) error {
+// DisableEntity disables a device's Vault entity: the tokens of a disabled
+// entity cannot be used, whoever holds them. The server's policy allows
+// nothing else on entities, so it can never enable one again.
+func (s *Server) DisableEntity(ctx context.Context, entityID string) error {
 	if entityID == "" {
 		return nil
 	}
-	_, err := s.c.Logical().WriteWithContext(ctx, "identity/entity/id/"+entityID, map[string]any{"disabled": disabled})
+	_, err := s.c.Logical().WriteWithContext(ctx, "identity/entity/id/"+entityID, map[string]any{"disabled": true})
 	if err != nil {
-		return fmt.Errorf("set entity disabled=%v: %w", disabled, err)
+		return fmt.Errorf("disable entity: %w", err)
 	}
 	return nil
 }

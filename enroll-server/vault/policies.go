@@ -84,11 +84,12 @@ path "identity/lookup/entity" {
     "alias_mount_accessor" = [%[2]s]
   }
 }
-# Disable or re-enable a revoked device's entity, and nothing else of it.
+# Disable a cut-off device's entity, and nothing else of it: never enable
+# one again (a re-admitted device gets a new entity).
 path "identity/entity/id/+" {
   capabilities = ["update"]
   allowed_parameters = {
-    "disabled" = []
+    "disabled" = [true]
   }
 }
 path "%[1]s/data/enroll/fleets/+/generations" {

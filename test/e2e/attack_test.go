@@ -94,6 +94,8 @@ func TestServerTokenCannotPlantABackdoor(t *testing.T) {
 		{"revoking an administrator's token", "auth/token/revoke-accessor", map[string]any{"accessor": adminAccessor}},
 		{"revoking a device's token by accessor", "auth/token/revoke-accessor", map[string]any{"accessor": st.TokenAccessor}},
 		{"revoking a token it holds", "auth/token/revoke", map[string]any{"token": admin}},
+		{"enabling an entity again", "identity/entity/id/" + st.EntityID, map[string]any{"disabled": false}},
+		{"renaming an entity", "identity/entity/id/" + st.EntityID, map[string]any{"name": "x"}},
 		{"its own policy", "sys/policies/acl/" + vault.ServerPolicy, map[string]any{"policy": `path "*" { capabilities = ["sudo"] }`}},
 		{"its own role", "auth/" + e.layout.EnrollMount + "/role/" + vault.ServerRole, map[string]any{"token_policies": []string{"root"}}},
 	}
