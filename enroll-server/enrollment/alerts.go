@@ -33,11 +33,18 @@ type Alerter struct {
 
 	mu     sync.Mutex
 	recent map[alertKey]*alertWindow
+	// fleetWide caps each kind of alert per fleet, whatever device each
+	// names: device IDs are the requester's to choose.
+	fleetWide map[alertKey]*alertWindow
 }
 
 // AlertWindow is how long an alert of one kind for one device silences its
 // repeats.
 const AlertWindow = time.Minute
+
+// MaxAlertsPerKind is how many alerts of one kind one fleet raises per
+// AlertWindow, across devices; the rest are counted as suppressed.
+const MaxAlertsPerKind = 20
 
 // maxAlertKeys bounds the memory of recent alerts; past it the oldest are
 // forgotten (their repeats are raised again).
@@ -47,6 +54,7 @@ type alertKey struct{ kind, fleet, device string }
 
 type alertWindow struct {
 	since      time.Time
+	raised     int
 	suppressed int
 }
 
@@ -57,7 +65,7 @@ func NewAlerter(s inventory.Store, log *slog.Logger, m Metrics, notify Notifier)
 		m = noMetrics{}
 	}
 	return &Alerter{store: s, log: log, metrics: m, notify: notify, now: time.Now,
-		recent: map[alertKey]*alertWindow{}}
+		recent: map[alertKey]*alertWindow{}, fleetWide: map[alertKey]*alertWindow{}}
 }
 
 // shouldRaise decides whether an alert is raised or counted as a repeat; a raised
@@ -76,6 +84,20 @@ func (a *Alerter) shouldRaise(al *inventory.Alert) bool {
 			al.Detail += fmt.Sprintf(" (%d more like it were suppressed before this one)", w.suppressed)
 		}
 	}
+	fk := alertKey{kind: al.Kind, fleet: al.Fleet}
+	fw := a.fleetWide[fk]
+	if fw == nil || now.Sub(fw.since) >= AlertWindow {
+		if fw != nil && fw.suppressed > 0 {
+			al.Detail += fmt.Sprintf(" (%d more of this kind in this fleet, for any device, were suppressed before this one: over %d a minute)", fw.suppressed, MaxAlertsPerKind)
+		}
+		fw = &alertWindow{since: now}
+		a.fleetWide[fk] = fw
+	}
+	if fw.raised >= MaxAlertsPerKind {
+		fw.suppressed++
+		return false
+	}
+	fw.raised++
 	if len(a.recent) >= maxAlertKeys {
 		for key, w := range a.recent {
 			if now.Sub(w.since) >= AlertWindow {
