@@ -11,6 +11,8 @@ import (
 	"log/slog"
 	"slices"
 
+	"golang.org/x/time/rate"
+
 	"github.com/edge-enroll/enroll/enroll-server/audit"
 	"github.com/edge-enroll/enroll/enroll-server/inventory"
 	"github.com/edge-enroll/enroll/enroll-server/vault"
@@ -43,6 +45,9 @@ type Core interface {
 
 // Service answers admin requests.
 type Service struct {
+	// checks bounds the admin requests whose token the server asks Vault
+	// about: each costs Vault two calls, whoever sends it.
+	checks   *rate.Limiter
 	vault    Vault
 	core     Core
 	store    inventory.Store
@@ -52,8 +57,14 @@ type Service struct {
 
 // New builds the admin service.
 func New(v Vault, c Core, s inventory.Store, auditKey audit.Key, log *slog.Logger) *Service {
-	return &Service{vault: v, core: c, store: s, auditKey: auditKey, log: log}
+	return &Service{vault: v, core: c, store: s, auditKey: auditKey, log: log,
+		checks: rate.NewLimiter(AdminChecksPerSecond, 2*AdminChecksPerSecond)}
 }
+
+// AdminChecksPerSecond is how many admin requests a server checks with
+// Vault per second (twice as many at once): an invented token costs Vault
+// nothing past it.
+const AdminChecksPerSecond = 20
 
 // Areas of administration: each is a path under vault.AdminActionPrefix.
 const (
@@ -73,6 +84,9 @@ const (
 func (s *Service) authorize(ctx context.Context, token, area, fleet, capability string) (string, error) {
 	if token == "" {
 		return "", wire.Errorf(wire.CodeUnauthenticated, "an administrator's Vault token is required (enrollctl sends a short-lived child of $VAULT_TOKEN as X-Vault-Token)")
+	}
+	if !s.checks.Allow() {
+		return "", &wire.Error{Code: wire.CodeRateLimited, Message: "too many admin requests; retry shortly", RetryAfterSeconds: 1}
 	}
 	path, scope := vault.AdminActionPrefix+area, "every fleet"
 	if fleet != "" {

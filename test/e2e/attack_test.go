@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edge-enroll/enroll/enroll-server/admin"
 	"github.com/edge-enroll/enroll/enroll-server/config"
 	"github.com/edge-enroll/enroll/enroll-server/vault"
 	"github.com/edge-enroll/enroll/pkg/identity"
@@ -199,5 +200,34 @@ func TestAdmitFloodFromOneAddressIsBounded(t *testing.T) {
 	e.keep(st.Token, st.SecretID)
 	if len(e.logs.lines("step failed; will retry")) != 0 {
 		t.Fatal("the real device was shed")
+	}
+}
+
+// A flood of admin requests with invented tokens costs Vault a bounded
+// number of calls: past the admin checks' rate, the server refuses without
+// asking Vault.
+func TestAdminFloodCostsVaultLittle(t *testing.T) {
+	e := newEnv(t)
+	before := metricSum(t, e, "enroll_server_vault_request_duration_seconds_count")
+	limited := 0
+	start := time.Now()
+	for i := range 300 {
+		status, _ := e.get(wire.PathAdminDevices+"?fleet=acme", fmt.Sprintf("hvs.invented-%d", i))
+		if status == http.StatusTooManyRequests {
+			limited++
+		}
+	}
+	took := time.Since(start)
+	calls := metricSum(t, e, "enroll_server_vault_request_duration_seconds_count") - before
+	// Two Vault calls per checked request, at most a burst plus the rate
+	// for the time the flood took.
+	budget := 2 * (2*admin.AdminChecksPerSecond + admin.AdminChecksPerSecond*(took.Seconds()+1))
+	if limited == 0 || calls > budget {
+		t.Fatalf("%d of 300 refused as rate-limited; %v Vault calls in %v (budget %v)", limited, calls, took, budget)
+	}
+	// A real admin gets through again once the flood stops.
+	time.Sleep(time.Second)
+	if status, body := e.get(wire.PathAdminDevices+"?fleet=acme", e.vault.RootToken); status != http.StatusOK {
+		t.Fatalf("after the flood: %d %s", status, body)
 	}
 }
