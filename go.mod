@@ -1,6 +1,6 @@
 module github.com/edge-enroll/enroll
 
-go 1.26.0
+go 1.27.0
 
 require (
 	github.com/gin-gonic/gin v1.12.0

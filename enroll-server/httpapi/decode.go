@@ -2,7 +2,8 @@ package httpapi
 
 import (
 	"bytes"
-	"encoding/json"
+	"encoding/json/jsontext"
+	json "encoding/json/v2"
 	"errors"
 	"io"
 	"mime"
@@ -30,33 +31,41 @@ func decode(c *gin.Context, v any) error {
 		}
 		return wire.Errorf(wire.CodeInvalidRequest, "could not read the request body")
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return wire.Errorf(wire.CodeInvalidRequest, "malformed JSON: %s", describe(err))
-	}
-	if dec.More() {
-		return wire.Errorf(wire.CodeInvalidRequest, "malformed JSON: data after the object")
+	// Strictly: unknown members, duplicate members and members spelled in
+	// another case are refused, as is anything after the object.
+	if err := json.Unmarshal(body, v, json.RejectUnknownMembers(true)); err != nil {
+		return wire.Errorf(wire.CodeInvalidRequest, "malformed JSON: %s", describe(body, err))
 	}
 	return nil
 }
 
 // describe turns a decoding error into a message that names the problem
-// without echoing the body.
-func describe(err error) string {
-	var syn *json.SyntaxError
-	var typ *json.UnmarshalTypeError
+// (and the member, by its JSON pointer) without echoing the body.
+func describe(body []byte, err error) string {
+	var syn *jsontext.SyntacticError
+	var sem *json.SemanticError
 	switch {
-	case errors.As(err, &syn):
-		return "syntax error at byte " + strconv.FormatInt(syn.Offset, 10)
-	case errors.As(err, &typ) && typ.Field == "":
-		return "the body must be a JSON object"
-	case errors.As(err, &typ):
-		return "field " + typ.Field + " has the wrong type"
-	case errors.Is(err, io.EOF):
+	case len(bytes.TrimSpace(body)) == 0:
 		return "empty body"
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		return "unknown field " + strings.TrimPrefix(err.Error(), "json: unknown field ")
+	case errors.As(err, &syn) && errors.Is(syn.Err, jsontext.ErrDuplicateName):
+		return "duplicate member " + member(syn.JSONPointer)
+	case errors.As(err, &syn):
+		return "syntax error at byte " + strconv.FormatInt(syn.ByteOffset, 10)
+	case errors.As(err, &sem) && errors.Is(sem.Err, json.ErrUnknownName):
+		return "unknown field " + member(sem.JSONPointer)
+	case errors.As(err, &sem) && sem.JSONPointer == "":
+		return "the body must be a JSON object"
+	case errors.As(err, &sem):
+		return "field " + member(sem.JSONPointer) + " has the wrong type"
 	}
 	return "invalid document"
+}
+
+// member names a JSON member by its pointer, shortened.
+func member(p jsontext.Pointer) string {
+	s := strings.TrimPrefix(string(p), "/")
+	if len(s) > 64 {
+		s = s[:64] + "…"
+	}
+	return strconv.Quote(s)
 }
