@@ -236,9 +236,14 @@ func TestLostAnswerAtEveryStep(t *testing.T) {
 			d := e.deviceDir(id)
 			d.writeBundle(t, line.bundle)
 			f := r.fault
-			var dm *daemon
+			var running atomic.Pointer[daemon] // the hook runs on the line's goroutine
 			if r.kill {
 				f.hook = func() {
+					dm := running.Load()
+					for dm == nil { // the daemon's first request may come before startDaemon returns
+						time.Sleep(time.Millisecond)
+						dm = running.Load()
+					}
 					_ = dm.cmd.Process.Kill()
 					<-dm.done
 				}
@@ -246,7 +251,8 @@ func TestLostAnswerAtEveryStep(t *testing.T) {
 			if !r.refresh {
 				line.arm(&f)
 			}
-			dm = e.startDaemon(bin, d)
+			dm := e.startDaemon(bin, d)
+			running.Store(dm)
 			if r.refresh {
 				if !waitAuthenticated(t, d, dm, 40*time.Second, enrolled) {
 					return
