@@ -37,18 +37,7 @@ func TestAuditLogDetectsTampering(t *testing.T) {
 			t.Fatalf("audit export lacks %s:\n%s", want, export)
 		}
 	}
-	e.stop()
-	cfgPath := filepath.Join(t.TempDir(), "server.yaml")
-	raw, err := yaml.Marshal(e.cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, cfgPath, raw)
-	verify := func() (int, string) {
-		var out, errOut bytes.Buffer
-		code := servercli.Run(context.Background(), []string{"audit", "verify", "-config", cfgPath}, &out, &errOut)
-		return code, out.String() + errOut.String()
-	}
+	verify := e.offlineVerify()
 	if code, out := verify(); code != 0 || !strings.Contains(out, "intact: 3 records") {
 		t.Fatalf("verify of an untouched log: %d %s", code, out)
 	}
@@ -143,18 +132,7 @@ func TestKeyedAuditLog(t *testing.T) {
 		t.Fatalf("verify through the API: %+v", check)
 	}
 	head := check.Head
-	e.stop()
-	cfgPath := filepath.Join(t.TempDir(), "server.yaml")
-	raw, err := yaml.Marshal(e.cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, cfgPath, raw)
-	verify := func(extra ...string) (int, string) {
-		var out, errOut bytes.Buffer
-		code := servercli.Run(context.Background(), append([]string{"audit", "verify", "-config", cfgPath}, extra...), &out, &errOut)
-		return code, out.String() + errOut.String()
-	}
+	verify := e.offlineVerify()
 	if code, out := verify("-head", head); code != 0 || !strings.Contains(out, "intact: 2 records, MACs checked") || !strings.Contains(out, "head: "+head) {
 		t.Fatalf("verify of an untouched log: %d %s", code, out)
 	}
@@ -191,5 +169,23 @@ func TestKeyedAuditLog(t *testing.T) {
 	})
 	if code, out := verify(); code == 0 || !strings.Contains(out, "BROKEN at record 1") {
 		t.Fatalf("verify of a resealed log: %d %s", code, out)
+	}
+}
+
+// offlineVerify stops the server and returns `enroll-server audit verify`
+// on its configuration and state, with extra arguments.
+func (e *env) offlineVerify() func(extra ...string) (int, string) {
+	e.t.Helper()
+	e.stop()
+	cfgPath := filepath.Join(e.t.TempDir(), "server.yaml")
+	raw, err := yaml.Marshal(e.cfg)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	writeFile(e.t, cfgPath, raw)
+	return func(extra ...string) (int, string) {
+		var out, errOut bytes.Buffer
+		code := servercli.Run(context.Background(), append([]string{"audit", "verify", "-config", cfgPath}, extra...), &out, &errOut)
+		return code, out.String() + errOut.String()
 	}
 }
