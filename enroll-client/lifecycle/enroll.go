@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/edge-enroll/enroll/enroll-client/serverapi"
@@ -225,8 +227,18 @@ func (m *Machine) attest(ctx context.Context, ticket string) (*wire.Evidence, er
 
 // acceptWrapped saves a wrapped credential before anything uses it.
 func (m *Machine) acceptWrapped(st *State, resp wire.EnrollResponse) error {
-	if resp.WrappingToken == "" || resp.RoleID == "" || resp.EnrollmentID == "" || resp.LoginMount != m.cfg.Bundle.DeviceMount {
-		return fmt.Errorf("credential is incomplete or names login mount %q (want %q)", resp.LoginMount, m.cfg.Bundle.DeviceMount)
+	var missing []string
+	for name, v := range map[string]string{"wrapping_token": resp.WrappingToken, "role_id": resp.RoleID, "enrollment_id": resp.EnrollmentID} {
+		if v == "" {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 0 {
+		slices.Sort(missing)
+		return fmt.Errorf("the server's answer lacks %s", strings.Join(missing, ", "))
+	}
+	if resp.LoginMount != m.cfg.Bundle.DeviceMount {
+		return fmt.Errorf("the server's answer names login mount %q, but the bundle's device mount is %q", resp.LoginMount, m.cfg.Bundle.DeviceMount)
 	}
 	st.Phase, st.Acknowledged = PhaseWrapped, false
 	st.PendingSequence = resp.Sequence

@@ -365,3 +365,17 @@ func tokenKeptAliveWhileTheDiskRefuses(t *testing.T, secretIDTTL time.Duration) 
 		t.Fatal("the machine talked to the server while its state could not be saved")
 	}
 }
+
+// A wrapped answer the device cannot use says exactly what is wrong with it.
+func TestIncompleteAnswerSaysWhatIsWrong(t *testing.T) {
+	r := newRig(t)
+	st := State{}
+	err := r.m.acceptWrapped(&st, wire.EnrollResponse{WrappingToken: "w", LoginMount: "edge-devices-acme"})
+	if err == nil || !strings.Contains(err.Error(), "lacks enrollment_id, role_id") {
+		t.Fatalf("err = %v", err)
+	}
+	err = r.m.acceptWrapped(&st, wire.EnrollResponse{WrappingToken: "w", RoleID: "r", EnrollmentID: "e", LoginMount: "edge-devices-other"})
+	if err == nil || !strings.Contains(err.Error(), `names login mount "edge-devices-other", but the bundle's device mount is "edge-devices-acme"`) {
+		t.Fatalf("err = %v", err)
+	}
+}
