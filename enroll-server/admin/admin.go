@@ -50,15 +50,25 @@ type Service struct {
 	checks   *rate.Limiter
 	vault    Vault
 	core     Core
-	store    inventory.Store
+	store    Store
 	auditKey audit.Key // checks the audit records' MACs; nil: none
 	log      *slog.Logger
 }
 
 // New builds the admin service.
-func New(v Vault, c Core, s inventory.Store, auditKey audit.Key, log *slog.Logger) *Service {
+func New(v Vault, c Core, s Store, auditKey audit.Key, log *slog.Logger) *Service {
 	return &Service{vault: v, core: c, store: s, auditKey: auditKey, log: log,
 		checks: rate.NewLimiter(AdminChecksPerSecond, 2*AdminChecksPerSecond)}
+}
+
+// Store is what the admin API reads of the inventory (inventory.Store has
+// the contract of each method); changes go through the core.
+type Store interface {
+	Devices(ctx context.Context, fleet string) ([]inventory.Device, error)
+	Alerts(ctx context.Context) ([]inventory.Alert, error)
+	GenerationUse(ctx context.Context, fleet string) ([]inventory.GenerationUse, error)
+	AppendAudit(ctx context.Context, r audit.Record) (audit.Record, error)
+	Audit(ctx context.Context) ([]audit.Record, error)
 }
 
 // AdminChecksPerSecond is how many admin requests a server checks with

@@ -25,7 +25,7 @@ type Notifier interface {
 // says how many), so that a burst of requests cannot flood the store, the
 // audit log and the webhook.
 type Alerter struct {
-	store   inventory.Store
+	store   AlertStore
 	log     *slog.Logger
 	metrics Metrics
 	notify  Notifier // may be nil
@@ -60,7 +60,13 @@ type alertWindow struct {
 
 // NewAlerter builds an Alerter; counter, suppressed and notify are
 // optional.
-func NewAlerter(s inventory.Store, log *slog.Logger, m Metrics, notify Notifier) *Alerter {
+// AlertStore keeps alerts, and their audit records.
+type AlertStore interface {
+	AddAlert(ctx context.Context, a inventory.Alert) (inventory.Alert, error)
+	AppendAudit(ctx context.Context, r audit.Record) (audit.Record, error)
+}
+
+func NewAlerter(s AlertStore, log *slog.Logger, m Metrics, notify Notifier) *Alerter {
 	if m == nil {
 		m = noMetrics{}
 	}

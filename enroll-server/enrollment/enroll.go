@@ -198,8 +198,7 @@ func (s *Service) claim(ctx context.Context, log *slog.Logger, fleet Fleet, req 
 		State: inventory.EnrollmentMinting, Generation: p.gen, NewKey: req.DeviceKey, CreatedAt: now, UpdatedAt: now,
 	}, now.Add(-s.staleAfter))
 	if errors.Is(err, inventory.ErrBusy) {
-		return c, nil, &wire.Error{Code: wire.CodeEnrollmentInProgress,
-			Message: "another enrollment of this device is in progress", RetryAfterSeconds: 2}
+		return c, nil, failRetry(2, wire.CodeEnrollmentInProgress, "another enrollment of this device is in progress")
 	}
 	if err != nil {
 		return c, nil, fmt.Errorf("begin enrollment: %w", err)
@@ -222,8 +221,7 @@ func (s *Service) claim(ctx context.Context, log *slog.Logger, fleet Fleet, req 
 			return c, nil, fail(wire.CodeIdempotencyConflict, "this enrollment failed; start a new one with a new idempotency key")
 		}
 		if e.State != inventory.EnrollmentPending && e.UpdatedAt.After(now.Add(-s.staleAfter)) {
-			return c, nil, &wire.Error{Code: wire.CodeEnrollmentInProgress,
-				Message: "this enrollment is being processed", RetryAfterSeconds: 2}
+			return c, nil, failRetry(2, wire.CodeEnrollmentInProgress, "this enrollment is being processed")
 		}
 		// A server stopped while minting this enrollment: take it over.
 		if e.State != inventory.EnrollmentPending {
@@ -320,9 +318,9 @@ func (s *Service) mayEnroll(fleet Fleet, d inventory.Device) *wire.Error {
 	}
 	switch {
 	case d.Admission == inventory.AdmissionRejected:
-		return wire.Errorf(wire.CodeRejected, "enrollment rejected by an administrator: %s", d.Reason)
+		return fail(wire.CodeRejected, "enrollment rejected by an administrator: %s", d.Reason)
 	case fleet.Approval == ApprovalAllowList && d.Admission != inventory.AdmissionPreauthorized && d.Admission != inventory.AdmissionApproved:
-		return wire.Errorf(wire.CodeRejected, "device %s is not on fleet %s's allow-list", d.ID, fleet.Name)
+		return fail(wire.CodeRejected, "device %s is not on fleet %s's allow-list", d.ID, fleet.Name)
 	}
 	return nil
 }
@@ -371,8 +369,7 @@ func (s *Service) holdClaim(ctx context.Context, log *slog.Logger, e inventory.E
 			}
 			s.alerts.Raise(ctx, inventory.Alert{Time: now, Kind: inventory.AlertIdentityClaimed, Fleet: d.Fleet, DeviceID: d.ID, EnrollmentID: e.ID,
 				Detail: fmt.Sprintf("a second request with only the fleet's bootstrap credential asked for this enrolled device's ID while enrollment %s waits for an administrator; turned away", held.ID)})
-			return wire.EnrollResponse{}, &wire.Error{Code: wire.CodeEnrollmentInProgress, RetryAfterSeconds: 60,
-				Message: fmt.Sprintf("another request for this device ID (enrollment %s) already waits for an administrator; it must be approved or rejected first", held.ID)}
+			return wire.EnrollResponse{}, failRetry(60, wire.CodeEnrollmentInProgress, "another request for this device ID (enrollment %s) already waits for an administrator; it must be approved or rejected first", held.ID)
 		}
 	}
 	first := e.State != inventory.EnrollmentPending

@@ -7,9 +7,16 @@ import (
 	"github.com/edge-enroll/enroll/pkg/wire"
 )
 
-// fail builds a caller-safe error.
-func fail(code wire.Code, format string, args ...any) error {
+// fail builds a caller-safe error: the one way the core makes one.
+func fail(code wire.Code, format string, args ...any) *wire.Error {
 	return wire.Errorf(code, format, args...)
+}
+
+// failRetry is fail with the Retry-After the caller should honour.
+func failRetry(retryAfter int, code wire.Code, format string, args ...any) *wire.Error {
+	e := wire.Errorf(code, format, args...)
+	e.RetryAfterSeconds = retryAfter
+	return e
 }
 
 // vaultError turns a Vault failure into what the caller may see: a

@@ -55,8 +55,7 @@ func (s *Service) IdentityChallenge(ctx context.Context, req wire.IdentityChalle
 		return wire.IdentityChallengeResponse{}, refusal
 	}
 	if !s.challenges.Allow(req.Fleet+"/"+req.DeviceID, s.now()) {
-		return wire.IdentityChallengeResponse{}, &wire.Error{Code: wire.CodeRateLimited, RetryAfterSeconds: 2,
-			Message: "too many challenges for this device; retry later"}
+		return wire.IdentityChallengeResponse{}, failRetry(2, wire.CodeRateLimited, "too many challenges for this device; retry later")
 	}
 	now := s.now().UTC()
 	c := inventory.Challenge{ID: newID(), Identity: true, Fleet: req.Fleet, DeviceID: req.DeviceID,
@@ -137,8 +136,7 @@ func (s *Service) renew(ctx context.Context, purpose string, req wire.IdentityRe
 		CreatedAt: now, UpdatedAt: now,
 	}, now.Add(-s.staleAfter))
 	if errors.Is(err, inventory.ErrBusy) {
-		return wire.EnrollResponse{}, &wire.Error{Code: wire.CodeEnrollmentInProgress,
-			Message: "another enrollment of this device is in progress", RetryAfterSeconds: 2}
+		return wire.EnrollResponse{}, failRetry(2, wire.CodeEnrollmentInProgress, "another enrollment of this device is in progress")
 	}
 	if err != nil {
 		return wire.EnrollResponse{}, fmt.Errorf("begin %s: %w", purpose, err)
@@ -204,8 +202,7 @@ func (s *Service) replay(ctx context.Context, log *slog.Logger, fleet Fleet, e i
 	case e.State == inventory.EnrollmentFailed:
 		return wire.EnrollResponse{}, true, fail(wire.CodeIdempotencyConflict, "this request failed; start a new one with a new idempotency key")
 	case e.UpdatedAt.After(s.now().Add(-s.staleAfter)):
-		return wire.EnrollResponse{}, true, &wire.Error{Code: wire.CodeEnrollmentInProgress,
-			Message: "this request is being processed", RetryAfterSeconds: 2}
+		return wire.EnrollResponse{}, true, failRetry(2, wire.CodeEnrollmentInProgress, "this request is being processed")
 	}
 	log.Warn("resuming an interrupted request")
 	return wire.EnrollResponse{}, false, nil
@@ -306,11 +303,11 @@ func (s *Service) standing(d inventory.Device) *wire.Error {
 	case d.State == inventory.DeviceQuarantined && strings.HasPrefix(d.Reason, clonedReason):
 		// Every copy hears the same: none retries on its own, since each
 		// attempt of a stale copy would lock the device out again.
-		return wire.Errorf(wire.CodeClonedState, "device is locked: two copies of its identity were seen; remove the copy, have an administrator re-admit the device, then restart the real one")
+		return fail(wire.CodeClonedState, "device is locked: two copies of its identity were seen; remove the copy, have an administrator re-admit the device, then restart the real one")
 	case d.State == inventory.DeviceQuarantined:
-		return wire.Errorf(wire.CodeDeviceQuarantined, "device is quarantined (%s); an administrator must re-admit it", d.Reason)
+		return fail(wire.CodeDeviceQuarantined, "device is quarantined (%s); an administrator must re-admit it", d.Reason)
 	case d.State == inventory.DeviceRevoked:
-		return wire.Errorf(wire.CodeRejected, "device was revoked (%s); an administrator must re-admit it", d.Reason)
+		return fail(wire.CodeRejected, "device was revoked (%s); an administrator must re-admit it", d.Reason)
 	}
 	return nil
 }

@@ -41,6 +41,24 @@ import (
 	"github.com/edge-enroll/enroll/enroll-server/vault"
 )
 
+// Store is what the core needs of the inventory (inventory.Store has the
+// contract of each method).
+type Store interface {
+	BeginEnrollment(ctx context.Context, e inventory.Enrollment, staleBefore time.Time) (inventory.Enrollment, bool, error)
+	Record(ctx context.Context, e inventory.Enrollment, d inventory.Device, rec *audit.Record) error
+	Enrollment(ctx context.Context, id string) (inventory.Enrollment, error)
+	Device(ctx context.Context, fleet, id string) (inventory.Device, error)
+	SaveDevice(ctx context.Context, d inventory.Device) error
+	ConsumeToken(ctx context.Context, hash string, expires time.Time, fleet string, generation int) error
+	TokenConsumed(ctx context.Context, hash string) (bool, error)
+	PutChallenge(ctx context.Context, c inventory.Challenge) error
+	TakeChallenge(ctx context.Context, id string) (inventory.Challenge, error)
+	AwaitingAck(ctx context.Context) ([]inventory.Enrollment, error)
+	ClaimAwaiting(ctx context.Context, id string, now, staleBefore time.Time) (bool, error)
+	ReleaseAwaiting(ctx context.Context, id string) error
+	AppendAudit(ctx context.Context, r audit.Record) (audit.Record, error)
+}
+
 // Vault is what the core needs from Vault, with the server's own token.
 type Vault interface {
 	LookupToken(ctx context.Context, token string) (vault.TokenInfo, error)
@@ -98,7 +116,7 @@ const pendingRetryAfter = 5
 // Service is the enrollment core. Build it with New.
 type Service struct {
 	vault  Vault
-	store  inventory.Store
+	store  Store
 	fleets map[string]Fleet
 	log    *slog.Logger
 	alerts *Alerter
@@ -140,7 +158,7 @@ type cachedGenerations struct {
 const GenerationCacheTTL = 5 * time.Second
 
 // New builds the core.
-func New(v Vault, s inventory.Store, fleets []Fleet, alerts *Alerter, log *slog.Logger) *Service {
+func New(v Vault, s Store, fleets []Fleet, alerts *Alerter, log *slog.Logger) *Service {
 	m := make(map[string]Fleet, len(fleets))
 	gates := make(map[string]*admission.Gate, len(fleets))
 	for _, f := range fleets {
