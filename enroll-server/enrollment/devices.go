@@ -135,29 +135,6 @@ func (s *Service) Revoke(ctx context.Context, actor, fleet, id, reason string) (
 	return d, s.saveAudited(ctx, d, actor, "admin:revoke", reason)
 }
 
-// cutOff destroys a device's secret IDs, revokes its known token and
-// disables its Vault entity.
-func (s *Service) cutOff(ctx context.Context, d *inventory.Device) error {
-	if d.EntityID == "" && d.RoleID != "" {
-		// Never acknowledged, so never learned: but whoever logged in with
-		// the role's secret ID made its entity. Its tokens die with it.
-		id, err := s.vault.DeviceEntityID(ctx, d.Fleet, d.RoleID)
-		if err != nil {
-			return vaultError("find the device's entity", err)
-		}
-		d.EntityID = id
-	}
-	if _, err := s.vault.DestroyDeviceSecretIDs(ctx, d.Fleet, d.ID); err != nil {
-		return vaultError("destroy the device's secret IDs", err)
-	}
-	// A disabled entity's tokens are refused at once, the device's and
-	// any intruder's alike: no token needs revoking one by one.
-	if err := s.vault.DisableEntity(ctx, d.EntityID); err != nil {
-		return vaultError("disable the device's entity", err)
-	}
-	return nil
-}
-
 // Readmit clears a quarantine, a revocation or a rejection: the device may
 // enroll (or rejoin) again. Its old Vault entity stays disabled — every
 // token issued before the lockout, the device's or an intruder's, stays

@@ -71,22 +71,6 @@ func (s *Service) Report(ctx context.Context, req wire.ReportRequest) (wire.Repo
 	return wire.ReportResponse{Status: inventory.DeviceQuarantined}, nil
 }
 
-// quarantine cuts the device off in Vault (see cutOff) and marks it
-// quarantined until an administrator re-admits it.
-func (s *Service) quarantine(ctx context.Context, e *inventory.Enrollment, d *inventory.Device, reason string) error {
-	if err := s.cutOff(ctx, d); err != nil {
-		return err
-	}
-	now := s.now().UTC()
-	e.State, e.WrappingToken, e.UpdatedAt = inventory.EnrollmentFailed, "", now
-	d.State, d.Reason, d.UpdatedAt, d.TokenAccessor, d.SecretIDAccessor = inventory.DeviceQuarantined, reason, now, "", ""
-	if err := s.store.Record(ctx, *e, *d, s.auditRec("server", "quarantine", d.Fleet, d.ID, reason)); err != nil {
-		return fmt.Errorf("record quarantine: %w", err)
-	}
-	s.log.Warn("device quarantined", "security", true, "fleet", d.Fleet, "device_id", d.ID, "reason", reason)
-	return nil
-}
-
 // printable drops control characters from text a device sends for an
 // operator to read.
 func printable(s string) string {
