@@ -20,7 +20,7 @@ import (
 	"github.com/edge-enroll/enroll/enroll-server/devca"
 	"github.com/edge-enroll/enroll/enroll-server/vault"
 	"github.com/edge-enroll/enroll/pkg/bundle"
-	"github.com/edge-enroll/enroll/pkg/version"
+	"github.com/edge-enroll/enroll/pkg/cmdline"
 )
 
 const usage = `usage: enrollctl <command> [flags]
@@ -59,10 +59,6 @@ type Env struct {
 
 // Run is the whole program.
 func Run(ctx context.Context, args []string, env Env) int {
-	if len(args) == 0 {
-		fmt.Fprint(env.Stderr, usage)
-		return 2
-	}
 	cmds := map[string]func(context.Context, []string, Env) error{
 		"setup":              setup,
 		"bundle":             writeBundle,
@@ -82,26 +78,19 @@ func Run(ctx context.Context, args []string, env Env) int {
 		"alerts":             alerts,
 		"audit":              auditCmd,
 	}
-	switch args[0] {
-	case "version", "--version", "-version":
-		fmt.Fprintln(env.Stdout, version.String("enrollctl"))
-		return 0
-	case "help", "-h", "--help":
-		fmt.Fprint(env.Stdout, usage)
-		return 0
-	}
-	cmd, ok := cmds[args[0]]
-	if !ok {
-		fmt.Fprintf(env.Stderr, "enrollctl: unknown command %q\n%s", args[0], usage)
-		return 2
-	}
-	if err := cmd(ctx, args[1:], env); err != nil {
-		if err != flag.ErrHelp {
-			fmt.Fprintln(env.Stderr, "enrollctl "+args[0]+":", err)
+	p := cmdline.Program{Name: "enrollctl", Usage: usage, Commands: make(map[string]cmdline.Command, len(cmds))}
+	for name, fn := range cmds {
+		p.Commands[name] = func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+			if err := fn(ctx, args, Env{Getenv: env.Getenv, Stdout: stdout, Stderr: stderr}); err != nil {
+				if err != flag.ErrHelp {
+					fmt.Fprintln(stderr, "enrollctl "+name+":", err)
+				}
+				return 1
+			}
+			return 0
 		}
-		return 1
 	}
-	return 0
+	return p.Run(ctx, args, env.Stdout, env.Stderr)
 }
 
 type vaultFlags struct {
