@@ -9,14 +9,6 @@ import (
 	"github.com/edge-enroll/enroll/pkg/wire"
 )
 
-func code(err error) wire.Code {
-	var we *wire.Error
-	if errors.As(err, &we) {
-		return we.Code
-	}
-	return ""
-}
-
 func TestGate(t *testing.T) {
 	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	t.Run("rate", func(t *testing.T) {
@@ -41,7 +33,7 @@ func TestGate(t *testing.T) {
 		g := NewGate(Limits{MaxConcurrent: 2})
 		r1, _ := g.Enter(now, "")
 		r2, _ := g.Enter(now, "")
-		if _, err := g.Enter(now, ""); code(err) != wire.CodeRateLimited {
+		if _, err := g.Enter(now, ""); wire.CodeOf(err) != wire.CodeRateLimited {
 			t.Fatalf("third in flight: %v", err)
 		}
 		r1()
@@ -53,7 +45,7 @@ func TestGate(t *testing.T) {
 		r2()
 	})
 	t.Run("closed", func(t *testing.T) {
-		if _, err := NewGate(Limits{Closed: true}).Enter(now, ""); code(err) != wire.CodeEnrollmentClosed {
+		if _, err := NewGate(Limits{Closed: true}).Enter(now, ""); wire.CodeOf(err) != wire.CodeEnrollmentClosed {
 			t.Fatalf("closed window: %v", err)
 		}
 	})

@@ -2,21 +2,12 @@ package enrollment
 
 import (
 	"context"
-	"errors"
 	"testing"
 	"time"
 
 	"github.com/edge-enroll/enroll/enroll-server/admission"
 	"github.com/edge-enroll/enroll/pkg/wire"
 )
-
-func code(err error) wire.Code {
-	var we *wire.Error
-	if errors.As(err, &we) {
-		return we.Code
-	}
-	return ""
-}
 
 func TestAdmissionTickets(t *testing.T) {
 	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -26,7 +17,7 @@ func TestAdmissionTickets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Admit(context.Background(), wire.AdmitRequest{Fleet: "acme", DeviceID: "d2"}); code(err) != wire.CodeRateLimited {
+	if _, err := s.Admit(context.Background(), wire.AdmitRequest{Fleet: "acme", DeviceID: "d2"}); wire.CodeOf(err) != wire.CodeRateLimited {
 		t.Fatalf("second admission within the rate: %v", err)
 	}
 	if !s.admitted(a.Ticket, "acme", "d1") {
@@ -49,7 +40,7 @@ func TestAdmissionTickets(t *testing.T) {
 	}
 	// One request at a time per ticket: a second one at once is charged
 	// like any other (and the rate is spent), however valid the ticket.
-	if _, err := g.Enter(now, a.Ticket); code(err) != wire.CodeRateLimited {
+	if _, err := g.Enter(now, a.Ticket); wire.CodeOf(err) != wire.CodeRateLimited {
 		t.Fatalf("a second request on a busy ticket passed: %v", err)
 	}
 	release()
@@ -61,7 +52,7 @@ func TestAdmissionTickets(t *testing.T) {
 	// One device enrolling at once: a second waits for the first to finish,
 	// however much rate there is.
 	now = now.Add(10 * time.Second)
-	if _, err := s.Admit(context.Background(), wire.AdmitRequest{Fleet: "acme", DeviceID: "d3"}); code(err) != wire.CodeRateLimited {
+	if _, err := s.Admit(context.Background(), wire.AdmitRequest{Fleet: "acme", DeviceID: "d3"}); wire.CodeOf(err) != wire.CodeRateLimited {
 		t.Fatalf("admitted past the limit of devices enrolling at once: %v", err)
 	}
 	s.finish(a.Ticket, "acme", "d1")
@@ -71,7 +62,7 @@ func TestAdmissionTickets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := g.Enter(now, ""); code(err) != wire.CodeRateLimited {
+	if _, err := g.Enter(now, ""); wire.CodeOf(err) != wire.CodeRateLimited {
 		t.Fatalf("a closed session's ticket skipped the limits: %v", err)
 	}
 	r()

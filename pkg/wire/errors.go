@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 )
@@ -112,4 +113,14 @@ func Errorf(code Code, format string, args ...any) *Error {
 // ErrorBody is the JSON document of every error response.
 type ErrorBody struct {
 	Error Error `json:"error"`
+}
+
+// CodeOf returns the code of the *Error in err's chain, or "" when there is
+// none.
+func CodeOf(err error) Code {
+	var we *Error
+	if errors.As(err, &we) {
+		return we.Code
+	}
+	return ""
 }
