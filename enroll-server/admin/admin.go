@@ -1,8 +1,10 @@
 // Package admin is the fleet administrators' side of the server. Admins
-// authenticate with their own Vault token; what each may do is decided by
-// Vault policy, by asking Vault what that token may do on a path that
-// stands for the action. There is no second user database. Every change is
-// attributed in the audit log to the token's display name and accessor.
+// authenticate with a Vault token (enrollctl sends a short-lived child of
+// the admin's own); what each may do is decided by Vault policy, by asking
+// Vault what that token may do on a path that stands for the action, for
+// one fleet or every fleet. There is no second user database. Every change
+// is attributed in the audit log to the token's display name, accessor and
+// Vault entity.
 package admin
 
 import (

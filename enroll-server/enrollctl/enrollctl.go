@@ -1,7 +1,8 @@
 // Package enrollctl is the fleet administrator's command line: it sets up
 // Vault for a fleet, writes bootstrap bundles for device images and the
-// enrollment server's Vault credentials. It acts with the administrator's
-// own Vault token (VAULT_TOKEN) at VAULT_ADDR.
+// enrollment server's Vault credentials, with the administrator's own Vault
+// token (VAULT_TOKEN) at VAULT_ADDR; to the enrollment server's admin API it
+// sends a short-lived child of that token, never the token itself.
 package enrollctl
 
 import (
@@ -47,7 +48,8 @@ fleet administration, through enroll-server's admin API (-server-url,
   audit verify|export check or export the hash-chained audit log
   version             print the version
 
-Vault is reached at $VAULT_ADDR with the administrator's $VAULT_TOKEN.
+Vault is reached at $VAULT_ADDR with the administrator's $VAULT_TOKEN; the
+server gets a five-minute child of that token, never the token itself.
 `
 
 // Env is how the CLI reads its environment; tests pass their own.
