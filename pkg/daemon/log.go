@@ -12,6 +12,7 @@ import (
 
 	"github.com/kardianos/service"
 
+	"github.com/edge-enroll/enroll/pkg/logging"
 	"github.com/edge-enroll/enroll/pkg/privatedir"
 )
 
@@ -40,6 +41,10 @@ func ServiceLog(sp Spec, dir string, opts *slog.HandlerOptions) (*slog.Logger, i
 		f.Close()
 		return nil, nil, err
 	}
+	if opts == nil {
+		opts = &slog.HandlerOptions{}
+	}
+	opts.ReplaceAttr = logging.ReadableDurations
 	return slog.New(slog.NewMultiHandler(slog.NewJSONHandler(f, opts), &errorEvents{to: events})), f, nil
 }
 
