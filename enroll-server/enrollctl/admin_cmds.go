@@ -55,8 +55,7 @@ func preauthorize(ctx context.Context, args []string, env Env) error {
 	fs := flag.NewFlagSet("preauthorize", flag.ContinueOnError)
 	fleet := fs.String("fleet", "", "fleet (required)")
 	sf := addServerFlags(fs)
-	fs.SetOutput(env.Stderr)
-	if err := fs.Parse(args); err != nil {
+	if err := parseWithArgs(fs, " DEVICE_ID...", args, env); err != nil {
 		return err
 	}
 	if *fleet == "" || fs.NArg() == 0 {
@@ -138,7 +137,7 @@ func rotate(ctx context.Context, args []string, env Env) error {
 // endGeneration: enrollctl retire|revoke-generation -fleet F -generation N
 func endGeneration(end string) func(context.Context, []string, Env) error {
 	return func(ctx context.Context, args []string, env Env) error {
-		fs := flag.NewFlagSet(end, flag.ContinueOnError)
+		fs := flag.NewFlagSet(map[string]string{"retire": "retire", "revoke": "revoke-generation"}[end], flag.ContinueOnError)
 		fleet := fs.String("fleet", "", "fleet (required)")
 		n := fs.Int("generation", 0, "generation to end (required)")
 		force := fs.Bool("force", false, "retire even while devices still depend on the generation")
@@ -174,8 +173,7 @@ func batch(ctx context.Context, args []string, env Env) error {
 	fleet := fs.String("fleet", "", "fleet (required)")
 	dir := fs.String("out-dir", "", "directory for one <device>.json per device, 0600 (required)")
 	sf := addServerFlags(fs)
-	fs.SetOutput(env.Stderr)
-	if err := fs.Parse(args); err != nil {
+	if err := parseWithArgs(fs, " DEVICE_ID...", args, env); err != nil {
 		return err
 	}
 	if *fleet == "" || *dir == "" || fs.NArg() == 0 {

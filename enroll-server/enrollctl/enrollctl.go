@@ -121,14 +121,24 @@ func (v *vaultFlags) admin(env Env) (*vault.Admin, error) {
 }
 
 func parse(fs *flag.FlagSet, args []string, env Env) error {
-	fs.SetOutput(env.Stderr)
-	if err := fs.Parse(args); err != nil {
+	if err := parseWithArgs(fs, "", args, env); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
 	return nil
+}
+
+// parseWithArgs parses a command's flags; operands, when the command takes
+// any, are named in its usage (-h prints it as enrollctl's own).
+func parseWithArgs(fs *flag.FlagSet, operands string, args []string, env Env) error {
+	fs.SetOutput(env.Stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(env.Stderr, "usage: enrollctl %s [flags]%s\n\nflags:\n", fs.Name(), operands)
+		fs.PrintDefaults()
+	}
+	return fs.Parse(args)
 }
 
 func setup(ctx context.Context, args []string, env Env) error {

@@ -31,6 +31,11 @@ func (p Program) Run(ctx context.Context, args []string, stdout, stderr io.Write
 		fmt.Fprintln(stdout, version.String(p.Name))
 		return 0
 	case "help", "-h", "--help":
+		// help COMMAND is that command's own -h.
+		if cmd, ok := p.Commands[safeArg(args, 1)]; ok && args[0] == "help" {
+			cmd(ctx, []string{"-h"}, stdout, stdout)
+			return 0
+		}
 		fmt.Fprint(stdout, p.Usage)
 		return 0
 	}
@@ -40,4 +45,11 @@ func (p Program) Run(ctx context.Context, args []string, stdout, stderr io.Write
 		return 2
 	}
 	return cmd(ctx, args[1:], stdout, stderr)
+}
+
+func safeArg(args []string, i int) string {
+	if i < len(args) {
+		return args[i]
+	}
+	return ""
 }
