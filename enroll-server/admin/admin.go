@@ -12,9 +12,9 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"time"
 
-	"golang.org/x/time/rate"
-
+	"github.com/edge-enroll/enroll/enroll-server/admission"
 	"github.com/edge-enroll/enroll/enroll-server/audit"
 	"github.com/edge-enroll/enroll/enroll-server/inventory"
 	"github.com/edge-enroll/enroll/enroll-server/vault"
@@ -47,20 +47,21 @@ type Core interface {
 
 // Service answers admin requests.
 type Service struct {
-	// checks bounds the admin requests whose token the server asks Vault
-	// about: each costs Vault two calls, whoever sends it.
-	checks   *rate.Limiter
-	vault    Vault
-	core     Core
-	store    Store
-	auditKey audit.Key // checks the audit records' MACs; nil: none
-	log      *slog.Logger
+	// failedChecks bounds, per source address, the admin requests whose
+	// token Vault refused: each cost Vault two calls. A valid token is
+	// never charged.
+	failedChecks *admission.KeyedLimiter
+	vault        Vault
+	core         Core
+	store        Store
+	auditKey     audit.Key // checks the audit records' MACs; nil: none
+	log          *slog.Logger
 }
 
 // New builds the admin service.
 func New(v Vault, c Core, s Store, auditKey audit.Key, log *slog.Logger) *Service {
 	return &Service{vault: v, core: c, store: s, auditKey: auditKey, log: log,
-		checks: rate.NewLimiter(AdminChecksPerSecond, 2*AdminChecksPerSecond)}
+		failedChecks: admission.NewKeyedLimiter(FailedChecksPerSecond, FailedChecksBurst, 100_000)}
 }
 
 // Store is what the admin API reads of the inventory (inventory.Store has
@@ -73,10 +74,25 @@ type Store interface {
 	Audit(ctx context.Context) ([]audit.Record, error)
 }
 
-// AdminChecksPerSecond is how many admin requests a server checks with
-// Vault per second (twice as many at once): an invented token costs Vault
-// nothing past it.
-const AdminChecksPerSecond = 20
+// An address whose admin requests Vault keeps refusing (invented, expired
+// or powerless tokens) gets FailedChecksBurst of them checked at once, then
+// FailedChecksPerSecond; past that it is answered 429 without a Vault call.
+const (
+	FailedChecksPerSecond = 5
+	FailedChecksBurst     = 20
+)
+
+// WithSource records the address an admin request came from.
+func WithSource(ctx context.Context, addr string) context.Context {
+	return context.WithValue(ctx, sourceKey{}, addr)
+}
+
+type sourceKey struct{}
+
+func sourceOf(ctx context.Context) string {
+	s, _ := ctx.Value(sourceKey{}).(string)
+	return s
+}
 
 // Areas of administration: each is a path under vault.AdminActionPrefix.
 const (
@@ -97,12 +113,14 @@ func (s *Service) authorize(ctx context.Context, token, area, fleet, capability 
 	if token == "" {
 		return "", wire.Errorf(wire.CodeUnauthenticated, "an administrator's Vault token is required (enrollctl sends a short-lived child of $VAULT_TOKEN as X-Vault-Token)")
 	}
-	if !s.checks.Allow() {
-		return "", &wire.Error{Code: wire.CodeRateLimited, Message: "too many admin requests; retry shortly", RetryAfterSeconds: 1}
+	took, giveBack := s.failedChecks.Take(sourceOf(ctx), time.Now())
+	if !took {
+		return "", &wire.Error{Code: wire.CodeRateLimited, Message: "too many admin requests with tokens Vault refused; retry shortly", RetryAfterSeconds: 1}
 	}
 	path, scope := vault.AdminActionPrefix+area, "every fleet"
 	if fleet != "" {
 		if err := wire.ValidateFleet(fleet); err != nil {
+			giveBack() // Vault was not asked
 			return "", wire.Errorf(wire.CodeInvalidRequest, "%v", err)
 		}
 		path, scope = path+"/"+fleet, "fleet "+fleet
@@ -110,6 +128,7 @@ func (s *Service) authorize(ctx context.Context, token, area, fleet, capability 
 	caps, err := s.vault.Capabilities(ctx, token, path)
 	if err != nil {
 		s.log.Warn("check admin capabilities", "err", err, "area", area)
+		giveBack() // Vault's trouble, not the token's
 		return "", &wire.Error{Code: wire.CodeUnavailable, Message: "vault could not check the token's capabilities", RetryAfterSeconds: 2}
 	}
 	allowed := slices.Contains(caps, "root") || slices.Contains(caps, capability) ||
@@ -125,6 +144,7 @@ func (s *Service) authorize(ctx context.Context, token, area, fleet, capability 
 		}
 		return "", wire.Errorf(wire.CodeForbidden, "this token may not %s %s of %s (it needs the %s policy)", capability, area, scope, want)
 	}
+	giveBack() // a token Vault accepted is never charged
 	if lookupErr != nil {
 		return "admin:unknown", nil
 	}

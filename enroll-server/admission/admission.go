@@ -289,6 +289,22 @@ func NewKeyedLimiter(every rate.Limit, burst, maxKeys int) *KeyedLimiter {
 
 // Allow reports whether key may go on at now.
 func (k *KeyedLimiter) Allow(key string, now time.Time) bool {
+	return k.limiter(key).AllowN(now, 1)
+}
+
+// Take takes one of key's tokens at now, if one is left, and returns the
+// way to give it back (for an attempt that turned out to deserve no
+// charge).
+func (k *KeyedLimiter) Take(key string, now time.Time) (ok bool, giveBack func()) {
+	r := k.limiter(key).ReserveN(now, 1)
+	if !r.OK() || r.DelayFrom(now) > 0 {
+		r.CancelAt(now)
+		return false, func() {}
+	}
+	return true, func() { r.CancelAt(now) }
+}
+
+func (k *KeyedLimiter) limiter(key string) *rate.Limiter {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	l := k.m[key]
@@ -299,7 +315,7 @@ func (k *KeyedLimiter) Allow(key string, now time.Time) bool {
 		l = rate.NewLimiter(k.every, k.burst)
 		k.m[key] = l
 	}
-	return l.AllowN(now, 1)
+	return l
 }
 
 // SetClock replaces the gate's clock; for tests.

@@ -152,3 +152,24 @@ func TestPaceMeter(t *testing.T) {
 		t.Fatalf("a window later the meter still says %v", r)
 	}
 }
+
+// Take charges a key's token only when the caller keeps it.
+func TestKeyedLimiterTake(t *testing.T) {
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	k := NewKeyedLimiter(1, 2, 10)
+	for i := range 5 {
+		ok, giveBack := k.Take("a", now)
+		if !ok {
+			t.Fatalf("take %d refused although every token was given back", i)
+		}
+		giveBack()
+	}
+	k.Take("a", now)
+	k.Take("a", now)
+	if ok, _ := k.Take("a", now); ok {
+		t.Fatal("a third token kept within the burst of 2")
+	}
+	if ok, _ := k.Take("b", now); !ok {
+		t.Fatal("another key was charged")
+	}
+}

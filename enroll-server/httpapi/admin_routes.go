@@ -89,7 +89,7 @@ func adminRoutes(g *gin.RouterGroup, a *admin.Service, log *slog.Logger) {
 // JSON or the error in the one error shape.
 func call(log *slog.Logger, fn func(context.Context, *gin.Context) (any, error)) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		out, err := fn(c.Request.Context(), c)
+		out, err := fn(admin.WithSource(c.Request.Context(), c.ClientIP()), c)
 		if err != nil {
 			render(c, log, err)
 			return

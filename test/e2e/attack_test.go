@@ -208,8 +208,9 @@ func TestAdmitFloodFromOneAddressIsBounded(t *testing.T) {
 }
 
 // A flood of admin requests with invented tokens costs Vault a bounded
-// number of calls: past the admin checks' rate, the server refuses without
-// asking Vault.
+// number of calls: past its budget of refused checks, the address is
+// answered without asking Vault. A real admin's requests are never
+// counted: many of them at once all go through.
 func TestAdminFloodCostsVaultLittle(t *testing.T) {
 	e := newEnv(t)
 	before := metricSum(t, e, "enroll_server_vault_request_duration_seconds_count")
@@ -225,13 +226,16 @@ func TestAdminFloodCostsVaultLittle(t *testing.T) {
 	calls := metricSum(t, e, "enroll_server_vault_request_duration_seconds_count") - before
 	// Two Vault calls per checked request, at most a burst plus the rate
 	// for the time the flood took.
-	budget := 2 * (2*admin.AdminChecksPerSecond + admin.AdminChecksPerSecond*(took.Seconds()+1))
+	budget := 2 * (admin.FailedChecksBurst + admin.FailedChecksPerSecond*(took.Seconds()+1))
 	if limited == 0 || calls > budget {
 		t.Fatalf("%d of 300 refused as rate-limited; %v Vault calls in %v (budget %v)", limited, calls, took, budget)
 	}
-	// A real admin gets through again once the flood stops.
+	// A real admin gets through again once the flood stops, however many
+	// requests it sends.
 	time.Sleep(time.Second)
-	if status, body := e.get(wire.PathAdminDevices+"?fleet=acme", e.vault.RootToken); status != http.StatusOK {
-		t.Fatalf("after the flood: %d %s", status, body)
+	for range 100 {
+		if status, body := e.get(wire.PathAdminDevices+"?fleet=acme", e.vault.RootToken); status != http.StatusOK {
+			t.Fatalf("after the flood: %d %s", status, body)
+		}
 	}
 }
