@@ -285,48 +285,6 @@ func (s *Store) GenerationUse(_ context.Context, fleet string) ([]inventory.Gene
 	return out, err
 }
 
-// AppendAudit implements inventory.Store. Sealing happens inside the write
-// transaction, so concurrent appends cannot fork the chain.
-func (s *Store) AppendAudit(_ context.Context, r audit.Record) (audit.Record, error) {
-	var sealed audit.Record
-	err := s.w.write(func(tx *bolt.Tx) error {
-		var err error
-		sealed, err = s.appendAudit(tx, r)
-		return err
-	})
-	return sealed, err
-}
-
-func (s *Store) appendAudit(tx *bolt.Tx, r audit.Record) (audit.Record, error) {
-	b := tx.Bucket(bucketAudit)
-	var prev *audit.Record
-	if k, v := b.Cursor().Last(); k != nil {
-		var last audit.Record
-		if err := json.Unmarshal(v, &last); err != nil {
-			return r, fmt.Errorf("decode last audit record: %w", err)
-		}
-		prev = &last
-	}
-	r = audit.Seal(prev, r, s.auditKey)
-	return r, put(b, binary.BigEndian.AppendUint64(nil, r.Seq), r)
-}
-
-// Audit implements inventory.Store.
-func (s *Store) Audit(_ context.Context) ([]audit.Record, error) {
-	var out []audit.Record
-	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketAudit).ForEach(func(_, v []byte) error {
-			var r audit.Record
-			if err := json.Unmarshal(v, &r); err != nil {
-				return err
-			}
-			out = append(out, r)
-			return nil
-		})
-	})
-	return out, err
-}
-
 // Enrollment implements inventory.Store.
 func (s *Store) Enrollment(_ context.Context, id string) (inventory.Enrollment, error) {
 	var e inventory.Enrollment
@@ -383,53 +341,6 @@ func (s *Store) Devices(_ context.Context, fleet string) ([]inventory.Device, er
 
 func hasPrefix(b, p []byte) bool { return len(b) >= len(p) && string(b[:len(p)]) == string(p) }
 
-// ConsumeToken implements inventory.Store.
-func (s *Store) ConsumeToken(_ context.Context, hash string, expires time.Time, fleet string, gen int) error {
-	return s.w.write(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketTokens)
-		if b.Get([]byte(hash)) != nil {
-			return inventory.ErrConsumed
-		}
-		if err := b.Put([]byte(hash), []byte(expires.UTC().Format(time.RFC3339Nano))); err != nil {
-			return err
-		}
-		if gen > 0 {
-			return countAttempt(tx, fleet, gen, time.Now())
-		}
-		return nil
-	})
-}
-
-// TokenConsumed implements inventory.Store.
-func (s *Store) TokenConsumed(_ context.Context, hash string) (bool, error) {
-	var seen bool
-	err := s.db.View(func(tx *bolt.Tx) error {
-		seen = tx.Bucket(bucketTokens).Get([]byte(hash)) != nil
-		return nil
-	})
-	return seen, err
-}
-
-// PurgeTokens implements inventory.Store.
-func (s *Store) PurgeTokens(_ context.Context, now time.Time) (int, error) {
-	n := 0
-	err := s.w.write(func(tx *bolt.Tx) error {
-		n = 0
-		c := tx.Bucket(bucketTokens).Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
-			exp, err := time.Parse(time.RFC3339Nano, string(v))
-			if err != nil || exp.Before(now) {
-				if err := c.Delete(); err != nil {
-					return err
-				}
-				n++
-			}
-		}
-		return nil
-	})
-	return n, err
-}
-
 // Exclusive implements inventory.Store: a bbolt file has one server, so
 // only this process's other runs of the job can be in the way.
 func (s *Store) Exclusive(ctx context.Context, name string, fn func(context.Context) error) (bool, error) {
@@ -440,75 +351,4 @@ func (s *Store) Exclusive(ctx context.Context, name string, fn func(context.Cont
 	}
 	defer mu.Unlock()
 	return true, fn(ctx)
-}
-
-// PutChallenge implements inventory.Store.
-func (s *Store) PutChallenge(_ context.Context, c inventory.Challenge) error {
-	return s.w.write(func(tx *bolt.Tx) error {
-		return put(tx.Bucket(bucketChallenges), []byte(c.ID), c)
-	})
-}
-
-// TakeChallenge implements inventory.Store.
-func (s *Store) TakeChallenge(_ context.Context, id string) (inventory.Challenge, error) {
-	var c inventory.Challenge
-	err := s.w.write(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketChallenges)
-		var err error
-		if c, err = get[inventory.Challenge](b, []byte(id)); err != nil {
-			return err
-		}
-		return b.Delete([]byte(id))
-	})
-	return c, err
-}
-
-// PurgeChallenges implements inventory.Store.
-func (s *Store) PurgeChallenges(_ context.Context, now time.Time) (int, error) {
-	n := 0
-	err := s.w.write(func(tx *bolt.Tx) error {
-		n = 0
-		c := tx.Bucket(bucketChallenges).Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
-			var ch inventory.Challenge
-			if json.Unmarshal(v, &ch) != nil || ch.ExpiresAt.Before(now) {
-				if err := c.Delete(); err != nil {
-					return err
-				}
-				n++
-			}
-		}
-		return nil
-	})
-	return n, err
-}
-
-// AddAlert implements inventory.Store.
-func (s *Store) AddAlert(_ context.Context, a inventory.Alert) (inventory.Alert, error) {
-	err := s.w.write(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketAlerts)
-		seq, err := b.NextSequence()
-		if err != nil {
-			return err
-		}
-		a.Seq = seq
-		return put(b, binary.BigEndian.AppendUint64(nil, seq), a)
-	})
-	return a, err
-}
-
-// Alerts implements inventory.Store.
-func (s *Store) Alerts(_ context.Context) ([]inventory.Alert, error) {
-	var out []inventory.Alert
-	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketAlerts).ForEach(func(_, v []byte) error {
-			var a inventory.Alert
-			if err := json.Unmarshal(v, &a); err != nil {
-				return err
-			}
-			out = append(out, a)
-			return nil
-		})
-	})
-	return out, err
 }
