@@ -80,7 +80,15 @@ func (s *Service) mint(ctx context.Context, log *slog.Logger, fleet Fleet, e inv
 func (s *Service) abandon(log *slog.Logger, e inventory.Enrollment, d inventory.Device) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	e.UpdatedAt, d.InFlight = time.Time{}, ""
+	// The device record as stored now (an administrator may have acted
+	// meanwhile), not the copy this request read: only its claim goes.
+	if cur, err := s.store.Device(ctx, d.Fleet, d.ID); err == nil {
+		d = cur
+	}
+	if d.InFlight == e.ID {
+		d.InFlight = ""
+	}
+	e.UpdatedAt = time.Time{}
 	if err := s.store.Record(ctx, e, d, nil); err != nil {
 		log.Warn("mark the interrupted enrollment; its retry waits for it to go stale", "err", err)
 	}
