@@ -4,7 +4,6 @@ package app
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -18,7 +17,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/edge-enroll/enroll/enroll-server/admin"
-	"github.com/edge-enroll/enroll/enroll-server/admission"
 	"github.com/edge-enroll/enroll/enroll-server/attest"
 	"github.com/edge-enroll/enroll/enroll-server/audit"
 	"github.com/edge-enroll/enroll/enroll-server/boltstore"
@@ -60,49 +58,24 @@ type App struct {
 // the TLS certificate, and binds the listener, so that every configuration
 // mistake shows before Run.
 func New(cfg config.File, opts Options, log *slog.Logger) (*App, error) {
-	creds, err := vault.LoadCredentials(cfg.Vault.CredentialsFile)
+	files, err := readFiles(cfg, opts)
 	if err != nil {
 		return nil, err
 	}
-	var tlsCfg *tls.Config
-	if !opts.DevPlainHTTP {
-		cert, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("tls (tls.cert_file, tls.key_file): %w", err)
-		}
-		tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	if files.auditKey == nil {
+		log.Warn("the audit log has no key (audit.key_file): whoever can write the database can rewrite it unseen")
 	}
 	layout := vault.Layout{EnrollMount: cfg.Vault.EnrollMount, KVMount: cfg.Vault.KVMount}
 	m := metrics.New()
-	vc, err := vault.NewServer(vault.Options{Address: cfg.Vault.Address, CAFile: cfg.Vault.CAFile, Timeout: cfg.Vault.Timeout, Observe: m.ObserveVault},
-		layout, creds, log.With("component", "vault"))
+	vc, err := vault.NewServer(vaultOptions(cfg, m.ObserveVault),
+		layout, files.creds, log.With("component", "vault"))
 	if err != nil {
 		return nil, err
 	}
-	var auditKey audit.Key
-	if cfg.Audit.KeyFile != "" {
-		if auditKey, err = audit.LoadKey(cfg.Audit.KeyFile); err != nil {
-			return nil, fmt.Errorf("audit.key_file: %w", err)
-		}
-	} else {
-		log.Warn("the audit log has no key (audit.key_file): whoever can write the database can rewrite it unseen")
-	}
+	auditKey, fleets := files.auditKey, files.fleets
 	store, err := openStore(cfg, auditKey)
 	if err != nil {
 		return nil, err
-	}
-	fleets := make([]enrollment.Fleet, 0, len(cfg.Fleets))
-	for i, f := range cfg.Fleets {
-		tpm, err := tpmPolicy(f.TPM)
-		if err != nil {
-			store.Close()
-			return nil, fmt.Errorf("fleets[%d].tpm: %w", i, err)
-		}
-		fleets = append(fleets, enrollment.Fleet{Name: f.Name, WrapTTL: f.WrapTTL, TPM: tpm,
-			TokenTTL: f.DeviceTokenTTL, TokenMaxTTL: f.DeviceTokenMaxTTL, SecretIDTTL: f.DeviceSecretIDTTL,
-			RecoveryBudget: *f.RecoveryBudget, RecoveryWindow: f.RecoveryWindow,
-			Approval: f.Admission, AckTimeout: f.AckTimeout, KeyMaxAge: f.DeviceKeyMaxAge,
-			Limits: admission.Limits{Rate: f.RateLimit, Burst: f.RateBurst, MaxConcurrent: f.MaxConcurrent, MaxPerSource: f.MaxPerSource, Closed: f.Enrollment == "closed"}})
 	}
 	coreLog := log.With("component", "enrollment")
 	var hook *webhook.Sender
@@ -134,7 +107,7 @@ func New(cfg config.File, opts Options, log *slog.Logger) (*App, error) {
 	srv := &http.Server{
 		Handler: httpapi.New(core, admin.New(vc, core, store, auditKey, log.With("component", "admin")),
 			vc.Ready, log.With("component", "http")),
-		TLSConfig:         tlsCfg,
+		TLSConfig:         files.tls,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -142,7 +115,7 @@ func New(cfg config.File, opts Options, log *slog.Logger) (*App, error) {
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	return &App{log: log, store: store, vault: vc, srv: srv, listener: ln, tls: tlsCfg != nil,
+	return &App{log: log, store: store, vault: vc, srv: srv, listener: ln, tls: files.tls != nil,
 		metrics: metricsSrv, metricsListener: metricsLn,
 		core: core, hook: hook, sweepEvery: cfg.Alerts.SweepInterval}, nil
 }

@@ -12,7 +12,6 @@ import (
 
 	"github.com/edge-enroll/enroll/enroll-server/app"
 	"github.com/edge-enroll/enroll/enroll-server/config"
-	"github.com/edge-enroll/enroll/enroll-server/vault"
 	"github.com/edge-enroll/enroll/pkg/cmdline"
 	"github.com/edge-enroll/enroll/pkg/daemon"
 	"github.com/edge-enroll/enroll/pkg/logging"
@@ -102,6 +101,7 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := configFlag(fs)
+	devPlain := fs.Bool("dev-plain-http", false, "check for serving plain HTTP without TLS, as run -dev-plain-http")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -110,8 +110,9 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "enroll-server:", err)
 		return 1
 	}
-	// What run would refuse, check-config refuses too: the files it names.
-	if _, err := vault.LoadCredentials(cfg.Vault.CredentialsFile); err != nil {
+	// What run would refuse before it binds a port, check-config refuses
+	// too, by the same code.
+	if err := app.Check(cfg, app.Options{DevPlainHTTP: *devPlain}); err != nil {
 		fmt.Fprintln(stderr, "enroll-server:", err)
 		return 1
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/edge-enroll/enroll/pkg/bundle"
+	"github.com/edge-enroll/enroll/pkg/logging"
 	"github.com/edge-enroll/enroll/pkg/strictyaml"
 	"github.com/edge-enroll/enroll/pkg/wire"
 )
@@ -279,8 +280,11 @@ func (f File) Validate() error {
 	if f.DatabaseURL != "" && !strings.HasPrefix(f.DatabaseURL, "postgres://") && !strings.HasPrefix(f.DatabaseURL, "postgresql://") {
 		bad("database_url", "want postgres://user@host:port/db")
 	}
-	if f.Log.Level == "" {
-		bad("log.level", "required")
+	if _, err := logging.ParseLevel(f.Log.Level); err != nil {
+		bad("log.level", "%v", err)
+	}
+	if err := logging.ValidFormat(f.Log.Format); err != nil {
+		bad("log.format", "%v", err)
 	}
 	if f.Alerts.WebhookURL != "" {
 		if err := bundle.ValidateURL(f.Alerts.WebhookURL); err != nil {
