@@ -52,6 +52,7 @@ type App struct {
 	core       *enrollment.Service
 	hook       *webhook.Sender // nil without a webhook
 	sweepEvery time.Duration
+	fleetCheck *fleetCheck
 }
 
 // New builds the server: it opens the state, reads the Vault credentials and
@@ -104,9 +105,21 @@ func New(cfg config.File, opts Options, log *slog.Logger) (*App, error) {
 		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 15 * time.Second,
 			WriteTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second, MaxHeaderBytes: 16 << 10}
 	}
+	names := make([]string, len(fleets))
+	for i, f := range fleets {
+		names[i] = f.Name
+	}
+	check := &fleetCheck{fleets: names, read: vc.Generations, loggedIn: vc.LoggedIn(), log: log.With("component", "fleets"),
+		every: time.Minute, retry: 5 * time.Second}
+	ready := func(ctx context.Context) error {
+		if err := vc.Ready(ctx); err != nil {
+			return err
+		}
+		return check.ready()
+	}
 	srv := &http.Server{
 		Handler: httpapi.New(core, admin.New(vc, core, store, auditKey, log.With("component", "admin")),
-			vc.Ready, log.With("component", "http")),
+			ready, log.With("component", "http")),
 		TLSConfig:         files.tls,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
@@ -117,7 +130,7 @@ func New(cfg config.File, opts Options, log *slog.Logger) (*App, error) {
 	}
 	return &App{log: log, store: store, vault: vc, srv: srv, listener: ln, tls: files.tls != nil,
 		metrics: metricsSrv, metricsListener: metricsLn,
-		core: core, hook: hook, sweepEvery: cfg.Alerts.SweepInterval}, nil
+		core: core, hook: hook, sweepEvery: cfg.Alerts.SweepInterval, fleetCheck: check}, nil
 }
 
 // Addr is the address the server listens on.
@@ -138,6 +151,7 @@ func (a *App) Run(ctx context.Context) error {
 	defer a.store.Close()
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return a.vault.Run(ctx) })
+	g.Go(func() error { return a.fleetCheck.run(ctx) })
 	g.Go(func() error {
 		a.log.Info("serving", "addr", a.listener.Addr().String(), "tls", a.tls)
 		var err error

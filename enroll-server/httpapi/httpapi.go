@@ -5,6 +5,7 @@ package httpapi
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"time"
@@ -53,7 +54,11 @@ func New(core Core, admin *admin.Service, ready ReadyFunc, log *slog.Logger) htt
 		defer cancel()
 		if err := ready(ctx); err != nil {
 			log.Warn("not ready", "err", err)
-			render(c, log, wire.Errorf(wire.CodeUnavailable, "not ready: vault is not reachable"))
+			var why *wire.Error
+			if !errors.As(err, &why) {
+				why = wire.Errorf(wire.CodeUnavailable, "not ready: vault is not reachable")
+			}
+			render(c, log, why)
 			return
 		}
 		c.JSON(http.StatusOK, gin.H{"status": "ready"})

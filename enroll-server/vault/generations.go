@@ -3,10 +3,13 @@ package vault
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/hashicorp/vault/api"
+
+	"github.com/edge-enroll/enroll/pkg/wire"
 )
 
 // Generation states.
@@ -74,8 +77,25 @@ func writeGenerations(ctx context.Context, c *api.Client, l Layout, fleet string
 	return nil
 }
 
-// Generations reads a fleet's generation record; ErrNotFound means the fleet
-// was never set up.
+// Generations reads a fleet's generation record. A fleet never set up in
+// Vault is an unavailable service (FleetNotSetUp): devices retry, and an
+// admin is told what to run.
 func (s *Server) Generations(ctx context.Context, fleet string) (Generations, error) {
-	return readGenerations(ctx, s.c, s.layout, fleet)
+	g, err := readGenerations(ctx, s.c, s.layout, fleet)
+	if errors.Is(err, ErrNotFound) {
+		return g, FleetNotSetUp(fleet)
+	}
+	return g, err
 }
+
+// FleetNotSetUp is the error for a configured fleet whose Vault objects
+// were never made.
+// It is both that *wire.Error and ErrNotFound.
+func FleetNotSetUp(fleet string) error {
+	return notSetUp{wire.Errorf(wire.CodeUnavailable, "fleet %s is not set up in Vault: an administrator runs `enrollctl setup -fleet %s`", fleet, fleet)}
+}
+
+type notSetUp struct{ w *wire.Error }
+
+func (e notSetUp) Error() string   { return e.w.Error() }
+func (e notSetUp) Unwrap() []error { return []error{e.w, ErrNotFound} }

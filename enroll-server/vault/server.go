@@ -160,6 +160,9 @@ func (s *Server) Ready(ctx context.Context) error {
 	return nil
 }
 
+// LoggedIn is closed once the server has logged in to Vault.
+func (s *Server) LoggedIn() <-chan struct{} { return s.loggedIn }
+
 // LookupToken looks up another token with the server's token.
 func (s *Server) LookupToken(ctx context.Context, token string) (TokenInfo, error) {
 	return lookupToken(ctx, s.c, token)

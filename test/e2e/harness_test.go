@@ -178,6 +178,15 @@ func newEnv(t testing.TB, opts ...options) *env {
 }
 
 func (e *env) startServer(cfg config.File) {
+	e.launchServer(cfg)
+	waitFor(e.t, 10*time.Second, "server ready (logged in to Vault)", func() bool {
+		status, _ := e.get("/readyz", "")
+		return status == 200
+	})
+}
+
+// launchServer starts the server without waiting for it to be ready.
+func (e *env) launchServer(cfg config.File) {
 	e.cfg = cfg
 	log := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	a, err := app.New(cfg, app.Options{}, log)
@@ -203,10 +212,6 @@ func (e *env) startServer(cfg config.File) {
 		})
 	}
 	e.t.Cleanup(e.stop)
-	waitFor(e.t, 10*time.Second, "server ready (logged in to Vault)", func() bool {
-		status, _ := e.get("/readyz", "")
-		return status == 200
-	})
 }
 
 // restartServer starts the server again on the same address and state.
