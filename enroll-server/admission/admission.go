@@ -8,6 +8,7 @@ package admission
 import (
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -34,6 +35,7 @@ type Limits struct {
 // Gate is one fleet's admission.
 type Gate struct {
 	limits Limits
+	closed atomic.Bool   // the window, which a reload may change live
 	rate   *rate.Limiter // nil: unlimited
 	slots  chan struct{} // nil: unlimited
 
@@ -55,6 +57,7 @@ type Gate struct {
 // NewGate returns the gate of a fleet with limits l.
 func NewGate(l Limits) *Gate {
 	g := &Gate{limits: l, clock: time.Now}
+	g.closed.Store(l.Closed)
 	if l.Rate > 0 {
 		g.rate = rate.NewLimiter(rate.Limit(l.Rate), max(l.Burst, 1))
 	}
@@ -76,7 +79,7 @@ type session struct {
 // its limit of devices enrolling at once, and its rate limit: the check
 // before a device touches Vault.
 func (g *Gate) Admit(now time.Time, ticket string, exp time.Time, source string) error {
-	if g.limits.Closed {
+	if g.closed.Load() {
 		return closed()
 	}
 	g.mu.Lock()
@@ -125,7 +128,7 @@ func (g *Gate) Done(now time.Time, ticket string) {
 // request on a busy session — goes through the limits like everyone. The
 // returned function releases the request's place.
 func (g *Gate) Enter(now time.Time, ticket string) (func(), error) {
-	if g.limits.Closed {
+	if g.closed.Load() {
 		return nil, closed()
 	}
 	if ticket != "" {
@@ -316,6 +319,15 @@ func (k *KeyedLimiter) limiter(key string) *rate.Limiter {
 		k.m[key] = l
 	}
 	return l
+}
+
+// Reopen applies new limits to a running gate. The fleet's window changes
+// at once; the other limits hold state (sessions, slots, tokens) and change
+// only with a new gate, so Reopen reports false when they differ.
+func (g *Gate) Reopen(l Limits) bool {
+	g.closed.Store(l.Closed)
+	l.Closed = g.limits.Closed
+	return l == g.limits
 }
 
 // SetClock replaces the gate's clock; for tests.

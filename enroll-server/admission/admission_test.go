@@ -173,3 +173,30 @@ func TestKeyedLimiterTake(t *testing.T) {
 		t.Fatal("another key was charged")
 	}
 }
+
+// A reload opens or closes a fleet's window at once; other limits hold
+// state, so Reopen says they need a new gate.
+func TestReopenChangesTheWindowLive(t *testing.T) {
+	now := time.Now()
+	l := Limits{Rate: 10, Burst: 5, MaxConcurrent: 2, Closed: true}
+	g := NewGate(l)
+	if _, err := g.Enter(now, ""); wire.CodeOf(err) != wire.CodeEnrollmentClosed {
+		t.Fatalf("closed window: %v", err)
+	}
+	l.Closed = false
+	if !g.Reopen(l) {
+		t.Fatal("opening the window alone needs no new gate")
+	}
+	release, err := g.Enter(now, "")
+	if err != nil {
+		t.Fatalf("after reopening: %v", err)
+	}
+	release()
+	l.Closed, l.MaxConcurrent = true, 3
+	if g.Reopen(l) {
+		t.Fatal("a new max_concurrent was reported as applied")
+	}
+	if _, err := g.Enter(now, ""); wire.CodeOf(err) != wire.CodeEnrollmentClosed {
+		t.Fatalf("closing the window with other changes: %v", err)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -35,6 +36,12 @@ import (
 type Options struct {
 	// DevPlainHTTP serves without TLS. For local development only.
 	DevPlainHTTP bool
+	// LogLevel, when set, is the level of the logger given to New, so a
+	// reload can change it.
+	LogLevel *slog.LevelVar
+	// ReloadConfig, when set, reads the configuration again: the server
+	// reloads at SIGHUP (see Reload).
+	ReloadConfig func() (config.File, error)
 }
 
 // App is a built, not yet running, enrollment server.
@@ -53,6 +60,12 @@ type App struct {
 	hook       *webhook.Sender // nil without a webhook
 	sweepEvery time.Duration
 	fleetCheck *fleetCheck
+
+	opts     Options
+	cert     *certificate // nil when serving plain HTTP
+	reloadMu sync.Mutex
+	started  config.File // as the server started
+	cfg      config.File // as last applied
 }
 
 // New builds the server: it opens the state, reads the Vault credentials and
@@ -130,7 +143,8 @@ func New(cfg config.File, opts Options, log *slog.Logger) (*App, error) {
 	}
 	return &App{log: log, store: store, vault: vc, srv: srv, listener: ln, tls: files.tls != nil,
 		metrics: metricsSrv, metricsListener: metricsLn,
-		core: core, hook: hook, sweepEvery: cfg.Alerts.SweepInterval, fleetCheck: check}, nil
+		core: core, hook: hook, sweepEvery: cfg.Alerts.SweepInterval, fleetCheck: check,
+		opts: opts, cert: files.cert, started: cfg, cfg: cfg}, nil
 }
 
 // Addr is the address the server listens on.
@@ -152,6 +166,9 @@ func (a *App) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return a.vault.Run(ctx) })
 	g.Go(func() error { return a.fleetCheck.run(ctx) })
+	if a.opts.ReloadConfig != nil {
+		g.Go(func() error { return a.reloadOnHangup(ctx) })
+	}
 	g.Go(func() error {
 		a.log.Info("serving", "addr", a.listener.Addr().String(), "tls", a.tls)
 		var err error

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 
 	"github.com/edge-enroll/enroll/enroll-server/app"
@@ -69,7 +70,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "enroll-server:", err)
 		return 1
 	}
-	log, err := logging.New(stderr, cfg.Log.Level, cfg.Log.Format)
+	level := new(slog.LevelVar)
+	lv, _ := logging.ParseLevel(cfg.Log.Level) // config.Load checked it
+	level.Set(lv)
+	log, err := logging.NewLeveled(stderr, level, cfg.Log.Format)
 	if err != nil {
 		fmt.Fprintln(stderr, "enroll-server: config:", err)
 		return 1
@@ -77,7 +81,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	if *devPlain {
 		log.Warn("serving plain HTTP: development only, never in production")
 	}
-	a, err := app.New(cfg, app.Options{DevPlainHTTP: *devPlain}, log)
+	a, err := app.New(cfg, app.Options{DevPlainHTTP: *devPlain, LogLevel: level,
+		ReloadConfig: func() (config.File, error) { return config.Load(*path, os.Getenv) }}, log)
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		return 1

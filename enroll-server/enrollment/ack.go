@@ -54,7 +54,7 @@ func validateRef(fleet, device, enrollmentID string) []error {
 // loadEnrollment returns the enrollment named by a device's request, which
 // must belong to that device.
 func (s *Service) loadEnrollment(ctx context.Context, fleet, device, id string) (inventory.Enrollment, inventory.Device, error) {
-	if _, ok := s.fleets[fleet]; !ok {
+	if _, ok := s.fleet(fleet); !ok {
 		return inventory.Enrollment{}, inventory.Device{}, fail(wire.CodeUnknownFleet, "fleet %q is not served here", fleet)
 	}
 	e, err := s.store.Enrollment(ctx, id)

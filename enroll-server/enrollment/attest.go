@@ -40,7 +40,7 @@ func (s *Service) Challenge(ctx context.Context, req wire.ChallengeRequest) (wir
 	if err := req.Validate(); err != nil {
 		return wire.ChallengeResponse{}, fail(wire.CodeInvalidRequest, "%v", err)
 	}
-	fleet, ok := s.fleets[req.Fleet]
+	fleet, ok := s.fleet(req.Fleet)
 	if !ok {
 		return wire.ChallengeResponse{}, fail(wire.CodeUnknownFleet, "fleet %q is not served here", req.Fleet)
 	}

@@ -17,7 +17,7 @@ const maxBatch = 500
 // validation, acknowledgement and alerts are the same as for a device that
 // asked itself.
 func (s *Service) PreProvision(ctx context.Context, actor, fleetName string, ids []string) ([]wire.EnrollResponse, error) {
-	fleet, ok := s.fleets[fleetName]
+	fleet, ok := s.fleet(fleetName)
 	if !ok {
 		return nil, fail(wire.CodeUnknownFleet, "fleet %q is not served here", fleetName)
 	}

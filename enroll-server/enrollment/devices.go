@@ -15,7 +15,7 @@ import (
 // the audit log.
 
 func (s *Service) device(ctx context.Context, fleet, id string, create bool) (inventory.Device, error) {
-	if _, ok := s.fleets[fleet]; !ok {
+	if _, ok := s.fleet(fleet); !ok {
 		return inventory.Device{}, fail(wire.CodeUnknownFleet, "fleet %q is not served here", fleet)
 	}
 	if err := wire.ValidateDeviceID(id); err != nil {

@@ -78,7 +78,7 @@ func (s *Service) Enroll(ctx context.Context, req wire.EnrollRequest) (resp wire
 	if err := validateEnroll(req); err != nil {
 		return wire.EnrollResponse{}, err
 	}
-	fleet, ok := s.fleets[req.Fleet]
+	fleet, ok := s.fleet(req.Fleet)
 	if !ok {
 		return wire.EnrollResponse{}, fail(wire.CodeUnknownFleet, "fleet %q is not served here", req.Fleet)
 	}
@@ -340,7 +340,7 @@ func (s *Service) countOutcome(fleet, path string, resp wire.EnrollResponse, err
 			outcome = string(we.Code)
 		}
 	}
-	if _, ok := s.fleets[fleet]; !ok {
+	if _, ok := s.fleet(fleet); !ok {
 		fleet = "" // never a label per unknown name a client sends
 	}
 	s.metrics.Enrollment(fleet, path, outcome, took)

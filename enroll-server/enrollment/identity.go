@@ -40,7 +40,7 @@ func (s *Service) IdentityChallenge(ctx context.Context, req wire.IdentityChalle
 	if err := errors.Join(wire.ValidateFleet(req.Fleet), wire.ValidateDeviceID(req.DeviceID)); err != nil {
 		return wire.IdentityChallengeResponse{}, fail(wire.CodeInvalidRequest, "%v", err)
 	}
-	fleet, ok := s.fleets[req.Fleet]
+	fleet, ok := s.fleet(req.Fleet)
 	if !ok {
 		return wire.IdentityChallengeResponse{}, fail(wire.CodeUnknownFleet, "fleet %q is not served here", req.Fleet)
 	}
@@ -105,7 +105,7 @@ func (s *Service) renew(ctx context.Context, purpose string, req wire.IdentityRe
 	if err := validateFacts(req.Facts); err != nil {
 		return wire.EnrollResponse{}, fail(wire.CodeInvalidRequest, "%v", err)
 	}
-	fleet, ok := s.fleets[req.Fleet]
+	fleet, ok := s.fleet(req.Fleet)
 	if !ok {
 		return wire.EnrollResponse{}, fail(wire.CodeUnknownFleet, "fleet %q is not served here", req.Fleet)
 	}

@@ -31,8 +31,11 @@ package enrollment
 import (
 	"context"
 	"crypto/rand"
+	"fmt"
 	"log/slog"
+	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/edge-enroll/enroll/enroll-server/admission"
@@ -117,7 +120,7 @@ const pendingRetryAfter = 5
 type Service struct {
 	vault  Vault
 	store  Store
-	fleets map[string]Fleet
+	fleets atomic.Pointer[map[string]Fleet] // replaced whole by SetFleets
 	log    *slog.Logger
 	alerts *Alerter
 	now    func() time.Time
@@ -133,7 +136,7 @@ type Service struct {
 	genMu    sync.Mutex
 	genCache map[string]cachedGenerations
 
-	gates map[string]*admission.Gate // per fleet, built once
+	gates map[string]*admission.Gate // per fleet, built once (fleets never change live)
 
 	// challenges limits identity challenges per device (see
 	// IdentityChallenge).
@@ -166,11 +169,12 @@ func New(v Vault, s Store, fleets []Fleet, alerts *Alerter, log *slog.Logger) *S
 		gates[f.Name] = admission.NewGate(f.Limits)
 	}
 	svc := &Service{
-		vault: v, store: s, fleets: m, log: log, alerts: alerts,
+		vault: v, store: s, log: log, alerts: alerts,
 		now: time.Now, staleAfter: 30 * time.Second, startedAt: time.Now(),
 		genCache: map[string]cachedGenerations{}, gates: gates,
 		challenges: admission.NewKeyedLimiter(1, 5, 100_000), metrics: noMetrics{},
 	}
+	svc.fleets.Store(&m)
 	if _, err := rand.Read(svc.ticketKey[:]); err != nil {
 		panic(err) // crypto/rand never fails on supported platforms
 	}
@@ -182,7 +186,45 @@ func New(v Vault, s Store, fleets []Fleet, alerts *Alerter, log *slog.Logger) *S
 func (s *Service) Instrument(m Metrics) { s.metrics = m }
 
 // Serves reports whether the server enrolls devices of fleet.
-func (s *Service) Serves(fleet string) bool { _, ok := s.fleets[fleet]; return ok }
+func (s *Service) Serves(fleet string) bool { _, ok := s.fleet(fleet); return ok }
+
+// fleet returns a served fleet's settings as they are now.
+func (s *Service) fleet(name string) (Fleet, bool) {
+	f, ok := (*s.fleets.Load())[name]
+	return f, ok
+}
+
+// SetFleets replaces the served fleets' settings while the server runs
+// (a configuration reload). The fleets themselves must stay the same:
+// adding or removing one takes a restart. A fleet's window (open or
+// closed) changes at once; other admission limits hold state and take a
+// restart: slow lists the fleets whose limits changed and were kept.
+func (s *Service) SetFleets(fleets []Fleet) (slow []string, err error) {
+	cur := *s.fleets.Load()
+	m := make(map[string]Fleet, len(fleets))
+	for _, f := range fleets {
+		if _, ok := cur[f.Name]; !ok {
+			return nil, fmt.Errorf("fleet %s is new: adding a fleet takes a restart", f.Name)
+		}
+		m[f.Name] = f
+	}
+	for name := range cur {
+		if _, ok := m[name]; !ok {
+			return nil, fmt.Errorf("fleet %s is gone: removing a fleet takes a restart", name)
+		}
+	}
+	for name, f := range m {
+		if !s.gates[name].Reopen(f.Limits) {
+			slow = append(slow, name)
+			f.Limits = cur[name].Limits
+			f.Limits.Closed = m[name].Limits.Closed
+			m[name] = f
+		}
+	}
+	sort.Strings(slow)
+	s.fleets.Store(&m)
+	return slow, nil
+}
 
 // ForgetGenerations drops the cached generation record of a fleet, after
 // an administrator changed it.

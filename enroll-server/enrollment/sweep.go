@@ -31,7 +31,7 @@ func (s *Service) SweepUnacknowledged(ctx context.Context) (int, error) {
 		// given its credential before the server (re)started gets, after
 		// the start, its whole acknowledgement time plus the longest wait
 		// its backoff may have grown to while the server was away.
-		if f, ok := s.fleets[e.Fleet]; ok && e.CreatedAt.Before(s.startedAt) && now.Before(s.startedAt.Add(f.AckTimeout+clientMaxBackoff)) {
+		if f, ok := s.fleet(e.Fleet); ok && e.CreatedAt.Before(s.startedAt) && now.Before(s.startedAt.Add(f.AckTimeout+clientMaxBackoff)) {
 			continue
 		}
 		// An acknowledgement may be in flight: whoever claims the
