@@ -105,3 +105,13 @@ func loadCertificate(certFile, keyFile string, now time.Time) (*certificate, err
 	c.cur.Store(&pair)
 	return c, nil
 }
+
+// ServerCertificate reads the server's certificate as run does (key
+// matching, within validity at now) and returns it.
+func ServerCertificate(cfg config.File, now time.Time) (*x509.Certificate, error) {
+	c, err := loadCertificate(cfg.TLS.CertFile, cfg.TLS.KeyFile, now)
+	if err != nil {
+		return nil, err
+	}
+	return c.cur.Load().Leaf, nil
+}

@@ -10,9 +10,11 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/edge-enroll/enroll/enroll-server/app"
 	"github.com/edge-enroll/enroll/enroll-server/config"
+	"github.com/edge-enroll/enroll/enroll-server/doctor"
 	"github.com/edge-enroll/enroll/pkg/cmdline"
 	"github.com/edge-enroll/enroll/pkg/daemon"
 	"github.com/edge-enroll/enroll/pkg/logging"
@@ -23,6 +25,7 @@ const usage = `usage: enroll-server <command> [flags]
 commands:
   run           serve the enrollment API
   check-config  validate a configuration file and exit
+  doctor        check the configuration, TLS, Vault, fleets and store online
   service       install | uninstall | start | stop | restart | status
   audit verify  verify the audit log's hash chain (server stopped)
   audit export  print the audit log as JSON lines (server stopped)
@@ -35,6 +38,9 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"run": func(ctx context.Context, args []string, _, stderr io.Writer) int { return run(ctx, args, stderr) },
 		"check-config": func(_ context.Context, args []string, stdout, stderr io.Writer) int {
 			return checkConfig(args, stdout, stderr)
+		},
+		"doctor": func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+			return doctorCmd(ctx, args, stdout, stderr)
 		},
 		"audit": func(_ context.Context, args []string, stdout, stderr io.Writer) int {
 			return auditCmd(args, stdout, stderr)
@@ -123,4 +129,21 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "%s: ok\n", *path)
 	return 0
+}
+
+func doctorCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("doctor", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := configFlag(fs)
+	devPlain := fs.Bool("dev-plain-http", false, "check for serving plain HTTP without TLS, as run -dev-plain-http")
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	r := doctor.Run(ctx, doctor.Options{ConfigPath: *path, Getenv: os.Getenv, DevPlainHTTP: *devPlain, Now: time.Now()})
+	if err := r.Write(stdout, *asJSON); err != nil {
+		fmt.Fprintln(stderr, "enroll-server:", err)
+		return 1
+	}
+	return r.ExitCode()
 }

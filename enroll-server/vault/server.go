@@ -150,6 +150,11 @@ func (s *Server) Ready(ctx context.Context) error {
 	default:
 		return errors.New("not logged in to vault yet")
 	}
+	return s.Health(ctx)
+}
+
+// Health reports whether Vault answers, initialised and unsealed.
+func (s *Server) Health(ctx context.Context) error {
 	h, err := s.c.Sys().HealthWithContext(ctx)
 	if err != nil {
 		return fmt.Errorf("vault health: %w", err)
@@ -158,6 +163,16 @@ func (s *Server) Ready(ctx context.Context) error {
 		return fmt.Errorf("vault is not ready (initialized=%v sealed=%v)", h.Initialized, h.Sealed)
 	}
 	return nil
+}
+
+// LoginOnce logs in with the server's credentials and returns the token's
+// policies, for a check: nothing keeps the token alive.
+func (s *Server) LoginOnce(ctx context.Context) ([]string, error) {
+	sec, err := s.login(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return sec.Auth.Policies, nil
 }
 
 // LoggedIn is closed once the server has logged in to Vault.
