@@ -39,6 +39,7 @@ type Core interface {
 	Reject(ctx context.Context, actor, fleet, id, reason string) (inventory.Device, error)
 	Revoke(ctx context.Context, actor, fleet, id, reason string) (inventory.Device, error)
 	Readmit(ctx context.Context, actor, fleet, id string) (inventory.Device, error)
+	AllowRebind(ctx context.Context, actor, fleet, id, reason, ek string) (inventory.Device, error)
 	Preauthorize(ctx context.Context, actor, fleet string, ids []string) error
 	PreProvision(ctx context.Context, actor, fleet string, ids []string) ([]wire.EnrollResponse, error)
 	ForgetGenerations(fleet string)

@@ -107,6 +107,8 @@ func (s *Service) DeviceAction(ctx context.Context, token, action, fleet, id str
 		d, err = s.core.Revoke(ctx, actor, fleet, id, reason)
 	case "readmit":
 		d, err = s.core.Readmit(ctx, actor, fleet, id)
+	case "rebind":
+		d, err = s.core.AllowRebind(ctx, actor, fleet, id, reason, req.EKHash)
 	default:
 		return wire.Device{}, wire.Errorf(wire.CodeNotFound, "no device action %q", action)
 	}

@@ -148,6 +148,8 @@ func (s *Service) checkHardware(ctx context.Context, fleet Fleet, req wire.Enrol
 		return d, "", nil
 	case att == nil:
 		return d, fmt.Sprintf("device bound to the TPM with EK %s asked to enroll without attestation", short(d.EKHash)), nil
+	case rebinding(d, att):
+		return d, "", nil // an administrator allowed this hardware once: see decide
 	case att.EKHash != d.EKHash:
 		return d, fmt.Sprintf("device bound to the TPM with EK %s presented another TPM, EK %s", short(d.EKHash), short(att.EKHash)), nil
 	}
@@ -163,6 +165,14 @@ func (s *Service) hardwareMismatch(ctx context.Context, req wire.EnrollRequest, 
 }
 
 func short(h string) string { return h[:min(len(h), 16)] }
+
+// rebinding reports whether this enrollment moves the device to the new
+// hardware an administrator allowed (see AllowRebind): it must have
+// attested with a TPM other than the one the device is bound to.
+func rebinding(d inventory.Device, att *inventory.Challenge) bool {
+	return d.RebindBy != "" && att != nil && d.EKHash != "" && att.EKHash != d.EKHash &&
+		(d.RebindEK == "" || strings.EqualFold(d.RebindEK, att.EKHash))
+}
 
 // bind ties a device to the TPM it attested with, the first time it does.
 func bind(d *inventory.Device, att *inventory.Challenge) {

@@ -2,6 +2,7 @@ package enrollment
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -156,6 +157,39 @@ func (s *Service) Readmit(ctx context.Context, actor, fleet, id string) (invento
 		d.Admission = inventory.AdmissionApproved
 	}
 	return d, s.saveAudited(ctx, d, actor, "admin:readmit", "")
+}
+
+// AllowRebind lets the next attested enrollment of a device bound to a TPM
+// bind it to other hardware, once (a replaced motherboard): the device
+// keeps its ID, role and entity in Vault. The new hardware must still
+// prove the fleet's bootstrap credential and attest with a TPM the fleet
+// trusts.
+//
+// ek, when set, names the only TPM the device may move to; without it the
+// first TPM the fleet trusts that enrolls with the device's ID and the
+// bootstrap credential takes it.
+func (s *Service) AllowRebind(ctx context.Context, actor, fleet, id, reason, ek string) (inventory.Device, error) {
+	if ek != "" && !isEKHash(ek) {
+		return inventory.Device{}, wire.Errorf(wire.CodeInvalidRequest, "ek_hash: want 64 hex digits (SHA-256 of the EK, as enroll-client tpm-info prints it)")
+	}
+	d, err := s.device(ctx, fleet, id, false)
+	if err != nil {
+		return d, err
+	}
+	if d.EKHash == "" {
+		return d, wire.Errorf(wire.CodeInvalidRequest, "device %s is not bound to a TPM: there is nothing to rebind", id)
+	}
+	d.RebindBy, d.RebindEK, d.UpdatedAt = actor, strings.ToLower(ek), s.now().UTC()
+	detail := reason
+	if ek != "" {
+		detail = fmt.Sprintf("%s (to the TPM with EK %s only)", reason, short(ek))
+	}
+	return d, s.saveAudited(ctx, d, actor, "admin:rebind", detail)
+}
+
+func isEKHash(s string) bool {
+	b, err := hex.DecodeString(s)
+	return err == nil && len(b) == 32
 }
 
 func (s *Service) saveAudited(ctx context.Context, d inventory.Device, actor, action, detail string) error {

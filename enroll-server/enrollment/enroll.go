@@ -248,11 +248,24 @@ func (s *Service) decide(ctx context.Context, log *slog.Logger, fleet Fleet, req
 	// administrator, who approves it (and only it) or rejects it. Proof of
 	// the identity is its bound TPM here; a device that holds its device
 	// key refreshes or rejoins instead (identity.go).
-	if d.HasIdentity() && !attestedAlone(d, p.att) && !e.Approved {
+	// New hardware an administrator allowed (rebind) is that proof too,
+	// once: the device moves to the TPM it attested with.
+	rebound := rebinding(d, p.att)
+	if d.HasIdentity() && !attestedAlone(d, p.att) && !rebound && !e.Approved {
 		return s.holdClaim(ctx, log, e, d, req)
 	}
 	if !d.HasIdentity() {
 		bind(&d, p.att) // a TPM binds a device ID only when it is first enrolled
+	}
+	if rebound {
+		detail := fmt.Sprintf("bound to the TPM with EK %s, was %s (rebind allowed by %s)", short(p.att.EKHash), short(d.EKHash), d.RebindBy)
+		d.EKHash, d.TPM, d.RebindBy, d.RebindEK = p.att.EKHash, p.att.TPM, "", ""
+		log.Warn("device moves to new hardware an administrator allowed", "security", true, "ek_hash", short(p.att.EKHash))
+		resp, err := s.mint(ctx, log, fleet, e, d, req.Facts)
+		if err == nil {
+			s.record(ctx, deviceActor(d.Fleet, d.ID), "rebound", d.Fleet, d.ID, detail)
+		}
+		return resp, err
 	}
 	if fleet.Approval == ApprovalManual && d.Admission != inventory.AdmissionApproved && d.Admission != inventory.AdmissionPreauthorized {
 		return s.hold(ctx, log, e, d, req.Facts)

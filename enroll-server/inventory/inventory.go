@@ -68,6 +68,12 @@ type Device struct {
 	// certificate does.
 	EKHash string `json:"ek_hash,omitempty"`
 	TPM    string `json:"tpm,omitempty"`
+	// RebindBy, when set, is the administrator who allowed the device's
+	// next attested enrollment to bind it to other hardware (a replaced
+	// motherboard), once.
+	RebindBy string `json:"rebind_by,omitempty"`
+	// RebindEK, when set, is the only TPM the rebind may move it to.
+	RebindEK string `json:"rebind_ek,omitempty"`
 	// DeviceKey is the public half of the device's own key (see package
 	// identity), registered when an enrollment that carried it was
 	// acknowledged; from then on it, not the fleet's bootstrap credential,

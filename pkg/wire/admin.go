@@ -83,6 +83,9 @@ type Reason struct {
 	Reason string `json:"reason"`
 	// Enrollment names the held request an approval is for.
 	Enrollment string `json:"enrollment,omitempty"`
+	// EKHash, on a rebind, names the only TPM (hex SHA-256 of its EK, as
+	// `enroll-client tpm-info` prints it) the device may move to.
+	EKHash string `json:"ek_hash,omitempty"`
 }
 
 // Generation is one bootstrap credential generation and its use.
