@@ -1,14 +1,15 @@
 // Package cli is enroll-server's command line: `enroll-server run`,
-// `check-config` and `version`.
+// `check-config`, `service`, `audit` and `version`.
 package cli
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/spf13/cobra"
 
 	"github.com/edge-enroll/enroll/enroll-server/app"
 	"github.com/edge-enroll/enroll/enroll-server/config"
@@ -18,31 +19,19 @@ import (
 	"github.com/edge-enroll/enroll/pkg/logging"
 )
 
-const usage = `usage: enroll-server <command> [flags]
-
-commands:
-  run           serve the enrollment API
-  check-config  validate a configuration file and exit
-  service       install | uninstall | start | stop | restart | status
-  audit verify  verify the audit log's hash chain (server stopped)
-  audit export  print the audit log as JSON lines (server stopped)
-  version       print the version
-`
-
 // Run is the whole program; main only adds signals and exits with its code.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	return cmdline.Program{Name: "enroll-server", Usage: usage, Commands: map[string]cmdline.Command{
-		"run": func(ctx context.Context, args []string, _, stderr io.Writer) int { return run(ctx, args, stderr) },
-		"check-config": func(_ context.Context, args []string, stdout, stderr io.Writer) int {
-			return checkConfig(args, stdout, stderr)
-		},
-		"audit": func(_ context.Context, args []string, stdout, stderr io.Writer) int {
-			return auditCmd(args, stdout, stderr)
-		},
-		"service": func(_ context.Context, args []string, stdout, stderr io.Writer) int {
-			return daemon.ControlCommand("enroll-server", defaultConfig, serviceSpec, args, stdout, stderr)
-		},
-	}}.Run(ctx, args, stdout, stderr)
+	return cmdline.Execute(ctx, Root(), args, stdout, stderr)
+}
+
+// Root is enroll-server's command tree.
+func Root() *cobra.Command {
+	root := cmdline.Root("enroll-server", "The edge-enroll self-service enrollment server", `
+enroll-server exchanges a device's proof of its fleet's bootstrap credential
+for a unique, response-wrapped Vault AppRole secret ID.`)
+	root.AddCommand(runCmd(), checkConfigCmd(),
+		daemon.ServiceCommand("enroll-server", defaultConfig, serviceSpec), auditCmd())
+	return root
 }
 
 const defaultConfig = "/etc/enroll-server/config.yaml"
@@ -53,68 +42,86 @@ func serviceSpec(configPath string) daemon.Spec {
 		"edge-enroll enrollment server: exchanges fleet bootstrap proofs for per-device Vault credentials", configPath)
 }
 
-func configFlag(fs *flag.FlagSet) *string {
-	return fs.String("config", defaultConfig, "configuration file")
+func configFlag(cmd *cobra.Command) *string {
+	return cmd.Flags().String("config", defaultConfig, "configuration file")
 }
 
-func run(ctx context.Context, args []string, stderr io.Writer) int {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := configFlag(fs)
-	devPlain := fs.Bool("dev-plain-http", false, "serve plain HTTP without TLS (local development only)")
-	if err := fs.Parse(args); err != nil {
-		return 2
+func runCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Serve the enrollment API",
+		Long: `Serve the enrollment API until interrupted (SIGINT, SIGTERM) or stopped by
+the service manager. Logs go to stderr.`,
+		Example: "  enroll-server run -config /etc/enroll-server/config.yaml\n" +
+			"  enroll-server run -config dev.yaml -dev-plain-http   # local development only",
+		Args: cobra.NoArgs,
 	}
-	cfg, err := config.Load(*path, os.Getenv)
+	path := configFlag(cmd)
+	devPlain := cmd.Flags().Bool("dev-plain-http", false, "serve plain HTTP without TLS (local development only)")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		return run(cmd.Context(), *path, *devPlain, cmd.ErrOrStderr())
+	}
+	return cmd
+}
+
+func run(ctx context.Context, path string, devPlain bool, stderr io.Writer) error {
+	cfg, err := config.Load(path, os.Getenv)
 	if err != nil {
-		fmt.Fprintln(stderr, "enroll-server:", err)
-		return 1
+		return err
 	}
 	log, err := logging.New(stderr, cfg.Log.Level, cfg.Log.Format)
 	if err != nil {
-		fmt.Fprintln(stderr, "enroll-server: config:", err)
-		return 1
+		return fmt.Errorf("config: %w", err)
 	}
-	if *devPlain {
+	if devPlain {
 		log.Warn("serving plain HTTP: development only, never in production")
 	}
-	a, err := app.New(cfg, app.Options{DevPlainHTTP: *devPlain}, log)
+	a, err := app.New(cfg, app.Options{DevPlainHTTP: devPlain}, log)
 	if err != nil {
 		log.Error("cannot start", "err", err)
-		return 1
+		return cmdline.Exit(cmdline.ExitFailure)
 	}
 	if err := daemon.Harden(); err != nil {
 		log.Warn("process hardening", "err", err)
 	}
 	if daemon.UnderManager() {
-		err = daemon.Run(serviceSpec(*path), a.Run)
+		err = daemon.Run(serviceSpec(path), a.Run)
 	} else {
 		err = a.Run(ctx)
 	}
 	if err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("stopped with an error", "err", err)
-		return 1
+		return cmdline.Exit(cmdline.ExitFailure)
 	}
-	return 0
+	return nil
 }
 
-func checkConfig(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := configFlag(fs)
-	if err := fs.Parse(args); err != nil {
-		return 2
+func checkConfigCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "check-config",
+		Short: "Validate a configuration file and the files it names, then exit",
+		Long: `Validate a configuration file as run would, including the Vault credentials
+file it names; exit 0 when run would accept it, 1 (with the reason) when not.`,
+		Example: "  enroll-server check-config -config /etc/enroll-server/config.yaml\n" +
+			"  enroll-server check-config -config config.yaml -json",
+		Args: cobra.NoArgs,
 	}
-	cfg, err := config.Load(*path, os.Getenv)
-	if err != nil {
-		fmt.Fprintln(stderr, "enroll-server:", err)
-		return 1
+	path := configFlag(cmd)
+	asJSON := cmdline.JSONFlag(cmd)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		cfg, err := config.Load(*path, os.Getenv)
+		if err != nil {
+			return err
+		}
+		// What run would refuse, check-config refuses too: the files it names.
+		if _, err := vault.LoadCredentials(cfg.Vault.CredentialsFile); err != nil {
+			return err
+		}
+		if *asJSON {
+			return cmdline.WriteJSON(cmd.OutOrStdout(), map[string]any{"config": *path, "ok": true})
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "%s: ok\n", *path)
+		return nil
 	}
-	// What run would refuse, check-config refuses too: the files it names.
-	if _, err := vault.LoadCredentials(cfg.Vault.CredentialsFile); err != nil {
-		fmt.Fprintln(stderr, "enroll-server:", err)
-		return 1
-	}
-	fmt.Fprintf(stdout, "%s: ok\n", *path)
-	return 0
+	return cmd
 }

@@ -34,13 +34,14 @@ const FlagsNote = "Flags take one dash or two: -fleet acme is --fleet acme."
 // print the version.
 func Root(name, short, long string) *cobra.Command {
 	root := &cobra.Command{
-		Use:           name + " <command> [flags]",
+		Use:           name,
 		Short:         short,
 		Long:          strings.TrimSpace(long) + "\n\n" + FlagsNote,
 		SilenceErrors: true, // Execute prints errors, with the command's name
 		// A script that gets an error wants the error, not pages of help.
 		SilenceUsage: true,
 	}
+	root.SetUsageTemplate(usageTemplate)
 	root.Flags().Bool("version", false, "print the version and exit")
 	root.RunE = func(cmd *cobra.Command, args []string) error {
 		if v, _ := cmd.Flags().GetBool("version"); v {
@@ -61,6 +62,36 @@ func Root(name, short, long string) *cobra.Command {
 	})
 	return root
 }
+
+// usageTemplate is cobra's, with one usage line: a command that holds
+// subcommands runs only to say it needs one (see Group).
+const usageTemplate = `Usage:{{if .HasAvailableSubCommands}}
+  {{.CommandPath}} <command> [flags]{{else}}
+  {{.UseLine}}{{end}}{{if gt (len .Aliases) 0}}
+
+Aliases:
+  {{.NameAndAliases}}{{end}}{{if .HasExample}}
+
+Examples:
+{{.Example}}{{end}}{{if .HasAvailableSubCommands}}{{$cmds := .Commands}}{{if eq (len .Groups) 0}}
+
+Commands:{{range $cmds}}{{if (or .IsAvailableCommand (eq .Name "help"))}}
+  {{rpad .Name .NamePadding }} {{.Short}}{{end}}{{end}}{{else}}{{range $group := .Groups}}
+
+{{.Title}}{{range $cmds}}{{if (and (eq .GroupID $group.ID) (or .IsAvailableCommand (eq .Name "help")))}}
+  {{rpad .Name .NamePadding }} {{.Short}}{{end}}{{end}}{{end}}{{if not .AllChildCommandsHaveGroup}}
+
+Other commands:{{range $cmds}}{{if (and (eq .GroupID "") (or .IsAvailableCommand (eq .Name "help")))}}
+  {{rpad .Name .NamePadding }} {{.Short}}{{end}}{{end}}{{end}}{{end}}{{end}}{{if .HasAvailableLocalFlags}}
+
+Flags:
+{{.LocalFlags.FlagUsages | trimTrailingWhitespaces}}{{end}}{{if .HasAvailableInheritedFlags}}
+
+Global Flags:
+{{.InheritedFlags.FlagUsages | trimTrailingWhitespaces}}{{end}}{{if .HasAvailableSubCommands}}
+
+Use "{{.CommandPath}} <command> -h" for more about a command.{{end}}
+`
 
 // Group makes cmd a command that only holds subcommands: without one it
 // prints its help on stderr and exits 2; an unknown one gets suggestions.

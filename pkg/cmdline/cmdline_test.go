@@ -64,7 +64,7 @@ func TestExitCodesAndMessages(t *testing.T) {
 		{args: []string{"db", "chek"}, code: 2, err: "Did you mean this?\n\tcheck"},
 		{args: []string{"db", "check"}, code: 3},
 		{args: []string{"db"}, code: 2, err: "check"},
-		{args: nil, code: 2, err: "Available Commands:"},
+		{args: nil, code: 2, err: "Commands:"},
 		{args: []string{"version"}, code: 0, out: "tool dev"},
 		{args: []string{"-version"}, code: 0, out: "tool dev"},
 		{args: []string{"help", "greet"}, code: 0, out: "tool greet -loud ann"},
