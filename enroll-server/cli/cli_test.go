@@ -8,10 +8,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/edge-enroll/enroll/enroll-server/audit"
 	"github.com/edge-enroll/enroll/enroll-server/boltstore"
 	"github.com/edge-enroll/enroll/enroll-server/cli"
+	"github.com/edge-enroll/enroll/enroll-server/devca"
 	"github.com/edge-enroll/enroll/pkg/cmdline/clitest"
 	"github.com/edge-enroll/enroll/pkg/wire"
 )
@@ -45,9 +47,13 @@ func TestReadCommandsPrintJSON(t *testing.T) {
 	if err := os.WriteFile(creds, []byte(`{"role_id":"r","secret_id":"s"}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	tlsFiles, err := devca.Write(filepath.Join(dir, "tls"), []string{"localhost"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
 	state := filepath.Join(dir, "state.db")
 	cfg := filepath.Join(dir, "config.yaml")
-	if err := os.WriteFile(cfg, []byte("listen: 127.0.0.1:0\nstate_path: "+state+"\nvault:\n  address: http://127.0.0.1:8200\n  credentials_file: "+creds+"\nfleets:\n  - name: acme\n"), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte("listen: 127.0.0.1:0\nstate_path: "+state+"\nvault:\n  address: http://127.0.0.1:8200\n  credentials_file: "+creds+"\ntls:\n  cert_file: "+tlsFiles.ServerCert+"\n  key_file: "+tlsFiles.ServerKey+"\nfleets:\n  - name: acme\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	st, err := boltstore.Open(state)
