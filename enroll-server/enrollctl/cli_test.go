@@ -21,7 +21,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return enrollctl.Run(ctx, args, enrollctl.Env{Getenv: func(string) string { return "" }, Stdout: stdout, Stderr: stderr})
 }
 
-func root() *cobra.Command { return enrollctl.Root(enrollctl.Env{Getenv: func(string) string { return "" }}) }
+func root() *cobra.Command {
+	return enrollctl.Root(enrollctl.Env{Getenv: func(string) string { return "" }})
+}
 
 func TestHelpForEveryCommand(t *testing.T) {
 	clitest.HelpForEveryCommand(t, root, run)
