@@ -122,4 +122,11 @@ func TestCompletionScripts(t *testing.T) {
 			t.Errorf("completion %s: %d %q %s", shell, code, out, errOut)
 		}
 	}
+	// What the scripts call: the binary itself completes commands and flags.
+	for args, want := range map[string]string{"gr": "greet\tgreet people", "greet --lo": "--loud\tshout", "db ch": "check\tcheck it"} {
+		code, out, _ := run(append([]string{"__complete"}, strings.Fields(args)...)...)
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("__complete %s: %d %q, want %q", args, code, out, want)
+		}
+	}
 }
