@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -50,17 +51,27 @@ func Root(name, short, long string) *cobra.Command {
 		}
 		return missingCommand(cmd)
 	}
-	root.AddCommand(&cobra.Command{
+	root.AddCommand(versionCmd(name))
+	return root
+}
+
+func versionCmd(name string) *cobra.Command {
+	cmd := &cobra.Command{
 		Use:     "version",
 		Short:   "Print the version",
 		Args:    cobra.NoArgs,
-		Example: "  " + name + " version",
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			fmt.Fprintln(cmd.OutOrStdout(), version.String(name))
-			return nil
-		},
-	})
-	return root
+		Example: "  " + name + " version\n  " + name + " version -json",
+	}
+	asJSON := JSONFlag(cmd)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if *asJSON {
+			return WriteJSON(cmd.OutOrStdout(), map[string]string{"name": name, "version": version.Version,
+				"commit": version.Commit, "go": runtime.Version(), "platform": runtime.GOOS + "/" + runtime.GOARCH})
+		}
+		fmt.Fprintln(cmd.OutOrStdout(), version.String(name))
+		return nil
+	}
+	return cmd
 }
 
 // usageTemplate is cobra's, with one usage line: a command that holds

@@ -3,6 +3,7 @@ package cmdline_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"slices"
 	"strings"
@@ -110,8 +111,14 @@ func TestNormalize(t *testing.T) {
 // -json prints JSON, parsed back here.
 func TestJSON(t *testing.T) {
 	code, out, _ := run("greet", "-json", "ann", "bob")
-	if code != 0 || !strings.Contains(out, `"names": [`) {
-		t.Fatalf("%d %s", code, out)
+	var greet struct{ Names []string }
+	if code != 0 || json.Unmarshal([]byte(out), &greet) != nil || len(greet.Names) != 2 {
+		t.Fatalf("greet -json: %d %s", code, out)
+	}
+	code, out, _ = run("version", "-json")
+	var v struct{ Name, Version string }
+	if code != 0 || json.Unmarshal([]byte(out), &v) != nil || v.Name != "tool" || v.Version == "" {
+		t.Fatalf("version -json: %d %s", code, out)
 	}
 }
 
