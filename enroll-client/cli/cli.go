@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,6 +14,7 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/edge-enroll/enroll/enroll-client/config"
@@ -32,60 +32,33 @@ import (
 	"github.com/edge-enroll/enroll/pkg/wire"
 )
 
-const usage = `usage: enroll-client <command> [flags]
-
-commands:
-  run           enroll this device and keep its Vault token alive
-  status        show the device's enrollment state (works while run is running)
-  reset-state   move a damaged state file aside so the device can enroll again
-  check-config  validate the configuration, bundle and state file, then exit
-  tpm-info      show the TPM's endorsement key hash (for a fleet's EK allow-list)
-  service       install | uninstall | start | stop | restart | status
-  version       print the version
-`
-
 // Run is the whole program; main only adds signals and exits with its code.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	return cmdline.Program{Name: "enroll-client", Usage: usage, Commands: map[string]cmdline.Command{
-		"run": func(ctx context.Context, args []string, _, stderr io.Writer) int { return run(ctx, args, stderr) },
-		"status": func(_ context.Context, args []string, stdout, stderr io.Writer) int {
-			return status(args, stdout, stderr)
-		},
-		"reset-state": func(_ context.Context, args []string, stdout, stderr io.Writer) int {
-			return resetState(args, stdout, stderr)
-		},
-		"check-config": func(_ context.Context, args []string, stdout, stderr io.Writer) int {
-			return checkConfig(args, stdout, stderr)
-		},
-		"tpm-info": func(_ context.Context, args []string, stdout, stderr io.Writer) int {
-			return tpmInfo(args, stdout, stderr)
-		},
-		"service": func(_ context.Context, args []string, stdout, stderr io.Writer) int {
-			return serviceControl(args, stdout, stderr)
-		},
-	}}.Run(ctx, args, stdout, stderr)
+	return cmdline.Execute(ctx, Root(), args, stdout, stderr)
 }
 
-func loadConfig(fs *flag.FlagSet, args []string, stderr io.Writer) (config.File, *bundle.Bundle, bool) {
-	return loadConfigAt(fs, fs.String("config", config.DefaultPath, "configuration file"), args, stderr)
+// Root is enroll-client's command tree.
+func Root() *cobra.Command {
+	root := cmdline.Root("enroll-client", "The edge-enroll device enrollment client", `
+enroll-client enrolls this device with Vault through enroll-server, keeps its
+token alive, writes it to the configured sinks and heals itself.`)
+	root.AddCommand(runCmd(), statusCmd(), resetStateCmd(), checkConfigCmd(), tpmInfoCmd(),
+		daemon.ServiceCommand("enroll-client", config.DefaultPath, serviceSpec))
+	return root
 }
 
-func loadConfigAt(fs *flag.FlagSet, path *string, args []string, stderr io.Writer) (config.File, *bundle.Bundle, bool) {
-	fs.SetOutput(stderr)
-	if err := fs.Parse(args); err != nil {
-		return config.File{}, nil, false
-	}
-	cfg, err := config.Load(*path, os.Getenv, os.Hostname)
+func configFlag(cmd *cobra.Command) *string {
+	return cmd.Flags().String("config", config.DefaultPath, "configuration file")
+}
+
+// loadConfig loads the configuration at path and the bundle it names.
+func loadConfig(path string) (config.File, *bundle.Bundle, error) {
+	cfg, err := config.Load(path, os.Getenv, os.Hostname)
 	if err != nil {
-		fmt.Fprintln(stderr, "enroll-client:", err)
-		return cfg, nil, false
+		return cfg, nil, err
 	}
 	b, err := readBundle(cfg.BundlePath)
-	if err != nil {
-		fmt.Fprintln(stderr, "enroll-client:", err)
-		return cfg, nil, false
-	}
-	return cfg, b, true
+	return cfg, b, err
 }
 
 func readBundle(path string) (*bundle.Bundle, error) {
@@ -106,21 +79,36 @@ func readBundle(path string) (*bundle.Bundle, error) {
 	return b, nil
 }
 
-func run(ctx context.Context, args []string, stderr io.Writer) int {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	once := fs.Bool("once", false, "exit once the device holds an acknowledged token")
-	path := fs.String("config", config.DefaultPath, "configuration file")
-	cfg, b, ok := loadConfigAt(fs, path, args, stderr)
-	if !ok {
-		return 1
+func runCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Enroll this device and keep its Vault token alive",
+		Long: `Enroll this device (or load its enrollment), keep its Vault token alive and
+write it to the configured sinks, until interrupted or stopped by the service
+manager. Logs go to stderr.`,
+		Example: "  enroll-client run -config /etc/enroll-client/config.yaml\n" +
+			"  enroll-client run -once -config config.yaml   # exit once enrolled",
+		Args: cobra.NoArgs,
+	}
+	once := cmd.Flags().Bool("once", false, "exit once the device holds an acknowledged token")
+	path := configFlag(cmd)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		return run(cmd.Context(), *path, *once, cmd.ErrOrStderr())
+	}
+	return cmd
+}
+
+func run(ctx context.Context, path string, once bool, stderr io.Writer) error {
+	cfg, b, err := loadConfig(path)
+	if err != nil {
+		return err
 	}
 	log, err := logging.New(stderr, cfg.Log.Level, cfg.Log.Format)
 	if err != nil {
-		fmt.Fprintln(stderr, "enroll-client: config:", err)
-		return 1
+		return fmt.Errorf("config: %w", err)
 	}
 	// Under the Windows service manager: a log file and the Event Log.
-	if svcLog, closer, err := daemon.ServiceLog(serviceSpec(*path), filepath.Dir(cfg.StatePath), nil); err != nil {
+	if svcLog, closer, err := daemon.ServiceLog(serviceSpec(path), filepath.Dir(cfg.StatePath), nil); err != nil {
 		log.Warn("service log", "err", err)
 	} else if svcLog != nil {
 		defer closer.Close()
@@ -136,12 +124,12 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	m, closeFn, err := build(cfg, b, log, mx)
 	if err != nil {
 		log.Error("cannot start", "err", err)
-		return 1
+		return cmdline.Exit(cmdline.ExitFailure)
 	}
 	defer closeFn()
 	runMachine := func(ctx context.Context) error {
 		if mx == nil {
-			return m.Run(ctx, *once)
+			return m.Run(ctx, once)
 		}
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel()
@@ -154,21 +142,21 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		})
 		g.Go(func() error {
 			defer cancel() // the listener ends with the machine
-			return m.Run(ctx, *once)
+			return m.Run(ctx, once)
 		})
 		log.Info("serving metrics", "listen", cfg.Metrics.Listen)
 		return g.Wait()
 	}
 	if daemon.UnderManager() {
-		err = daemon.Run(serviceSpec(*path), runMachine)
+		err = daemon.Run(serviceSpec(path), runMachine)
 	} else {
 		err = runMachine(ctx)
 	}
 	if err != nil {
 		log.Error("stopped", "err", err)
-		return 1
+		return cmdline.Exit(cmdline.ExitFailure)
 	}
-	return 0
+	return nil
 }
 
 func build(cfg config.File, b *bundle.Bundle, log *slog.Logger, mx *metrics.Metrics) (*lifecycle.Machine, func(), error) {
@@ -245,42 +233,78 @@ func optionalPool(pemData string) (*x509.CertPool, error) {
 	return bundle.CertPool(pemData)
 }
 
-func status(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	asJSON := fs.Bool("json", false, "print JSON")
-	cfg, b, ok := loadConfig(fs, args, stderr)
-	if !ok {
-		return 1
+func statusCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the device's enrollment state (works while run is running)",
+		Long: `Show the device's phase, device ID, fleet, token and secret ID lifetimes,
+and a held enrollment's ID and key, from the status run publishes next to its
+state file, or from the state file itself when run has not written one.`,
+		Example: "  enroll-client status -config /etc/enroll-client/config.yaml\n" +
+			"  enroll-client status -json",
+		Args: cobra.NoArgs,
 	}
-	v, err := readStatus(cfg, b)
-	if err != nil {
-		fmt.Fprintln(stderr, "enroll-client:", err)
-		return 1
+	path := configFlag(cmd)
+	asJSON := cmdline.JSONFlag(cmd)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		cfg, b, err := loadConfig(*path)
+		if err != nil {
+			return err
+		}
+		v, err := readStatus(cfg, b)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return cmdline.WriteJSON(cmd.OutOrStdout(), v)
+		}
+		fmt.Fprint(cmd.OutOrStdout(), v.Text())
+		return nil
 	}
-	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(v)
-		return 0
-	}
-	fmt.Fprint(stdout, v.Text())
-	return 0
+	return cmd
 }
 
-func checkConfig(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
-	cfg, b, ok := loadConfig(fs, args, stderr)
-	if !ok {
-		return 1
+// configCheck is what check-config found.
+type configCheck struct {
+	Config    string `json:"config"`
+	DeviceID  string `json:"device_id"`
+	Fleet     string `json:"fleet"`
+	ServerURL string `json:"server_url"`
+	VaultAddr string `json:"vault_addr"`
+	StatePath string `json:"state_path"`
+}
+
+func checkConfigCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "check-config",
+		Short: "Validate the configuration, bundle and state file, then exit",
+		Long: `Validate the configuration file, the bootstrap bundle it names (and its
+file mode) and the state file, as run would; exit 0 when run would start, 1
+(with the reason) when not.`,
+		Example: "  enroll-client check-config -config /etc/enroll-client/config.yaml\n" +
+			"  enroll-client check-config -json",
+		Args: cobra.NoArgs,
 	}
-	st, err := state.Open(cfg.StatePath)
-	if err != nil {
-		fmt.Fprintln(stderr, "enroll-client:", err)
-		return 1
+	path := configFlag(cmd)
+	asJSON := cmdline.JSONFlag(cmd)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		cfg, b, err := loadConfig(*path)
+		if err != nil {
+			return err
+		}
+		st, err := state.Open(cfg.StatePath)
+		if err != nil {
+			return err
+		}
+		st.Close()
+		c := configCheck{Config: *path, DeviceID: cfg.DeviceID, Fleet: b.Fleet, ServerURL: b.ServerURL, VaultAddr: b.VaultAddr, StatePath: cfg.StatePath}
+		if *asJSON {
+			return cmdline.WriteJSON(cmd.OutOrStdout(), c)
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "ok: device %s, fleet %s, server %s, vault %s, state %s\n", c.DeviceID, c.Fleet, c.ServerURL, c.VaultAddr, c.StatePath)
+		return nil
 	}
-	st.Close()
-	fmt.Fprintf(stdout, "ok: device %s, fleet %s, server %s, vault %s, state %s\n", cfg.DeviceID, b.Fleet, b.ServerURL, b.VaultAddr, cfg.StatePath)
-	return 0
+	return cmd
 }
 
 // statusPath is where the daemon publishes its status, next to its state.
@@ -328,37 +352,51 @@ func readStatus(cfg config.File, b *bundle.Bundle) (lifecycle.Status, error) {
 	return lifecycle.StatusOf(s), nil
 }
 
-func resetState(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("reset-state", flag.ContinueOnError)
-	force := fs.Bool("force", false, "move the state aside even if it is readable (the device enrolls again as new)")
-	cfg, _, ok := loadConfig(fs, args, stderr)
-	if !ok {
-		return 1
+func resetStateCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "reset-state",
+		Short: "Move a damaged state file aside so the device can enroll again",
+		Long: `Move the state file aside (renamed with a timestamp) so that the next run
+enrolls the device again. A readable state file is kept unless -force: the
+device would get a second identity. Stop the service first.`,
+		Example: "  enroll-client reset-state -config /etc/enroll-client/config.yaml\n" +
+			"  enroll-client reset-state -force -config /etc/enroll-client/config.yaml",
+		Args: cobra.NoArgs,
 	}
+	force := cmd.Flags().Bool("force", false, "move the state aside even if it is readable (the device enrolls again as new)")
+	path := configFlag(cmd)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		cfg, _, err := loadConfig(*path)
+		if err != nil {
+			return err
+		}
+		return resetState(cfg, *force, cmd.OutOrStdout())
+	}
+	return cmd
+}
+
+func resetState(cfg config.File, force bool, stdout io.Writer) error {
 	if _, err := os.Stat(cfg.StatePath); errors.Is(err, os.ErrNotExist) {
 		fmt.Fprintln(stdout, "no state file; nothing to reset")
-		return 0
+		return nil
 	}
 	st, err := state.Open(cfg.StatePath)
 	switch {
 	case err == nil:
 		st.Close()
-		if !*force {
-			fmt.Fprintf(stderr, "enroll-client: %s is readable; refusing to reset it without -force\n", cfg.StatePath)
-			return 1
+		if !force {
+			return fmt.Errorf("%s is readable; refusing to reset it without -force", cfg.StatePath)
 		}
 	case errors.Is(err, state.ErrLocked):
-		fmt.Fprintln(stderr, "enroll-client:", err)
-		return 1
+		return err
 	}
 	aside := fmt.Sprintf("%s.reset-%s", cfg.StatePath, time.Now().UTC().Format("20060102T150405Z"))
 	if err := os.Rename(cfg.StatePath, aside); err != nil {
-		fmt.Fprintln(stderr, "enroll-client:", err)
-		return 1
+		return err
 	}
 	_ = os.Remove(statusPath(cfg))
 	fmt.Fprintf(stdout, "moved %s to %s; the next run enrolls the device again\n", cfg.StatePath, aside)
-	return 0
+	return nil
 }
 
 // readPreprovisioned reads an injected credential, if there is one. It is
@@ -390,8 +428,4 @@ func readPreprovisioned(cfg config.File, b *bundle.Bundle) (*wire.EnrollResponse
 func serviceSpec(configPath string) daemon.Spec {
 	return daemon.RunSpec("enroll-client",
 		"edge-enroll device enrollment client: keeps this device's Vault token alive", configPath)
-}
-
-func serviceControl(args []string, stdout, stderr io.Writer) int {
-	return daemon.ControlCommand("enroll-client", config.DefaultPath, serviceSpec, args, stdout, stderr)
 }

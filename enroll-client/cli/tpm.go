@@ -2,15 +2,16 @@ package cli
 
 import (
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"runtime"
 
+	"github.com/spf13/cobra"
+
 	"github.com/edge-enroll/enroll/enroll-client/config"
 	"github.com/edge-enroll/enroll/enroll-client/tpm"
+	"github.com/edge-enroll/enroll/pkg/cmdline"
 )
 
 // openTPM opens the TPM as configured: nil when tpm.mode is off, or auto
@@ -42,29 +43,53 @@ func sealerFor(d *tpm.Device, cfg config.File, fleet string) (*tpm.Sealer, error
 	return s, err
 }
 
-// tpmInfo prints what the device's TPM presents: the EK an administrator
-// puts on a fleet's allow-list when the TPM has no EK certificate.
-func tpmInfo(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("tpm-info", flag.ContinueOnError)
-	cfg, _, ok := loadConfig(fs, args, stderr)
-	if !ok {
-		return 1
+// tpmInfo is what tpm-info prints.
+type tpmInfo struct {
+	Path          string `json:"tpm"`
+	EK            string `json:"ek"`
+	EKCertificate bool   `json:"ek_certificate"`
+	EKHash        string `json:"ek_hash"`
+}
+
+// tpmInfoCmd prints what the device's TPM presents: the EK an
+// administrator puts on a fleet's allow-list when the TPM has no EK
+// certificate.
+func tpmInfoCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "tpm-info",
+		Short: "Show the TPM's endorsement key hash (for a fleet's EK allow-list)",
+		Long: `Show the TPM configured under tpm: its endorsement key's kind, whether it
+has an EK certificate, and the EK hash an administrator puts on a fleet's
+tpm.ek_allow_list when it has none.`,
+		Example: "  enroll-client tpm-info -config /etc/enroll-client/config.yaml\n" +
+			"  enroll-client tpm-info -json",
+		Args: cobra.NoArgs,
 	}
-	if cfg.TPM.Mode == "off" {
-		fmt.Fprintln(stderr, "enroll-client: tpm.mode is off")
-		return 1
+	path := configFlag(cmd)
+	asJSON := cmdline.JSONFlag(cmd)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		cfg, _, err := loadConfig(*path)
+		if err != nil {
+			return err
+		}
+		if cfg.TPM.Mode == "off" {
+			return errors.New("tpm.mode is off")
+		}
+		d, err := tpm.Open(cfg.TPM.Path, nil, cfg.TPM.EK)
+		if err != nil {
+			return err
+		}
+		defer d.Close()
+		h, err := d.EKHash()
+		if err != nil {
+			return err
+		}
+		info := tpmInfo{Path: cfg.TPM.Path, EK: d.EKKind(), EKCertificate: d.HasEKCert(), EKHash: h}
+		if *asJSON {
+			return cmdline.WriteJSON(cmd.OutOrStdout(), info)
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "tpm: %s\nek: %s\nek_certificate: %v\nek_hash: %s\n", info.Path, info.EK, info.EKCertificate, info.EKHash)
+		return nil
 	}
-	d, err := tpm.Open(cfg.TPM.Path, nil, cfg.TPM.EK)
-	if err != nil {
-		fmt.Fprintln(stderr, "enroll-client:", err)
-		return 1
-	}
-	defer d.Close()
-	h, err := d.EKHash()
-	if err != nil {
-		fmt.Fprintln(stderr, "enroll-client:", err)
-		return 1
-	}
-	fmt.Fprintf(stdout, "tpm: %s\nek: %s\nek_certificate: %v\nek_hash: %s\n", cfg.TPM.Path, d.EKKind(), d.HasEKCert(), h)
-	return 0
+	return cmd
 }

@@ -124,7 +124,7 @@ func TestCheckConfigRefusesWhatRunRefuses(t *testing.T) {
 			if code == 0 || !strings.Contains(checkOut, tc.want) {
 				t.Fatalf("check-config: exit %d, output %q; want a refusal naming %q", code, checkOut, tc.want)
 			}
-			msg := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(checkOut), "enroll-server:"))
+			msg := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(checkOut), "enroll-server check-config:"))
 			code, runOut := runCLI("run", "-config", path)
 			if code == 0 {
 				t.Fatalf("run accepted what check-config refused (%s)", msg)
@@ -166,9 +166,6 @@ func runMessage(out string) string {
 			}
 			continue
 		}
-		if _, ok := strings.CutPrefix(line, "enroll-server:"); ok {
-			break
-		}
 	}
-	return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(out), "enroll-server:"))
+	return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(out), "enroll-server run:"))
 }

@@ -1,16 +1,17 @@
 // Package cli is enroll-server's command line: `enroll-server run`,
-// `check-config` and `version`.
+// `check-config`, `service`, `audit` and `version`.
 package cli
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/edge-enroll/enroll/enroll-server/app"
 	"github.com/edge-enroll/enroll/enroll-server/config"
@@ -20,35 +21,19 @@ import (
 	"github.com/edge-enroll/enroll/pkg/logging"
 )
 
-const usage = `usage: enroll-server <command> [flags]
-
-commands:
-  run           serve the enrollment API
-  check-config  validate a configuration file and exit
-  doctor        check the configuration, TLS, Vault, fleets and store online
-  service       install | uninstall | start | stop | restart | status
-  audit verify  verify the audit log's hash chain (server stopped)
-  audit export  print the audit log as JSON lines (server stopped)
-  version       print the version
-`
-
 // Run is the whole program; main only adds signals and exits with its code.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	return cmdline.Program{Name: "enroll-server", Usage: usage, Commands: map[string]cmdline.Command{
-		"run": func(ctx context.Context, args []string, _, stderr io.Writer) int { return run(ctx, args, stderr) },
-		"check-config": func(_ context.Context, args []string, stdout, stderr io.Writer) int {
-			return checkConfig(args, stdout, stderr)
-		},
-		"doctor": func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-			return doctorCmd(ctx, args, stdout, stderr)
-		},
-		"audit": func(_ context.Context, args []string, stdout, stderr io.Writer) int {
-			return auditCmd(args, stdout, stderr)
-		},
-		"service": func(_ context.Context, args []string, stdout, stderr io.Writer) int {
-			return daemon.ControlCommand("enroll-server", defaultConfig, serviceSpec, args, stdout, stderr)
-		},
-	}}.Run(ctx, args, stdout, stderr)
+	return cmdline.Execute(ctx, Root(), args, stdout, stderr)
+}
+
+// Root is enroll-server's command tree.
+func Root() *cobra.Command {
+	root := cmdline.Root("enroll-server", "The edge-enroll self-service enrollment server", `
+enroll-server exchanges a device's proof of its fleet's bootstrap credential
+for a unique, response-wrapped Vault AppRole secret ID.`)
+	root.AddCommand(runCmd(), checkConfigCmd(), doctorCmd(),
+		daemon.ServiceCommand("enroll-server", defaultConfig, serviceSpec), auditCmd())
+	return root
 }
 
 const defaultConfig = "/etc/enroll-server/config.yaml"
@@ -59,91 +44,123 @@ func serviceSpec(configPath string) daemon.Spec {
 		"edge-enroll enrollment server: exchanges fleet bootstrap proofs for per-device Vault credentials", configPath)
 }
 
-func configFlag(fs *flag.FlagSet) *string {
-	return fs.String("config", defaultConfig, "configuration file")
+func configFlag(cmd *cobra.Command) *string {
+	return cmd.Flags().String("config", defaultConfig, "configuration file")
 }
 
-func run(ctx context.Context, args []string, stderr io.Writer) int {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := configFlag(fs)
-	devPlain := fs.Bool("dev-plain-http", false, "serve plain HTTP without TLS (local development only)")
-	if err := fs.Parse(args); err != nil {
-		return 2
+func runCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Serve the enrollment API",
+		Long: `Serve the enrollment API until interrupted (SIGINT, SIGTERM) or stopped by
+the service manager. Logs go to stderr.`,
+		Example: "  enroll-server run -config /etc/enroll-server/config.yaml\n" +
+			"  enroll-server run -config dev.yaml -dev-plain-http   # local development only",
+		Args: cobra.NoArgs,
 	}
-	cfg, err := config.Load(*path, os.Getenv)
+	path := configFlag(cmd)
+	devPlain := cmd.Flags().Bool("dev-plain-http", false, "serve plain HTTP without TLS (local development only)")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		return run(cmd.Context(), *path, *devPlain, cmd.ErrOrStderr())
+	}
+	return cmd
+}
+
+func run(ctx context.Context, path string, devPlain bool, stderr io.Writer) error {
+	cfg, err := config.Load(path, os.Getenv)
 	if err != nil {
-		fmt.Fprintln(stderr, "enroll-server:", err)
-		return 1
+		return err
 	}
 	level := new(slog.LevelVar)
 	lv, _ := logging.ParseLevel(cfg.Log.Level) // config.Load checked it
 	level.Set(lv)
 	log, err := logging.NewLeveled(stderr, level, cfg.Log.Format)
 	if err != nil {
-		fmt.Fprintln(stderr, "enroll-server: config:", err)
-		return 1
+		return fmt.Errorf("config: %w", err)
 	}
-	if *devPlain {
+	if devPlain {
 		log.Warn("serving plain HTTP: development only, never in production")
 	}
-	a, err := app.New(cfg, app.Options{DevPlainHTTP: *devPlain, LogLevel: level,
-		ReloadConfig: func() (config.File, error) { return config.Load(*path, os.Getenv) }}, log)
+	a, err := app.New(cfg, app.Options{DevPlainHTTP: devPlain, LogLevel: level,
+		ReloadConfig: func() (config.File, error) { return config.Load(path, os.Getenv) }}, log)
 	if err != nil {
 		log.Error("cannot start", "err", err)
-		return 1
+		return cmdline.Exit(cmdline.ExitFailure)
 	}
 	if err := daemon.Harden(); err != nil {
 		log.Warn("process hardening", "err", err)
 	}
 	if daemon.UnderManager() {
-		err = daemon.Run(serviceSpec(*path), a.Run)
+		err = daemon.Run(serviceSpec(path), a.Run)
 	} else {
 		err = a.Run(ctx)
 	}
 	if err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("stopped with an error", "err", err)
-		return 1
+		return cmdline.Exit(cmdline.ExitFailure)
 	}
-	return 0
+	return nil
 }
 
-func checkConfig(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := configFlag(fs)
-	devPlain := fs.Bool("dev-plain-http", false, "check for serving plain HTTP without TLS, as run -dev-plain-http")
-	if err := fs.Parse(args); err != nil {
-		return 2
+func checkConfigCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "check-config",
+		Short: "Validate a configuration file and the files it names, then exit",
+		Long: `Validate a configuration file and every file it names (certificate and key,
+Vault credentials, audit key, fleet TPM files) by the same code run uses
+before it serves; exit 0 when run would accept it, 1 (with the reason) when
+not. Online checks are doctor's.`,
+		Example: "  enroll-server check-config -config /etc/enroll-server/config.yaml\n" +
+			"  enroll-server check-config -config config.yaml -json",
+		Args: cobra.NoArgs,
 	}
-	cfg, err := config.Load(*path, os.Getenv)
-	if err != nil {
-		fmt.Fprintln(stderr, "enroll-server:", err)
-		return 1
+	path := configFlag(cmd)
+	devPlain := cmd.Flags().Bool("dev-plain-http", false, "check for serving plain HTTP without TLS, as run -dev-plain-http")
+	asJSON := cmdline.JSONFlag(cmd)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		cfg, err := config.Load(*path, os.Getenv)
+		if err != nil {
+			return err
+		}
+		// What run would refuse before it binds a port, check-config
+		// refuses too, by the same code.
+		if err := app.Check(cfg, app.Options{DevPlainHTTP: *devPlain}); err != nil {
+			return err
+		}
+		if *asJSON {
+			return cmdline.WriteJSON(cmd.OutOrStdout(), map[string]any{"config": *path, "ok": true})
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "%s: ok\n", *path)
+		return nil
 	}
-	// What run would refuse before it binds a port, check-config refuses
-	// too, by the same code.
-	if err := app.Check(cfg, app.Options{DevPlainHTTP: *devPlain}); err != nil {
-		fmt.Fprintln(stderr, "enroll-server:", err)
-		return 1
-	}
-	fmt.Fprintf(stdout, "%s: ok\n", *path)
-	return 0
+	return cmd
 }
 
-func doctorCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("doctor", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := configFlag(fs)
-	devPlain := fs.Bool("dev-plain-http", false, "check for serving plain HTTP without TLS, as run -dev-plain-http")
-	asJSON := fs.Bool("json", false, "print the report as JSON")
-	if err := fs.Parse(args); err != nil {
-		return 2
+func doctorCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "doctor",
+		Short: "Check the configuration, TLS, Vault, fleets and store online",
+		Long: `Check, online, everything the server depends on: the configuration and its
+files (as run reads them), the certificate's names and days left, the
+store, Vault's address and CA, a login with the server's credentials and
+its policy, and each fleet's objects in Vault. One line per check, ok, warn
+or fail, with the fix; exit 1 when any check fails.`,
+		Example: "  enroll-server doctor -config /etc/enroll-server/config.yaml\n" +
+			"  enroll-server doctor -config config.yaml -json",
+		Args: cobra.NoArgs,
 	}
-	r := doctor.Run(ctx, doctor.Options{ConfigPath: *path, Getenv: os.Getenv, DevPlainHTTP: *devPlain, Now: time.Now()})
-	if err := r.Write(stdout, *asJSON); err != nil {
-		fmt.Fprintln(stderr, "enroll-server:", err)
-		return 1
+	path := configFlag(cmd)
+	devPlain := cmd.Flags().Bool("dev-plain-http", false, "check for serving plain HTTP without TLS, as run -dev-plain-http")
+	asJSON := cmdline.JSONFlag(cmd)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		r := doctor.Run(cmd.Context(), doctor.Options{ConfigPath: *path, Getenv: os.Getenv, DevPlainHTTP: *devPlain, Now: time.Now()})
+		if err := r.Write(cmd.OutOrStdout(), *asJSON); err != nil {
+			return err
+		}
+		if code := r.ExitCode(); code != 0 {
+			return cmdline.Exit(code)
+		}
+		return nil
 	}
-	return r.ExitCode()
+	return cmd
 }

@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,15 +15,19 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
 	"github.com/edge-enroll/enroll/enroll-server/vault"
 	"github.com/edge-enroll/enroll/pkg/bundle"
+	"github.com/edge-enroll/enroll/pkg/cmdline"
 	"github.com/edge-enroll/enroll/pkg/wire"
 )
 
 // serverFlags say how to reach enroll-server's admin API.
 type serverFlags struct{ url, ca string }
 
-func addServerFlags(fs *flag.FlagSet) *serverFlags {
+func addServerFlags(fs *pflag.FlagSet) *serverFlags {
 	s := &serverFlags{}
 	fs.StringVar(&s.url, "server-url", "", "enrollment server URL (default: $ENROLL_SERVER_URL)")
 	fs.StringVar(&s.ca, "server-ca", "", "PEM CA bundle of the server's certificate (default: $ENROLL_SERVER_CA)")
@@ -132,48 +135,65 @@ func adminToken(ctx context.Context, env Env) (string, error) {
 	return a.AdminChildToken(ctx, adminTokenTTL)
 }
 
-func devices(ctx context.Context, args []string, env Env) error {
-	fs := flag.NewFlagSet("devices", flag.ContinueOnError)
+func devicesCmd(env Env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "devices",
+		Short: "List devices (filters: -fleet -state -generation -seen-since; pages)",
+		Long: `List devices as a table, or as JSON with -json (which also shows each
+device's key fingerprint, EK hash, join-state sequence and held request).
+A page holds -limit devices; the next page starts -after the cursor printed
+at the end ("more: -after CURSOR").`,
+		Example: "  enrollctl devices -fleet acme -state pending\n" +
+			"  enrollctl devices -fleet acme -seen-since 24h -json\n" +
+			"  enrollctl devices -fleet acme -after sensor-100",
+		Args: cobra.NoArgs,
+	}
+	fs := cmd.Flags()
 	fleet := fs.String("fleet", "", "only devices of this fleet")
 	state := fs.String("state", "", "only devices in this state")
 	gen := fs.Int("generation", 0, "only devices enrolled with this bootstrap generation")
 	since := fs.String("seen-since", "", "only devices heard from since (RFC 3339 time, or a duration such as 24h)")
 	limit := fs.Int("limit", 100, "devices per page")
 	after := fs.String("after", "", "page cursor (the previous page's next)")
-	asJSON := fs.Bool("json", false, "print JSON")
+	asJSON := cmdline.JSONFlag(cmd)
 	sf := addServerFlags(fs)
-	if err := parse(fs, args, env); err != nil {
-		return err
-	}
-	var list wire.DeviceList
-	q := url.Values{"fleet": {*fleet}, "state": {*state}, "limit": {strconv.Itoa(*limit)}, "after": {*after}, "seen_since": {*since}}
-	if *gen > 0 {
-		q.Set("generation", strconv.Itoa(*gen))
-	}
-	if err := sf.call(ctx, env, http.MethodGet, wire.PathAdminDevices, q, nil, &list); err != nil {
-		return err
-	}
-	if *asJSON {
-		enc := json.NewEncoder(env.Stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(list)
-	}
-	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "FLEET\tDEVICE\tSTATE\tADMISSION\tGENERATION\tENROLLMENTS\tENROLLED\tSECRET ID ACCESSOR")
-	for _, d := range list.Devices {
-		enrolled := "-"
-		if !d.EnrolledAt.IsZero() {
-			enrolled = d.EnrolledAt.Format(time.RFC3339)
+	return withRun(env, cmd, func(ctx context.Context, env Env, _ []string) error {
+		var list wire.DeviceList
+		q := url.Values{"fleet": {*fleet}, "state": {*state}, "limit": {strconv.Itoa(*limit)}, "after": {*after}, "seen_since": {*since}}
+		if *gen > 0 {
+			q.Set("generation", strconv.Itoa(*gen))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", d.Fleet, d.ID, dash(d.State), dash(d.Admission), d.Generation, d.Enrollments, enrolled, d.SecretIDAccessor)
+		if err := sf.call(ctx, env, http.MethodGet, wire.PathAdminDevices, q, nil, &list); err != nil {
+			return err
+		}
+		if *asJSON {
+			return cmdline.WriteJSON(env.Stdout, list)
+		}
+		tw := newTable(env.Stdout)
+		fmt.Fprintln(tw, "FLEET\tDEVICE\tSTATE\tADMISSION\tGENERATION\tENROLLMENTS\tENROLLED\tSECRET ID ACCESSOR")
+		for _, d := range list.Devices {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", d.Fleet, d.ID, dash(d.State), dash(d.Admission), d.Generation, d.Enrollments, timeOrDash(d.EnrolledAt), d.SecretIDAccessor)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		if list.Next != "" {
+			fmt.Fprintf(env.Stdout, "more: -after %s\n", list.Next)
+		}
+		return nil
+	})
+}
+
+// newTable aligns a table's columns, the header's included.
+func newTable(w io.Writer) *tabwriter.Writer {
+	return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+}
+
+func timeOrDash(t time.Time) string {
+	if t.IsZero() {
+		return "-"
 	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	if list.Next != "" {
-		fmt.Fprintf(env.Stdout, "more: -after %s\n", list.Next)
-	}
-	return nil
+	return t.UTC().Format(time.RFC3339)
 }
 
 func dash(s string) string {

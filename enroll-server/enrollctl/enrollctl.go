@@ -8,7 +8,6 @@ package enrollctl
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -17,40 +16,14 @@ import (
 	"time"
 
 	"github.com/google/renameio/v2/maybe"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/edge-enroll/enroll/enroll-server/devca"
 	"github.com/edge-enroll/enroll/enroll-server/vault"
 	"github.com/edge-enroll/enroll/pkg/bundle"
 	"github.com/edge-enroll/enroll/pkg/cmdline"
 )
-
-const usage = `usage: enrollctl <command> [flags]
-
-commands:
-  setup               create the Vault objects of a fleet (idempotent)
-  bundle              write a bootstrap bundle for a fleet's device images
-  server-credentials  write the enrollment server's Vault credentials
-  dev-ca              write a development CA and server certificate
-
-fleet administration, through enroll-server's admin API (-server-url,
--server-ca or $ENROLL_SERVER_URL, $ENROLL_SERVER_CA):
-  devices             list devices (filters: -fleet -state -generation; pages)
-  approve | reject    decide on a device awaiting approval (-reason; -enrollment
-                      names a request held for an enrolled device)
-  revoke | readmit    cut a device off in Vault / let it enroll again
-  preauthorize        put devices on a fleet's allow-list
-  generations         show a fleet's bootstrap generations and their use
-  rotate              start a new generation and write its bundle
-  retire              end an old generation after its grace period
-  revoke-generation   end a generation at once (emergency)
-  batch               pre-provision wrapped credentials for an orchestrator
-  alerts              list security alerts
-  audit verify|export check or export the hash-chained audit log
-  version             print the version
-
-Vault is reached at $VAULT_ADDR with the administrator's $VAULT_TOKEN; the
-server gets a five-minute child of that token, never the token itself.
-`
 
 // Env is how the CLI reads its environment; tests pass their own.
 type Env struct {
@@ -61,38 +34,62 @@ type Env struct {
 
 // Run is the whole program.
 func Run(ctx context.Context, args []string, env Env) int {
-	cmds := map[string]func(context.Context, []string, Env) error{
-		"setup":              setup,
-		"bundle":             writeBundle,
-		"server-credentials": serverCredentials,
-		"dev-ca":             devCA,
-		"devices":            devices,
-		"approve":            deviceAction("approve"),
-		"reject":             deviceAction("reject"),
-		"revoke":             deviceAction("revoke"),
-		"readmit":            deviceAction("readmit"),
-		"preauthorize":       preauthorize,
-		"generations":        generations,
-		"rotate":             rotate,
-		"retire":             endGeneration("retire"),
-		"revoke-generation":  endGeneration("revoke"),
-		"batch":              batch,
-		"alerts":             alerts,
-		"audit":              auditCmd,
+	return cmdline.Execute(ctx, Root(env), args, env.Stdout, env.Stderr)
+}
+
+// Command groups of enrollctl's help.
+const (
+	groupVault = "vault"
+	groupAdmin = "admin"
+)
+
+// Root is enrollctl's command tree; commands read the environment
+// through env.Getenv.
+func Root(env Env) *cobra.Command {
+	root := cmdline.Root("enrollctl", "The edge-enroll fleet administrator's tool", `
+enrollctl sets up Vault for a fleet and writes bootstrap bundles and the
+enrollment server's Vault credentials, with the administrator's own Vault
+token ($VAULT_TOKEN) at $VAULT_ADDR. The fleet administration commands go
+through enroll-server's admin API (-server-url, -server-ca, or
+$ENROLL_SERVER_URL, $ENROLL_SERVER_CA): the server gets a five-minute child
+of that token, never the token itself.`)
+	root.AddGroup(&cobra.Group{ID: groupVault, Title: "Setting up a fleet (in Vault):"},
+		&cobra.Group{ID: groupAdmin, Title: "Fleet administration (through enroll-server's admin API):"})
+	for _, c := range []*cobra.Command{setupCmd(env), bundleCmd(env), serverCredentialsCmd(env), devCACmd(env)} {
+		c.GroupID = groupVault
+		root.AddCommand(c)
 	}
-	p := cmdline.Program{Name: "enrollctl", Usage: usage, Commands: make(map[string]cmdline.Command, len(cmds))}
-	for name, fn := range cmds {
-		p.Commands[name] = func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-			if err := fn(ctx, args, Env{Getenv: env.Getenv, Stdout: stdout, Stderr: stderr}); err != nil {
-				if err != flag.ErrHelp {
-					fmt.Fprintln(stderr, "enrollctl "+name+":", err)
-				}
-				return 1
-			}
-			return 0
+	for _, c := range []*cobra.Command{
+		devicesCmd(env),
+		deviceActionCmd(env, "approve"), deviceActionCmd(env, "reject"),
+		deviceActionCmd(env, "revoke"), deviceActionCmd(env, "readmit"),
+		preauthorizeCmd(env), generationsCmd(env), rotateCmd(env),
+		endGenerationCmd(env, "retire"), endGenerationCmd(env, "revoke"),
+		batchCmd(env), alertsCmd(env), auditCmd(env),
+	} {
+		c.GroupID = groupAdmin
+		root.AddCommand(c)
+	}
+	return root
+}
+
+// withRun sets cmd's RunE to run, which gets the environment with the
+// command's own stdout and stderr.
+func withRun(env Env, cmd *cobra.Command, run func(ctx context.Context, env Env, args []string) error) *cobra.Command {
+	cmd.RunE = func(c *cobra.Command, args []string) error {
+		return run(c.Context(), Env{Getenv: env.Getenv, Stdout: c.OutOrStdout(), Stderr: c.ErrOrStderr()}, args)
+	}
+	return cmd
+}
+
+// required marks flags a command cannot run without: missing, they are a
+// usage error.
+func required(cmd *cobra.Command, names ...string) {
+	for _, n := range names {
+		if err := cmd.MarkFlagRequired(n); err != nil {
+			panic(err) // a flag of that name was never defined
 		}
 	}
-	return p.Run(ctx, args, env.Stdout, env.Stderr)
 }
 
 type vaultFlags struct {
@@ -100,7 +97,7 @@ type vaultFlags struct {
 	caFile string
 }
 
-func addVaultFlags(fs *flag.FlagSet) *vaultFlags {
+func addVaultFlags(fs *pflag.FlagSet) *vaultFlags {
 	v := &vaultFlags{layout: vault.DefaultLayout()}
 	fs.StringVar(&v.layout.EnrollMount, "enroll-mount", v.layout.EnrollMount, "AppRole mount of enrollment roles")
 	fs.StringVar(&v.layout.KVMount, "kv-mount", v.layout.KVMount, "KV v2 mount of fleet and device secrets")
@@ -120,55 +117,53 @@ func (v *vaultFlags) admin(env Env) (*vault.Admin, error) {
 	return vault.NewAdmin(vault.Options{Address: addr, CAFile: ca, Token: env.Getenv("VAULT_TOKEN"), Timeout: 30 * time.Second}, v.layout)
 }
 
-func parse(fs *flag.FlagSet, args []string, env Env) error {
-	if err := parseWithArgs(fs, "", args, env); err != nil {
-		return err
+func setupCmd(env Env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "setup",
+		Short: "Create the Vault objects of a fleet (idempotent)",
+		Long: `Create or update the Vault objects of a fleet: mounts, policies (the
+server's and the admin and operator ones), the enrollment role and the
+fleet's first bootstrap generation. It prints what it changed; run it again
+after upgrading enroll-server, or to check (it then changes nothing).`,
+		Example: "  enrollctl setup -fleet acme",
+		Args:    cobra.NoArgs,
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
-	}
-	return nil
+	fleet := cmd.Flags().String("fleet", "", "fleet name (required)")
+	vf := addVaultFlags(cmd.Flags())
+	required(cmd, "fleet")
+	return withRun(env, cmd, func(ctx context.Context, env Env, _ []string) error {
+		a, err := vf.admin(env)
+		if err != nil {
+			return err
+		}
+		rep, err := a.SetupFleet(ctx, *fleet)
+		for _, c := range rep.Changes {
+			fmt.Fprintf(env.Stdout, "%-10s %s\n", c.Action, c.Object)
+		}
+		if err != nil {
+			return err
+		}
+		if rep.Changed() {
+			fmt.Fprintf(env.Stdout, "fleet %s is set up\n", *fleet)
+		} else {
+			fmt.Fprintf(env.Stdout, "fleet %s was already set up: nothing changed\n", *fleet)
+		}
+		return nil
+	})
 }
 
-// parseWithArgs parses a command's flags; operands, when the command takes
-// any, are named in its usage (-h prints it as enrollctl's own).
-func parseWithArgs(fs *flag.FlagSet, operands string, args []string, env Env) error {
-	fs.SetOutput(env.Stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(env.Stderr, "usage: enrollctl %s [flags]%s\n\nflags:\n", fs.Name(), operands)
-		fs.PrintDefaults()
+func bundleCmd(env Env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "bundle",
+		Short: "Write a bootstrap bundle for a fleet's device images",
+		Long: `Write a bootstrap bundle (0600) for a fleet's device images: the server's
+and Vault's addresses and CAs, and a new enrollment secret ID of the fleet's
+current generation, minted each time it runs.`,
+		Example: "  enrollctl bundle -fleet acme -server-url https://enroll.example.com:8443 \\\n" +
+			"    -server-ca server-ca.crt -device-vault-ca vault-ca.crt -out bundle.json",
+		Args: cobra.NoArgs,
 	}
-	return fs.Parse(args)
-}
-
-func setup(ctx context.Context, args []string, env Env) error {
-	fs := flag.NewFlagSet("setup", flag.ContinueOnError)
-	fleet := fs.String("fleet", "", "fleet name (required)")
-	vf := addVaultFlags(fs)
-	if err := parse(fs, args, env); err != nil {
-		return err
-	}
-	a, err := vf.admin(env)
-	if err != nil {
-		return err
-	}
-	rep, err := a.SetupFleet(ctx, *fleet)
-	for _, c := range rep.Changes {
-		fmt.Fprintf(env.Stdout, "%-10s %s\n", c.Action, c.Object)
-	}
-	if err != nil {
-		return err
-	}
-	if rep.Changed() {
-		fmt.Fprintf(env.Stdout, "fleet %s is set up\n", *fleet)
-	} else {
-		fmt.Fprintf(env.Stdout, "fleet %s was already set up: nothing changed\n", *fleet)
-	}
-	return nil
-}
-
-func writeBundle(ctx context.Context, args []string, env Env) error {
-	fs := flag.NewFlagSet("bundle", flag.ContinueOnError)
+	fs := cmd.Flags()
 	fleet := fs.String("fleet", "", "fleet name (required)")
 	serverURL := fs.String("server-url", "", "enrollment server URL (required)")
 	serverCA := fs.String("server-ca", "", "PEM CA bundle of the enrollment server's certificate")
@@ -176,58 +171,55 @@ func writeBundle(ctx context.Context, args []string, env Env) error {
 	vaultCA := fs.String("device-vault-ca", "", "PEM CA bundle devices trust for Vault (default: $VAULT_CACERT, the CA this command trusts)")
 	out := fs.String("out", "", "output file, written 0600 (required)")
 	vf := addVaultFlags(fs)
-	if err := parse(fs, args, env); err != nil {
-		return err
-	}
-	if *out == "" || *serverURL == "" {
-		return fmt.Errorf("-out and -server-url are required")
-	}
-	if *vaultAddr == "" {
-		*vaultAddr = env.Getenv("VAULT_ADDR")
-	}
-	if *vaultCA == "" {
-		*vaultCA = env.Getenv("VAULT_CACERT")
-	}
-	serverPEM, err := readOptional(*serverCA)
-	if err != nil {
-		return err
-	}
-	vaultPEM, err := readOptional(*vaultCA)
-	if err != nil {
-		return err
-	}
-	a, err := vf.admin(env)
-	if err != nil {
-		return err
-	}
-	b := &bundle.Bundle{
-		Version: bundle.Version, Fleet: *fleet, ServerURL: *serverURL, ServerCAPEM: serverPEM,
-		VaultAddr: *vaultAddr, VaultCAPEM: vaultPEM, EnrollMount: vf.layout.EnrollMount,
-		DeviceMount: vault.DeviceMount(*fleet),
-	}
-	// Validate what the admin typed before minting a credential for it.
-	b.RoleID, b.SecretID, b.Generation = "placeholder", "placeholder", 1
-	if err := b.Validate(); err != nil {
-		return err
-	}
-	cred, err := a.MintEnrollmentCredential(ctx, *fleet)
-	if err != nil {
-		return err
-	}
-	b.RoleID, b.SecretID, b.Generation = cred.RoleID, cred.SecretID, cred.Generation
-	data, err := b.Marshal()
-	if err != nil {
-		return err
-	}
-	if err := writeOwnerOnly(*out, data); err != nil {
-		return err
-	}
-	fmt.Fprintf(env.Stdout, "wrote %s: fleet %s, generation %d, a new enrollment secret ID (accessor %s)\n", *out, *fleet, cred.Generation, cred.Accessor)
-	if vaultPEM == "" && strings.HasPrefix(*vaultAddr, "https://") {
-		fmt.Fprintln(env.Stdout, "note: the bundle names no CA for Vault: devices trust their system roots for", *vaultAddr,
-			"(pass -device-vault-ca for a private CA)")
-	}
-	return nil
+	required(cmd, "fleet", "server-url", "out")
+	return withRun(env, cmd, func(ctx context.Context, env Env, _ []string) error {
+		if *vaultAddr == "" {
+			*vaultAddr = env.Getenv("VAULT_ADDR")
+		}
+		if *vaultCA == "" {
+			*vaultCA = env.Getenv("VAULT_CACERT")
+		}
+		serverPEM, err := readOptional(*serverCA)
+		if err != nil {
+			return err
+		}
+		vaultPEM, err := readOptional(*vaultCA)
+		if err != nil {
+			return err
+		}
+		a, err := vf.admin(env)
+		if err != nil {
+			return err
+		}
+		b := &bundle.Bundle{
+			Version: bundle.Version, Fleet: *fleet, ServerURL: *serverURL, ServerCAPEM: serverPEM,
+			VaultAddr: *vaultAddr, VaultCAPEM: vaultPEM, EnrollMount: vf.layout.EnrollMount,
+			DeviceMount: vault.DeviceMount(*fleet),
+		}
+		// Validate what the admin typed before minting a credential for it.
+		b.RoleID, b.SecretID, b.Generation = "placeholder", "placeholder", 1
+		if err := b.Validate(); err != nil {
+			return err
+		}
+		cred, err := a.MintEnrollmentCredential(ctx, *fleet)
+		if err != nil {
+			return err
+		}
+		b.RoleID, b.SecretID, b.Generation = cred.RoleID, cred.SecretID, cred.Generation
+		data, err := b.Marshal()
+		if err != nil {
+			return err
+		}
+		if err := writeOwnerOnly(*out, data); err != nil {
+			return err
+		}
+		fmt.Fprintf(env.Stdout, "wrote %s: fleet %s, generation %d, a new enrollment secret ID (accessor %s)\n", *out, *fleet, cred.Generation, cred.Accessor)
+		if vaultPEM == "" && strings.HasPrefix(*vaultAddr, "https://") {
+			fmt.Fprintln(env.Stdout, "note: the bundle names no CA for Vault: devices trust their system roots for", *vaultAddr,
+				"(pass -device-vault-ca for a private CA)")
+		}
+		return nil
+	})
 }
 
 func readOptional(path string) (string, error) {
@@ -244,49 +236,57 @@ func readOptional(path string) (string, error) {
 	return string(data), nil
 }
 
-func serverCredentials(ctx context.Context, args []string, env Env) error {
-	fs := flag.NewFlagSet("server-credentials", flag.ContinueOnError)
-	out := fs.String("out", "", "output file, written 0600 (required)")
-	vf := addVaultFlags(fs)
-	if err := parse(fs, args, env); err != nil {
-		return err
+func serverCredentialsCmd(env Env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "server-credentials",
+		Short: "Write the enrollment server's Vault credentials",
+		Long: `Write the enrollment server's AppRole credentials (role ID and a new secret
+ID) to a file, 0600, for its vault.credentials_file.`,
+		Example: "  enrollctl server-credentials -out /etc/enroll-server/vault-credentials.json",
+		Args:    cobra.NoArgs,
 	}
-	if *out == "" {
-		return fmt.Errorf("-out is required")
-	}
-	a, err := vf.admin(env)
-	if err != nil {
-		return err
-	}
-	creds, err := a.MintServerCredentials(ctx)
-	if err != nil {
-		return err
-	}
-	data, _ := json.MarshalIndent(creds, "", "  ")
-	if err := writeOwnerOnly(*out, append(data, '\n')); err != nil {
-		return err
-	}
-	fmt.Fprintf(env.Stdout, "wrote %s\n", *out)
-	return nil
+	out := cmd.Flags().String("out", "", "output file, written 0600 (required)")
+	vf := addVaultFlags(cmd.Flags())
+	required(cmd, "out")
+	return withRun(env, cmd, func(ctx context.Context, env Env, _ []string) error {
+		a, err := vf.admin(env)
+		if err != nil {
+			return err
+		}
+		creds, err := a.MintServerCredentials(ctx)
+		if err != nil {
+			return err
+		}
+		data, _ := json.MarshalIndent(creds, "", "  ")
+		if err := writeOwnerOnly(*out, append(data, '\n')); err != nil {
+			return err
+		}
+		fmt.Fprintf(env.Stdout, "wrote %s\n", *out)
+		return nil
+	})
 }
 
-func devCA(_ context.Context, args []string, env Env) error {
-	fs := flag.NewFlagSet("dev-ca", flag.ContinueOnError)
-	dir := fs.String("dir", "", "output directory (required)")
-	hosts := fs.String("hosts", "localhost,127.0.0.1,::1", "comma-separated names and addresses of the server")
-	validity := fs.Duration("validity", 30*24*time.Hour, "certificate lifetime")
-	if err := parse(fs, args, env); err != nil {
-		return err
+func devCACmd(env Env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "dev-ca",
+		Short: "Write a development CA and server certificate",
+		Long: `Write a throwaway CA and a server certificate and key signed by it, to try
+things with (use your own CA in production).`,
+		Example: "  enrollctl dev-ca -dir tls -hosts localhost,127.0.0.1",
+		Args:    cobra.NoArgs,
 	}
-	if *dir == "" {
-		return fmt.Errorf("-dir is required")
-	}
-	f, err := devca.Write(*dir, strings.Split(*hosts, ","), *validity)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(env.Stdout, "wrote %s, %s, %s\n", f.CACert, f.ServerCert, f.ServerKey)
-	return nil
+	dir := cmd.Flags().String("dir", "", "output directory (required)")
+	hosts := cmd.Flags().String("hosts", "localhost,127.0.0.1,::1", "comma-separated names and addresses of the server")
+	validity := cmd.Flags().Duration("validity", 30*24*time.Hour, "certificate lifetime")
+	required(cmd, "dir")
+	return withRun(env, cmd, func(_ context.Context, env Env, _ []string) error {
+		f, err := devca.Write(*dir, strings.Split(*hosts, ","), *validity)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(env.Stdout, "wrote %s, %s, %s\n", f.CACert, f.ServerCert, f.ServerKey)
+		return nil
+	})
 }
 
 // writeOwnerOnly writes a file holding a credential: mode 0600, in a

@@ -6,26 +6,27 @@ import (
 	"io"
 	"os"
 
+	"github.com/spf13/cobra"
+
 	"github.com/edge-enroll/enroll/pkg/cmdline"
 )
 
-func ExampleProgram_Run() {
-	p := cmdline.Program{
-		Name:  "greeter",
-		Usage: "usage: greeter hello NAME\n",
-		Commands: map[string]cmdline.Command{
-			"hello": func(_ context.Context, args []string, stdout, _ io.Writer) int {
-				fmt.Fprintln(stdout, "hello,", args[0])
-				return 0
-			},
-		},
+func ExampleExecute() {
+	root := cmdline.Root("greeter", "greets devices", "Greeter greets devices.")
+	hello := &cobra.Command{Use: "hello NAME", Short: "greet a device", Args: cobra.ExactArgs(1)}
+	greeting := hello.Flags().String("greeting", "hello", "what to say")
+	hello.RunE = func(cmd *cobra.Command, args []string) error {
+		fmt.Fprintf(cmd.OutOrStdout(), "%s, %s\n", *greeting, args[0])
+		return nil
 	}
-	code := p.Run(context.Background(), []string{"hello", "device"}, os.Stdout, os.Stderr)
+	root.AddCommand(hello)
+
+	code := cmdline.Execute(context.Background(), root, []string{"hello", "-greeting", "hi", "device"}, os.Stdout, os.Stderr)
 	fmt.Println("exit", code)
-	code = p.Run(context.Background(), []string{"goodbye"}, io.Discard, io.Discard)
+	code = cmdline.Execute(context.Background(), root, []string{"goodbye"}, io.Discard, io.Discard)
 	fmt.Println("exit", code)
 	// Output:
-	// hello, device
+	// hi, device
 	// exit 0
 	// exit 2
 }

@@ -2,46 +2,81 @@ package daemon
 
 import (
 	"errors"
-	"flag"
-	"fmt"
-	"io"
 	"os/user"
 	"runtime"
-	"slices"
-	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/edge-enroll/enroll/pkg/cmdline"
 )
 
-// ControlCommand is the `service` subcommand both binaries share:
+// serviceHelp is what each action of `service` does.
+var serviceHelp = map[string]string{
+	"install":   "Install the service (it starts at boot) with this configuration file",
+	"uninstall": "Remove the service",
+	"start":     "Start the installed service",
+	"stop":      "Stop the service",
+	"restart":   "Restart the service",
+	"status":    "Show whether the service runs (exit 3 when it does not)",
+}
+
+// ServiceCommand is the `service` command both binaries share:
 // `service install|uninstall|start|stop|restart|status [-config FILE]
-// [-system NAME] [-user NAME]`.
-func ControlCommand(name, defaultConfig string, spec func(configPath string) Spec, args []string, stdout, stderr io.Writer) int {
-	usage := fmt.Sprintf("usage: %s service %s [-config FILE] [-system NAME] [-user NAME]\n", name, strings.Join(Actions, "|"))
-	if len(args) == 0 || !slices.Contains(Actions, args[0]) {
-		fmt.Fprint(stderr, usage)
-		return 2
+// [-system NAME] [-user NAME]`; status takes -json too.
+func ServiceCommand(name, defaultConfig string, spec func(configPath string) Spec) *cobra.Command {
+	group := cmdline.Group(&cobra.Command{
+		Use:   "service",
+		Short: "Install, remove, start, stop, restart the service, or show its status",
+		Long: "Manage " + name + " as a system service (systemd, SysV init, or the Windows service\n" +
+			"manager): the service runs `" + name + " run -config FILE`.",
+		Example: "  " + name + " service install -config " + defaultConfig + "\n" +
+			"  " + name + " service status -json",
+	})
+	for _, action := range Actions {
+		cmd := &cobra.Command{
+			Use:     action,
+			Short:   serviceHelp[action],
+			Args:    cobra.NoArgs,
+			Example: "  " + name + " service " + action + " -config " + defaultConfig,
+		}
+		cfg := cmd.Flags().String("config", defaultConfig, "configuration file the service runs with")
+		system := cmd.Flags().String("system", "", "service system to use (default: detected)")
+		userName := cmd.Flags().String("user", "", "run as this user (default: "+name+" when that user exists)")
+		var asJSON *bool
+		if action == "status" {
+			asJSON = cmdline.JSONFlag(cmd)
+		}
+		cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+			sp := spec(*cfg)
+			sp.System = *system
+			if *userName != "" {
+				sp.UserName = *userName
+			}
+			if asJSON != nil && *asJSON {
+				st, err := Status(sp)
+				if err != nil {
+					return err
+				}
+				if err := cmdline.WriteJSON(cmd.OutOrStdout(), st); err != nil {
+					return err
+				}
+				if !st.Running() {
+					return cmdline.Exit(3)
+				}
+				return nil
+			}
+			err := Control(sp, cmd.Name(), cmd.OutOrStdout())
+			if errors.Is(err, ErrNotRunning) {
+				return cmdline.Exit(3)
+			}
+			if err != nil {
+				return err
+			}
+			return nil
+		}
+		group.AddCommand(cmd)
 	}
-	fs := flag.NewFlagSet("service", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfg := fs.String("config", defaultConfig, "configuration file the service runs with")
-	system := fs.String("system", "", "service system to use (default: detected)")
-	userName := fs.String("user", "", "run as this user (default: "+name+" when that user exists)")
-	if err := fs.Parse(args[1:]); err != nil {
-		return 2
-	}
-	sp := spec(*cfg)
-	sp.System = *system
-	if *userName != "" {
-		sp.UserName = *userName
-	}
-	err := Control(sp, args[0], stdout)
-	if errors.Is(err, ErrNotRunning) {
-		return 3
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "%s: %v\n", name, err)
-		return 1
-	}
-	return 0
+	return group
 }
 
 // DefaultUser returns name when such a user exists on Linux (the packages

@@ -158,6 +158,17 @@ var Actions = []string{"install", "uninstall", "start", "stop", "restart", "stat
 // Control installs, removes, starts, stops or restarts the service, or
 // prints its status.
 func Control(sp Spec, action string, out io.Writer) error {
+	if action == "status" {
+		st, err := Status(sp)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "%s: %s (%s)\n", st.Service, st.Status, st.Platform)
+		if !st.Running() {
+			return ErrNotRunning
+		}
+		return nil
+	}
 	if err := sp.choose(); err != nil {
 		return err
 	}
@@ -165,24 +176,43 @@ func Control(sp Spec, action string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if action == "status" {
-		st, err := s.Status()
-		if err == nil && st == service.StatusRunning {
-			fmt.Fprintf(out, "%s: running (%s)\n", sp.Name, s.Platform())
-			return nil
-		}
-		what := "stopped"
-		if errors.Is(err, service.ErrNotInstalled) {
-			what = "not installed"
-		} else if err != nil {
-			what = "not running"
-		}
-		fmt.Fprintf(out, "%s: %s (%s)\n", sp.Name, what, s.Platform())
-		return ErrNotRunning
-	}
 	if err := service.Control(s, action); err != nil {
 		return fmt.Errorf("%s %s (%s): %w", action, sp.Name, s.Platform(), err)
 	}
 	fmt.Fprintf(out, "%s: %s done (%s)\n", sp.Name, action, s.Platform())
 	return nil
+}
+
+// ServiceStatus is what `service status` reports.
+type ServiceStatus struct {
+	Service string `json:"service"`
+	// Status is running, stopped, not installed or not running (the
+	// service manager could not tell more).
+	Status   string `json:"status"`
+	Platform string `json:"platform"`
+}
+
+// Running reports whether the service is running.
+func (s ServiceStatus) Running() bool { return s.Status == "running" }
+
+// Status asks the service manager about the service.
+func Status(sp Spec) (ServiceStatus, error) {
+	if err := sp.choose(); err != nil {
+		return ServiceStatus{}, err
+	}
+	s, err := service.New(&program{}, sp.config())
+	if err != nil {
+		return ServiceStatus{}, err
+	}
+	st, err := s.Status()
+	what := "stopped"
+	switch {
+	case err == nil && st == service.StatusRunning:
+		what = "running"
+	case errors.Is(err, service.ErrNotInstalled):
+		what = "not installed"
+	case err != nil:
+		what = "not running"
+	}
+	return ServiceStatus{Service: sp.Name, Status: what, Platform: s.Platform()}, nil
 }

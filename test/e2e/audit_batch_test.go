@@ -136,6 +136,9 @@ func TestKeyedAuditLog(t *testing.T) {
 	if code, out := verify("-head", head); code != 0 || !strings.Contains(out, "intact: 2 records, MACs checked") || !strings.Contains(out, "head: "+head) {
 		t.Fatalf("verify of an untouched log: %d %s", code, out)
 	}
+	if code, out := verify("-head", head, "-json"); code != 0 || json.Unmarshal([]byte(out), &check) != nil || !check.OK || !check.MACChecked || check.Head != head {
+		t.Fatalf("verify -json of an untouched log: %d %s", code, out)
+	}
 	rewrite := func(fn func(b *bolt.Bucket) error) {
 		t.Helper()
 		db, err := bolt.Open(e.statePath, 0o600, &bolt.Options{Timeout: time.Second})

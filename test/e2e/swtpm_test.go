@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -8,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edge-enroll/enroll/enroll-client/lifecycle"
 	"github.com/edge-enroll/enroll/enroll-client/tpm"
 	"github.com/edge-enroll/enroll/enroll-server/config"
 	"github.com/edge-enroll/enroll/enroll-server/inventory"
@@ -43,6 +45,19 @@ func TestSwtpmEndToEnd(t *testing.T) {
 	want := ekHash(t, a)
 	if code != 0 || !strings.Contains(out, "ek_hash: "+want) || !strings.Contains(out, "ek_certificate: true") {
 		t.Fatalf("tpm-info: %d %s", code, out)
+	}
+	code, out, _ = e.cli("tpm-info", "-config", d.config, "-json")
+	var info struct {
+		EKHash        string `json:"ek_hash"`
+		EKCertificate bool   `json:"ek_certificate"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &info) != nil || info.EKHash != want || !info.EKCertificate {
+		t.Fatalf("tpm-info -json: %d %s", code, out)
+	}
+	code, out, _ = e.cli("status", "-config", d.config, "-json")
+	var st lifecycle.Status
+	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || st.DeviceID != "sw-1" {
+		t.Fatalf("status -json: %d %s", code, out)
 	}
 	raw, err := os.ReadFile(d.statePath)
 	if err != nil {
