@@ -80,30 +80,12 @@ func loadConfigAt(fs *flag.FlagSet, path *string, args []string, stderr io.Write
 		fmt.Fprintln(stderr, "enroll-client:", err)
 		return cfg, nil, false
 	}
-	b, err := readBundle(cfg.BundlePath)
+	b, err := config.ReadBundle(cfg.BundlePath)
 	if err != nil {
 		fmt.Fprintln(stderr, "enroll-client:", err)
 		return cfg, nil, false
 	}
 	return cfg, b, true
-}
-
-func readBundle(path string) (*bundle.Bundle, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("bundle: %w", err)
-	}
-	defer f.Close()
-	b, err := bundle.Parse(f)
-	if err != nil {
-		return nil, fmt.Errorf("bundle %s: %w", path, err)
-	}
-	// The fleet's shared secret ID must not be readable by every user of
-	// the device (on Windows, the installer's ACL keeps it to SYSTEM).
-	if fi, err := f.Stat(); err == nil && runtime.GOOS != "windows" && b.SecretID != "" && fi.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("bundle %s: mode %v lets other users read the fleet's bootstrap secret; chmod 600 it (owned by the service's user)", path, fi.Mode().Perm())
-	}
-	return b, nil
 }
 
 func run(ctx context.Context, args []string, stderr io.Writer) int {
@@ -191,7 +173,12 @@ func build(cfg config.File, b *bundle.Bundle, log *slog.Logger, mx *metrics.Metr
 	}
 	sinks := make([]lifecycle.Sink, 0, len(cfg.Sinks))
 	for _, s := range cfg.Sinks {
-		sinks = append(sinks, sink.File{Path: s.Path})
+		f, err := sinkFile(s)
+		if err != nil {
+			st.Close()
+			return nil, nil, err
+		}
+		sinks = append(sinks, f)
 	}
 	pre, err := readPreprovisioned(cfg, b)
 	if err != nil {
@@ -236,6 +223,20 @@ func build(cfg config.File, b *bundle.Bundle, log *slog.Logger, mx *metrics.Metr
 		Attestor:  attestor, Sealer: sealer, DeviceKeys: keys,
 	})
 	return m, closeAll, nil
+}
+
+// sinkFile is a configured sink, its mode and group resolved as the
+// configuration's validation resolved them.
+func sinkFile(s config.Sink) (sink.File, error) {
+	mode, err := s.FileMode()
+	if err != nil {
+		return sink.File{}, fmt.Errorf("sink %s: mode: %w", s.Path, err)
+	}
+	gid, err := s.GID()
+	if err != nil {
+		return sink.File{}, fmt.Errorf("sink %s: group: %w", s.Path, err)
+	}
+	return sink.File{Path: s.Path, Mode: mode, GID: gid, HasGID: gid >= 0}, nil
 }
 
 func optionalPool(pemData string) (*x509.CertPool, error) {
