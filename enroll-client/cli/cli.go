@@ -15,9 +15,9 @@ import (
 	"runtime"
 	"time"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/edge-enroll/enroll/enroll-client/config"
+	"github.com/edge-enroll/enroll/enroll-client/diagnostics"
+	"github.com/edge-enroll/enroll/enroll-client/health"
 	"github.com/edge-enroll/enroll/enroll-client/lifecycle"
 	"github.com/edge-enroll/enroll/enroll-client/metrics"
 	"github.com/edge-enroll/enroll/enroll-client/serverapi"
@@ -112,34 +112,21 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		log.Warn("process hardening", "err", err)
 	}
 	var mx *metrics.Metrics
-	if cfg.Metrics.Listen != "" {
+	if cfg.Metrics.Listen != "" || cfg.Diagnostics.Listen != "" {
 		mx = metrics.New()
 	}
-	m, closeFn, err := build(cfg, b, log, mx)
+	var diag *diagnostics.Server
+	if cfg.Diagnostics.Listen != "" {
+		diag = &diagnostics.Server{Metrics: mx.Registry}
+	}
+	m, closeFn, err := build(cfg, b, log, mx, diag)
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		return 1
 	}
 	defer closeFn()
 	runMachine := func(ctx context.Context) error {
-		if mx == nil {
-			return m.Run(ctx, *once)
-		}
-		ctx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		g, ctx := errgroup.WithContext(ctx)
-		g.Go(func() error {
-			if err := mx.Serve(ctx, cfg.Metrics.Listen); err != nil {
-				return fmt.Errorf("metrics listener (metrics.listen): %w", err)
-			}
-			return nil
-		})
-		g.Go(func() error {
-			defer cancel() // the listener ends with the machine
-			return m.Run(ctx, *once)
-		})
-		log.Info("serving metrics", "listen", cfg.Metrics.Listen)
-		return g.Wait()
+		return runWithListeners(ctx, func(ctx context.Context) error { return m.Run(ctx, *once) }, listeners(cfg, mx, diag, log)...)
 	}
 	if daemon.UnderManager() {
 		err = daemon.Run(serviceSpec(*path), runMachine)
@@ -153,7 +140,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	return 0
 }
 
-func build(cfg config.File, b *bundle.Bundle, log *slog.Logger, mx *metrics.Metrics) (*lifecycle.Machine, func(), error) {
+func build(cfg config.File, b *bundle.Bundle, log *slog.Logger, mx *metrics.Metrics, diag *diagnostics.Server) (*lifecycle.Machine, func(), error) {
 	var serverCAs, err = optionalPool(b.ServerCAPEM)
 	if err != nil {
 		return nil, nil, err
@@ -217,6 +204,9 @@ func build(cfg config.File, b *bundle.Bundle, log *slog.Logger, mx *metrics.Metr
 			if mx != nil {
 				_ = mx.WriteStatus(s)
 			}
+			if diag != nil {
+				_ = diag.WriteStatus(s)
+			}
 			return sink.StatusFile{Path: statusPath(cfg)}.WriteStatus(s)
 		}),
 		AfterSave: crashHook(),
@@ -251,21 +241,21 @@ func status(args []string, stdout, stderr io.Writer) int {
 	asJSON := fs.Bool("json", false, "print JSON")
 	cfg, b, ok := loadConfig(fs, args, stderr)
 	if !ok {
-		return 1
+		return health.ExitError
 	}
-	v, err := readStatus(cfg, b)
+	r, err := statusReport(cfg, b, time.Now())
 	if err != nil {
 		fmt.Fprintln(stderr, "enroll-client:", err)
-		return 1
+		return health.ExitError
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		_ = enc.Encode(v)
-		return 0
+		_ = enc.Encode(r)
+	} else {
+		fmt.Fprint(stdout, r.Text())
 	}
-	fmt.Fprint(stdout, v.Text())
-	return 0
+	return r.ExitCode()
 }
 
 func checkConfig(args []string, stdout, stderr io.Writer) int {
@@ -289,11 +279,26 @@ func statusPath(cfg config.File) string {
 	return filepath.Join(filepath.Dir(cfg.StatePath), "status.json")
 }
 
+// statusReport tells whether a daemon is running (it holds the state
+// file), and what it last published.
+func statusReport(cfg config.File, b *bundle.Bundle, now time.Time) (health.Report, error) {
+	running, err := state.InUse(cfg.StatePath)
+	if err != nil {
+		return health.Report{}, fmt.Errorf("is the daemon running? %w", err)
+	}
+	v, err := readStatus(cfg, b, running)
+	if err != nil {
+		return health.Report{}, err
+	}
+	return health.NewReport(v, running, now), nil
+}
+
 // readStatus reads the status the daemon publishes; with no daemon having
-// run yet, it reads the state file itself.
-func readStatus(cfg config.File, b *bundle.Bundle) (lifecycle.Status, error) {
+// published one, it reads the state file itself, unless a daemon holds it
+// (one starting up: its status comes in a moment).
+func readStatus(cfg config.File, b *bundle.Bundle, running bool) (lifecycle.Status, error) {
 	var v lifecycle.Status
-	data, err := os.ReadFile(statusPath(cfg))
+	data, err := readCapped(statusPath(cfg), 1<<20)
 	if err == nil {
 		if err := json.Unmarshal(data, &v); err != nil {
 			return v, fmt.Errorf("status file %s: %w", statusPath(cfg), err)
@@ -302,6 +307,9 @@ func readStatus(cfg config.File, b *bundle.Bundle) (lifecycle.Status, error) {
 	}
 	if !errors.Is(err, os.ErrNotExist) {
 		return v, err
+	}
+	if running {
+		return v, nil
 	}
 	st, err := state.Open(cfg.StatePath)
 	if err != nil {
@@ -385,6 +393,23 @@ func readPreprovisioned(cfg config.File, b *bundle.Bundle) (*wire.EnrollResponse
 			cfg.PreprovisionedPath, item.DeviceID, item.Fleet)
 	}
 	return &item.EnrollResponse, nil
+}
+
+// readCapped reads a file of at most limit bytes.
+func readCapped(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, limit)
+	}
+	return data, nil
 }
 
 // serviceSpec is how enroll-client runs as a service with configPath.

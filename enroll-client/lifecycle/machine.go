@@ -292,6 +292,10 @@ func (m *Machine) Run(ctx context.Context, untilEnrolled bool) error {
 		return err
 	}
 	m.log.Info("starting", "phase", st.Phase, "sequence", st.Sequence)
+	// Published at once: the status a previous run left (stopped, or
+	// killed mid-retry) is not this run's, and a device that has nothing
+	// to do until its next renewal would otherwise publish nothing.
+	m.publish(st, time.Time{})
 	defer func() {
 		// A status read after the daemon stopped must not look live.
 		if ctx.Err() != nil && m.cfg.Status != nil {
