@@ -153,8 +153,9 @@ func build(cfg config.File, b *bundle.Bundle, log *slog.Logger, mx *metrics.Metr
 	if err != nil {
 		if errors.Is(err, state.ErrCorrupt) {
 			err = fmt.Errorf("%w\nThe device will not start over on its own: that would give it a second identity.\n"+
-				"To enroll it again, run `enroll-client reset-state -config <file>` (it moves the file aside),\n"+
-				"and, if its fleet counts re-enrollments, ask an administrator to re-admit it", err)
+				"To enroll it again, run `enroll-client reset-state -config <file>` (it moves the file aside);\n"+
+				"its request then waits until an administrator approves it (`enrollctl approve`, with the\n"+
+				"enrollment ID `enroll-client status` shows)", err)
 		}
 		return nil, nil, err
 	}

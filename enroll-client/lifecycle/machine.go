@@ -413,7 +413,7 @@ func (m *Machine) sleep(ctx context.Context, d time.Duration) error {
 // It waits for its operator to restart it.
 func (m *Machine) recheck(ctx context.Context, st *State) bool {
 	if st.Refused == string(wire.CodeClonedState) {
-		m.log.Error("stopped: this device's identity is held by another copy; restart the service once an administrator re-admitted the real device", "reason", st.Reason)
+		m.log.Error("stopped: this device's identity is held by another copy; restart the service once an administrator re-admitted the real device (enrollctl readmit)", "reason", st.Reason)
 		m.publish(*st, time.Time{})
 		<-ctx.Done()
 		return false
