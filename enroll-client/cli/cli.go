@@ -39,6 +39,7 @@ commands:
   status        show the device's enrollment state (works while run is running)
   reset-state   move a damaged state file aside so the device can enroll again
   check-config  validate the configuration, bundle and state file, then exit
+  doctor        check this device's setup online: config, bundle, CAs, clock, files, TPM
   tpm-info      show the TPM's endorsement key hash (for a fleet's EK allow-list)
   service       install | uninstall | start | stop | restart | status
   version       print the version
@@ -57,6 +58,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"check-config": func(_ context.Context, args []string, stdout, stderr io.Writer) int {
 			return checkConfig(args, stdout, stderr)
 		},
+		"doctor": doctorCommand,
 		"tpm-info": func(_ context.Context, args []string, stdout, stderr io.Writer) int {
 			return tpmInfo(args, stdout, stderr)
 		},
