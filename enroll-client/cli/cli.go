@@ -119,7 +119,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	var diag *diagnostics.Server
 	if cfg.Diagnostics.Listen != "" {
-		diag = &diagnostics.Server{Metrics: mx.Registry}
+		diag = &diagnostics.Server{Metrics: mx.Handler()}
 	}
 	m, closeFn, err := build(cfg, b, log, mx, diag)
 	if err != nil {

@@ -14,9 +14,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-
 	"github.com/edge-enroll/enroll/enroll-client/health"
 	"github.com/edge-enroll/enroll/enroll-client/lifecycle"
 )
@@ -25,8 +22,8 @@ import (
 // probes from it. Its zero value answers /livez and /readyz (not ready
 // until a status arrives); Metrics adds /metrics.
 type Server struct {
-	// Metrics, when set, is served on /metrics.
-	Metrics *prometheus.Registry
+	// Metrics, when set, is served on /metrics (metrics.Metrics.Handler).
+	Metrics http.Handler
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 
@@ -67,7 +64,7 @@ func (s *Server) Handler() http.Handler {
 		plain(w, http.StatusOK, "ready")
 	})
 	if s.Metrics != nil {
-		mux.Handle("GET /metrics", promhttp.HandlerFor(s.Metrics, promhttp.HandlerOpts{}))
+		mux.Handle("GET /metrics", s.Metrics)
 	}
 	return mux
 }

@@ -24,7 +24,7 @@ func get(t *testing.T, h http.Handler, path string) (int, string) {
 func TestProbes(t *testing.T) {
 	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	mx := metrics.New()
-	s := &diagnostics.Server{Metrics: mx.Registry, Now: func() time.Time { return now }}
+	s := &diagnostics.Server{Metrics: mx.Handler(), Now: func() time.Time { return now }}
 	h := s.Handler()
 
 	if code, body := get(t, h, "/livez"); code != 200 || body != "ok" {
