@@ -15,9 +15,10 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/edge-enroll/enroll/enroll-client/config"
+	"github.com/edge-enroll/enroll/enroll-client/diagnostics"
+	"github.com/edge-enroll/enroll/enroll-client/health"
 	"github.com/edge-enroll/enroll/enroll-client/lifecycle"
 	"github.com/edge-enroll/enroll/enroll-client/metrics"
 	"github.com/edge-enroll/enroll/enroll-client/serverapi"
@@ -42,7 +43,7 @@ func Root() *cobra.Command {
 	root := cmdline.Root("enroll-client", "The edge-enroll device enrollment client", `
 enroll-client enrolls this device with Vault through enroll-server, keeps its
 token alive, writes it to the configured sinks and heals itself.`)
-	root.AddCommand(runCmd(), statusCmd(), resetStateCmd(), checkConfigCmd(), tpmInfoCmd(),
+	root.AddCommand(runCmd(), statusCmd(), resetStateCmd(), checkConfigCmd(), doctorCmd(), tpmInfoCmd(),
 		daemon.ServiceCommand("enroll-client", config.DefaultPath, serviceSpec))
 	return root
 }
@@ -57,26 +58,8 @@ func loadConfig(path string) (config.File, *bundle.Bundle, error) {
 	if err != nil {
 		return cfg, nil, err
 	}
-	b, err := readBundle(cfg.BundlePath)
+	b, err := config.ReadBundle(cfg.BundlePath)
 	return cfg, b, err
-}
-
-func readBundle(path string) (*bundle.Bundle, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("bundle: %w", err)
-	}
-	defer f.Close()
-	b, err := bundle.Parse(f)
-	if err != nil {
-		return nil, fmt.Errorf("bundle %s: %w", path, err)
-	}
-	// The fleet's shared secret ID must not be readable by every user of
-	// the device (on Windows, the installer's ACL keeps it to SYSTEM).
-	if fi, err := f.Stat(); err == nil && runtime.GOOS != "windows" && b.SecretID != "" && fi.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("bundle %s: mode %v lets other users read the fleet's bootstrap secret; chmod 600 it (owned by the service's user)", path, fi.Mode().Perm())
-	}
-	return b, nil
 }
 
 func runCmd() *cobra.Command {
@@ -118,34 +101,21 @@ func run(ctx context.Context, path string, once bool, stderr io.Writer) error {
 		log.Warn("process hardening", "err", err)
 	}
 	var mx *metrics.Metrics
-	if cfg.Metrics.Listen != "" {
+	if cfg.Metrics.Listen != "" || cfg.Diagnostics.Listen != "" {
 		mx = metrics.New()
 	}
-	m, closeFn, err := build(cfg, b, log, mx)
+	var diag *diagnostics.Server
+	if cfg.Diagnostics.Listen != "" {
+		diag = &diagnostics.Server{Metrics: mx.Handler()}
+	}
+	m, closeFn, err := build(cfg, b, log, mx, diag)
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		return cmdline.Exit(cmdline.ExitFailure)
 	}
 	defer closeFn()
 	runMachine := func(ctx context.Context) error {
-		if mx == nil {
-			return m.Run(ctx, once)
-		}
-		ctx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		g, ctx := errgroup.WithContext(ctx)
-		g.Go(func() error {
-			if err := mx.Serve(ctx, cfg.Metrics.Listen); err != nil {
-				return fmt.Errorf("metrics listener (metrics.listen): %w", err)
-			}
-			return nil
-		})
-		g.Go(func() error {
-			defer cancel() // the listener ends with the machine
-			return m.Run(ctx, once)
-		})
-		log.Info("serving metrics", "listen", cfg.Metrics.Listen)
-		return g.Wait()
+		return runWithListeners(ctx, func(ctx context.Context) error { return m.Run(ctx, once) }, listeners(cfg, mx, diag, log)...)
 	}
 	if daemon.UnderManager() {
 		err = daemon.Run(serviceSpec(path), runMachine)
@@ -159,7 +129,7 @@ func run(ctx context.Context, path string, once bool, stderr io.Writer) error {
 	return nil
 }
 
-func build(cfg config.File, b *bundle.Bundle, log *slog.Logger, mx *metrics.Metrics) (*lifecycle.Machine, func(), error) {
+func build(cfg config.File, b *bundle.Bundle, log *slog.Logger, mx *metrics.Metrics, diag *diagnostics.Server) (*lifecycle.Machine, func(), error) {
 	var serverCAs, err = optionalPool(b.ServerCAPEM)
 	if err != nil {
 		return nil, nil, err
@@ -172,14 +142,20 @@ func build(cfg config.File, b *bundle.Bundle, log *slog.Logger, mx *metrics.Metr
 	if err != nil {
 		if errors.Is(err, state.ErrCorrupt) {
 			err = fmt.Errorf("%w\nThe device will not start over on its own: that would give it a second identity.\n"+
-				"To enroll it again, run `enroll-client reset-state -config <file>` (it moves the file aside),\n"+
-				"and, if its fleet counts re-enrollments, ask an administrator to re-admit it", err)
+				"To enroll it again, run `enroll-client reset-state -config <file>` (it moves the file aside);\n"+
+				"its request then waits until an administrator approves it (`enrollctl approve`, with the\n"+
+				"enrollment ID `enroll-client status` shows)", err)
 		}
 		return nil, nil, err
 	}
 	sinks := make([]lifecycle.Sink, 0, len(cfg.Sinks))
 	for _, s := range cfg.Sinks {
-		sinks = append(sinks, sink.File{Path: s.Path})
+		f, err := sinkFile(s)
+		if err != nil {
+			st.Close()
+			return nil, nil, err
+		}
+		sinks = append(sinks, f)
 	}
 	pre, err := readPreprovisioned(cfg, b)
 	if err != nil {
@@ -218,12 +194,29 @@ func build(cfg config.File, b *bundle.Bundle, log *slog.Logger, mx *metrics.Metr
 			if mx != nil {
 				_ = mx.WriteStatus(s)
 			}
+			if diag != nil {
+				_ = diag.WriteStatus(s)
+			}
 			return sink.StatusFile{Path: statusPath(cfg)}.WriteStatus(s)
 		}),
 		AfterSave: crashHook(),
 		Attestor:  attestor, Sealer: sealer, DeviceKeys: keys,
 	})
 	return m, closeAll, nil
+}
+
+// sinkFile is a configured sink, its mode and group resolved as the
+// configuration's validation resolved them.
+func sinkFile(s config.Sink) (sink.File, error) {
+	mode, err := s.FileMode()
+	if err != nil {
+		return sink.File{}, fmt.Errorf("sink %s: mode: %w", s.Path, err)
+	}
+	gid, err := s.GID()
+	if err != nil {
+		return sink.File{}, fmt.Errorf("sink %s: group: %w", s.Path, err)
+	}
+	return sink.File{Path: s.Path, Mode: mode, GID: gid, HasGID: gid >= 0}, nil
 }
 
 func optionalPool(pemData string) (*x509.CertPool, error) {
@@ -237,9 +230,11 @@ func statusCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show the device's enrollment state (works while run is running)",
-		Long: `Show the device's phase, device ID, fleet, token and secret ID lifetimes,
-and a held enrollment's ID and key, from the status run publishes next to its
-state file, or from the state file itself when run has not written one.`,
+		Long: `Show whether the daemon runs and is ready, the device's phase, device ID,
+fleet, token and secret ID lifetimes, and a held enrollment's ID and key, from
+the status run publishes next to its state file, or from the state file
+itself when run has not written one. Exit codes: 0 running and ready, 1
+error, 3 the daemon is not running, 4 running but not ready.`,
 		Example: "  enroll-client status -config /etc/enroll-client/config.yaml\n" +
 			"  enroll-client status -json",
 		Args: cobra.NoArgs,
@@ -251,14 +246,20 @@ state file, or from the state file itself when run has not written one.`,
 		if err != nil {
 			return err
 		}
-		v, err := readStatus(cfg, b)
+		r, err := statusReport(cfg, b, time.Now())
 		if err != nil {
 			return err
 		}
 		if *asJSON {
-			return cmdline.WriteJSON(cmd.OutOrStdout(), v)
+			if err := cmdline.WriteJSON(cmd.OutOrStdout(), r); err != nil {
+				return err
+			}
+		} else {
+			fmt.Fprint(cmd.OutOrStdout(), r.Text())
 		}
-		fmt.Fprint(cmd.OutOrStdout(), v.Text())
+		if code := r.ExitCode(); code != 0 {
+			return cmdline.Exit(code)
+		}
 		return nil
 	}
 	return cmd
@@ -312,11 +313,26 @@ func statusPath(cfg config.File) string {
 	return filepath.Join(filepath.Dir(cfg.StatePath), "status.json")
 }
 
+// statusReport tells whether a daemon is running (it holds the state
+// file), and what it last published.
+func statusReport(cfg config.File, b *bundle.Bundle, now time.Time) (health.Report, error) {
+	running, err := state.InUse(cfg.StatePath)
+	if err != nil {
+		return health.Report{}, fmt.Errorf("is the daemon running? %w", err)
+	}
+	v, err := readStatus(cfg, b, running)
+	if err != nil {
+		return health.Report{}, err
+	}
+	return health.NewReport(v, running, now), nil
+}
+
 // readStatus reads the status the daemon publishes; with no daemon having
-// run yet, it reads the state file itself.
-func readStatus(cfg config.File, b *bundle.Bundle) (lifecycle.Status, error) {
+// published one, it reads the state file itself, unless a daemon holds it
+// (one starting up: its status comes in a moment).
+func readStatus(cfg config.File, b *bundle.Bundle, running bool) (lifecycle.Status, error) {
 	var v lifecycle.Status
-	data, err := os.ReadFile(statusPath(cfg))
+	data, err := readCapped(statusPath(cfg), 1<<20)
 	if err == nil {
 		if err := json.Unmarshal(data, &v); err != nil {
 			return v, fmt.Errorf("status file %s: %w", statusPath(cfg), err)
@@ -325,6 +341,9 @@ func readStatus(cfg config.File, b *bundle.Bundle) (lifecycle.Status, error) {
 	}
 	if !errors.Is(err, os.ErrNotExist) {
 		return v, err
+	}
+	if running {
+		return v, nil
 	}
 	st, err := state.Open(cfg.StatePath)
 	if err != nil {
@@ -422,6 +441,23 @@ func readPreprovisioned(cfg config.File, b *bundle.Bundle) (*wire.EnrollResponse
 			cfg.PreprovisionedPath, item.DeviceID, item.Fleet)
 	}
 	return &item.EnrollResponse, nil
+}
+
+// readCapped reads a file of at most limit bytes.
+func readCapped(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, limit)
+	}
+	return data, nil
 }
 
 // serviceSpec is how enroll-client runs as a service with configPath.

@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/edge-enroll/enroll/enroll-client/cli"
-	"github.com/edge-enroll/enroll/enroll-client/lifecycle"
+	"github.com/edge-enroll/enroll/enroll-client/health"
 	"github.com/edge-enroll/enroll/pkg/bundle"
 	"github.com/edge-enroll/enroll/pkg/cmdline/clitest"
 )
@@ -63,9 +63,10 @@ func deviceConfig(t *testing.T) string {
 // (tpm-info -json runs against swtpm in test/e2e).
 func TestReadCommandsPrintJSON(t *testing.T) {
 	cfg := deviceConfig(t)
+	// No daemon runs here: status says so, and exits 3.
 	code, out, errOut := run(t, "status", "-config", cfg, "-json")
-	var st lifecycle.Status
-	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || st.DeviceID != "sensor-1" || st.Fleet != "acme" {
+	var st health.Report
+	if code != 3 || json.Unmarshal([]byte(out), &st) != nil || st.DeviceID != "sensor-1" || st.Fleet != "acme" || st.DaemonRunning {
 		t.Fatalf("status -json: %d %q %s", code, out, errOut)
 	}
 	code, out, errOut = run(t, "check-config", "--config", cfg, "--json")

@@ -37,8 +37,8 @@ func sealerFor(d *tpm.Device, cfg config.File, fleet string) (*tpm.Sealer, error
 	s, err := d.NewSealer(cfg.DeviceID + "/" + fleet)
 	if errors.Is(err, tpm.ErrForeignTPM) {
 		return nil, fmt.Errorf("%w\nThe device will not use state it cannot prove is its own. If this is the device's\n"+
-			"own disk and its TPM was cleared, run `enroll-client reset-state -force -config <file>` and\n"+
-			"ask an administrator to re-admit it", err)
+			"own disk and its TPM was cleared, run `enroll-client reset-state -force -config <file>`;\n"+
+			"its request then waits until an administrator approves it (`enrollctl approve`)", err)
 	}
 	return s, err
 }

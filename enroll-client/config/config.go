@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -23,13 +24,33 @@ type File struct {
 	BundlePath string `yaml:"bundle_path"`
 	// PreprovisionedPath is where an orchestrator may inject a wrapped
 	// credential for this device; it is used once and deleted.
-	PreprovisionedPath string   `yaml:"preprovisioned_path"`
-	StatePath          string   `yaml:"state_path"`
-	Sinks              []Sink   `yaml:"sinks"`
-	Log                Log      `yaml:"log"`
-	Timeouts           Timeouts `yaml:"timeouts"`
-	TPM                TPM      `yaml:"tpm"`
-	Metrics            Metrics  `yaml:"metrics"`
+	PreprovisionedPath string      `yaml:"preprovisioned_path"`
+	StatePath          string      `yaml:"state_path"`
+	Sinks              []Sink      `yaml:"sinks"`
+	Log                Log         `yaml:"log"`
+	Timeouts           Timeouts    `yaml:"timeouts"`
+	TPM                TPM         `yaml:"tpm"`
+	Metrics            Metrics     `yaml:"metrics"`
+	Diagnostics        Diagnostics `yaml:"diagnostics"`
+}
+
+// Diagnostics configures the optional health listener: /livez, /readyz
+// and /metrics, for a service manager or an orchestrator to probe.
+type Diagnostics struct {
+	// Listen is host:port; empty means no listener, and an empty host
+	// means loopback. Its answers hold no secret, but keep it on loopback
+	// unless the network around the device is trusted.
+	Listen string `yaml:"listen"`
+}
+
+// Addr is the address to listen on: Listen, on loopback when it names no
+// host.
+func (d Diagnostics) Addr() string {
+	host, port, err := net.SplitHostPort(d.Listen)
+	if err != nil || host != "" {
+		return d.Listen
+	}
+	return net.JoinHostPort("127.0.0.1", port)
 }
 
 // Metrics configures the optional Prometheus listener.
@@ -56,6 +77,14 @@ type TPM struct {
 // Sink is a place the token is handed to workloads.
 type Sink struct {
 	Path string `yaml:"path"`
+	// Mode is the token file's mode in octal ("0640"); empty means 0600.
+	// Other users may never read or write it.
+	Mode string `yaml:"mode"`
+	// Group is the token file's group, by name or numeric ID, so that a
+	// workload running as another user in that group can read it (with
+	// a mode such as 0640). Empty: the service's own group. Not on
+	// Windows, where the directory's ACL decides.
+	Group string `yaml:"group"`
 }
 
 // Log configures logging.
@@ -150,10 +179,24 @@ func (f File) Validate() error {
 	if f.StatePath == "" {
 		bad("state_path", "required")
 	}
+	groupOfDir := map[string]string{}
 	for i, s := range f.Sinks {
 		if s.Path == "" {
 			bad(fmt.Sprintf("sinks[%d].path", i), "required")
 		}
+		if _, err := s.FileMode(); err != nil {
+			bad(fmt.Sprintf("sinks[%d].mode", i), "%v", err)
+		}
+		if _, err := s.GID(); err != nil {
+			bad(fmt.Sprintf("sinks[%d].group", i), "%v", err)
+		}
+		// A sink with a group gives its directory that group too (so the
+		// group can enter it): two groups cannot share one directory.
+		dir := filepath.Dir(s.Path)
+		if g, ok := groupOfDir[dir]; ok && g != s.Group {
+			bad(fmt.Sprintf("sinks[%d].group", i), "%q differs from another sink's %q in the same directory %s; give each group's sink a directory of its own", s.Group, g, dir)
+		}
+		groupOfDir[dir] = s.Group
 	}
 	if f.Timeouts.Vault <= 0 {
 		bad("timeouts.vault", "must be positive")
@@ -170,6 +213,13 @@ func (f File) Validate() error {
 	if f.Metrics.Listen != "" {
 		if _, _, err := net.SplitHostPort(f.Metrics.Listen); err != nil {
 			bad("metrics.listen", "want host:port: %v", err)
+		}
+	}
+	if f.Diagnostics.Listen != "" {
+		if _, _, err := net.SplitHostPort(f.Diagnostics.Listen); err != nil {
+			bad("diagnostics.listen", "want host:port (or :port for loopback): %v", err)
+		} else if f.Diagnostics.Addr() == f.Metrics.Listen {
+			bad("diagnostics.listen", "%s is metrics.listen too; the diagnostics listener serves /metrics itself, so leave metrics.listen empty", f.Metrics.Listen)
 		}
 	}
 	if f.TPM.EK != "auto" && f.TPM.EK != "rsa" && f.TPM.EK != "ecc" {

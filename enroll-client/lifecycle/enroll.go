@@ -374,5 +374,5 @@ func (m *Machine) reportAndStop(ctx context.Context, st *State, problem, detail 
 		m.log.Warn("server refused the report", "err", err)
 	}
 	st.WrappingToken = ""
-	return permanent("%s: %s; the device is quarantined until an administrator re-admits it", problem, detail)
+	return permanent("%s: %s; the device is quarantined until an administrator re-admits it (enrollctl readmit)", problem, detail)
 }

@@ -292,6 +292,10 @@ func (m *Machine) Run(ctx context.Context, untilEnrolled bool) error {
 		return err
 	}
 	m.log.Info("starting", "phase", st.Phase, "sequence", st.Sequence)
+	// Published at once: the status a previous run left (stopped, or
+	// killed mid-retry) is not this run's, and a device that has nothing
+	// to do until its next renewal would otherwise publish nothing.
+	m.publish(st, time.Time{})
 	defer func() {
 		// A status read after the daemon stopped must not look live.
 		if ctx.Err() != nil && m.cfg.Status != nil {
@@ -409,7 +413,7 @@ func (m *Machine) sleep(ctx context.Context, d time.Duration) error {
 // It waits for its operator to restart it.
 func (m *Machine) recheck(ctx context.Context, st *State) bool {
 	if st.Refused == string(wire.CodeClonedState) {
-		m.log.Error("stopped: this device's identity is held by another copy; restart the service once an administrator re-admitted the real device", "reason", st.Reason)
+		m.log.Error("stopped: this device's identity is held by another copy; restart the service once an administrator re-admitted the real device (enrollctl readmit)", "reason", st.Reason)
 		m.publish(*st, time.Time{})
 		<-ctx.Done()
 		return false

@@ -105,6 +105,12 @@ func (m *Metrics) WriteStatus(s lifecycle.Status) error {
 	return nil
 }
 
+// Handler serves the metrics in Prometheus's format (for the diagnostics
+// listener).
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})
+}
+
 // Serve serves /metrics on addr until ctx ends.
 func (m *Metrics) Serve(ctx context.Context, addr string) error {
 	ln, err := net.Listen("tcp", addr)
@@ -112,7 +118,7 @@ func (m *Metrics) Serve(ctx context.Context, addr string) error {
 		return err
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
+	mux.Handle("/metrics", m.Handler())
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()

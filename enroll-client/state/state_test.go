@@ -131,3 +131,30 @@ func FuzzOpen(f *testing.F) {
 		s.Close()
 	})
 }
+
+func TestInUse(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	if used, err := state.InUse(path); used || err != nil {
+		t.Fatalf("InUse before the file exists = %v, %v; want false, nil", used, err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("InUse created the file: %v", err)
+	}
+	s, err := state.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if used, err := state.InUse(path); !used || err != nil {
+		t.Fatalf("InUse while open = %v, %v; want true, nil", used, err)
+	}
+	s.Close()
+	if used, err := state.InUse(path); used || err != nil {
+		t.Fatalf("InUse after Close = %v, %v; want false, nil", used, err)
+	}
+	// InUse itself leaves the file free for the daemon.
+	s, err = state.Open(path)
+	if err != nil {
+		t.Fatalf("Open after InUse: %v", err)
+	}
+	s.Close()
+}

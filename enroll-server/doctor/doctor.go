@@ -15,8 +15,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hashicorp/vault/api"
-
 	"github.com/edge-enroll/enroll/enroll-server/app"
 	"github.com/edge-enroll/enroll/enroll-server/boltstore"
 	"github.com/edge-enroll/enroll/enroll-server/config"
@@ -73,7 +71,7 @@ func Run(ctx context.Context, o Options) *doctor.Report {
 	r.Add(doctor.Passed("vault", "%s answers, initialised and unsealed", cfg.Vault.Address))
 	policies, err := vc.LoginOnce(ctx)
 	if err != nil {
-		r.Add(doctor.Failed("vault login", brief(err),
+		r.Add(doctor.Failed("vault login", vault.Brief(err),
 			"the credentials in "+cfg.Vault.CredentialsFile+" are refused: mint new ones with `enrollctl server-credentials`"))
 		return r
 	}
@@ -155,7 +153,7 @@ func fleet(ctx context.Context, vc *vault.Server, name string) doctor.Result {
 		return doctor.Failed(check, "not set up in Vault", "run `enrollctl setup -fleet "+name+"`")
 	}
 	if err != nil {
-		return doctor.Failed(check, brief(err), "check the server's policy: run `enrollctl setup -fleet "+name+"` again")
+		return doctor.Failed(check, vault.Brief(err), "check the server's policy: run `enrollctl setup -fleet "+name+"` again")
 	}
 	return doctor.Passed(check, "set up in Vault, generation %d current", g.Current)
 }
@@ -178,14 +176,4 @@ func vaultFix(cfg config.File, err error) string {
 		return "Vault is sealed: unseal it"
 	}
 	return "check vault.address and vault.ca_file"
-}
-
-// brief is a Vault error on one line: what Vault answered, without the
-// request's whole description.
-func brief(err error) string {
-	var re *api.ResponseError
-	if errors.As(err, &re) {
-		return fmt.Sprintf("Vault answered %d: %s", re.StatusCode, strings.Join(re.Errors, "; "))
-	}
-	return err.Error()
 }

@@ -219,3 +219,13 @@ func (s *Server) Capabilities(ctx context.Context, token, path string) ([]string
 	}
 	return strs(sec.Data[path]), nil
 }
+
+// Brief is a Vault error on one line: what Vault answered, without the
+// request's whole description.
+func Brief(err error) string {
+	var re *api.ResponseError
+	if errors.As(err, &re) {
+		return fmt.Sprintf("Vault answered %d: %s", re.StatusCode, strings.Join(re.Errors, "; "))
+	}
+	return err.Error()
+}

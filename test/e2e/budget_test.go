@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edge-enroll/enroll/enroll-client/health"
 	"github.com/edge-enroll/enroll/enroll-client/lifecycle"
 	"github.com/edge-enroll/enroll/enroll-client/sink"
 	"github.com/edge-enroll/enroll/enroll-server/config"
@@ -23,8 +24,10 @@ func TestSecretIDDestroyedRecoveryBudget(t *testing.T) {
 		f.DeviceTokenTTL, f.RecoveryBudget = 3*time.Second, &one
 	}})
 	dd := e.deviceDir("sensor-a")
-	d := e.newDevice("sensor-a", nil)
-	// Publish status where the real CLI reads it.
+	// The device runs on dd's state file, as its daemon would (status
+	// tells a running daemon by the lock it holds on that file), and
+	// publishes its status where the real CLI reads it.
+	d := e.newDeviceWith("sensor-a", nil, dd.statePath, nil)
 	statusFile := sink.StatusFile{Path: filepath.Join(filepath.Dir(dd.statePath), "status.json")}
 	d.machine = rebuildWithStatus(t, e, d, statusFile)
 	runDaemon(t, d)
@@ -50,15 +53,19 @@ func TestSecretIDDestroyedRecoveryBudget(t *testing.T) {
 	// The status file follows the state a moment later: wait for it, as a
 	// person running status would.
 	var out string
+	var code int
 	waitFor(t, 10*time.Second, "status to show the stop", func() bool {
-		code, o, errOut := e.cli("status", "-config", dd.config)
-		if code != 0 {
-			t.Fatalf("status: exit %d: %s", code, errOut)
+		c, o, errOut := e.cli("status", "-config", dd.config)
+		if c != health.ExitReady && c != health.ExitNotReady {
+			t.Fatalf("status: exit %d: %s%s", c, o, errOut)
 		}
-		out = o
+		code, out = c, o
 		return strings.Contains(out, "rejected")
 	})
-	for _, want := range []string{"rejected", "recovery budget", "enrollctl readmit"} {
+	if code != health.ExitNotReady {
+		t.Errorf("status of a running, quarantined device: exit %d, want %d", code, health.ExitNotReady)
+	}
+	for _, want := range []string{"rejected", "recovery budget", "enrollctl readmit", "daemon:                running", "ready:                 no: quarantined: device_quarantined"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status output does not say %q:\n%s", want, out)
 		}
