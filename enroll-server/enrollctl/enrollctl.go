@@ -55,6 +55,7 @@ server gets a five-minute child of that token, never the token itself.
 // Env is how the CLI reads its environment; tests pass their own.
 type Env struct {
 	Getenv func(string) string
+	Stdin  io.Reader // nil reads as empty
 	Stdout io.Writer
 	Stderr io.Writer
 }
@@ -83,9 +84,9 @@ func Run(ctx context.Context, args []string, env Env) int {
 	p := cmdline.Program{Name: "enrollctl", Usage: usage, Commands: make(map[string]cmdline.Command, len(cmds))}
 	for name, fn := range cmds {
 		p.Commands[name] = func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-			if err := fn(ctx, args, Env{Getenv: env.Getenv, Stdout: stdout, Stderr: stderr}); err != nil {
+			if err := fn(ctx, args, Env{Getenv: env.Getenv, Stdin: env.Stdin, Stdout: stdout, Stderr: stderr}); err != nil {
 				if err != flag.ErrHelp {
-					fmt.Fprintln(stderr, "enrollctl "+name+":", err)
+					fmt.Fprintln(stderr, "enrollctl "+name+":", vaultHint(err, env))
 				}
 				return 1
 			}

@@ -83,6 +83,9 @@ type Reason struct {
 	Reason string `json:"reason"`
 	// Enrollment names the held request an approval is for.
 	Enrollment string `json:"enrollment,omitempty"`
+	// Preauthorize lets an approval name a device the server has never
+	// heard from; without it such an approval is refused as a likely typo.
+	Preauthorize bool `json:"preauthorize,omitempty"`
 }
 
 // Generation is one bootstrap credential generation and its use.
@@ -130,6 +133,10 @@ type GenerationEnded struct {
 	GraceSeconds int `json:"grace_seconds"`
 }
 
+// MaxBatchDevices bounds the devices of one pre-provisioning request; a
+// larger batch is sent as several requests.
+const MaxBatchDevices = 500
+
 // BatchItem is one device's pre-provisioned credential.
 type BatchItem struct {
 	Fleet    string `json:"fleet"`
@@ -137,9 +144,19 @@ type BatchItem struct {
 	EnrollResponse
 }
 
-// Batch is the answer to a pre-provisioning request.
+// BatchFailure is a device of a batch that got no credential, and why.
+type BatchFailure struct {
+	DeviceID string `json:"device_id"`
+	Code     Code   `json:"code"`
+	Message  string `json:"message"`
+}
+
+// Batch is the answer to a pre-provisioning request: a credential for
+// each device in Items, the others in Failed with their reason. Every
+// credential minted is in Items, even when the batch stopped early.
 type Batch struct {
-	Items []BatchItem `json:"items"`
+	Items  []BatchItem    `json:"items"`
+	Failed []BatchFailure `json:"failed,omitempty"`
 }
 
 // AuditCheck is the result of verifying the audit log.

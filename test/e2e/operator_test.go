@@ -1,0 +1,139 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+
+	"github.com/edge-enroll/enroll/enroll-server/enrollctl"
+	"github.com/edge-enroll/enroll/enroll-server/vault"
+)
+
+// ctlRun is one enrollctl run: its exit code, stdout and stderr.
+type ctlRun struct {
+	code        int
+	out, errOut string
+}
+
+// enrollctl runs the admin CLI against this environment with the admin's
+// token (and the server's CA) unless vars say otherwise; a var set to ""
+// is unset.
+func (e *env) enrollctl(vars map[string]string, stdin io.Reader, args ...string) ctlRun {
+	e.t.Helper()
+	caPath := filepath.Join(e.t.TempDir(), "server-ca.pem")
+	writeFile(e.t, caPath, []byte(e.caPEM))
+	env := map[string]string{"VAULT_ADDR": e.vault.Addr, "VAULT_TOKEN": e.vault.RootToken,
+		"ENROLL_SERVER_URL": e.serverURL, "ENROLL_SERVER_CA": caPath}
+	for k, v := range vars {
+		env[k] = v
+	}
+	var out, errOut bytes.Buffer
+	code := enrollctl.Run(context.Background(), args, enrollctl.Env{Getenv: func(k string) string { return env[k] },
+		Stdin: stdin, Stdout: &out, Stderr: &errOut})
+	return ctlRun{code, out.String(), errOut.String()}
+}
+
+// loginAs logs in through userpass (with Vault's default policy, as a
+// person's login has) holding policies, for ttl.
+func (e *env) loginAs(user string, ttl time.Duration, policies ...string) string {
+	e.t.Helper()
+	if _, err := e.root.Logical().Read("sys/auth/userpass/tune"); err != nil {
+		if err := e.root.Sys().EnableAuthWithOptions("userpass", &api.EnableAuthOptions{Type: "userpass"}); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	if _, err := e.root.Logical().Write("auth/userpass/users/"+user, map[string]any{
+		"password": "correct horse", "token_policies": strings.Join(append(policies, "default"), ","),
+		"token_ttl": ttl.String(), "token_max_ttl": ttl.String()}); err != nil {
+		e.t.Fatal(err)
+	}
+	login, err := e.clientFor("").Logical().Write("auth/userpass/login/"+user, map[string]any{"password": "correct horse"})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.keep(login.Auth.ClientToken)
+	return login.Auth.ClientToken
+}
+
+// An expired Vault login and a missing policy are told apart, each with
+// what to do: the server answers 401 invalid_token for a token Vault does
+// not know and 403 forbidden naming the policy needed; enrollctl says
+// to log in again before it ever reaches the server.
+func TestAdminTokenErrorsSayWhatToDo(t *testing.T) {
+	e := newEnv(t)
+	e.enroll(e.newDevice("sensor-a", nil))
+	expiring := e.loginAs("bob", 2*time.Second, vault.FleetAdminPolicy(fleet))
+	waitFor(t, 20*time.Second, "bob's login to expire", func() bool {
+		_, err := e.clientFor(expiring).Auth().Token().LookupSelf()
+		return err != nil
+	})
+	admin, err := vault.NewAdmin(vault.Options{Address: e.vault.Addr, Token: e.vault.RootToken}, e.layout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.SetupFleet(context.Background(), "beta"); err != nil {
+		t.Fatal(err)
+	}
+	otherFleet := e.tokenWith(vault.FleetAdminPolicy("beta"))
+
+	// The API itself.
+	status, body := e.get("/v1/admin/devices?fleet=acme", expiring)
+	if status != http.StatusUnauthorized || errorCode(t, body) != "invalid_token" || !strings.Contains(body, "vault login") {
+		t.Errorf("an expired token: %d %s; want 401 invalid_token telling to log in again", status, body)
+	}
+	status, body = e.adminCall("POST", "/v1/admin/devices/acme/sensor-a/revoke", otherFleet, `{"reason":"x"}`)
+	if status != http.StatusForbidden || errorCode(t, body) != "forbidden" || !strings.Contains(body, vault.FleetAdminPolicy(fleet)) ||
+		strings.Contains(body, vault.FleetOperatorPolicy(fleet)) {
+		t.Errorf("another fleet's admin revoking: %d %s; want 403 forbidden naming %s (an operator may not revoke)", status, body, vault.FleetAdminPolicy(fleet))
+	}
+
+	// enrollctl, with an expired login: refused at Vault, said so.
+	r := e.enrollctl(map[string]string{"VAULT_TOKEN": expiring}, nil, "devices", "-fleet", "acme")
+	if r.code == 0 || !strings.Contains(r.errOut, "vault login") || !strings.Contains(r.errOut, "VAULT_TOKEN") {
+		t.Errorf("enrollctl with an expired login: %d %q", r.code, r.errOut)
+	}
+	// A login without any edge-enroll policy: named.
+	nobody := e.loginAs("carol", time.Hour)
+	r = e.enrollctl(map[string]string{"VAULT_TOKEN": nobody}, nil, "devices", "-fleet", "acme")
+	if r.code == 0 || !strings.Contains(r.errOut, vault.AdminPolicy+"-FLEET") {
+		t.Errorf("enrollctl without an admin policy: %d %q", r.code, r.errOut)
+	}
+	// Another fleet's administrator: the server's refusal names the policy.
+	beta := e.loginAs("dave", time.Hour, vault.FleetAdminPolicy("beta"))
+	r = e.enrollctl(map[string]string{"VAULT_TOKEN": beta}, nil, "revoke", "-fleet", "acme", "-device", "sensor-a")
+	if r.code == 0 || !strings.Contains(r.errOut, "forbidden") || !strings.Contains(r.errOut, vault.FleetAdminPolicy(fleet)) {
+		t.Errorf("enrollctl as another fleet's admin: %d %q", r.code, r.errOut)
+	}
+}
+
+// A certificate enrollctl cannot verify is reported with the flag or
+// variable that names the CA: -server-ca / $ENROLL_SERVER_CA for the
+// enrollment server, $VAULT_CACERT for Vault.
+func TestEnrollctlNamesTheCAToFix(t *testing.T) {
+	e := newEnv(t)
+	r := e.enrollctl(map[string]string{"ENROLL_SERVER_CA": ""}, nil, "devices", "-fleet", "acme")
+	if r.code == 0 || !strings.Contains(r.errOut, "-server-ca") || !strings.Contains(r.errOut, "$ENROLL_SERVER_CA") {
+		t.Errorf("server CA not given: %d %q", r.code, r.errOut)
+	}
+	// A Vault behind a certificate of a CA nobody passed (this one never
+	// answers past the handshake).
+	tlsVault := httptest.NewUnstartedServer(http.NotFoundHandler())
+	tlsVault.Config.ErrorLog = log.New(io.Discard, "", 0) // the handshakes refused
+	tlsVault.StartTLS()
+	defer tlsVault.Close()
+	for _, args := range [][]string{{"devices", "-fleet", "acme"}, {"setup", "-fleet", "acme"}} {
+		r = e.enrollctl(map[string]string{"VAULT_ADDR": tlsVault.URL}, nil, args...)
+		if r.code == 0 || !strings.Contains(r.errOut, "$VAULT_CACERT") {
+			t.Errorf("enrollctl %s against a Vault of an unknown CA: %d %q", args[0], r.code, r.errOut)
+		}
+	}
+}
