@@ -30,6 +30,7 @@ func deviceAction(action string) func(context.Context, []string, Env) error {
 		device := fs.String("device", "", "device ID (required)")
 		reason := fs.String("reason", "", "why (shown to the device and in the audit log)")
 		enrollment := fs.String("enrollment", "", "approve: the held request's enrollment ID, for a device that is already enrolled")
+		preauthorize := preauthorizeFlag(fs, action)
 		sf := addServerFlags(fs)
 		if err := parse(fs, args, env); err != nil {
 			return err
@@ -39,7 +40,7 @@ func deviceAction(action string) func(context.Context, []string, Env) error {
 		}
 		var d wire.Device
 		path := wire.AdminDevicePath(*fleet, *device, action)
-		if err := sf.call(ctx, env, http.MethodPost, path, nil, wire.Reason{Reason: *reason, Enrollment: *enrollment}, &d); err != nil {
+		if err := sf.call(ctx, env, http.MethodPost, path, nil, wire.Reason{Reason: *reason, Enrollment: *enrollment, Preauthorize: *preauthorize}, &d); err != nil {
 			return err
 		}
 		fmt.Fprintf(env.Stdout, "%s %s/%s: done; the device is %s", action, d.Fleet, d.ID, orNone(d.State))

@@ -16,6 +16,7 @@ import (
 
 	"github.com/edge-enroll/enroll/enroll-server/enrollctl"
 	"github.com/edge-enroll/enroll/enroll-server/vault"
+	"github.com/edge-enroll/enroll/pkg/wire"
 )
 
 // ctlRun is one enrollctl run: its exit code, stdout and stderr.
@@ -135,5 +136,39 @@ func TestEnrollctlNamesTheCAToFix(t *testing.T) {
 		if r.code == 0 || !strings.Contains(r.errOut, "$VAULT_CACERT") {
 			t.Errorf("enrollctl %s against a Vault of an unknown CA: %d %q", args[0], r.code, r.errOut)
 		}
+	}
+}
+
+// Approving an ID nothing has asked for (a typo: cam-02 for cam-01) is
+// refused, naming the device and fleet and where to look, and stores
+// nothing; with -preauthorize it approves the ID in advance, as asked.
+func TestApproveOfAnUnseenDeviceIsRefused(t *testing.T) {
+	e := newEnv(t)
+	e.enroll(e.newDevice("cam-01", nil))
+	r := e.enrollctl(nil, nil, "approve", "-fleet", "acme", "-device", "cam-02")
+	for _, want := range []string{"unknown_device", "cam-02", "acme", "enrollctl devices -fleet acme -state pending", "-preauthorize"} {
+		if r.code == 0 || !strings.Contains(r.errOut, want) {
+			t.Fatalf("approve of an unseen device: %d %q, want a refusal with %q", r.code, r.out+r.errOut, want)
+		}
+	}
+	status, body := e.adminCall("POST", "/v1/admin/devices/acme/cam-02/approve", e.vault.RootToken, "")
+	if status != http.StatusNotFound || errorCode(t, body) != "unknown_device" {
+		t.Fatalf("API approve of an unseen device: %d %s", status, body)
+	}
+	if status, body := e.get("/v1/admin/devices/acme/cam-02", e.vault.RootToken); status != http.StatusNotFound {
+		t.Fatalf("a refused approval stored a device: %d %s", status, body)
+	}
+	// A device that is known is approved as before.
+	if r := e.enrollctl(nil, nil, "approve", "-fleet", "acme", "-device", "cam-01"); r.code != 0 {
+		t.Fatalf("approve of a known device: %d %q", r.code, r.errOut)
+	}
+	r = e.enrollctl(nil, nil, "approve", "-fleet", "acme", "-device", "cam-02", "-preauthorize")
+	if r.code != 0 {
+		t.Fatalf("approve -preauthorize: %d %q", r.code, r.errOut)
+	}
+	var d wire.Device
+	e.adminJSON("GET", "/v1/admin/devices/acme/cam-02", "", &d)
+	if d.Admission != "approved" {
+		t.Fatalf("after approve -preauthorize: %+v", d)
 	}
 }
