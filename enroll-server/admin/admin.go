@@ -44,6 +44,7 @@ type Core interface {
 	PreProvision(ctx context.Context, actor, fleet string, ids []string) ([]wire.EnrollResponse, error)
 	ForgetGenerations(fleet string)
 	Serves(fleet string) bool
+	RotationGrace(fleet string) time.Duration
 }
 
 // Service answers admin requests.

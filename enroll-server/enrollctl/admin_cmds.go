@@ -141,7 +141,7 @@ func endGeneration(end string) func(context.Context, []string, Env) error {
 		fs := flag.NewFlagSet(map[string]string{"retire": "retire", "revoke": "revoke-generation"}[end], flag.ContinueOnError)
 		fleet := fs.String("fleet", "", "fleet (required)")
 		n := fs.Int("generation", 0, "generation to end (required)")
-		force := fs.Bool("force", false, "retire even while devices still depend on the generation")
+		force := fs.Bool("force", false, "retire even within the rotation grace period or while devices still depend on the generation (audited as forced)")
 		sf := addServerFlags(fs)
 		if err := parse(fs, args, env); err != nil {
 			return err

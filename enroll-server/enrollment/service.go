@@ -99,8 +99,11 @@ type Fleet struct {
 	// KeyMaxAge is how old a device key may grow before the device must
 	// rotate it at its next refresh; 0 means never.
 	KeyMaxAge time.Duration
-	Limits    admission.Limits
-	TPM       TPMPolicy
+	// RotationGrace is how long a superseded generation stays live before
+	// an administrator may retire it without forcing.
+	RotationGrace time.Duration
+	Limits        admission.Limits
+	TPM           TPMPolicy
 }
 
 // Approval modes.
@@ -183,6 +186,10 @@ func (s *Service) Instrument(m Metrics) { s.metrics = m }
 
 // Serves reports whether the server enrolls devices of fleet.
 func (s *Service) Serves(fleet string) bool { _, ok := s.fleets[fleet]; return ok }
+
+// RotationGrace is fleet's rotation grace period (0 for a fleet not
+// served here).
+func (s *Service) RotationGrace(fleet string) time.Duration { return s.fleets[fleet].RotationGrace }
 
 // ForgetGenerations drops the cached generation record of a fleet, after
 // an administrator changed it.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/hashicorp/vault/api"
 
+	"github.com/edge-enroll/enroll/enroll-server/config"
 	"github.com/edge-enroll/enroll/enroll-server/enrollctl"
 	"github.com/edge-enroll/enroll/enroll-server/vault"
 	"github.com/edge-enroll/enroll/pkg/wire"
@@ -170,5 +171,45 @@ func TestApproveOfAnUnseenDeviceIsRefused(t *testing.T) {
 	e.adminJSON("GET", "/v1/admin/devices/acme/cam-02", "", &d)
 	if d.Admission != "approved" {
 		t.Fatalf("after approve -preauthorize: %+v", d)
+	}
+}
+
+// A retire straight after the rotate that superseded the generation is
+// refused while the fleet's rotation grace period runs, saying when it
+// ends and how many devices depend on the generation; -force retires it
+// anyway and the audit log records that it was forced.
+func TestRetireWithinTheGracePeriodIsRefused(t *testing.T) {
+	e := newEnv(t, options{fleet: func(f *config.Fleet) { f.RotationGrace = new(time.Hour) }})
+	e.enroll(e.newDevice("sensor-a", nil))
+	rotateOut := filepath.Join(t.TempDir(), "bundle-2.json")
+	oldBundle := filepath.Join(t.TempDir(), "bundle-1.json")
+	raw, err := e.bundle.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, oldBundle, raw)
+	if r := e.enrollctl(nil, nil, "rotate", "-fleet", "acme", "-bundle", oldBundle, "-out", rotateOut); r.code != 0 {
+		t.Fatalf("rotate: %d %q", r.code, r.errOut)
+	}
+	var gens wire.Generations
+	e.adminJSON("GET", "/v1/admin/fleets/acme/generations", "", &gens)
+	ends := gens.Generations[1].CreatedAt.Add(time.Hour).UTC().Format(time.RFC3339)
+	r := e.enrollctl(nil, nil, "retire", "-fleet", "acme", "-generation", "1")
+	for _, want := range []string{"generation_in_grace", "rotation_grace 1h0m0s", "ends at " + ends, "0 devices still depend on it", "-force"} {
+		if r.code == 0 || !strings.Contains(r.errOut, want) {
+			t.Fatalf("retire within the grace period: %d %q, want a refusal with %q", r.code, r.out+r.errOut, want)
+		}
+	}
+	e.adminJSON("GET", "/v1/admin/fleets/acme/generations", "", &gens)
+	if gens.Generations[0].State != "live" || gens.Generations[0].LiveSecretIDs == 0 {
+		t.Fatalf("a refused retire ended the generation: %+v", gens.Generations[0])
+	}
+	r = e.enrollctl(nil, nil, "retire", "-fleet", "acme", "-generation", "1", "-force")
+	if r.code != 0 || !strings.Contains(r.out, "generation 1 retired") {
+		t.Fatalf("retire -force: %d %q", r.code, r.out+r.errOut)
+	}
+	_, export := e.get("/v1/admin/audit", e.vault.RootToken)
+	if !strings.Contains(export, `"action":"admin:retired"`) || !strings.Contains(export, "forced: within its rotation grace period") {
+		t.Fatalf("the audit log does not record a forced retire:\n%s", export)
 	}
 }
