@@ -41,7 +41,7 @@ type Core interface {
 	Revoke(ctx context.Context, actor, fleet, id, reason string) (inventory.Device, error)
 	Readmit(ctx context.Context, actor, fleet, id string) (inventory.Device, error)
 	Preauthorize(ctx context.Context, actor, fleet string, ids []string) error
-	PreProvision(ctx context.Context, actor, fleet string, ids []string) ([]wire.EnrollResponse, error)
+	PreProvision(ctx context.Context, actor, fleet string, ids []string) (wire.Batch, error)
 	ForgetGenerations(fleet string)
 	Serves(fleet string) bool
 	RotationGrace(fleet string) time.Duration

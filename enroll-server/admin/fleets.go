@@ -204,12 +204,7 @@ func (s *Service) Batch(ctx context.Context, token, fleet string, req wire.Devic
 	if err != nil {
 		return wire.Batch{}, err
 	}
-	items, err := s.core.PreProvision(ctx, actor, fleet, req.DeviceIDs)
-	out := wire.Batch{Items: make([]wire.BatchItem, 0, len(items))}
-	for i, it := range items {
-		out.Items = append(out.Items, wire.BatchItem{Fleet: fleet, DeviceID: req.DeviceIDs[i], EnrollResponse: it})
-	}
-	return out, err
+	return s.core.PreProvision(ctx, actor, fleet, req.DeviceIDs)
 }
 
 // Alerts lists the stored security alerts.

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 
 	"github.com/edge-enroll/enroll/pkg/bundle"
 	"github.com/edge-enroll/enroll/pkg/wire"
@@ -165,31 +164,6 @@ func endGeneration(end string) func(context.Context, []string, Env) error {
 		}
 		return nil
 	}
-}
-
-// batch pre-provisions devices and writes one credential file per device,
-// for an orchestrator to inject at the client's preprovisioned_path.
-func batch(ctx context.Context, args []string, env Env) error {
-	fs := flag.NewFlagSet("batch", flag.ContinueOnError)
-	fleet := fs.String("fleet", "", "fleet (required)")
-	dir := fs.String("out-dir", "", "directory for one <device>.json per device, 0600 (required)")
-	sf := addServerFlags(fs)
-	if err := parseWithArgs(fs, " DEVICE_ID...", args, env); err != nil {
-		return err
-	}
-	if *fleet == "" || *dir == "" || fs.NArg() == 0 {
-		return errors.New("usage: enrollctl batch -fleet F -out-dir DIR DEVICE_ID (one or more)")
-	}
-	var b wire.Batch
-	err := sf.call(ctx, env, http.MethodPost, wire.AdminFleetPath(*fleet, "batch"), nil, wire.DeviceIDs{DeviceIDs: fs.Args()}, &b)
-	for _, it := range b.Items {
-		raw, _ := json.MarshalIndent(it, "", "  ")
-		if werr := writeOwnerOnly(filepath.Join(*dir, it.DeviceID+".json"), append(raw, '\n')); werr != nil {
-			return werr
-		}
-	}
-	fmt.Fprintf(env.Stdout, "wrote %d pre-provisioned credentials to %s (wrap TTL: inject them before they expire)\n", len(b.Items), *dir)
-	return err
 }
 
 func alerts(ctx context.Context, args []string, env Env) error {

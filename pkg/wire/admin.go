@@ -157,6 +157,9 @@ type BatchFailure struct {
 type Batch struct {
 	Items  []BatchItem    `json:"items"`
 	Failed []BatchFailure `json:"failed,omitempty"`
+	// WrapTTLSeconds is how long each credential waits to be unwrapped:
+	// inject it before its wrap_expires_at.
+	WrapTTLSeconds int `json:"wrap_ttl_seconds,omitempty"`
 }
 
 // AuditCheck is the result of verifying the audit log.

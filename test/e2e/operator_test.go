@@ -1,12 +1,16 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,6 +21,7 @@ import (
 	"github.com/edge-enroll/enroll/enroll-server/config"
 	"github.com/edge-enroll/enroll/enroll-server/enrollctl"
 	"github.com/edge-enroll/enroll/enroll-server/vault"
+	"github.com/edge-enroll/enroll/pkg/bundle"
 	"github.com/edge-enroll/enroll/pkg/wire"
 )
 
@@ -212,4 +217,133 @@ func TestRetireWithinTheGracePeriodIsRefused(t *testing.T) {
 	if !strings.Contains(export, `"action":"admin:retired"`) || !strings.Contains(export, "forced: within its rotation grace period") {
 		t.Fatalf("the audit log does not record a forced retire:\n%s", export)
 	}
+}
+
+// batchDevices is how many devices TestBatchOfTenThousandFromAFile
+// provisions.
+const batchDevices = 10_000
+
+// A batch of ten thousand IDs from a file against the real server and
+// Vault: sent in chunks under the server's limits, each chunk written (one
+// owner-only file of JSON lines) before the next is sent, progress on
+// stderr, and no wrapping token printed. One credential of the file is
+// then consumed by its device.
+func TestBatchOfTenThousandFromAFile(t *testing.T) {
+	e := newEnv(t, options{fleet: func(f *config.Fleet) { f.WrapTTL, f.AckTimeout = time.Hour, time.Hour }})
+	dir := t.TempDir()
+	idsPath := filepath.Join(dir, "ids.txt")
+	var list strings.Builder
+	list.WriteString("# pre-provisioned cameras\n")
+	for i := range batchDevices {
+		fmt.Fprintf(&list, "cam-%05d\n", i)
+	}
+	list.WriteString("cam-00007\n") // a duplicate, dropped with a note
+	writeFile(t, idsPath, []byte(list.String()))
+	out := filepath.Join(dir, "creds", "batch.jsonl")
+
+	start := time.Now()
+	r := e.enrollctl(nil, nil, "batch", "-fleet", "acme", "-from", idsPath, "-out", out)
+	t.Logf("%d devices in %v", batchDevices, time.Since(start).Round(time.Second))
+	if r.code != 0 {
+		t.Fatalf("batch: %d\n%s", r.code, tail(r.errOut, 2000))
+	}
+	if r.out != "" || strings.Contains(r.errOut, "hvs.") {
+		t.Fatalf("the batch printed to the terminal what belongs in the file:\n%s", tail(r.out+r.errOut, 2000))
+	}
+	for _, want := range []string{"note: dropped 1 duplicate device IDs", fmt.Sprintf("%d/%d devices sent", batchDevices, batchDevices),
+		fmt.Sprintf("wrote %d pre-provisioned credentials to %s", batchDevices, out), "wrap TTL 1h0m0s"} {
+		if !strings.Contains(r.errOut, want) {
+			t.Fatalf("stderr lacks %q:\n%s", want, tail(r.errOut, 2000))
+		}
+	}
+	st, err := os.Stat(out)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("the credentials file: %v %v", st, err)
+	}
+	items := readBatchFile(t, out)
+	if len(items) != batchDevices || items[0].DeviceID != "cam-00000" || items[batchDevices-1].DeviceID != fmt.Sprintf("cam-%05d", batchDevices-1) {
+		t.Fatalf("%d credentials in the file", len(items))
+	}
+	seen := map[string]bool{}
+	for _, it := range items {
+		if seen[it.DeviceID] || it.WrappingToken == "" {
+			t.Fatalf("device %s: twice, or without a wrapping token", it.DeviceID)
+		}
+		seen[it.DeviceID] = true
+	}
+	for _, it := range items {
+		e.keep(it.WrappingToken)
+	}
+	d := e.newDevice(items[42].DeviceID, func(b *bundle.Bundle) { b.RoleID, b.SecretID = "", "" })
+	d.preprovision(e, items[42])
+	if st := e.enroll(d); st.EnrollmentID != items[42].EnrollmentID {
+		t.Fatalf("device enrolled as %s, want its batch enrollment %s", st.EnrollmentID, items[42].EnrollmentID)
+	}
+}
+
+// A batch in which the server refuses some devices (revoked) writes every
+// other device's credential, lists each refused device with its reason,
+// and exits non-zero; from standard input to standard output (asked for
+// explicitly) too.
+func TestBatchListsTheDevicesThatFailed(t *testing.T) {
+	e := newEnv(t)
+	e.enroll(e.newDevice("cam-02", nil))
+	if status, body := e.adminCall("POST", "/v1/admin/devices/acme/cam-02/revoke", e.vault.RootToken, `{"reason":"stolen"}`); status != 200 {
+		t.Fatalf("revoke: %d %s", status, body)
+	}
+	out := filepath.Join(t.TempDir(), "batch.jsonl")
+	r := e.enrollctl(nil, strings.NewReader("cam-01\ncam-02\ncam-03\ncam-04\ncam-05\n"), "batch", "-fleet", "acme", "-from", "-", "-out", out, "-chunk-size", "2")
+	if r.code == 0 || !strings.Contains(r.errOut, "failed: cam-02: rejected: device was revoked (stolen)") ||
+		!strings.Contains(r.errOut, "1 of 5 devices got no credential") || !strings.Contains(r.errOut, "wrote 4 pre-provisioned credentials") {
+		t.Fatalf("batch with a revoked device: %d\n%s", r.code, r.errOut)
+	}
+	var got []string
+	for _, it := range readBatchFile(t, out) {
+		e.keep(it.WrappingToken)
+		got = append(got, it.DeviceID)
+	}
+	if strings.Join(got, ",") != "cam-01,cam-03,cam-04,cam-05" {
+		t.Fatalf("written: %v", got)
+	}
+	// Invalid IDs: nothing is sent.
+	r = e.enrollctl(nil, nil, "batch", "-fleet", "acme", "-out", "-", "cam-06", "Cam-07")
+	if r.code == 0 || !strings.Contains(r.errOut, `argument 2: device ID "Cam-07"`) || r.out != "" {
+		t.Fatalf("batch with an invalid ID: %d %q %q", r.code, r.out, r.errOut)
+	}
+	if status, _ := e.get("/v1/admin/devices/acme/cam-06", e.vault.RootToken); status != http.StatusNotFound {
+		t.Fatal("a batch with an invalid ID provisioned the valid ones")
+	}
+	// Standard output, asked for.
+	r = e.enrollctl(nil, nil, "batch", "-fleet", "acme", "-out", "-", "cam-06")
+	var it wire.BatchItem
+	if r.code != 0 || json.Unmarshal([]byte(r.out), &it) != nil || it.DeviceID != "cam-06" || it.WrappingToken == "" {
+		t.Fatalf("batch -out -: %d %q %q", r.code, r.out, r.errOut)
+	}
+	e.keep(it.WrappingToken)
+}
+
+func readBatchFile(t *testing.T, path string) []wire.BatchItem {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var items []wire.BatchItem
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var it wire.BatchItem
+		if err := json.Unmarshal(sc.Bytes(), &it); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		items = append(items, it)
+	}
+	return items
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "…" + s[len(s)-n:]
+	}
+	return s
 }
