@@ -12,7 +12,7 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := enrollctl.Run(ctx, os.Args[1:], enrollctl.Env{Getenv: os.Getenv, Stdout: os.Stdout, Stderr: os.Stderr})
+	code := enrollctl.Run(ctx, os.Args[1:], enrollctl.Env{Getenv: os.Getenv, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr})
 	stop()
 	os.Exit(code)
 }

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/edge-enroll/enroll/enroll-server/admission"
@@ -41,9 +42,10 @@ type Core interface {
 	Readmit(ctx context.Context, actor, fleet, id string) (inventory.Device, error)
 	AllowRebind(ctx context.Context, actor, fleet, id, reason, ek string) (inventory.Device, error)
 	Preauthorize(ctx context.Context, actor, fleet string, ids []string) error
-	PreProvision(ctx context.Context, actor, fleet string, ids []string) ([]wire.EnrollResponse, error)
+	PreProvision(ctx context.Context, actor, fleet string, ids []string) (wire.Batch, error)
 	ForgetGenerations(fleet string)
 	Serves(fleet string) bool
+	RotationGrace(fleet string) time.Duration
 }
 
 // Service answers admin requests.
@@ -136,14 +138,12 @@ func (s *Service) authorize(ctx context.Context, token, area, fleet, capability 
 		(capability == canRead && slices.Contains(caps, "list"))
 	ti, lookupErr := s.vault.LookupToken(ctx, token)
 	if errors.Is(lookupErr, vault.ErrInvalidToken) {
-		return "", wire.Errorf(wire.CodeUnauthenticated, "the Vault token is not valid (expired, revoked or mistyped): log in to Vault again")
+		return "", wire.Errorf(wire.CodeInvalidToken,
+			"Vault does not accept this token (expired, revoked or mistyped): log in to Vault again (vault login) and check $VAULT_TOKEN; enrollctl sends a five-minute child of it")
 	}
 	if !allowed {
-		want := vault.AdminPolicy + " or " + vault.OperatorPolicy
-		if fleet != "" {
-			want += ", or " + vault.FleetAdminPolicy(fleet) + " or " + vault.FleetOperatorPolicy(fleet)
-		}
-		return "", wire.Errorf(wire.CodeForbidden, "this token may not %s %s of %s (it needs the %s policy)", capability, area, scope, want)
+		return "", wire.Errorf(wire.CodeForbidden, "this token may not %s %s of %s: it needs the %s policy%s; ask your Vault administrator, then log in to Vault again",
+			capability, area, scope, neededPolicies(capability, fleet), heldPolicies(ti, lookupErr))
 	}
 	giveBack() // a token Vault accepted is never charged
 	if lookupErr != nil {
@@ -160,6 +160,31 @@ func (s *Service) authorize(ctx context.Context, token, area, fleet, capability 
 		who += ", entity " + ti.EntityID
 	}
 	return "admin:" + name + " (" + who + ")", nil
+}
+
+// neededPolicies names the edge-enroll policies that grant capability on
+// an area of fleet (of every fleet when fleet is empty).
+func neededPolicies(capability, fleet string) string {
+	every := []string{vault.AdminPolicy}
+	if capability == canRead {
+		every = append(every, vault.OperatorPolicy)
+	}
+	if fleet == "" {
+		return strings.Join(every, " or ")
+	}
+	own := []string{vault.FleetAdminPolicy(fleet)}
+	if capability == canRead {
+		own = append(own, vault.FleetOperatorPolicy(fleet))
+	}
+	return strings.Join(own, " or ") + " (or, for every fleet, " + strings.Join(every, " or ") + ")"
+}
+
+// heldPolicies says which policies the refused token holds, when known.
+func heldPolicies(ti vault.TokenInfo, lookupErr error) string {
+	if lookupErr != nil || len(ti.Policies) == 0 {
+		return ""
+	}
+	return " (it holds " + strings.Join(ti.Policies, ", ") + ")"
 }
 
 func (s *Service) fleet(name string) error {

@@ -100,6 +100,9 @@ func (s *Service) DeviceAction(ctx context.Context, token, action, fleet, id str
 	var d inventory.Device
 	switch action {
 	case "approve":
+		if err := s.seen(ctx, fleet, id, req.Preauthorize); err != nil {
+			return wire.Device{}, err
+		}
 		d, err = s.core.Approve(ctx, actor, fleet, id, req.Enrollment)
 	case "reject":
 		d, err = s.core.Reject(ctx, actor, fleet, id, reason)
@@ -128,4 +131,21 @@ func (s *Service) Preauthorize(ctx context.Context, token, fleet string, req wir
 		return wire.Errorf(wire.CodeInvalidRequest, "device_ids: want 1 to 1000 devices")
 	}
 	return s.core.Preauthorize(ctx, actor, fleet, req.DeviceIDs)
+}
+
+// seen refuses an approval of a device the server never heard from (most
+// likely a mistyped ID, which would otherwise be approved in advance and
+// sit waiting for a device nobody has), unless the administrator said
+// that is what they mean.
+func (s *Service) seen(ctx context.Context, fleet, id string, preauthorize bool) error {
+	if preauthorize {
+		return nil
+	}
+	_, err := s.core.Device(ctx, fleet, id)
+	if wire.CodeOf(err) != wire.CodeNotFound {
+		return err
+	}
+	return wire.Errorf(wire.CodeUnknownDevice,
+		"fleet %s has no device %s: nothing has asked to enroll under that ID. Check the ID (enrollctl devices -fleet %s -state pending lists the devices waiting), or approve it in advance with -preauthorize",
+		fleet, id, fleet)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/edge-enroll/enroll/enroll-server/audit"
 	"github.com/edge-enroll/enroll/enroll-server/enrollment"
@@ -116,6 +117,19 @@ func (s *Service) EndGeneration(ctx context.Context, token, fleet string, n int,
 		return wire.GenerationEnded{}, err
 	}
 	ids, count := dependents(devs, n)
+	var forced []string
+	if state == vault.GenerationRetired {
+		grace, err := s.graceLeft(ctx, fleet, n, count)
+		if err != nil {
+			return wire.GenerationEnded{}, err
+		}
+		if grace != nil && !force {
+			return wire.GenerationEnded{}, grace
+		}
+		if grace != nil {
+			forced = append(forced, "within its rotation grace period")
+		}
+	}
 	if count > 0 && state == vault.GenerationRetired && !force {
 		more := ""
 		if count > len(ids) {
@@ -124,6 +138,9 @@ func (s *Service) EndGeneration(ctx context.Context, token, fleet string, n int,
 		return wire.GenerationEnded{}, wire.Errorf(wire.CodeGenerationInUse,
 			"%d devices still depend on generation %d (no device key registered yet): %s%s; let them refresh first, or retire with -force",
 			count, n, strings.Join(ids, ", "), more)
+	}
+	if count > 0 && state == vault.GenerationRetired {
+		forced = append(forced, itoa(count)+" dependent devices")
 	}
 	destroyed, err := s.vault.EndGeneration(ctx, fleet, n, state)
 	switch {
@@ -136,12 +153,49 @@ func (s *Service) EndGeneration(ctx context.Context, token, fleet string, n int,
 	}
 	s.core.ForgetGenerations(fleet)
 	detail := "generation " + itoa(n) + ", destroyed " + itoa(destroyed) + " secret IDs"
-	if count > 0 {
-		detail += ", " + itoa(count) + " dependent devices (forced)"
+	if len(forced) > 0 {
+		detail += ", forced: " + strings.Join(forced, ", ")
 	}
 	s.audit(ctx, actor, "admin:"+state, fleet, detail)
 	return wire.GenerationEnded{Generation: n, State: state, DestroyedSecretIDs: destroyed, Dependents: count,
 		GraceSeconds: int(enrollment.GenerationCacheTTL.Seconds())}, nil
+}
+
+// graceLeft returns the refusal of a retire of generation n while the
+// fleet's rotation grace period since the rotation that superseded it
+// runs (images in the field may still carry it), or nil once it is over.
+// dependents is how many devices still depend on the generation.
+func (s *Service) graceLeft(ctx context.Context, fleet string, n, dependents int) (*wire.Error, error) {
+	g, err := s.vault.Generations(ctx, fleet)
+	if err != nil {
+		return nil, err
+	}
+	var next *vault.Generation // the generation that superseded n
+	for i, x := range g.List {
+		if x.N > n && (next == nil || x.N < next.N) {
+			next = &g.List[i]
+		}
+	}
+	grace := s.core.RotationGrace(fleet)
+	if next == nil || grace <= 0 {
+		return nil, nil // n is the current one (refused below) or unknown
+	}
+	ends := next.CreatedAt.Add(grace)
+	now := timeNow()
+	if !now.Before(ends) {
+		return nil, nil
+	}
+	last := ""
+	if use, err := s.store.GenerationUse(ctx, fleet); err == nil {
+		for _, u := range use {
+			if u.Generation == n && !u.Last.IsZero() {
+				last = fmt.Sprintf("; its credential was last presented at %s", u.Last.UTC().Format(time.RFC3339))
+			}
+		}
+	}
+	return wire.Errorf(wire.CodeGenerationInGrace,
+		"generation %d was superseded by generation %d at %s; its grace period (rotation_grace %v) ends at %s, in %v: images in the field may still carry it, and %d devices still depend on it%s. Retire it after that (enrollctl generations -fleet %s shows its use), or now with -force",
+		n, next.N, next.CreatedAt.UTC().Format(time.RFC3339), grace, ends.UTC().Format(time.RFC3339), ends.Sub(now).Round(time.Second), dependents, last, fleet), nil
 }
 
 // Batch pre-provisions wrapped secret IDs for an orchestrator.
@@ -150,12 +204,7 @@ func (s *Service) Batch(ctx context.Context, token, fleet string, req wire.Devic
 	if err != nil {
 		return wire.Batch{}, err
 	}
-	items, err := s.core.PreProvision(ctx, actor, fleet, req.DeviceIDs)
-	out := wire.Batch{Items: make([]wire.BatchItem, 0, len(items))}
-	for i, it := range items {
-		out.Items = append(out.Items, wire.BatchItem{Fleet: fleet, DeviceID: req.DeviceIDs[i], EnrollResponse: it})
-	}
-	return out, err
+	return s.core.PreProvision(ctx, actor, fleet, req.DeviceIDs)
 }
 
 // Alerts lists the stored security alerts.

@@ -76,7 +76,7 @@ func buildFleets(cfg config.File) ([]enrollment.Fleet, error) {
 		out = append(out, enrollment.Fleet{Name: f.Name, WrapTTL: f.WrapTTL, TPM: tpm,
 			TokenTTL: f.DeviceTokenTTL, TokenMaxTTL: f.DeviceTokenMaxTTL, SecretIDTTL: f.DeviceSecretIDTTL,
 			RecoveryBudget: *f.RecoveryBudget, RecoveryWindow: f.RecoveryWindow,
-			Approval: f.Admission, AckTimeout: f.AckTimeout, KeyMaxAge: f.DeviceKeyMaxAge,
+			Approval: f.Admission, AckTimeout: f.AckTimeout, KeyMaxAge: f.DeviceKeyMaxAge, RotationGrace: *f.RotationGrace,
 			Limits: admission.Limits{Rate: f.RateLimit, Burst: f.RateBurst, MaxConcurrent: f.MaxConcurrent, MaxPerSource: f.MaxPerSource, Closed: f.Enrollment == "closed"}})
 	}
 	return out, nil

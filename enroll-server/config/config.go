@@ -114,6 +114,12 @@ type Fleet struct {
 	MaxPerSource int `yaml:"max_sessions_per_source"`
 	// Enrollment is open or closed (the fleet's enrollment window).
 	Enrollment string `yaml:"enrollment"`
+	// RotationGrace is how long after a rotation the generation it
+	// superseded must stay live (devices still in the field with the old
+	// image enroll meanwhile) before an administrator may retire it
+	// without -force; 0 lets a retire follow at once. Unset means the
+	// default.
+	RotationGrace *time.Duration `yaml:"rotation_grace"`
 	// TPM is the fleet's attestation policy.
 	TPM TPM `yaml:"tpm"`
 }
@@ -148,6 +154,9 @@ func Default() File {
 		Alerts:    Alerts{WebhookTimeout: 5 * time.Second, SweepInterval: 15 * time.Second},
 	}
 }
+
+// DefaultRotationGrace is a fleet's rotation_grace when unset.
+const DefaultRotationGrace = 24 * time.Hour
 
 // FleetDefaults fills in a fleet's unset durations.
 func FleetDefaults(f Fleet) Fleet {
@@ -187,6 +196,9 @@ func FleetDefaults(f Fleet) Fleet {
 	}
 	if f.Enrollment == "" {
 		f.Enrollment = "open"
+	}
+	if f.RotationGrace == nil {
+		f.RotationGrace = new(DefaultRotationGrace)
 	}
 	if f.TPM.Mode == "" {
 		f.TPM.Mode = "off"
@@ -336,6 +348,9 @@ func (f File) Validate() error {
 		}
 		if fl.DeviceSecretIDTTL < 0 {
 			bad(key+".device_secret_id_ttl", "must not be negative")
+		}
+		if fl.RotationGrace != nil && *fl.RotationGrace < 0 {
+			bad(key+".rotation_grace", "must not be negative")
 		}
 		if fl.DeviceKeyMaxAge < 0 {
 			bad(key+".device_key_max_age", "must not be negative")

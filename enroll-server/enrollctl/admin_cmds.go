@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -54,8 +53,12 @@ func deviceActionCmd(env Env, action string) *cobra.Command {
 	device := fs.String("device", "", "device ID (the same as a DEVICE_ID argument)")
 	reason := fs.String("reason", "", "why (shown to the device and in the audit log)")
 	var enrollment *string
+	preauthorize := new(bool)
 	if action == "approve" {
 		enrollment = fs.String("enrollment", "", "the held request's enrollment ID, for a device that is already enrolled")
+		// Without it the server refuses a device ID it never heard from: a
+		// typo would otherwise wait, approved, for a device nobody has.
+		preauthorize = fs.Bool("preauthorize", false, "approve a device ID that has not asked to enroll yet (it may enroll when it first does)")
 	}
 	sf := addServerFlags(fs)
 	required(cmd, "fleet")
@@ -67,7 +70,7 @@ func deviceActionCmd(env Env, action string) *cobra.Command {
 		if len(ids) == 0 {
 			return cmdline.Usagef("name the device: enrollctl %s -fleet %s DEVICE_ID", action, *fleet)
 		}
-		in := wire.Reason{Reason: *reason}
+		in := wire.Reason{Reason: *reason, Preauthorize: *preauthorize}
 		if enrollment != nil && *enrollment != "" {
 			if len(ids) > 1 {
 				return cmdline.Usagef("-enrollment names one device's held request; give one DEVICE_ID")
@@ -197,7 +200,9 @@ func endGenerationCmd(env Env, end string) *cobra.Command {
 		Short: "End an old generation after its grace period",
 		Long: `Retire an old bootstrap generation: its enrollment secret IDs are destroyed
 and every server replica refuses its enrollment tokens within the grace
-printed. Refused while devices depend on it (see generations), unless -force.`,
+printed. Refused within the fleet's rotation_grace since the rotation that
+superseded it, and while devices depend on it (see generations), unless
+-force (audited as forced).`,
 		Example: "  enrollctl retire -fleet acme -generation 1\n  enrollctl retire -fleet acme -generation 1 -force   # strand them knowingly",
 		Args:    cobra.NoArgs,
 	}
@@ -210,7 +215,7 @@ tokens within the grace printed.`
 	}
 	fleet := cmd.Flags().String("fleet", "", "fleet (required)")
 	n := cmd.Flags().Int("generation", 0, "generation to end (required)")
-	force := cmd.Flags().Bool("force", false, "retire even while devices still depend on the generation")
+	force := cmd.Flags().Bool("force", false, "retire even within the rotation grace period or while devices still depend on the generation (audited as forced)")
 	sf := addServerFlags(cmd.Flags())
 	required(cmd, "fleet", "generation")
 	return withRun(env, cmd, func(ctx context.Context, env Env, _ []string) error {
@@ -231,36 +236,6 @@ tokens within the grace printed.`
 			fmt.Fprintf(env.Stdout, "warning: %d devices without a device key depended on it and can no longer re-enroll on their own\n", r.Dependents)
 		}
 		return nil
-	})
-}
-
-// batchCmd pre-provisions devices and writes one credential file per
-// device, for an orchestrator to inject at the client's preprovisioned_path.
-func batchCmd(env Env) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "batch DEVICE_ID...",
-		Short: "Pre-provision wrapped credentials for an orchestrator",
-		Long: `Pre-provision devices: one response-wrapped credential per device, written
-to -out-dir as DEVICE_ID.json (0600), for an orchestrator to inject at the
-client's preprovisioned_path before the wrap TTL runs out.`,
-		Example: "  enrollctl batch -fleet acme -out-dir creds/ sensor-30 sensor-31",
-		Args:    cobra.MinimumNArgs(1),
-	}
-	fleet := cmd.Flags().String("fleet", "", "fleet (required)")
-	dir := cmd.Flags().String("out-dir", "", "directory for one <device>.json per device, 0600 (required)")
-	sf := addServerFlags(cmd.Flags())
-	required(cmd, "fleet", "out-dir")
-	return withRun(env, cmd, func(ctx context.Context, env Env, ids []string) error {
-		var b wire.Batch
-		err := sf.call(ctx, env, http.MethodPost, wire.AdminFleetPath(*fleet, "batch"), nil, wire.DeviceIDs{DeviceIDs: ids}, &b)
-		for _, it := range b.Items {
-			raw, _ := json.MarshalIndent(it, "", "  ")
-			if werr := writeOwnerOnly(filepath.Join(*dir, it.DeviceID+".json"), append(raw, '\n')); werr != nil {
-				return werr
-			}
-		}
-		fmt.Fprintf(env.Stdout, "wrote %d pre-provisioned credentials to %s (wrap TTL: inject them before they expire)\n", len(b.Items), *dir)
-		return err
 	})
 }
 

@@ -37,15 +37,37 @@ func addServerFlags(fs *pflag.FlagSet) *serverFlags {
 // rawTo copies a response body to a writer instead of decoding it.
 type rawTo struct{ w io.Writer }
 
-// call calls an admin endpoint with the administrator's Vault token,
-// sending in as JSON when it is not nil and decoding the answer into out.
+// call calls an admin endpoint with a fresh child of the administrator's
+// Vault token, sending in as JSON when it is not nil and decoding the
+// answer into out.
 func (s *serverFlags) call(ctx context.Context, env Env, method, path string, q url.Values, in, out any) error {
+	c, err := s.client(env)
+	if err != nil {
+		return err
+	}
+	tok, err := adminToken(ctx, env)
+	if err != nil {
+		return err
+	}
+	return c.do(ctx, tok, method, path, q, in, out)
+}
+
+// adminClient calls the admin API of one server.
+type adminClient struct {
+	env    Env
+	base   string
+	caPath string
+	http   *http.Client
+}
+
+// client checks the server's address and CA and builds its client.
+func (s *serverFlags) client(env Env) (*adminClient, error) {
 	base := s.url
 	if base == "" {
 		base = env.Getenv("ENROLL_SERVER_URL")
 	}
 	if err := bundle.ValidateURL(base); err != nil {
-		return fmt.Errorf("server URL (-server-url or $ENROLL_SERVER_URL): %w", err)
+		return nil, fmt.Errorf("server URL (-server-url or $ENROLL_SERVER_URL): %w", err)
 	}
 	caPath := s.ca
 	if caPath == "" {
@@ -53,13 +75,23 @@ func (s *serverFlags) call(ctx context.Context, env Env, method, path string, q 
 	}
 	caPEM, err := readOptional(caPath)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("server CA (-server-ca or $ENROLL_SERVER_CA): %w", err)
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	if caPEM != "" {
 		pool, _ := bundle.CertPool(caPEM)
 		tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}
 	}
+	return &adminClient{env: env, base: strings.TrimSuffix(base, "/"), caPath: caPath,
+		http: &http.Client{Transport: tr, Timeout: 5 * time.Minute,
+			// A redirect would carry the token elsewhere.
+			CheckRedirect: func(*http.Request, []*http.Request) error {
+				return errors.New("the server answered with a redirect; enrollctl does not follow redirects with a token (check -server-url)")
+			}}}, nil
+}
+
+// do makes one call with tok (see call).
+func (c *adminClient) do(ctx context.Context, tok, method, path string, q url.Values, in, out any) error {
 	var body io.Reader
 	if in != nil {
 		raw, err := json.Marshal(in)
@@ -68,7 +100,7 @@ func (s *serverFlags) call(ctx context.Context, env Env, method, path string, q 
 		}
 		body = bytes.NewReader(raw)
 	}
-	u := strings.TrimSuffix(base, "/") + path
+	u := c.base + path
 	if len(q) > 0 {
 		u += "?" + q.Encode()
 	}
@@ -79,19 +111,10 @@ func (s *serverFlags) call(ctx context.Context, env Env, method, path string, q 
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	tok, err := adminToken(ctx, env)
-	if err != nil {
-		return err
-	}
 	req.Header.Set(wire.HeaderVaultToken, tok)
-	client := &http.Client{Transport: tr, Timeout: 5 * time.Minute,
-		// A redirect would carry the token elsewhere.
-		CheckRedirect: func(*http.Request, []*http.Request) error {
-			return errors.New("the server answered with a redirect; enrollctl does not follow redirects with a token (check -server-url)")
-		}}
-	resp, err := client.Do(req)
+	resp, err := c.http.Do(req)
 	if err != nil {
-		return err
+		return serverHint(err, c.base, c.caPath)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode == http.StatusOK {
@@ -107,7 +130,7 @@ func (s *serverFlags) call(ctx context.Context, env Env, method, path string, q 
 	if resp.StatusCode != http.StatusOK {
 		var eb wire.ErrorBody
 		if json.Unmarshal(data, &eb) == nil && eb.Error.Code != "" {
-			return &eb.Error
+			return refusedHint(&eb.Error, c.env)
 		}
 		return fmt.Errorf("server answered %s", resp.Status)
 	}
@@ -132,7 +155,8 @@ func adminToken(ctx context.Context, env Env) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return a.AdminChildToken(ctx, adminTokenTTL)
+	tok, err := a.AdminChildToken(ctx, adminTokenTTL)
+	return tok, vaultHint(err, env)
 }
 
 func devicesCmd(env Env) *cobra.Command {

@@ -28,6 +28,7 @@ import (
 // Env is how the CLI reads its environment; tests pass their own.
 type Env struct {
 	Getenv func(string) string
+	Stdin  io.Reader // nil reads as empty
 	Stdout io.Writer
 	Stderr io.Writer
 }
@@ -77,7 +78,7 @@ of that token, never the token itself.`)
 // command's own stdout and stderr.
 func withRun(env Env, cmd *cobra.Command, run func(ctx context.Context, env Env, args []string) error) *cobra.Command {
 	cmd.RunE = func(c *cobra.Command, args []string) error {
-		return run(c.Context(), Env{Getenv: env.Getenv, Stdout: c.OutOrStdout(), Stderr: c.ErrOrStderr()}, args)
+		return vaultHint(run(c.Context(), Env{Getenv: env.Getenv, Stdin: env.Stdin, Stdout: c.OutOrStdout(), Stderr: c.ErrOrStderr()}, args), env)
 	}
 	return cmd
 }

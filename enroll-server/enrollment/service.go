@@ -102,8 +102,11 @@ type Fleet struct {
 	// KeyMaxAge is how old a device key may grow before the device must
 	// rotate it at its next refresh; 0 means never.
 	KeyMaxAge time.Duration
-	Limits    admission.Limits
-	TPM       TPMPolicy
+	// RotationGrace is how long a superseded generation stays live before
+	// an administrator may retire it without forcing.
+	RotationGrace time.Duration
+	Limits        admission.Limits
+	TPM           TPMPolicy
 }
 
 // Approval modes.
@@ -225,6 +228,10 @@ func (s *Service) SetFleets(fleets []Fleet) (slow []string, err error) {
 	s.fleets.Store(&m)
 	return slow, nil
 }
+
+// RotationGrace is fleet's rotation grace period (0 for a fleet not
+// served here).
+func (s *Service) RotationGrace(fleet string) time.Duration { f, _ := s.fleet(fleet); return f.RotationGrace }
 
 // ForgetGenerations drops the cached generation record of a fleet, after
 // an administrator changed it.

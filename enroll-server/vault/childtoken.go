@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -37,19 +38,29 @@ func adminPolicies(policies []string) []string {
 // names who acted.
 func (a *Admin) AdminChildToken(ctx context.Context, ttl time.Duration) (string, error) {
 	self, err := a.c.Auth().Token().LookupSelfWithContext(ctx)
-	if err != nil {
+	switch {
+	case invalidToken(err):
+		return "", fmt.Errorf("%w: Vault refused it (expired, revoked or mistyped)", ErrInvalidToken)
+	case statusOf(err) == http.StatusForbidden:
+		return "", errors.New("your Vault token may not look itself up (Vault's default policy allows that): log in with a token that holds the default policy and your edge-enroll admin policy")
+	case err != nil:
 		return "", fmt.Errorf("look up your Vault token: %w", err)
 	}
 	raw, _ := self.TokenPolicies()
 	policies := adminPolicies(raw)
 	if len(policies) == 0 {
-		return "", errors.New("your Vault token holds none of the edge-enroll admin or operator policies")
+		return "", fmt.Errorf("your Vault token holds none of the edge-enroll admin or operator policies (it holds %s): ask for %s-FLEET or %s-FLEET (or, for every fleet, %s or %s), then log in to Vault again",
+			strings.Join(raw, ", "), AdminPolicy, OperatorPolicy, AdminPolicy, OperatorPolicy)
 	}
 	name, _ := self.Data["display_name"].(string)
 	child, err := a.c.Auth().Token().CreateWithContext(ctx, &api.TokenCreateRequest{
 		Policies: policies, NoDefaultPolicy: true, TTL: ttl.String(), ExplicitMaxTTL: ttl.String(),
 		Renewable: new(false), DisplayName: "enrollctl-" + name,
 	})
+	if invalidToken(err) {
+		// It expired between the two calls.
+		return "", fmt.Errorf("%w: Vault refused it (expired, revoked or mistyped)", ErrInvalidToken)
+	}
 	if err != nil {
 		return "", fmt.Errorf("make a short-lived child of your Vault token (the admin policies allow auth/token/create; run enrollctl setup again if they do not): %w", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/vault/api"
@@ -119,6 +120,13 @@ func statusOf(err error) int {
 		return re.StatusCode
 	}
 	return 0
+}
+
+// invalidToken reports whether Vault refused a request because it does not
+// know the token that made it (expired, revoked or never issued): Vault
+// then says "invalid token" besides "permission denied".
+func invalidToken(err error) bool {
+	return err != nil && statusOf(err) == http.StatusForbidden && strings.Contains(err.Error(), "invalid token")
 }
 
 // IsUnavailable reports whether err means Vault could not answer (network,

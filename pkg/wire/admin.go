@@ -86,6 +86,9 @@ type Reason struct {
 	// EKHash, on a rebind, names the only TPM (hex SHA-256 of its EK, as
 	// `enroll-client tpm-info` prints it) the device may move to.
 	EKHash string `json:"ek_hash,omitempty"`
+	// Preauthorize lets an approval name a device the server has never
+	// heard from; without it such an approval is refused as a likely typo.
+	Preauthorize bool `json:"preauthorize,omitempty"`
 }
 
 // Generation is one bootstrap credential generation and its use.
@@ -133,6 +136,10 @@ type GenerationEnded struct {
 	GraceSeconds int `json:"grace_seconds"`
 }
 
+// MaxBatchDevices bounds the devices of one pre-provisioning request; a
+// larger batch is sent as several requests.
+const MaxBatchDevices = 500
+
 // BatchItem is one device's pre-provisioned credential.
 type BatchItem struct {
 	Fleet    string `json:"fleet"`
@@ -140,9 +147,22 @@ type BatchItem struct {
 	EnrollResponse
 }
 
-// Batch is the answer to a pre-provisioning request.
+// BatchFailure is a device of a batch that got no credential, and why.
+type BatchFailure struct {
+	DeviceID string `json:"device_id"`
+	Code     Code   `json:"code"`
+	Message  string `json:"message"`
+}
+
+// Batch is the answer to a pre-provisioning request: a credential for
+// each device in Items, the others in Failed with their reason. Every
+// credential minted is in Items, even when the batch stopped early.
 type Batch struct {
-	Items []BatchItem `json:"items"`
+	Items  []BatchItem    `json:"items"`
+	Failed []BatchFailure `json:"failed,omitempty"`
+	// WrapTTLSeconds is how long each credential waits to be unwrapped:
+	// inject it before its wrap_expires_at.
+	WrapTTLSeconds int `json:"wrap_ttl_seconds,omitempty"`
 }
 
 // AuditCheck is the result of verifying the audit log.

@@ -25,6 +25,7 @@ const (
 	CodeDeviceQuarantined     Code = "device_quarantined"
 	CodeRejected              Code = "rejected"
 	CodeUnauthenticated       Code = "unauthenticated"
+	CodeInvalidToken          Code = "invalid_token"
 	CodeForbidden             Code = "forbidden"
 	CodeNotFound              Code = "not_found"
 	CodeRateLimited           Code = "rate_limited"
@@ -39,6 +40,7 @@ const (
 	CodeUnknownDevice         Code = "unknown_device"
 	CodeGenerationCurrent     Code = "generation_current"
 	CodeGenerationInUse       Code = "generation_in_use"
+	CodeGenerationInGrace     Code = "generation_in_grace"
 	CodeInternal              Code = "internal"
 )
 
@@ -56,6 +58,7 @@ var codeStatus = map[Code]int{
 	CodeDeviceQuarantined:     http.StatusForbidden,
 	CodeRejected:              http.StatusForbidden,
 	CodeUnauthenticated:       http.StatusUnauthorized,
+	CodeInvalidToken:          http.StatusUnauthorized,
 	CodeForbidden:             http.StatusForbidden,
 	CodeNotFound:              http.StatusNotFound,
 	CodeRateLimited:           http.StatusTooManyRequests,
@@ -70,6 +73,7 @@ var codeStatus = map[Code]int{
 	CodeUnknownDevice:         http.StatusNotFound,
 	CodeGenerationCurrent:     http.StatusConflict,
 	CodeGenerationInUse:       http.StatusConflict,
+	CodeGenerationInGrace:     http.StatusConflict,
 	CodeInternal:              http.StatusInternalServerError,
 }
 

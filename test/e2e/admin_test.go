@@ -43,7 +43,7 @@ func TestAdminDevicesIsAuthorisedByVault(t *testing.T) {
 		{"operator policy", tokenWith(vault.OperatorPolicy), http.StatusOK, ""},
 		{"a device's token", st.Token, http.StatusForbidden, "forbidden"},
 		{"a token with only the default policy", tokenWith("default"), http.StatusForbidden, "forbidden"},
-		{"an unknown token", "hvs.nosuchtoken", http.StatusUnauthorized, "unauthenticated"},
+		{"an unknown token", "hvs.nosuchtoken", http.StatusUnauthorized, "invalid_token"},
 		{"no token", "", http.StatusUnauthorized, "unauthenticated"},
 	}
 	for _, tt := range tests {

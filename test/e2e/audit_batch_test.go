@@ -28,7 +28,7 @@ import (
 func TestAuditLogDetectsTampering(t *testing.T) {
 	e := newEnv(t)
 	e.enroll(e.newDevice("sensor-a", nil))
-	if status, body := e.adminCall("POST", "/v1/admin/devices/acme/sensor-b/approve", e.vault.RootToken, ""); status != 200 {
+	if status, body := e.adminCall("POST", "/v1/admin/devices/acme/sensor-b/approve", e.vault.RootToken, `{"preauthorize":true}`); status != 200 {
 		t.Fatalf("approve: %d %s", status, body)
 	}
 	_, export := e.get("/v1/admin/audit", e.vault.RootToken)

@@ -151,7 +151,8 @@ func newEnv(t testing.TB, opts ...options) *env {
 	cfg.Vault.Address = vs.Addr
 	cfg.Vault.CredentialsFile = credPath
 	cfg.StatePath = e.statePath
-	fl := config.Fleet{Name: fleet}
+	// Tests rotate and retire at once unless they test the grace period.
+	fl := config.Fleet{Name: fleet, RotationGrace: new(time.Duration(0))}
 	if o.fleet != nil {
 		o.fleet(&fl)
 	}
