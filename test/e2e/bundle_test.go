@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/edge-enroll/enroll/enroll-server/enrollctl"
 	"github.com/edge-enroll/enroll/pkg/bundle"
@@ -171,6 +172,45 @@ func TestBundleChecksAndEnrolls(t *testing.T) {
 				return // not a server devices can reach
 			}
 			e.enroll(e.newDevice("sensor-"+strconv.Itoa(i), func(d *bundle.Bundle) { *d = *b }))
+		})
+	}
+}
+
+// A device whose bundle does not trust Vault's or the server's certificate
+// says, in its status and its log, which bundle field to fix.
+func TestDeviceNamesTheBundleFieldToFix(t *testing.T) {
+	e := newEnv(t, options{tlsVault: true})
+	other, err := vaulttest.NewPrivateCA(t.TempDir(), "wrong")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrong := readFile(t, other.CertFile)
+	for _, tt := range []struct {
+		field string
+		mod   func(*bundle.Bundle)
+	}{
+		{"vault_ca_pem", func(b *bundle.Bundle) { b.VaultCAPEM = wrong }},
+		{"server_ca_pem", func(b *bundle.Bundle) { b.ServerCAPEM = wrong }},
+	} {
+		t.Run(tt.field, func(t *testing.T) {
+			id := "sensor-" + strings.ReplaceAll(tt.field, "_", "-")
+			d := e.newDevice(id, tt.mod)
+			runDaemon(t, d)
+			var last string
+			waitFor(t, 30*time.Second, "a status naming "+tt.field, func() bool {
+				last = d.lastStatus().LastError
+				return strings.Contains(last, "fix the bundle's "+tt.field)
+			})
+			if !strings.Contains(last, "certificate signed by unknown authority") {
+				t.Fatalf("the status does not say what failed: %s", last)
+			}
+			found := false
+			for _, l := range e.logs.lines("step failed: the bundle does not trust the certificate; will retry") {
+				found = found || (l["device_id"] == id && l["bundle_field"] == tt.field)
+			}
+			if !found {
+				t.Fatalf("no log line names bundle_field=%s for %s", tt.field, id)
+			}
 		})
 	}
 }
