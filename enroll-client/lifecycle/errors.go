@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/edge-enroll/enroll/enroll-client/serverapi"
+	"github.com/edge-enroll/enroll/enroll-client/vault"
 )
 
 // ErrRejected is returned (wrapped) when the device stopped for a
@@ -28,4 +29,21 @@ func retryAfterOf(err error) time.Duration {
 		return se.RetryAfter
 	}
 	return 0
+}
+
+// untrusted names the bundle field to fix when Vault's or the server's
+// TLS certificate is not signed by a CA the bundle trusts for it, and
+// says so in the error. The device keeps retrying (the far end's
+// certificate may be what changes), but only a new bundle fixes its own
+// side: the status and the log say which field.
+func untrusted(err error) (field string, explained error) {
+	switch {
+	case errors.Is(err, vault.ErrUntrustedCertificate):
+		return "vault_ca_pem", fmt.Errorf("%w; fix the bundle's vault_ca_pem: it must hold the CA that issued Vault's certificate "+
+			"(enrollctl bundle -device-vault-ca), then restart enroll-client", err)
+	case errors.Is(err, serverapi.ErrUntrustedCertificate):
+		return "server_ca_pem", fmt.Errorf("%w; fix the bundle's server_ca_pem: it must hold the CA that issued the server's certificate "+
+			"(enrollctl bundle -server-ca), then restart enroll-client", err)
+	}
+	return "", err
 }

@@ -377,7 +377,13 @@ func (m *Machine) Run(ctx context.Context, untilEnrolled bool) error {
 			continue
 		}
 		delay := m.retryCap(&st, m.backoff.Next(retryAfterOf(err)))
-		m.log.Warn("step failed; will retry", "phase", st.Phase, "err", err, "retry_in", delay.Round(time.Millisecond))
+		if field, explained := untrusted(err); field != "" {
+			err = explained
+			m.log.Error("step failed: the bundle does not trust the certificate; will retry", "phase", st.Phase,
+				"bundle_field", field, "err", err, "retry_in", delay.Round(time.Millisecond))
+		} else {
+			m.log.Warn("step failed; will retry", "phase", st.Phase, "err", err, "retry_in", delay.Round(time.Millisecond))
+		}
 		st.LastError = err.Error()
 		m.publish(st, m.clock.Now().Add(delay))
 		if m.sleep(ctx, delay) != nil {

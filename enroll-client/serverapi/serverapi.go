@@ -33,6 +33,10 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("enroll-server answered %d %s: %s", e.Status, e.Err.Code, e.Err.Message)
 }
 
+// ErrUntrustedCertificate: the server's TLS certificate is not signed by a
+// CA the client trusts for the server.
+var ErrUntrustedCertificate = errors.New("the server's certificate is signed by an unknown authority")
+
 // Retryable reports whether the same request may succeed later.
 func (e *Error) Retryable() bool {
 	return e.Err.Code.Retryable() || e.Status == http.StatusTooManyRequests || e.Status >= 500
@@ -120,6 +124,10 @@ func (c *Client) post(ctx context.Context, path string, in, out any) error {
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		// Never include the request: it carries a token.
+		var unknown x509.UnknownAuthorityError
+		if errors.As(err, &unknown) {
+			return fmt.Errorf("POST %s: %w: %w", path, ErrUntrustedCertificate, scrub(err))
+		}
 		return fmt.Errorf("POST %s: %w", path, scrub(err))
 	}
 	defer resp.Body.Close()

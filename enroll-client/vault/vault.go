@@ -7,6 +7,7 @@ package vault
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,6 +29,9 @@ var (
 	ErrCredentialRefused = errors.New("vault refused the credential")
 	// ErrTokenInvalid: the token can no longer be used or renewed.
 	ErrTokenInvalid = errors.New("token is no longer valid")
+	// ErrUntrustedCertificate: Vault's TLS certificate is not signed by a
+	// CA the client trusts for Vault.
+	ErrUntrustedCertificate = errors.New("vault's certificate is signed by an unknown authority")
 )
 
 // Client talks to Vault on behalf of the device.
@@ -96,7 +100,7 @@ func (c *Client) Login(ctx context.Context, mount, roleID, secretID string) (Aut
 		if isClientError(err) {
 			return Auth{}, fmt.Errorf("%w: %s", ErrCredentialRefused, vaultMessage(err))
 		}
-		return Auth{}, fmt.Errorf("vault login: %w", err)
+		return Auth{}, failed("vault login", err)
 	}
 	if sec == nil || sec.Auth == nil || sec.Auth.ClientToken == "" {
 		return Auth{}, errors.New("vault login: no token in the response")
@@ -125,7 +129,7 @@ func (c *Client) LookupWrapping(ctx context.Context, wrappingToken string) (Wrap
 		if isClientError(err) {
 			return WrapInfo{}, ErrWrappingInvalid
 		}
-		return WrapInfo{}, fmt.Errorf("look up wrapping token: %w", err)
+		return WrapInfo{}, failed("look up wrapping token", err)
 	}
 	if sec == nil || sec.Data == nil {
 		return WrapInfo{}, ErrWrappingInvalid
@@ -160,7 +164,7 @@ func (c *Client) UnwrapSecretID(ctx context.Context, wrappingToken string) (Secr
 		if isClientError(err) {
 			return SecretID{}, ErrWrappingInvalid
 		}
-		return SecretID{}, fmt.Errorf("unwrap: %w", err)
+		return SecretID{}, failed("unwrap", err)
 	}
 	if sec == nil || sec.Data == nil {
 		return SecretID{}, errors.New("unwrap: empty response")
@@ -190,7 +194,7 @@ func (c *Client) RenewSelf(ctx context.Context, token string, increment time.Dur
 		if isClientError(err) {
 			return Auth{}, fmt.Errorf("%w: %s", ErrTokenInvalid, vaultMessage(err))
 		}
-		return Auth{}, fmt.Errorf("renew token: %w", err)
+		return Auth{}, failed("renew token", err)
 	}
 	if sec == nil || sec.Auth == nil {
 		return Auth{}, errors.New("renew token: empty response")
@@ -200,6 +204,16 @@ func (c *Client) RenewSelf(ctx context.Context, token string, increment time.Dur
 		a.Token = token
 	}
 	return a, nil
+}
+
+// failed wraps an error that came back without an answer from Vault,
+// marking an untrusted certificate for the caller to name the fix.
+func failed(op string, err error) error {
+	var unknown x509.UnknownAuthorityError
+	if errors.As(err, &unknown) {
+		return fmt.Errorf("%s: %w: %w", op, ErrUntrustedCertificate, err)
+	}
+	return fmt.Errorf("%s: %w", op, err)
 }
 
 // isClientError reports whether Vault answered with a 4xx other than 429:

@@ -102,7 +102,7 @@ func addVaultFlags(fs *pflag.FlagSet) *vaultFlags {
 	v := &vaultFlags{layout: vault.DefaultLayout()}
 	fs.StringVar(&v.layout.EnrollMount, "enroll-mount", v.layout.EnrollMount, "AppRole mount of enrollment roles")
 	fs.StringVar(&v.layout.KVMount, "kv-mount", v.layout.KVMount, "KV v2 mount of fleet and device secrets")
-	fs.StringVar(&v.caFile, "vault-ca", "", "PEM CA bundle for Vault's TLS certificate (default: $VAULT_CACERT or system roots)")
+	fs.StringVar(&v.caFile, "vault-ca", "", "PEM CA bundle for Vault's TLS certificate (default: $VAULT_CACERT, $VAULT_CAPATH or system roots)")
 	return v
 }
 
@@ -111,11 +111,11 @@ func (v *vaultFlags) admin(env Env) (*vault.Admin, error) {
 	if addr == "" {
 		return nil, fmt.Errorf("VAULT_ADDR is not set")
 	}
-	ca := v.caFile
+	ca, caPath := v.caFile, ""
 	if ca == "" {
-		ca = env.Getenv("VAULT_CACERT")
+		ca, caPath = env.Getenv("VAULT_CACERT"), env.Getenv("VAULT_CAPATH")
 	}
-	return vault.NewAdmin(vault.Options{Address: addr, CAFile: ca, Token: env.Getenv("VAULT_TOKEN"), Timeout: 30 * time.Second}, v.layout)
+	return vault.NewAdmin(vault.Options{Address: addr, CAFile: ca, CAPath: caPath, Token: env.Getenv("VAULT_TOKEN"), Timeout: 30 * time.Second}, v.layout)
 }
 
 func setupCmd(env Env) *cobra.Command {
@@ -159,67 +159,31 @@ func bundleCmd(env Env) *cobra.Command {
 		Short: "Write a bootstrap bundle for a fleet's device images",
 		Long: `Write a bootstrap bundle (0600) for a fleet's device images: the server's
 and Vault's addresses and CAs, and a new enrollment secret ID of the fleet's
-current generation, minted each time it runs.`,
+current generation, minted each time it runs. Before it mints anything it
+checks, by a real TLS handshake, that devices will trust the server
+(-server-ca) and Vault (-device-vault-ca, default $VAULT_CACERT or
+$VAULT_CAPATH); an http:// server URL is refused. -offline skips the check
+for an image built where neither can be reached.`,
 		Example: "  enrollctl bundle -fleet acme -server-url https://enroll.example.com:8443 \\\n" +
 			"    -server-ca server-ca.crt -device-vault-ca vault-ca.crt -out bundle.json",
 		Args: cobra.NoArgs,
 	}
 	fs := cmd.Flags()
-	fleet := fs.String("fleet", "", "fleet name (required)")
-	serverURL := fs.String("server-url", "", "enrollment server URL (required)")
-	serverCA := fs.String("server-ca", "", "PEM CA bundle of the enrollment server's certificate")
-	vaultAddr := fs.String("vault-addr", "", "Vault address devices use (default: $VAULT_ADDR)")
-	vaultCA := fs.String("device-vault-ca", "", "PEM CA bundle devices trust for Vault (default: $VAULT_CACERT, the CA this command trusts)")
-	out := fs.String("out", "", "output file, written 0600 (required)")
+	var o bundleOptions
+	fs.StringVar(&o.Fleet, "fleet", "", "fleet name (required)")
+	fs.StringVar(&o.ServerURL, "server-url", "", "enrollment server URL devices use, https (required)")
+	fs.StringVar(&o.ServerCAFile, "server-ca", "", "PEM CA bundle devices trust for the enrollment server (default: their system roots)")
+	fs.StringVar(&o.DeviceVaultAddr, "device-vault-addr", "", "Vault address devices use (default: $VAULT_ADDR)")
+	fs.StringVar(&o.DeviceVaultAddr, "vault-addr", "", "former name of -device-vault-addr")
+	fs.StringVar(&o.DeviceVaultCAFile, "device-vault-ca", "", "PEM CA bundle devices trust for Vault (default: $VAULT_CACERT, else the certificates in $VAULT_CAPATH)")
+	fs.StringVar(&o.Out, "out", "", "output file, written 0600 (required)")
+	fs.BoolVar(&o.Offline, "offline", false, "skip the TLS check of the server and Vault (an image built where neither can be reached)")
+	fs.BoolVar(&o.DevHTTPVault, "dev-http-vault", false, "let devices reach Vault over plain http on a loopback address (a Vault dev server; never in production)")
+	_ = fs.MarkHidden("vault-addr")
 	vf := addVaultFlags(fs)
 	required(cmd, "fleet", "server-url", "out")
 	return withRun(env, cmd, func(ctx context.Context, env Env, _ []string) error {
-		if *vaultAddr == "" {
-			*vaultAddr = env.Getenv("VAULT_ADDR")
-		}
-		if *vaultCA == "" {
-			*vaultCA = env.Getenv("VAULT_CACERT")
-		}
-		serverPEM, err := readOptional(*serverCA)
-		if err != nil {
-			return err
-		}
-		vaultPEM, err := readOptional(*vaultCA)
-		if err != nil {
-			return err
-		}
-		a, err := vf.admin(env)
-		if err != nil {
-			return err
-		}
-		b := &bundle.Bundle{
-			Version: bundle.Version, Fleet: *fleet, ServerURL: *serverURL, ServerCAPEM: serverPEM,
-			VaultAddr: *vaultAddr, VaultCAPEM: vaultPEM, EnrollMount: vf.layout.EnrollMount,
-			DeviceMount: vault.DeviceMount(*fleet),
-		}
-		// Validate what the admin typed before minting a credential for it.
-		b.RoleID, b.SecretID, b.Generation = "placeholder", "placeholder", 1
-		if err := b.Validate(); err != nil {
-			return err
-		}
-		cred, err := a.MintEnrollmentCredential(ctx, *fleet)
-		if err != nil {
-			return err
-		}
-		b.RoleID, b.SecretID, b.Generation = cred.RoleID, cred.SecretID, cred.Generation
-		data, err := b.Marshal()
-		if err != nil {
-			return err
-		}
-		if err := writeOwnerOnly(*out, data); err != nil {
-			return err
-		}
-		fmt.Fprintf(env.Stdout, "wrote %s: fleet %s, generation %d, a new enrollment secret ID (accessor %s)\n", *out, *fleet, cred.Generation, cred.Accessor)
-		if vaultPEM == "" && strings.HasPrefix(*vaultAddr, "https://") {
-			fmt.Fprintln(env.Stdout, "note: the bundle names no CA for Vault: devices trust their system roots for", *vaultAddr,
-				"(pass -device-vault-ca for a private CA)")
-		}
-		return nil
+		return makeBundle(ctx, o, vf, env)
 	})
 }
 

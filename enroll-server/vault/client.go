@@ -24,8 +24,10 @@ var ErrNotFound = errors.New("not found in vault")
 type Options struct {
 	Address string
 	// CAFile is a PEM bundle trusted for Vault's TLS certificate; empty means
-	// the system roots.
-	CAFile  string
+	// the certificates in CAPath, or without it the system roots.
+	CAFile string
+	// CAPath is a directory of PEM CA certificates (as VAULT_CAPATH).
+	CAPath  string
 	Timeout time.Duration
 	// Token, when set, is used as is (an admin's token). The server logs in
 	// with its AppRole instead; see Server.
@@ -68,8 +70,8 @@ func newAPIClient(o Options) (*api.Client, error) {
 	if o.Timeout > 0 {
 		cfg.Timeout = o.Timeout
 	}
-	if o.CAFile != "" {
-		if err := cfg.ConfigureTLS(&api.TLSConfig{CACert: o.CAFile}); err != nil {
+	if o.CAFile != "" || o.CAPath != "" {
+		if err := cfg.ConfigureTLS(&api.TLSConfig{CACert: o.CAFile, CAPath: o.CAPath}); err != nil {
 			return nil, fmt.Errorf("vault TLS: %w", err)
 		}
 	}

@@ -51,12 +51,9 @@ say "Setting up fleet 'demo' in Vault (run twice: the second run changes nothing
 "$bin/enrollctl" setup -fleet demo
 "$bin/enrollctl" setup -fleet demo | tail -1
 
-say "Writing the server's Vault credentials, a development CA, and the device image's bootstrap bundle"
+say "Writing the server's Vault credentials and a development CA"
 "$bin/enrollctl" server-credentials -out "$work/server/vault-credentials.json"
 "$bin/enrollctl" dev-ca -dir "$work/tls" -hosts localhost,127.0.0.1
-"$bin/enrollctl" bundle -fleet demo -server-url "https://localhost:$server_port" \
-  -server-ca "$work/tls/ca.crt" -out "$work/device/bundle.json"
-ls -l "$work/device/bundle.json" "$work/server/vault-credentials.json" | awk '{print $1, $NF}'
 
 say "Writing a secret at the device's own path (and one for another device)"
 "$vault_bin" kv put -mount=edge-kv fleets/demo/devices/sensor-0001/config greeting="hello, sensor-0001" >/dev/null
@@ -82,6 +79,12 @@ say "Starting enroll-server on https://localhost:$server_port"
 "$bin/enroll-server" run -config "$work/server/config.yaml" >"$work/server.log" 2>&1 &
 pids+=($!)
 wait_http "https://localhost:$server_port/readyz" enroll-server || { cat "$work/server.log"; exit 1; }
+
+say "Writing the device image's bootstrap bundle (checked against the running server and Vault)"
+# The dev server speaks plain http on loopback: -dev-http-vault says that is meant.
+"$bin/enrollctl" bundle -fleet demo -server-url "https://localhost:$server_port" \
+  -server-ca "$work/tls/ca.crt" -dev-http-vault -out "$work/device/bundle.json"
+ls -l "$work/device/bundle.json" "$work/server/vault-credentials.json" | awk '{print $1, $NF}'
 
 cat >"$work/device/config.yaml" <<YAML
 device_id: sensor-0001

@@ -83,12 +83,19 @@ type env struct {
 	// logged; keep adds to it from any goroutine.
 	secretsMu sync.Mutex
 	secrets   []string
+
+	// vaultCAFile is the private CA of Vault's TLS certificate (with
+	// options.tlsVault); empty: Vault speaks plain http.
+	vaultCAFile string
 }
 
 // options change the environment newEnv builds.
 type options struct {
 	// persistent runs a Vault that can be stopped and restarted.
 	persistent bool
+	// tlsVault runs a persistent Vault serving TLS with a certificate
+	// from a private CA, as a production Vault does.
+	tlsVault bool
 	// fleet adjusts the fleet's server configuration.
 	fleet func(*config.Fleet)
 	// server adjusts the rest of the server's configuration.
@@ -103,21 +110,32 @@ func newEnv(t testing.TB, opts ...options) *env {
 	}
 	var vs *vaulttest.Server
 	var pv *vaulttest.Persistent
-	if o.persistent {
+	caFile := ""
+	switch {
+	case o.tlsVault:
+		dir := t.TempDir()
+		ca, err := vaulttest.NewPrivateCA(dir, "vault-ca")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert, key, err := ca.Issue(dir, "vault", "127.0.0.1", "localhost")
+		if err != nil {
+			t.Fatal(err)
+		}
+		caFile = ca.CertFile
+		pv = vaulttest.StartPersistentWith(t, vaulttest.PersistentOptions{TLSCertFile: cert, TLSKeyFile: key, TLSCAFile: caFile})
+		vs = pv.Server
+	case o.persistent:
 		pv = vaulttest.StartPersistent(t)
 		vs = pv.Server
-	} else {
+	default:
 		vs = vaulttest.StartDev(t)
 	}
-	root, err := api.NewClient(&api.Config{Address: vs.Addr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	root.SetToken(vs.RootToken)
-	e := &env{t: t, vault: vs, pvault: pv, root: root, layout: vault.DefaultLayout(), logs: &logBuffer{}}
+	e := &env{t: t, vault: vs, pvault: pv, vaultCAFile: caFile, layout: vault.DefaultLayout(), logs: &logBuffer{}}
+	e.root = e.clientFor(vs.RootToken)
 	ctx := context.Background()
 
-	admin, err := vault.NewAdmin(vault.Options{Address: vs.Addr, Token: vs.RootToken}, e.layout)
+	admin, err := vault.NewAdmin(vault.Options{Address: vs.Addr, CAFile: caFile, Token: vs.RootToken}, e.layout)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,6 +167,7 @@ func newEnv(t testing.TB, opts ...options) *env {
 	cfg.MetricsListen = "127.0.0.1:0"
 	cfg.TLS = config.TLSFile{CertFile: tlsFiles.ServerCert, KeyFile: tlsFiles.ServerKey}
 	cfg.Vault.Address = vs.Addr
+	cfg.Vault.CAFile = caFile
 	cfg.Vault.CredentialsFile = credPath
 	cfg.StatePath = e.statePath
 	// Tests rotate and retire at once unless they test the grace period.
@@ -169,6 +188,9 @@ func newEnv(t testing.TB, opts ...options) *env {
 		Version: bundle.Version, Fleet: fleet, ServerURL: e.serverURL, ServerCAPEM: e.caPEM,
 		VaultAddr: vs.Addr, EnrollMount: e.layout.EnrollMount, DeviceMount: vault.DeviceMount(fleet),
 		RoleID: cred.RoleID, SecretID: cred.SecretID, Generation: cred.Generation,
+	}
+	if caFile != "" {
+		e.bundle.VaultCAPEM = readFile(t, caFile)
 	}
 	if err := e.bundle.Validate(); err != nil {
 		t.Fatal(err)
@@ -370,9 +392,18 @@ func (e *env) deviceSecretIDAccessors(id string) []string {
 	return out
 }
 
-// clientFor returns a Vault client that uses token.
+// clientFor returns a Vault client that uses token (and trusts Vault's
+// private CA, if any).
 func (e *env) clientFor(token string) *api.Client {
-	c, err := api.NewClient(&api.Config{Address: e.vault.Addr})
+	cfg := &api.Config{Address: e.vault.Addr}
+	if e.vaultCAFile != "" {
+		cfg = api.DefaultConfig()
+		cfg.Address = e.vault.Addr
+		if err := cfg.ConfigureTLS(&api.TLSConfig{CACert: e.vaultCAFile}); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	c, err := api.NewClient(cfg)
 	if err != nil {
 		e.t.Fatal(err)
 	}

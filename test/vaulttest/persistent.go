@@ -2,6 +2,8 @@ package vaulttest
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,11 +24,28 @@ type Persistent struct {
 	bin, dir, config string
 	port             int
 	unsealKey        string
+	scheme           string
+	hc               *http.Client // trusts the listener's CA
+}
+
+// PersistentOptions change how StartPersistentWith runs Vault.
+type PersistentOptions struct {
+	// TLSCertFile and TLSKeyFile, when set, serve Vault's API over TLS
+	// with this certificate (for 127.0.0.1), issued by the CA in
+	// TLSCAFile; otherwise the listener is plain HTTP.
+	TLSCertFile, TLSKeyFile, TLSCAFile string
 }
 
 // StartPersistent starts, initialises and unseals a persistent Vault, and
 // stops it when the test ends.
 func StartPersistent(t testing.TB) *Persistent {
+	t.Helper()
+	return StartPersistentWith(t, PersistentOptions{})
+}
+
+// StartPersistentWith is StartPersistent with options: a production-like
+// Vault (not a dev server), over TLS when the options name a certificate.
+func StartPersistentWith(t testing.TB, o PersistentOptions) *Persistent {
 	t.Helper()
 	bin := Require(t)
 	dir := t.TempDir()
@@ -34,7 +53,22 @@ func StartPersistent(t testing.TB) *Persistent {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &Persistent{bin: bin, dir: dir, port: port, config: filepath.Join(dir, "vault.hcl")}
+	p := &Persistent{bin: bin, dir: dir, port: port, config: filepath.Join(dir, "vault.hcl"), scheme: "http",
+		hc: &http.Client{Timeout: 2 * time.Minute}}
+	tlsLines := "  tls_disable = true"
+	if o.TLSCertFile != "" {
+		pem, err := os.ReadFile(o.TLSCAFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			t.Fatalf("%s: no certificate", o.TLSCAFile)
+		}
+		p.scheme = "https"
+		p.hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
+		tlsLines = fmt.Sprintf("  tls_cert_file = %q\n  tls_key_file  = %q", o.TLSCertFile, o.TLSKeyFile)
+	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o700); err != nil {
 		t.Fatal(err)
@@ -45,12 +79,12 @@ func StartPersistent(t testing.TB) *Persistent {
 }
 listener "tcp" {
   address     = %q
-  tls_disable = true
+%s
 }
 disable_mlock = true
-api_addr      = "http://%s"
+api_addr      = "%s://%s"
 cluster_addr  = "http://127.0.0.1:%d"
-`, filepath.Join(dir, "data"), addr, addr, port+1)
+`, filepath.Join(dir, "data"), addr, tlsLines, p.scheme, addr, port+1)
 	if err := os.WriteFile(p.config, []byte(hcl), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +123,7 @@ func (p *Persistent) launch() error {
 	if p.Server != nil {
 		root = p.RootToken
 	}
-	p.Server = &Server{Addr: "http://127.0.0.1:" + strconv.Itoa(p.port), RootToken: root, cmd: cmd, logPath: logPath, done: make(chan struct{})}
+	p.Server = &Server{Addr: p.scheme + "://127.0.0.1:" + strconv.Itoa(p.port), RootToken: root, cmd: cmd, logPath: logPath, done: make(chan struct{})}
 	go func() { _ = cmd.Wait(); close(p.done) }()
 	// Any answer from the health endpoint means it listens (501: not
 	// initialised, 503: sealed).
@@ -119,7 +153,7 @@ func (p *Persistent) Unseal() error {
 
 func (p *Persistent) poll(timeout time.Duration, ok func(code int) bool) error {
 	deadline := time.Now().Add(timeout)
-	c := &http.Client{Timeout: time.Second}
+	c := &http.Client{Timeout: time.Second, Transport: p.hc.Transport}
 	for time.Now().Before(deadline) {
 		select {
 		case <-p.done:
@@ -148,8 +182,9 @@ func (p *Persistent) call(method, path string, body, out any) error {
 	if p.RootToken != "" {
 		req.Header.Set("X-Vault-Token", p.RootToken)
 	}
-	// Initialising bootstraps Raft and syncs to disk: slow on a busy machine.
-	resp, err := (&http.Client{Timeout: 2 * time.Minute}).Do(req)
+	// Initialising bootstraps Raft and syncs to disk: slow on a busy machine
+	// (p.hc waits up to two minutes).
+	resp, err := p.hc.Do(req)
 	if err != nil {
 		return err
 	}

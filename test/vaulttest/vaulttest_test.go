@@ -1,6 +1,7 @@
 package vaulttest_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/hashicorp/vault/api"
@@ -41,5 +42,43 @@ func TestPersistentKeepsDataAcrossRestart(t *testing.T) {
 	sec, err := c.KVv2("kv").Get(t.Context(), "k")
 	if err != nil || sec.Data["v"] != "kept" {
 		t.Fatalf("after restart, seal and unseal: %v %v", sec, err)
+	}
+}
+
+// A persistent Vault can serve TLS from a private CA: only a client that
+// trusts that CA gets through.
+func TestPersistentServesTLSFromAPrivateCA(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := vaulttest.NewPrivateCA(dir, "vault-ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, key, err := ca.Issue(dir, "vault", "127.0.0.1", "localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := vaulttest.StartPersistentWith(t, vaulttest.PersistentOptions{TLSCertFile: cert, TLSKeyFile: key, TLSCAFile: ca.CertFile})
+	if !strings.HasPrefix(v.Addr, "https://") {
+		t.Fatalf("address %s, want https", v.Addr)
+	}
+	untrusting, err := api.NewClient(&api.Config{Address: v.Addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := untrusting.Sys().Health(); err == nil || !strings.Contains(err.Error(), "certificate signed by unknown authority") {
+		t.Fatalf("a client without the CA: %v, want an unknown authority", err)
+	}
+	cfg := api.DefaultConfig()
+	cfg.Address = v.Addr
+	if err := cfg.ConfigureTLS(&api.TLSConfig{CACert: ca.CertFile}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := api.NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetToken(v.RootToken)
+	if _, err := c.Auth().Token().LookupSelf(); err != nil {
+		t.Fatalf("a client trusting the CA: %v", err)
 	}
 }
