@@ -13,51 +13,26 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/edge-enroll/enroll/enroll-client/config"
 	"github.com/edge-enroll/enroll/enroll-client/tpm"
 	"github.com/edge-enroll/enroll/pkg/bundle"
+	report "github.com/edge-enroll/enroll/pkg/doctor"
 )
 
-// Level is a check's outcome.
-type Level string
+// Result is one check's outcome (see package pkg/doctor).
+type Result = report.Result
 
 // The outcomes; any Fail makes the doctor exit non-zero.
 const (
-	OK   Level = "ok"
-	Warn Level = "warn"
-	Fail Level = "fail"
+	OK   = report.OK
+	Warn = report.Warn
+	Fail = report.Fail
 )
 
-// Result is one check's outcome, its detail, and for Warn and Fail what
-// to do about it.
-type Result struct {
-	Level  Level
-	Check  string
-	Detail string
-	Fix    string
-}
-
-// String is the check's one line; multi-line errors are joined with "; ".
-func (r Result) String() string {
-	s := fmt.Sprintf("%-4s  %s: %s", r.Level, r.Check, oneLine(r.Detail))
-	if r.Fix != "" && r.Level != OK {
-		s += " — " + oneLine(r.Fix)
-	}
-	return s
-}
-
-func oneLine(s string) string {
-	parts := strings.Split(s, "\n")
-	out := parts[:0]
-	for _, p := range parts {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, strings.TrimSuffix(p, ":"))
-		}
-	}
-	return strings.Join(out, "; ")
+func res(status report.Status, check, detail, fix string) Result {
+	return Result{Status: status, Check: check, Detail: detail, Fix: fix}
 }
 
 // TPM is what the doctor asks of the device's TPM.
@@ -108,56 +83,58 @@ const (
 	ExitFail = 1 // a check failed
 )
 
-// Run runs every check, writes one line per check to w, and returns the
-// exit code. Checks that need the configuration or the bundle are skipped
-// when those fail (their own line says why).
-func Run(ctx context.Context, opts Options, w io.Writer) int {
+// Run runs every check, writes one line per check to w (or, with
+// asJSON, one JSON document), and returns the exit code. Checks that need
+// the configuration or the bundle are skipped when those fail (their own
+// line says why).
+func Run(ctx context.Context, opts Options, w io.Writer, asJSON bool) int {
+	r := Check(ctx, opts)
+	if err := r.Write(w, asJSON); err != nil {
+		return ExitFail
+	}
+	return r.ExitCode()
+}
+
+// Check runs every check and returns the report.
+func Check(ctx context.Context, opts Options) *report.Report {
 	opts.defaults()
-	code := ExitOK
-	report := func(rs ...Result) {
-		for _, r := range rs {
-			fmt.Fprintln(w, r.String())
-			if r.Level == Fail {
-				code = ExitFail
-			}
-		}
+	r := &report.Report{}
+	cfg, res := checkConfig(opts)
+	r.Add(res)
+	if res.Status == Fail {
+		return r
 	}
-	cfg, r := checkConfig(opts)
-	report(r)
-	if r.Level == Fail {
-		return code
-	}
-	b, r := checkBundle(cfg)
-	report(r)
-	report(checkState(cfg)...)
-	report(checkSinks(cfg)...)
-	report(checkTPM(cfg, opts))
+	b, res := checkBundle(cfg)
+	r.Add(res)
+	r.Add(checkState(cfg)...)
+	r.Add(checkSinks(cfg)...)
+	r.Add(checkTPM(cfg, opts))
 	if b != nil {
-		report(checkNetwork(ctx, cfg, b, opts)...)
+		r.Add(checkNetwork(ctx, cfg, b, opts)...)
 	}
-	return code
+	return r
 }
 
 func checkConfig(opts Options) (config.File, Result) {
 	cfg, err := config.Load(opts.ConfigPath, opts.Getenv, opts.Hostname)
 	if err != nil {
-		return cfg, Result{Fail, "config", err.Error(), "edit " + opts.ConfigPath + " (configs/enroll-client.yaml documents every key); `enroll-client run` refuses it as it is"}
+		return cfg, res(Fail, "config", err.Error(), "edit "+opts.ConfigPath+" (configs/enroll-client.yaml documents every key); `enroll-client run` refuses it as it is")
 	}
-	return cfg, Result{OK, "config", fmt.Sprintf("%s valid: device %s, state %s, %d sink(s)", opts.ConfigPath, cfg.DeviceID, cfg.StatePath, len(cfg.Sinks)), ""}
+	return cfg, res(OK, "config", fmt.Sprintf("%s valid: device %s, state %s, %d sink(s)", opts.ConfigPath, cfg.DeviceID, cfg.StatePath, len(cfg.Sinks)), "")
 }
 
 func checkBundle(cfg config.File) (*bundle.Bundle, Result) {
 	const name = "bundle"
 	b, err := config.ReadBundle(cfg.BundlePath)
 	if err != nil {
-		return nil, Result{Fail, name, err.Error(), "install the fleet's bundle (enrollctl bundle) at bundle_path, chmod 600, owned by the service's user"}
+		return nil, res(Fail, name, err.Error(), "install the fleet's bundle (enrollctl bundle) at bundle_path, chmod 600, owned by the service's user")
 	}
 	fi, err := os.Stat(cfg.BundlePath)
 	if err == nil && !isWindows && fi.Mode().Perm()&0o022 != 0 {
-		return b, Result{Fail, name, fmt.Sprintf("%s has mode %v: other users can change where the device enrolls and whom it trusts", cfg.BundlePath, fi.Mode().Perm()),
-			"chmod 600 " + cfg.BundlePath}
+		return b, res(Fail, name, fmt.Sprintf("%s has mode %v: other users can change where the device enrolls and whom it trusts", cfg.BundlePath, fi.Mode().Perm()),
+			"chmod 600 "+cfg.BundlePath)
 	}
-	return b, Result{OK, name, fmt.Sprintf("%s: fleet %s, generation %d, server %s, vault %s", cfg.BundlePath, b.Fleet, b.Generation, b.ServerURL, b.VaultAddr), ""}
+	return b, res(OK, name, fmt.Sprintf("%s: fleet %s, generation %d, server %s, vault %s", cfg.BundlePath, b.Fleet, b.Generation, b.ServerURL, b.VaultAddr), "")
 }
 
 // get fetches url with client, keeping at most 64 KiB of the answer.

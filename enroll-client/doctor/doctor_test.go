@@ -109,7 +109,7 @@ func run(t *testing.T, d *device, opts doctor.Options) (int, []string) {
 	t.Helper()
 	opts.ConfigPath = d.config
 	var out bytes.Buffer
-	code := doctor.Run(context.Background(), opts, &out)
+	code := doctor.Run(context.Background(), opts, &out, false)
 	lines := strings.Split(strings.TrimRight(out.String(), "\n"), "\n")
 	for _, l := range lines {
 		if !strings.HasPrefix(l, "ok    ") && !strings.HasPrefix(l, "warn  ") && !strings.HasPrefix(l, "fail  ") {

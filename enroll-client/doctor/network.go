@@ -45,8 +45,8 @@ func checkNetwork(ctx context.Context, cfg config.File, b *bundle.Bundle, opts O
 	out = append(out, r)
 	if resp != nil {
 		if resp.StatusCode != http.StatusOK {
-			out = append(out, Result{Warn, "server", fmt.Sprintf("%s answered %s on %s", b.ServerURL, resp.Status, wire.PathHealth),
-				"check that server_url in " + cfg.BundlePath + " is the enrollment server's address"})
+			out = append(out, res(Warn, "server", fmt.Sprintf("%s answered %s on %s", b.ServerURL, resp.Status, wire.PathHealth),
+				"check that server_url in "+cfg.BundlePath+" is the enrollment server's address"))
 		}
 	}
 	out = append(out, checkClock(resp, before, after))
@@ -65,14 +65,14 @@ func reach(ctx context.Context, cfg config.File, e endpoint, opts Options) (*htt
 	name := e.check + " TLS"
 	u, err := url.Parse(e.url)
 	if err != nil {
-		return nil, nil, Result{Fail, name, fmt.Sprintf("%s: %v", e.url, err), "fix " + e.urlKey + " in " + cfg.BundlePath}
+		return nil, nil, res(Fail, name, fmt.Sprintf("%s: %v", e.url, err), "fix "+e.urlKey+" in "+cfg.BundlePath)
 	}
 	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	caFrom := "the system's roots (the bundle has no " + e.caField + ")"
 	if e.caPEM != "" {
 		pool, err := bundle.CertPool(e.caPEM)
 		if err != nil {
-			return nil, nil, Result{Fail, name, fmt.Sprintf("%s in %s: %v", e.caField, cfg.BundlePath, err), "rebuild the bundle with a valid PEM CA (enrollctl bundle)"}
+			return nil, nil, res(Fail, name, fmt.Sprintf("%s in %s: %v", e.caField, cfg.BundlePath, err), "rebuild the bundle with a valid PEM CA (enrollctl bundle)")
 		}
 		tlsCfg.RootCAs = pool
 		caFrom = e.caField + " of " + cfg.BundlePath
@@ -89,13 +89,13 @@ func reach(ctx context.Context, cfg config.File, e endpoint, opts Options) (*htt
 	defer cancel()
 	resp, body, err := get(ctx, client, strings.TrimRight(e.url, "/")+e.path)
 	if err != nil {
-		return nil, nil, Result{Fail, name, fmt.Sprintf("%s: %v", e.url, err), tlsFix(err, cfg, e)}
+		return nil, nil, res(Fail, name, fmt.Sprintf("%s: %v", e.url, err), tlsFix(err, cfg, e))
 	}
 	if u.Scheme != "https" {
-		return resp, body, Result{Warn, name, fmt.Sprintf("%s is plain HTTP: nothing proves who answers", e.url),
-			"use an https " + e.urlKey + " in the bundle outside a test setup"}
+		return resp, body, res(Warn, name, fmt.Sprintf("%s is plain HTTP: nothing proves who answers", e.url),
+			"use an https "+e.urlKey+" in the bundle outside a test setup")
 	}
-	return resp, body, Result{OK, name, fmt.Sprintf("%s: certificate of %s verified with %s", e.url, u.Hostname(), caFrom), ""}
+	return resp, body, res(OK, name, fmt.Sprintf("%s: certificate of %s verified with %s", e.url, u.Hostname(), caFrom), "")
 }
 
 // tlsFix says what to change for a failed request.
@@ -123,11 +123,11 @@ func tlsFix(err error, cfg config.File, e endpoint) string {
 func checkClock(resp *http.Response, before, after time.Time) Result {
 	const name = "clock"
 	if resp == nil {
-		return Result{Warn, name, "not compared: the server did not answer", "fix the server check first"}
+		return res(Warn, name, "not compared: the server did not answer", "fix the server check first")
 	}
 	date, err := http.ParseTime(resp.Header.Get("Date"))
 	if err != nil {
-		return Result{Warn, name, "not compared: the server sent no valid Date header", "check that server_url is the enrollment server"}
+		return res(Warn, name, "not compared: the server sent no valid Date header", "check that server_url is the enrollment server")
 	}
 	local := before.Add(after.Sub(before) / 2)
 	skew := local.Sub(date)
@@ -141,11 +141,11 @@ func checkClock(resp *http.Response, before, after time.Time) Result {
 	fix := "set the device's clock (enable NTP, e.g. timedatectl set-ntp true): token and certificate lifetimes depend on it"
 	switch {
 	case abs > SkewFail:
-		return Result{Fail, name, detail, fix}
+		return res(Fail, name, detail, fix)
 	case abs > SkewWarn:
-		return Result{Warn, name, detail, fix}
+		return res(Warn, name, detail, fix)
 	}
-	return Result{OK, name, fmt.Sprintf("within %s of the server's", SkewWarn), ""}
+	return res(OK, name, fmt.Sprintf("within %s of the server's", SkewWarn), "")
 }
 
 // vaultHealth reads Vault's sys/health answer.
@@ -157,14 +157,14 @@ func vaultHealth(cfg config.File, b *bundle.Bundle, resp *http.Response, body []
 		Version     string `json:"version"`
 	}
 	if json.Unmarshal(body, &h) != nil || h.Initialized == nil {
-		return Result{Fail, name, fmt.Sprintf("%s answered %s on /v1/sys/health, not as Vault does", b.VaultAddr, resp.Status),
-			"fix vault_addr in " + cfg.BundlePath + ": it must be Vault's address"}
+		return res(Fail, name, fmt.Sprintf("%s answered %s on /v1/sys/health, not as Vault does", b.VaultAddr, resp.Status),
+			"fix vault_addr in "+cfg.BundlePath+": it must be Vault's address")
 	}
 	switch {
 	case !*h.Initialized:
-		return Result{Fail, name, b.VaultAddr + " is not initialized", "initialize Vault, or fix vault_addr in " + cfg.BundlePath}
+		return res(Fail, name, b.VaultAddr+" is not initialized", "initialize Vault, or fix vault_addr in "+cfg.BundlePath)
 	case h.Sealed:
-		return Result{Fail, name, b.VaultAddr + " is sealed", "have Vault unsealed; the device cannot log in meanwhile"}
+		return res(Fail, name, b.VaultAddr+" is sealed", "have Vault unsealed; the device cannot log in meanwhile")
 	}
-	return Result{OK, name, fmt.Sprintf("%s is Vault %s, unsealed", b.VaultAddr, h.Version), ""}
+	return res(OK, name, fmt.Sprintf("%s is Vault %s, unsealed", b.VaultAddr, h.Version), "")
 }

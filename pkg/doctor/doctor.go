@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"text/tabwriter"
 )
 
 // Status is a check's outcome.
@@ -71,22 +70,39 @@ func (r *Report) ExitCode() int {
 	return 0
 }
 
-// Write prints the report: aligned lines, or one JSON document.
+// Write prints the report: one line per check in the form
+// "ok|warn|fail  check: detail — fix", or one JSON document.
 func (r *Report) Write(w io.Writer, asJSON bool) error {
 	if asJSON {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		return enc.Encode(r)
 	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, x := range r.Results {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", x.Status, x.Check, oneLine(x.Detail))
-		if x.Fix != "" {
-			fmt.Fprintf(tw, "\t\t→ %s\n", x.Fix)
+		if _, err := fmt.Fprintln(w, x.String()); err != nil {
+			return err
 		}
 	}
-	return tw.Flush()
+	return nil
+}
+
+// String is the check's one line; multi-line errors are joined with "; ".
+func (x Result) String() string {
+	s := fmt.Sprintf("%-4s  %s: %s", x.Status, x.Check, oneLine(x.Detail))
+	if x.Fix != "" && x.Status != OK {
+		s += " — " + oneLine(x.Fix)
+	}
+	return s
 }
 
 // oneLine keeps a report line one line long whatever an error holds.
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+func oneLine(s string) string {
+	parts := strings.Split(s, "\n")
+	out := parts[:0]
+	for _, p := range parts {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, strings.TrimSuffix(p, ":"))
+		}
+	}
+	return strings.Join(out, "; ")
+}

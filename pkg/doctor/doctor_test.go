@@ -22,7 +22,8 @@ func TestReport(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(text.String()), "\n")
-	if len(lines) != 5 || !strings.HasPrefix(lines[0], "ok") || !strings.HasPrefix(lines[3], "fail") || !strings.Contains(lines[4], "check vault.address") {
+	if len(lines) != 3 || lines[0] != "ok    config: /etc/x.yaml is valid" || lines[1] != "warn  tls: expires in 3 days — renew it" ||
+		lines[2] != "fail  vault: connection refused — check vault.address" {
 		t.Fatalf("text report:\n%s", text.String())
 	}
 	var js bytes.Buffer

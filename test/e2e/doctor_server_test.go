@@ -46,8 +46,7 @@ func (d serverDoctor) run(t *testing.T) (int, string) {
 
 // doctorLine finds the report's line for check.
 func doctorLine(out, check string) string {
-	m := regexp.MustCompile(`(?m)^(ok|warn|fail)\s+` + regexp.QuoteMeta(check) + `\s+.*$(\n\s+→ .*)?`).FindString(out)
-	return m
+	return regexp.MustCompile(`(?m)^(ok|warn|fail)\s+` + regexp.QuoteMeta(check) + `: .*$`).FindString(out)
 }
 
 // Each failing check doctor makes is produced on purpose and gives its
