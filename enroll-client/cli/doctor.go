@@ -18,7 +18,7 @@ server's, the state and sink files' permissions, and the TPM. One line per
 check with its fix; exit 1 when any check fails.`,
 		Example: "  enroll-client doctor -config /etc/enroll-client/config.yaml\n" +
 			"  enroll-client doctor -json",
-		Args:    cobra.NoArgs,
+		Args: cobra.NoArgs,
 	}
 	path := configFlag(cmd)
 	asJSON := cmdline.JSONFlag(cmd)

@@ -231,7 +231,10 @@ func (s *Service) SetFleets(fleets []Fleet) (slow []string, err error) {
 
 // RotationGrace is fleet's rotation grace period (0 for a fleet not
 // served here).
-func (s *Service) RotationGrace(fleet string) time.Duration { f, _ := s.fleet(fleet); return f.RotationGrace }
+func (s *Service) RotationGrace(fleet string) time.Duration {
+	f, _ := s.fleet(fleet)
+	return f.RotationGrace
+}
 
 // ForgetGenerations drops the cached generation record of a fleet, after
 // an administrator changed it.
