@@ -105,7 +105,7 @@ func Default() File {
 		BundlePath:         defaultBundle,
 		PreprovisionedPath: defaultPreprovisioned,
 		StatePath:          defaultState,
-		Sinks:              []Sink{{Path: defaultSink}},
+		Sinks:              []Sink{{Path: defaultSink, Mode: "0600"}},
 		Log:                Log{Level: "info", Format: "text"},
 		Timeouts:           Timeouts{Vault: 15 * time.Second, Server: 15 * time.Second},
 		TPM:                TPM{Mode: "auto", Path: defaultTPM, EK: "auto"},
