@@ -35,6 +35,14 @@ holds works; it cannot enroll again until re-admitted.`,
 		`Let a revoked, rejected or quarantined device enroll again; it comes back
 with a new role ID, so a new Vault entity.`,
 		"  enrollctl readmit -fleet acme sensor-19"},
+	"rebind": {"Let a TPM-bound device move to replaced hardware, once",
+		`Let the next attested enrollment of a device bound to a TPM bind it to
+other hardware (a replaced motherboard), once: it keeps its ID, role and
+entity in Vault. The new hardware still proves the fleet's bootstrap
+credential and attests with a TPM the fleet trusts; -ek names the only TPM
+it may be (its EK hash, as enroll-client tpm-info prints it on the new
+hardware). Without -ek the first trusted TPM to enroll with the ID takes it.`,
+		"  enrollctl rebind -fleet acme sensor-21 -ek 3f9a...c2 -reason \"RMA 4411\""},
 }
 
 // deviceActionCmd: enrollctl approve|reject|revoke|readmit -fleet F
@@ -60,6 +68,10 @@ func deviceActionCmd(env Env, action string) *cobra.Command {
 		// typo would otherwise wait, approved, for a device nobody has.
 		preauthorize = fs.Bool("preauthorize", false, "approve a device ID that has not asked to enroll yet (it may enroll when it first does)")
 	}
+	ek := new(string)
+	if action == "rebind" {
+		ek = fs.String("ek", "", "the new TPM's EK hash (64 hex digits, from enroll-client tpm-info): only that TPM may take the device")
+	}
 	sf := addServerFlags(fs)
 	required(cmd, "fleet")
 	return withRun(env, cmd, func(ctx context.Context, env Env, args []string) error {
@@ -70,7 +82,7 @@ func deviceActionCmd(env Env, action string) *cobra.Command {
 		if len(ids) == 0 {
 			return cmdline.Usagef("name the device: enrollctl %s -fleet %s DEVICE_ID", action, *fleet)
 		}
-		in := wire.Reason{Reason: *reason, Preauthorize: *preauthorize}
+		in := wire.Reason{Reason: *reason, Preauthorize: *preauthorize, EKHash: *ek}
 		if enrollment != nil && *enrollment != "" {
 			if len(ids) > 1 {
 				return cmdline.Usagef("-enrollment names one device's held request; give one DEVICE_ID")

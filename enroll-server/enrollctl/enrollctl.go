@@ -63,7 +63,7 @@ of that token, never the token itself.`)
 	for _, c := range []*cobra.Command{
 		devicesCmd(env),
 		deviceActionCmd(env, "approve"), deviceActionCmd(env, "reject"),
-		deviceActionCmd(env, "revoke"), deviceActionCmd(env, "readmit"),
+		deviceActionCmd(env, "revoke"), deviceActionCmd(env, "readmit"), deviceActionCmd(env, "rebind"),
 		preauthorizeCmd(env), generationsCmd(env), rotateCmd(env),
 		endGenerationCmd(env, "retire"), endGenerationCmd(env, "revoke"),
 		batchCmd(env), alertsCmd(env), auditCmd(env),

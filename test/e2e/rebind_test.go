@@ -1,10 +1,14 @@
 package e2e
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/edge-enroll/enroll/enroll-server/enrollctl"
 	"github.com/edge-enroll/enroll/pkg/wire"
 	"github.com/edge-enroll/enroll/test/tpmsim"
 )
@@ -64,7 +68,16 @@ func TestRebindMovesADeviceToNewHardwareOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 		refused(t, d, "hardware_mismatch", "new hardware other than the one the rebind names")
-		rebind(`{"reason":"RMA 4411: motherboard replaced","ek_hash":"` + newEK + `"}`)
+		// The administrator's tool, as the README shows it.
+		caFile := filepath.Join(t.TempDir(), "server-ca.pem")
+		writeFile(t, caFile, []byte(e.caPEM))
+		vars := map[string]string{"VAULT_ADDR": e.vault.Addr, "VAULT_TOKEN": e.vault.RootToken,
+			"ENROLL_SERVER_URL": e.serverURL, "ENROLL_SERVER_CA": caFile}
+		var out, errOut bytes.Buffer
+		if code := enrollctl.Run(context.Background(), []string{"rebind", "-fleet", fleet, id, "-ek", newEK, "-reason", "RMA 4411: motherboard replaced"},
+			enrollctl.Env{Getenv: func(k string) string { return vars[k] }, Stdout: &out, Stderr: &errOut}); code != 0 {
+			t.Fatalf("enrollctl rebind: %d %s", code, errOut.String())
+		}
 		d.store.Close()
 		d, err = e.tpmDevice(id, sim, nil, "")
 		if err != nil {
