@@ -18,35 +18,12 @@ import (
 	"time"
 
 	"github.com/edge-enroll/enroll/enroll-server/devca"
-	"github.com/edge-enroll/enroll/test/vaulttest"
 )
 
-var (
-	serverBinOnce sync.Once
-	serverBin     string
-	serverBinErr  error
-)
-
-// serverBinary builds the real enroll-server once per test run.
+// serverBinary is the real enroll-server, built once per test run.
 func serverBinary(t *testing.T) string {
 	t.Helper()
-	serverBinOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "enroll-e2e-server")
-		if err != nil {
-			serverBinErr = err
-			return
-		}
-		serverBin = filepath.Join(dir, "enroll-server")
-		cmd := exec.Command("go", "build", "-o", serverBin, "./cmd/enroll-server")
-		cmd.Dir = vaulttest.RepoRoot()
-		if out, err := cmd.CombinedOutput(); err != nil {
-			serverBinErr = fmt.Errorf("%v: %s", err, out)
-		}
-	})
-	if serverBinErr != nil {
-		t.Fatalf("build enroll-server: %v", serverBinErr)
-	}
-	return serverBin
+	return filepath.Join(buildBinaries(t), "enroll-server")
 }
 
 // SIGHUP reloads the server: a certificate renewed on disk is what the next
