@@ -211,6 +211,7 @@ func deviceOut(d inventory.Device) wire.Device {
 		Enrollments: d.Enrollments, SecretIDAccessor: d.SecretIDAccessor, EntityID: d.EntityID,
 		Facts: d.Facts, EnrolledAt: d.EnrolledAt, UpdatedAt: d.UpdatedAt, Reason: d.Reason,
 		DeviceKey: identity.Fingerprint(d.DeviceKey), KeyRegisteredAt: d.KeyRegisteredAt, EKHash: d.EKHash,
+		EKKind: d.EKKind, EKIssuer: d.EKIssuer, TPM: d.TPM, RebindAllowed: d.RebindBy != "",
 		Sequence: d.Sequence, HeldEnrollment: d.HeldEnrollment, HeldKey: d.HeldKey, HeldSince: d.HeldSince,
 		HeldFacts: heldFacts(d),
 	}

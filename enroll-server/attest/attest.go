@@ -13,6 +13,7 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/subtle"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -41,9 +42,14 @@ type Identity struct {
 	// EKCertified is true when the EK came with a certificate that chains
 	// to a configured manufacturer CA.
 	EKCertified bool
-	TPM         TPMInfo
-	AKPublic    []byte
-	AKName      []byte
+	// EKKind is the EK's key type: rsa2048, rsa3072, ecc256, ecc384...
+	EKKind string
+	// EKIssuer is the certificate's issuer (its common name), empty
+	// without a certificate.
+	EKIssuer string
+	TPM      TPMInfo
+	AKPublic []byte
+	AKName   []byte
 }
 
 // unmarshalExact decodes a TPM structure and refuses trailing bytes.
@@ -76,7 +82,7 @@ func CheckIdentity(req wire.ChallengeRequest, cas *CAs, allowed func(ekHash stri
 	if err != nil {
 		return Identity{}, refuse("ek_public: %v", err)
 	}
-	id := Identity{EKPublic: *ek}
+	id := Identity{EKPublic: *ek, EKKind: KeyKind(ekPub)}
 	if id.EKHash, err = wire.EKHash(ekPub); err != nil {
 		return Identity{}, refuse("ek_public: %v", err)
 	}
@@ -89,7 +95,7 @@ func CheckIdentity(req wire.ChallengeRequest, cas *CAs, allowed func(ekHash stri
 		if !samePublicKey(cert.PublicKey, ekPub) {
 			return Identity{}, refuse("the EK certificate is for another key than ek_public")
 		}
-		id.EKCertified, id.TPM = true, info
+		id.EKCertified, id.TPM, id.EKIssuer = true, info, issuerName(cert)
 	case allowed != nil && allowed(id.EKHash):
 	default:
 		return Identity{}, refuse("the TPM sent no EK certificate and its EK (sha256 %s) is not on the fleet's allow-list", id.EKHash)
@@ -387,4 +393,24 @@ func sortedUnique(pcrs []int) []int {
 	out := slices.Clone(pcrs)
 	slices.Sort(out)
 	return slices.Compact(out)
+}
+
+// KeyKind names a public key's type and size as the TCG EK profile
+// distinguishes them: rsa2048, rsa3072, ecc256, ecc384, ecc521.
+func KeyKind(pub crypto.PublicKey) string {
+	switch k := pub.(type) {
+	case *rsa.PublicKey:
+		return fmt.Sprintf("rsa%d", k.N.BitLen())
+	case *ecdsa.PublicKey:
+		return fmt.Sprintf("ecc%d", k.Curve.Params().BitSize)
+	}
+	return "unknown"
+}
+
+// issuerName is a certificate issuer's common name, or its whole name.
+func issuerName(c *x509.Certificate) string {
+	if c.Issuer.CommonName != "" {
+		return c.Issuer.CommonName
+	}
+	return c.Issuer.String()
 }

@@ -194,9 +194,9 @@ at the end ("more: -after CURSOR").`,
 			return cmdline.WriteJSON(env.Stdout, list)
 		}
 		tw := newTable(env.Stdout)
-		fmt.Fprintln(tw, "FLEET\tDEVICE\tSTATE\tADMISSION\tGENERATION\tENROLLMENTS\tENROLLED\tSECRET ID ACCESSOR")
+		fmt.Fprintln(tw, "FLEET\tDEVICE\tSTATE\tADMISSION\tGENERATION\tENROLLMENTS\tENROLLED\tTPM\tSECRET ID ACCESSOR")
 		for _, d := range list.Devices {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", d.Fleet, d.ID, dash(d.State), dash(d.Admission), d.Generation, d.Enrollments, timeOrDash(d.EnrolledAt), d.SecretIDAccessor)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", d.Fleet, d.ID, dash(d.State), dash(d.Admission), d.Generation, d.Enrollments, timeOrDash(d.EnrolledAt), tpmColumn(d), d.SecretIDAccessor)
 		}
 		if err := tw.Flush(); err != nil {
 			return err
@@ -223,6 +223,22 @@ func timeOrDash(t time.Time) string {
 func dash(s string) string {
 	if s == "" {
 		return "-"
+	}
+	return s
+}
+
+// tpmColumn is a device's TPM binding in a table: the EK's kind and the
+// start of its hash, and who certified it.
+func tpmColumn(d wire.Device) string {
+	if d.EKHash == "" {
+		return "-"
+	}
+	s := d.EKKind + ":" + d.EKHash[:min(12, len(d.EKHash))]
+	if d.EKIssuer != "" {
+		s += " (" + d.EKIssuer + ")"
+	}
+	if d.RebindAllowed {
+		s += " rebind allowed"
 	}
 	return s
 }

@@ -67,7 +67,7 @@ func (s *Service) Challenge(ctx context.Context, req wire.ChallengeRequest) (wir
 	ttl := orDefault(fleet.TPM.ChallengeTTL, DefaultChallengeTTL)
 	rec := inventory.Challenge{
 		ID: newID(), Fleet: req.Fleet, DeviceID: req.DeviceID, EKHash: id.EKHash, EKCertified: id.EKCertified,
-		TPM: tpmName(id.TPM), AKPublic: id.AKPublic, SecretHash: c.SecretHash, Nonce: c.Nonce, PCRs: c.PCRs,
+		EKKind: id.EKKind, EKIssuer: id.EKIssuer, TPM: tpmName(id.TPM), AKPublic: id.AKPublic, SecretHash: c.SecretHash, Nonce: c.Nonce, PCRs: c.PCRs,
 		ExpiresAt: now.Add(ttl),
 	}
 	if err := s.store.PutChallenge(ctx, rec); err != nil {
@@ -166,6 +166,11 @@ func (s *Service) hardwareMismatch(ctx context.Context, req wire.EnrollRequest, 
 
 func short(h string) string { return h[:min(len(h), 16)] }
 
+// bindTo records the TPM a challenge proved as the device's hardware.
+func bindTo(d *inventory.Device, att *inventory.Challenge) {
+	d.EKHash, d.TPM, d.EKKind, d.EKIssuer = att.EKHash, att.TPM, att.EKKind, att.EKIssuer
+}
+
 // rebinding reports whether this enrollment moves the device to the new
 // hardware an administrator allowed (see AllowRebind): it must have
 // attested with a TPM other than the one the device is bound to.
@@ -177,6 +182,6 @@ func rebinding(d inventory.Device, att *inventory.Challenge) bool {
 // bind ties a device to the TPM it attested with, the first time it does.
 func bind(d *inventory.Device, att *inventory.Challenge) {
 	if att != nil && d.EKHash == "" {
-		d.EKHash, d.TPM = att.EKHash, att.TPM
+		bindTo(d, att)
 	}
 }

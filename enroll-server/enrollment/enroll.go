@@ -259,7 +259,8 @@ func (s *Service) decide(ctx context.Context, log *slog.Logger, fleet Fleet, req
 	}
 	if rebound {
 		detail := fmt.Sprintf("bound to the TPM with EK %s, was %s (rebind allowed by %s)", short(p.att.EKHash), short(d.EKHash), d.RebindBy)
-		d.EKHash, d.TPM, d.RebindBy, d.RebindEK = p.att.EKHash, p.att.TPM, "", ""
+		bindTo(&d, p.att)
+		d.RebindBy, d.RebindEK = "", ""
 		log.Warn("device moves to new hardware an administrator allowed", "security", true, "ek_hash", short(p.att.EKHash))
 		resp, err := s.mint(ctx, log, fleet, e, d, req.Facts)
 		if err == nil {

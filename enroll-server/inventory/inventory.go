@@ -68,6 +68,10 @@ type Device struct {
 	// certificate does.
 	EKHash string `json:"ek_hash,omitempty"`
 	TPM    string `json:"tpm,omitempty"`
+	// EKKind (rsa2048, ecc384...) and EKIssuer (the EK certificate's
+	// issuer; empty for an allow-listed TPM) describe that binding.
+	EKKind   string `json:"ek_kind,omitempty"`
+	EKIssuer string `json:"ek_issuer,omitempty"`
 	// RebindBy, when set, is the administrator who allowed the device's
 	// next attested enrollment to bind it to other hardware (a replaced
 	// motherboard), once.
@@ -194,6 +198,8 @@ type Challenge struct {
 	DeviceID    string    `json:"device_id"`
 	EKHash      string    `json:"ek_hash"`
 	EKCertified bool      `json:"ek_certified"`
+	EKKind      string    `json:"ek_kind,omitempty"`
+	EKIssuer    string    `json:"ek_issuer,omitempty"`
 	TPM         string    `json:"tpm,omitempty"`
 	AKPublic    []byte    `json:"ak_public"`
 	SecretHash  []byte    `json:"secret_hash"`

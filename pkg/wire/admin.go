@@ -55,8 +55,17 @@ type Device struct {
 	// DeviceKey is the fingerprint of the device's registered key.
 	DeviceKey       string    `json:"device_key,omitempty"`
 	KeyRegisteredAt time.Time `json:"key_registered_at,omitzero"`
-	// EKHash is the TPM endorsement key the device is bound to.
-	EKHash string `json:"ek_hash,omitempty"`
+	// EKHash is the TPM endorsement key the device is bound to; EKKind
+	// its type (rsa2048, ecc384...), EKIssuer its certificate's issuer
+	// (empty for an allow-listed TPM), TPM the TPM as the certificate
+	// names it.
+	EKHash   string `json:"ek_hash,omitempty"`
+	EKKind   string `json:"ek_kind,omitempty"`
+	EKIssuer string `json:"ek_issuer,omitempty"`
+	TPM      string `json:"tpm,omitempty"`
+	// RebindAllowed: an administrator let the device move to other
+	// hardware at its next attested enrollment.
+	RebindAllowed bool `json:"rebind_allowed,omitempty"`
 	// Sequence is the device's join-state sequence.
 	Sequence uint64 `json:"sequence"`
 	// HeldEnrollment is a request for this ID, proving only the fleet's

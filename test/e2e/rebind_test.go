@@ -50,7 +50,8 @@ func TestRebindMovesADeviceToNewHardwareOnce(t *testing.T) {
 		d.store.Close()
 		before = device()
 	})
-	if before.EKHash == "" || before.EntityID == "" {
+	// The binding shows what it is: the EK's kind and who certified it.
+	if before.EKHash == "" || before.EntityID == "" || before.EKKind != "rsa2048" || before.EKIssuer == "" || before.TPM == "" {
 		t.Fatalf("the enrolled device is not bound: %+v", before)
 	}
 	t.Run("new hardware", func(t *testing.T) {
