@@ -40,7 +40,7 @@ func checkNetwork(ctx context.Context, cfg config.File, b *bundle.Bundle, opts O
 	var out []Result
 
 	before := opts.Now()
-	resp, body, r := reach(ctx, cfg, server, opts)
+	resp, _, r := reach(ctx, cfg, server, opts)
 	after := opts.Now()
 	out = append(out, r)
 	if resp != nil {
@@ -51,7 +51,7 @@ func checkNetwork(ctx context.Context, cfg config.File, b *bundle.Bundle, opts O
 	}
 	out = append(out, checkClock(resp, before, after))
 
-	resp, body, r = reach(ctx, cfg, vlt, opts)
+	resp, body, r := reach(ctx, cfg, vlt, opts)
 	out = append(out, r)
 	if resp != nil {
 		out = append(out, vaultHealth(cfg, b, resp, body))

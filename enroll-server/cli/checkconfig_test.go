@@ -17,15 +17,13 @@ import (
 
 // setup is a configuration directory whose files a case may spoil.
 type setup struct {
-	dir     string
-	cert    string
-	key     string
-	creds   string
-	extra   string // appended to the fleet's settings
-	top     string // appended at the top level
-	level   string
-	plain   bool // check with -dev-plain-http
-	mutated bool
+	dir   string
+	cert  string
+	key   string
+	creds string
+	extra string // appended to the fleet's settings
+	top   string // appended at the top level
+	level string
 }
 
 func newSetup(t *testing.T) *setup {
