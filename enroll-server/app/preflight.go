@@ -37,7 +37,7 @@ func Check(cfg config.File, opts Options) error {
 	return err
 }
 
-func vaultOptions(cfg config.File, observe func(int, time.Duration)) vault.Options {
+func vaultOptions(cfg config.File, observe func(string, int, time.Duration)) vault.Options {
 	return vault.Options{Address: cfg.Vault.Address, CAFile: cfg.Vault.CAFile, Timeout: cfg.Vault.Timeout, Observe: observe}
 }
 

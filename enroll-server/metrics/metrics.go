@@ -25,15 +25,19 @@ type Metrics struct {
 	// VaultRequests is the duration of the server's Vault requests, by
 	// status class (2xx, 4xx, 5xx, or error when none came back).
 	VaultRequests *prometheus.HistogramVec
+	// VaultCalls counts the server's requests to Vault by operation (see
+	// vault.Operation) and status class: what each enrollment costs Vault.
+	VaultCalls *prometheus.CounterVec
 }
 
 // ObserveVault records one Vault request.
-func (m *Metrics) ObserveVault(status int, took time.Duration) {
+func (m *Metrics) ObserveVault(op string, status int, took time.Duration) {
 	class := "error"
 	if status > 0 {
 		class = strconv.Itoa(status/100) + "xx"
 	}
 	m.VaultRequests.WithLabelValues(class).Observe(took.Seconds())
+	m.VaultCalls.WithLabelValues(op, class).Inc()
 }
 
 // Enrollment implements enrollment.Metrics.
@@ -91,8 +95,12 @@ func New() *Metrics {
 			Help:    "Duration of the server's requests to Vault, by status class (2xx, 4xx, 5xx; error: no answer).",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"status"}),
+		VaultCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "enroll_server_vault_requests_total",
+			Help: "The server's requests to Vault, by operation (method and path, names starred) and status class.",
+		}, []string{"op", "status"}),
 	}
-	m.Registry.MustRegister(m.Alerts, m.Suppressed, m.Enrollments, m.EnrollLatency, m.Admissions, m.VaultRequests,
+	m.Registry.MustRegister(m.Alerts, m.Suppressed, m.Enrollments, m.EnrollLatency, m.Admissions, m.VaultRequests, m.VaultCalls,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -32,15 +32,16 @@ type Options struct {
 	// Token, when set, is used as is (an admin's token). The server logs in
 	// with its AppRole instead; see Server.
 	Token string
-	// Observe, when set, is told of every HTTP request to Vault: the status
-	// (0 when none came back) and how long it took.
-	Observe func(status int, took time.Duration)
+	// Observe, when set, is told of every HTTP request to Vault: what it
+	// did (see Operation), the status (0 when none came back) and how long
+	// it took.
+	Observe func(op string, status int, took time.Duration)
 }
 
 // observed reports every request's status and duration.
 type observed struct {
 	next    http.RoundTripper
-	observe func(int, time.Duration)
+	observe func(string, int, time.Duration)
 }
 
 func (o observed) RoundTrip(r *http.Request) (*http.Response, error) {
@@ -50,7 +51,11 @@ func (o observed) RoundTrip(r *http.Request) (*http.Response, error) {
 	if err == nil {
 		status = resp.StatusCode
 	}
-	o.observe(status, time.Since(start))
+	method := r.Method
+	if r.URL.Query().Get("list") == "true" {
+		method = "LIST" // as Vault's API sends a list
+	}
+	o.observe(Operation(method, r.URL.Path), status, time.Since(start))
 	return resp, err
 }
 

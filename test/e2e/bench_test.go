@@ -52,10 +52,12 @@ func BenchmarkEnrollment(b *testing.B) {
 		return res
 	}
 	b.ResetTimer()
+	calls0 := vaultCalls(b, e)
 	v0, s0 := e.vault.CPUTime(), vaulttest.SelfCPUTime()
 	res := enroll("s", b.N, benchWorkers)
 	v1, s1 := e.vault.CPUTime(), vaulttest.SelfCPUTime()
 	b.StopTimer()
+	serverCalls, callDetail := callsPer(calls0, vaultCalls(b, e), b.N)
 	alone := enroll("a", min(b.N, 200), 1)
 	e.stop()
 	e.vault.Stop()
@@ -85,6 +87,8 @@ func BenchmarkEnrollment(b *testing.B) {
 	fmt.Printf("bench: enrollments through the server: %.1f/s (%d devices, %d at once)\n", through, b.N, benchWorkers)
 	fmt.Printf("bench: the same Vault calls made directly: %.1f/s\n", direct)
 	fmt.Printf("bench: ratio server/direct: %.2f (target >= 0.9)\n", ratio)
+	fmt.Printf("bench: Vault calls per first enrollment: %.1f by the server (%s), 4 by the device (bootstrap login, wrapping lookup, unwrap, login)\n",
+		serverCalls, callDetail)
 	fmt.Printf("bench: CPU per enrollment through the server: Vault %.1f ms, server and devices %.1f ms; directly: Vault %.1f ms, minimal client %.1f ms\n",
 		perEnroll(v1-v0), perEnroll(s1-s0), perEnroll(v3-v2), perEnroll(s3-s2))
 	fmt.Printf("bench: enrollment latency, one at a time: p50 %v, p99 %v (target p99 <= 50ms); Vault calls alone: p50 %v, p99 %v\n",
