@@ -31,7 +31,7 @@ const (
 	// MaxEKChain and MaxEKChainBytes bound the intermediate CA
 	// certificates a device sends with its EK certificate.
 	MaxEKChain      = 8
-	MaxEKChainBytes = 32 << 10
+	MaxEKChainBytes = 24 << 10
 	ChallengeBytes  = 32
 )
 
