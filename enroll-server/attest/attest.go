@@ -115,6 +115,26 @@ func CheckIdentity(req wire.ChallengeRequest, cas *CAs, allowed func(ekHash stri
 	return id, nil
 }
 
+// EKKey reads an EK public area and names it, as CheckIdentity does.
+func EKKey(raw []byte) (crypto.PublicKey, string, error) {
+	ek, err := unmarshalExact[tpm2.TPMTPublic](raw)
+	if err != nil {
+		return nil, "", refuse("ek_public is not a TPMT_PUBLIC: %v", err)
+	}
+	if err := checkEK(ek); err != nil {
+		return nil, "", err
+	}
+	pub, err := tpm2.Pub(*ek)
+	if err != nil {
+		return nil, "", refuse("ek_public: %v", err)
+	}
+	h, err := wire.EKHash(pub)
+	if err != nil {
+		return nil, "", refuse("ek_public: %v", err)
+	}
+	return pub, h, nil
+}
+
 func samePublicKey(a, b crypto.PublicKey) bool {
 	eq, ok := a.(interface{ Equal(crypto.PublicKey) bool })
 	return ok && eq.Equal(b)
