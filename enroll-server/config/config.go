@@ -214,6 +214,12 @@ func FleetDefaults(f Fleet) Fleet {
 	if f.TPM.Mode == "" {
 		f.TPM.Mode = "off"
 	}
+	if f.TPM.EKCertFetch == "" {
+		f.TPM.EKCertFetch = "off"
+	}
+	if f.TPM.EKCertFormat == "" {
+		f.TPM.EKCertFormat = ekfetch.Intel
+	}
 	if f.TPM.PCRs == nil {
 		f.TPM.PCRs = []int{0, 7}
 	}
