@@ -127,7 +127,7 @@ func splitDER(b []byte) [][]byte {
 	for len(b) > 0 {
 		var raw asn1.RawValue
 		rest, err := asn1.Unmarshal(b, &raw)
-		if err != nil || raw.Class != asn1.ClassUniversal || raw.Tag != asn1.TagSequence || len(raw.FullBytes) > wire.MaxEKCert {
+		if err != nil || raw.Class != asn1.ClassUniversal || raw.Tag != asn1.TagSequence || !raw.IsCompound || len(raw.FullBytes) > wire.MaxEKCert {
 			break
 		}
 		out = append(out, raw.FullBytes)

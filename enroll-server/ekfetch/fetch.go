@@ -87,8 +87,19 @@ func (s *Source) Fetch(ctx context.Context, pub crypto.PublicKey) ([]byte, error
 
 // Decode reads a manufacturer's answer: Intel's JSON document (the
 // certificate in base64url, its padding possibly URL-escaped), PEM, or
-// DER as AMD serves it.
+// DER as AMD serves it. What it returns at least starts like DER.
 func Decode(body []byte) ([]byte, error) {
+	der, err := decode(body)
+	if err != nil {
+		return nil, err
+	}
+	if len(der) < 2 || der[0] != 0x30 {
+		return nil, errors.New("EK certificate service: answer holds no DER certificate")
+	}
+	return der, nil
+}
+
+func decode(body []byte) ([]byte, error) {
 	trimmed := bytes.TrimSpace(body)
 	switch {
 	case len(trimmed) > 0 && trimmed[0] == '{':
