@@ -22,9 +22,10 @@ import (
 // one (here a local HTTPS server named by the fleet's ek_cert_url, at the
 // Intel-style path of the EK). A fleet with ek_cert_fetch allowed fetches
 // it, verifies it against ek_ca_file and binds the device; a fleet with it
-// off never asks the manufacturer and refuses the device.
+// off never asks the manufacturer and refuses the device; where the
+// manufacturer has nothing for the EK, the device is refused and told so.
 func TestTPMManufacturerCertificateFetched(t *testing.T) {
-	for _, fetch := range []string{"allowed", "off"} {
+	for _, fetch := range []string{"allowed", "off", "unpublished"} {
 		t.Run(fetch, func(t *testing.T) {
 			sim := tpmsim.Open(t)
 			ca := tpmsim.NewCA(t, "Firmware")
@@ -37,7 +38,7 @@ func TestTPMManufacturerCertificateFetched(t *testing.T) {
 			var hits atomic.Int32
 			srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				hits.Add(1)
-				if r.URL.EscapedPath() != path {
+				if r.URL.EscapedPath() != path || fetch == "unpublished" {
 					http.NotFound(w, r)
 					return
 				}
@@ -48,9 +49,13 @@ func TestTPMManufacturerCertificateFetched(t *testing.T) {
 			caFile, srvCA := filepath.Join(dir, "ek-cas.pem"), filepath.Join(dir, "service-ca.pem")
 			writeFile(t, caFile, ca.BundlePEM())
 			writeFile(t, srvCA, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}))
+			mode := fetch
+			if fetch == "unpublished" {
+				mode = "allowed"
+			}
 			e := newEnv(t, options{fleet: func(f *config.Fleet) {
 				f.TPM = config.TPM{Mode: wire.TPMRequired, EKCAFile: caFile, PCRs: []int{0, 7}, ChallengeTTL: time.Minute,
-					EKCertFetch: fetch, EKCertURL: srv.URL + "/ekcertservice/", EKCertFetchCAFile: srvCA}
+					EKCertFetch: mode, EKCertURL: srv.URL + "/ekcertservice/", EKCertFetchCAFile: srvCA}
 			}})
 			d, err := e.tpmDevice("ptt-1", sim, nil, "")
 			if err != nil {
@@ -60,6 +65,13 @@ func TestTPMManufacturerCertificateFetched(t *testing.T) {
 				refused(t, d, "allow-list", "a TPM without a certificate in a fleet that does not fetch")
 				if hits.Load() != 0 {
 					t.Fatalf("the manufacturer was asked %d times by a fleet with ek_cert_fetch off", hits.Load())
+				}
+				return
+			}
+			if fetch == "unpublished" {
+				refused(t, d, "its manufacturer's could not be fetched", "a TPM whose manufacturer publishes no certificate")
+				if hits.Load() == 0 {
+					t.Fatal("the manufacturer was never asked")
 				}
 				return
 			}
