@@ -138,6 +138,19 @@ func TestTPMValidationNamesTheKey(t *testing.T) {
 	if err := f.Validate(); err == nil || !strings.Contains(err.Error(), "fleets[0].tpm.ek_ca_file") {
 		t.Errorf("a TPM fleet with neither CAs nor allow-list: %v", err)
 	}
+	for _, tc := range []struct{ fetch, url, caFile, key string }{
+		{"sometimes", "", "cas.pem", "fleets[0].tpm.ek_cert_fetch: want off or allowed"},
+		{"allowed", "http://ekop.example/", "cas.pem", "fleets[0].tpm.ek_cert_url"},
+		{"allowed", "", "", "fleets[0].tpm.ek_cert_fetch: a fetched EK certificate must chain"},
+	} {
+		fl = serverconfig.FleetDefaults(serverconfig.Fleet{Name: "acme"})
+		fl.TPM.Mode, fl.TPM.EKCertFetch, fl.TPM.EKCertURL, fl.TPM.EKCAFile = "required", tc.fetch, tc.url, tc.caFile
+		fl.TPM.EKAllowList = []string{strings.Repeat("a", 64)}
+		f.Fleets = []serverconfig.Fleet{fl}
+		if err := f.Validate(); err == nil || !strings.Contains(err.Error(), tc.key) {
+			t.Errorf("ek_cert_fetch %q url %q: %v, want %s", tc.fetch, tc.url, err, tc.key)
+		}
+	}
 	c := clientconfig.Default()
 	c.DeviceID, c.TPM.Mode, c.TPM.EK = "dev-1", "sometimes", "dsa"
 	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "tpm.mode") || !strings.Contains(err.Error(), "tpm.ek") {

@@ -162,7 +162,7 @@ func build(cfg config.File, b *bundle.Bundle, log *slog.Logger, mx *metrics.Metr
 		st.Close()
 		return nil, nil, err
 	}
-	dev, err := openTPM(cfg, st, log)
+	dev, err := openTPM(cfg, b, st, log)
 	if err != nil {
 		st.Close()
 		return nil, nil, err
@@ -351,7 +351,7 @@ func readStatus(cfg config.File, b *bundle.Bundle, running bool) (lifecycle.Stat
 	}
 	defer st.Close()
 	var sealer lifecycle.Sealer
-	dev, err := openTPM(cfg, st, slog.New(slog.DiscardHandler))
+	dev, err := openTPM(cfg, b, st, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return v, err
 	}

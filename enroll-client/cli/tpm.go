@@ -11,16 +11,17 @@ import (
 
 	"github.com/edge-enroll/enroll/enroll-client/config"
 	"github.com/edge-enroll/enroll/enroll-client/tpm"
+	"github.com/edge-enroll/enroll/pkg/bundle"
 	"github.com/edge-enroll/enroll/pkg/cmdline"
 )
 
 // openTPM opens the TPM as configured: nil when tpm.mode is off, or auto
 // and the machine has none.
-func openTPM(cfg config.File, kv tpm.KV, log *slog.Logger) (*tpm.Device, error) {
+func openTPM(cfg config.File, b *bundle.Bundle, kv tpm.KV, log *slog.Logger) (*tpm.Device, error) {
 	if cfg.TPM.Mode == "off" {
 		return nil, nil
 	}
-	d, err := tpm.Open(cfg.TPM.Path, kv, cfg.TPM.EK)
+	d, err := tpm.Open(cfg.TPM.Path, kv, cfg.TPM.EK, b.TPMEK...)
 	if err != nil {
 		if cfg.TPM.Mode == "auto" && (errors.Is(err, fs.ErrNotExist) || runtime.GOOS == "windows") {
 			log.Info("no TPM; the device enrolls without attestation and its state is not sealed", "tpm_path", cfg.TPM.Path)
@@ -47,7 +48,9 @@ func sealerFor(d *tpm.Device, cfg config.File, fleet string) (*tpm.Sealer, error
 type tpmInfo struct {
 	Path          string `json:"tpm"`
 	EK            string `json:"ek"`
+	EKSlot        string `json:"ek_slot"` // the EK profile's L-1, H-3...
 	EKCertificate bool   `json:"ek_certificate"`
+	EKChain       int    `json:"ek_chain"` // intermediates found in NV
 	EKHash        string `json:"ek_hash"`
 }
 
@@ -68,14 +71,14 @@ tpm.ek_allow_list when it has none.`,
 	path := configFlag(cmd)
 	asJSON := cmdline.JSONFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		cfg, _, err := loadConfig(*path)
+		cfg, b, err := loadConfig(*path)
 		if err != nil {
 			return err
 		}
 		if cfg.TPM.Mode == "off" {
 			return errors.New("tpm.mode is off")
 		}
-		d, err := tpm.Open(cfg.TPM.Path, nil, cfg.TPM.EK)
+		d, err := tpm.Open(cfg.TPM.Path, nil, cfg.TPM.EK, b.TPMEK...)
 		if err != nil {
 			return err
 		}
@@ -84,11 +87,12 @@ tpm.ek_allow_list when it has none.`,
 		if err != nil {
 			return err
 		}
-		info := tpmInfo{Path: cfg.TPM.Path, EK: d.EKKind(), EKCertificate: d.HasEKCert(), EKHash: h}
+		info := tpmInfo{Path: cfg.TPM.Path, EK: d.EKKind(), EKSlot: d.EKSlot(), EKCertificate: d.HasEKCert(), EKChain: d.EKChainLen(), EKHash: h}
 		if *asJSON {
 			return cmdline.WriteJSON(cmd.OutOrStdout(), info)
 		}
-		fmt.Fprintf(cmd.OutOrStdout(), "tpm: %s\nek: %s\nek_certificate: %v\nek_hash: %s\n", info.Path, info.EK, info.EKCertificate, info.EKHash)
+		fmt.Fprintf(cmd.OutOrStdout(), "tpm: %s\nek: %s (%s)\nek_certificate: %v\nek_chain: %d\nek_hash: %s\n",
+			info.Path, info.EK, info.EKSlot, info.EKCertificate, info.EKChain, info.EKHash)
 		return nil
 	}
 	return cmd

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/edge-enroll/enroll/pkg/ekprofile"
 	"github.com/edge-enroll/enroll/pkg/strictyaml"
 	"github.com/edge-enroll/enroll/pkg/wire"
 )
@@ -69,8 +70,10 @@ type TPM struct {
 	// speaking the TPM command protocol (swtpm). On Windows the TPM is
 	// reached through TBS and Path is ignored.
 	Path string `yaml:"path"`
-	// EK is the endorsement key to use: auto (the one the TPM holds a
-	// certificate for), rsa or ecc.
+	// EK is the endorsement key to use: auto (the first kind of the
+	// fleet's preference, from its bundle, that the TPM holds a
+	// certificate for), or one kind: rsa2048 (or rsa), ecc256 (or ecc),
+	// ecc384, rsa3072.
 	EK string `yaml:"ek"`
 }
 
@@ -222,8 +225,10 @@ func (f File) Validate() error {
 			bad("diagnostics.listen", "%s is metrics.listen too; the diagnostics listener serves /metrics itself, so leave metrics.listen empty", f.Metrics.Listen)
 		}
 	}
-	if f.TPM.EK != "auto" && f.TPM.EK != "rsa" && f.TPM.EK != "ecc" {
-		bad("tpm.ek", "want auto, rsa or ecc, got %q", f.TPM.EK)
+	if f.TPM.EK != "auto" {
+		if _, err := ekprofile.ParseKinds([]string{f.TPM.EK}); err != nil {
+			bad("tpm.ek", "want auto or an EK kind: %v", err)
+		}
 	}
 	return errors.Join(errs...)
 }

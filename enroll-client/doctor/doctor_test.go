@@ -277,8 +277,8 @@ func TestTPM(t *testing.T) {
 		withCert bool
 		want     string
 	}{
-		{"EK certificate present", true, "ok    tpm: SIM: EK rsa with its certificate"},
-		{"no EK certificate", false, "warn  tpm: SIM: EK rsa, no EK certificate in the TPM — a fleet with tpm.mode optional or required must allow-list"},
+		{"EK certificate present", true, "ok    tpm: SIM: EK rsa2048 with its certificate"},
+		{"no EK certificate", false, "warn  tpm: SIM: EK rsa2048, no EK certificate in the TPM — a fleet with tpm.mode optional or required must allow-list"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sim := tpmsim.Open(t)

@@ -7,7 +7,6 @@
 package tpm
 
 import (
-	"encoding/asn1"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +17,7 @@ import (
 	"github.com/google/go-tpm/tpm2/transport"
 
 	"github.com/edge-enroll/enroll/enroll-client/state"
+	"github.com/edge-enroll/enroll/pkg/ekprofile"
 	"github.com/edge-enroll/enroll/pkg/wire"
 )
 
@@ -34,41 +34,42 @@ const (
 	dataKeyKey = "tpm/data-key"
 )
 
-// EK kinds a device can use.
+// EK kinds a device can use (ekprofile's names; "rsa" and "ecc" are
+// accepted for the first two).
 const (
-	EKAuto = "auto" // the kind whose certificate the TPM holds; RSA without one
-	EKRSA  = "rsa"  // RSA 2048, TCG default template
-	EKECC  = "ecc"  // ECC NIST P-256, TCG default template
-)
-
-// NV indices of the EK certificates (TCG EK Credential Profile 2.0, 2.2.1.4).
-const (
-	nvRSAEKCert tpm2.TPMHandle = 0x01C00002
-	nvECCEKCert tpm2.TPMHandle = 0x01C0000A
+	EKAuto    = "auto"            // the fleet's preferred kind the TPM holds a certificate for
+	EKRSA     = ekprofile.RSA2048 // RSA 2048
+	EKECC     = ekprofile.ECC256  // ECC NIST P-256
+	EKECC384  = ekprofile.ECC384  // ECC NIST P-384, SHA-384 name (high range)
+	EKRSA3072 = ekprofile.RSA3072 // RSA 3072, SHA-384 name (high range)
 )
 
 // maxNVChunk is how much NV is read per command; below every TPM's
 // TPM_PT_NV_BUFFER_MAX.
 const maxNVChunk = 512
 
+// maxNVRead caps what is read from one NV index: an EK certificate, a
+// template, or a few chain certificates.
+const maxNVRead = 16 << 10
+
 // Device is an open TPM. It is safe for concurrent use; commands are
 // serialised.
 type Device struct {
-	mu     sync.Mutex
-	t      transport.TPMCloser
-	kv     KV
-	ekKind string
-	ekTmpl tpm2.TPMTPublic
-	ekCert []byte
+	mu sync.Mutex
+	t  transport.TPMCloser
+	kv KV
+	ek ekChoice
 }
 
-// Open opens the TPM at path (see openTransport) and chooses its EK.
-func Open(path string, kv KV, ekKind string) (*Device, error) {
+// Open opens the TPM at path (see openTransport) and chooses its EK: of
+// kind ekKind, or with auto the first of prefer (the fleet's preference)
+// that the TPM holds a certificate for.
+func Open(path string, kv KV, ekKind string, prefer ...string) (*Device, error) {
 	t, err := openTransport(path)
 	if err != nil {
 		return nil, err
 	}
-	d, err := New(t, kv, ekKind)
+	d, err := New(t, kv, ekKind, prefer...)
 	if err != nil {
 		t.Close()
 		return nil, err
@@ -77,31 +78,13 @@ func Open(path string, kv KV, ekKind string) (*Device, error) {
 }
 
 // New uses an open transport (tests pass a simulator); Close closes it.
-func New(t transport.TPMCloser, kv KV, ekKind string) (*Device, error) {
+func New(t transport.TPMCloser, kv KV, ekKind string, prefer ...string) (*Device, error) {
+	order, err := kindOrder(ekKind, prefer)
+	if err != nil {
+		return nil, err
+	}
 	d := &Device{t: withRetry(t), kv: kv}
-	rsaCert, rsaErr := readNV(d.t, nvRSAEKCert)
-	eccCert, eccErr := readNV(d.t, nvECCEKCert)
-	switch ekKind {
-	case EKAuto, "":
-		switch {
-		case rsaErr == nil:
-			d.ekKind, d.ekCert = EKRSA, rsaCert
-		case eccErr == nil:
-			d.ekKind, d.ekCert = EKECC, eccCert
-		default:
-			d.ekKind = EKRSA
-		}
-	case EKRSA:
-		d.ekKind, d.ekCert = EKRSA, rsaCert
-	case EKECC:
-		d.ekKind, d.ekCert = EKECC, eccCert
-	default:
-		return nil, fmt.Errorf("TPM: unknown EK kind %q (want auto, rsa or ecc)", ekKind)
-	}
-	d.ekTmpl = tpm2.RSAEKTemplate
-	if d.ekKind == EKECC {
-		d.ekTmpl = tpm2.ECCEKTemplate
-	}
+	d.ek = chooseEK(d.t, order)
 	return d, nil
 }
 
@@ -109,13 +92,19 @@ func New(t transport.TPMCloser, kv KV, ekKind string) (*Device, error) {
 func (d *Device) Close() error { return d.t.Close() }
 
 // EKKind says which EK the device uses.
-func (d *Device) EKKind() string { return d.ekKind }
+func (d *Device) EKKind() string { return d.ek.slot.Kind }
+
+// EKSlot names where the EK's certificate lives (the profile's L-1, H-3...).
+func (d *Device) EKSlot() string { return d.ek.slot.Name }
 
 // HasEKCert reports whether the TPM holds a certificate for its EK.
-func (d *Device) HasEKCert() bool { return len(d.ekCert) > 0 }
+func (d *Device) HasEKCert() bool { return len(d.ek.cert) > 0 }
 
-// readNV reads a whole NV index, trimmed to the DER object it holds when it
-// holds one (NV areas are often padded).
+// EKChainLen is how many intermediate CA certificates the TPM keeps for
+// its EK's chain.
+func (d *Device) EKChainLen() int { return len(d.ek.chain) }
+
+// readNV reads a whole NV index.
 func readNV(t transport.TPM, index tpm2.TPMHandle) ([]byte, error) {
 	rp, err := tpm2.NVReadPublic{NVIndex: index}.Execute(t)
 	if err != nil {
@@ -126,7 +115,7 @@ func readNV(t transport.TPM, index tpm2.TPMHandle) ([]byte, error) {
 		return nil, err
 	}
 	size := int(pub.DataSize)
-	if size == 0 || size > wire.MaxEKCert {
+	if size == 0 || size > maxNVRead {
 		return nil, fmt.Errorf("NV index %#x holds %d bytes", index, size)
 	}
 	out := make([]byte, 0, size)
@@ -145,10 +134,6 @@ func readNV(t transport.TPM, index tpm2.TPMHandle) ([]byte, error) {
 			return nil, fmt.Errorf("read NV index %#x: short read", index)
 		}
 		out = append(out, r.Data.Buffer...)
-	}
-	var raw asn1.RawValue
-	if _, err := asn1.Unmarshal(out, &raw); err == nil {
-		out = raw.FullBytes
 	}
 	return out, nil
 }
@@ -182,8 +167,8 @@ func (d *Device) createPrimary(hierarchy tpm2.TPMHandle, tmpl tpm2.TPMTPublic) (
 	return &loaded{handle: rsp.ObjectHandle, name: rsp.Name, public: *pub, raw: rsp.OutPublic.Bytes()}, nil
 }
 
-func (d *Device) ek() (*loaded, error) {
-	ek, err := d.createPrimary(tpm2.TPMRHEndorsement, d.ekTmpl)
+func (d *Device) ekObject() (*loaded, error) {
+	ek, err := d.createPrimary(tpm2.TPMRHEndorsement, d.ek.tmpl)
 	if err != nil {
 		return nil, fmt.Errorf("TPM: create EK: %w", err)
 	}
@@ -319,7 +304,7 @@ func (d *Device) ak(srk *loaded) (*loaded, error) {
 func (d *Device) Identity() (wire.ChallengeRequest, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	ek, err := d.ek()
+	ek, err := d.ekObject()
 	if err != nil {
 		return wire.ChallengeRequest{}, err
 	}
@@ -334,14 +319,18 @@ func (d *Device) Identity() (wire.ChallengeRequest, error) {
 		return wire.ChallengeRequest{}, err
 	}
 	defer d.flush(ak)
-	return wire.ChallengeRequest{EKPublic: ek.raw, EKCertificate: slices.Clone(d.ekCert), AKPublic: ak.raw}, nil
+	req := wire.ChallengeRequest{EKPublic: ek.raw, EKCertificate: slices.Clone(d.ek.cert), AKPublic: ak.raw}
+	for _, c := range d.ek.chain {
+		req.EKChain = append(req.EKChain, slices.Clone(c))
+	}
+	return req, nil
 }
 
 // EKPublic returns the EK's public area.
 func (d *Device) EKPublic() (tpm2.TPMTPublic, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	ek, err := d.ek()
+	ek, err := d.ekObject()
 	if err != nil {
 		return tpm2.TPMTPublic{}, err
 	}
@@ -401,14 +390,17 @@ func (d *Device) Answer(c wire.ChallengeResponse) (wire.Evidence, error) {
 		return wire.Evidence{}, err
 	}
 	defer d.flush(ak)
-	ek, err := d.ek()
+	auth, err := ekAuth(d.ek.tmpl)
+	if err != nil {
+		return wire.Evidence{}, err
+	}
+	ek, err := d.ekObject()
 	if err != nil {
 		return wire.Evidence{}, err
 	}
 	act, err := tpm2.ActivateCredential{
 		ActivateHandle: tpm2.AuthHandle{Handle: ak.handle, Name: ak.name, Auth: tpm2.PasswordAuth(nil)},
-		KeyHandle: tpm2.AuthHandle{Handle: ek.handle, Name: ek.name,
-			Auth: tpm2.Policy(tpm2.TPMAlgSHA256, 16, endorsementPolicy)},
+		KeyHandle:      tpm2.AuthHandle{Handle: ek.handle, Name: ek.name, Auth: auth},
 		CredentialBlob: tpm2.TPM2BIDObject{Buffer: c.CredentialBlob},
 		Secret:         tpm2.TPM2BEncryptedSecret{Buffer: c.EncryptedSecret},
 	}.Execute(d.t)
@@ -445,15 +437,6 @@ func (d *Device) Answer(c wire.ChallengeResponse) (wire.Evidence, error) {
 		Signature:   tpm2.Marshal(q.Signature),
 		PCRs:        values,
 	}, nil
-}
-
-func endorsementPolicy(t transport.TPM, handle tpm2.TPMISHPolicy, nonceTPM tpm2.TPM2BNonce) error {
-	_, err := tpm2.PolicySecret{
-		AuthHandle:    tpm2.TPMRHEndorsement,
-		PolicySession: handle,
-		NonceTPM:      nonceTPM,
-	}.Execute(t)
-	return err
 }
 
 // readPCRs reads PCRs of the SHA-256 bank, one at a time (a TPM returns at

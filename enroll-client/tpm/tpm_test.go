@@ -216,3 +216,41 @@ func TestDeviceKeyInTheTPM(t *testing.T) {
 	}
 	assertNoTransientHandles(t, sim)
 }
+
+// The fleet's preference decides among certified EKs; a certified EK of a
+// kind the fleet did not name beats an uncertified one it did; with no
+// certificate at all, the first preferred kind is used (for the
+// allow-list); an unknown kind in the preference is refused.
+func TestEKFleetPreference(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		provision []tpmsim.EKKind
+		prefer    []string
+		wantKind  string
+		wantCert  bool
+	}{
+		{"both certified, fleet asks for P-384", []tpmsim.EKKind{tpmsim.RSAEK, tpmsim.ECC384EK}, []string{"ecc384"}, tpm.EKECC384, true},
+		{"both certified, no preference", []tpmsim.EKKind{tpmsim.RSAEK, tpmsim.ECC384EK}, nil, tpm.EKRSA, true},
+		{"fleet asks for P-384, only RSA certified", []tpmsim.EKKind{tpmsim.RSAEK}, []string{"ecc384"}, tpm.EKRSA, true},
+		{"nothing certified", nil, []string{"ecc", "rsa"}, tpm.EKECC, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sim := tpmsim.Open(t)
+			ca := tpmsim.NewCA(t, "Test")
+			for _, k := range tc.provision {
+				ca.ProvisionEKCert(t, sim, k)
+			}
+			d, err := tpm.New(tpmsim.NopCloser{TPM: sim}, newKV(), tpm.EKAuto, tc.prefer...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.EKKind() != tc.wantKind || d.HasEKCert() != tc.wantCert {
+				t.Fatalf("EK %s, certified %v; want %s, %v", d.EKKind(), d.HasEKCert(), tc.wantKind, tc.wantCert)
+			}
+		})
+	}
+	sim := tpmsim.Open(t)
+	if _, err := tpm.New(tpmsim.NopCloser{TPM: sim}, newKV(), tpm.EKAuto, "rsa4096"); err == nil {
+		t.Fatal("an unknown kind in the fleet's preference was accepted")
+	}
+}

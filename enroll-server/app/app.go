@@ -4,6 +4,8 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -22,6 +24,7 @@ import (
 	"github.com/edge-enroll/enroll/enroll-server/audit"
 	"github.com/edge-enroll/enroll/enroll-server/boltstore"
 	"github.com/edge-enroll/enroll/enroll-server/config"
+	"github.com/edge-enroll/enroll/enroll-server/ekfetch"
 	"github.com/edge-enroll/enroll/enroll-server/enrollment"
 	"github.com/edge-enroll/enroll/enroll-server/httpapi"
 	"github.com/edge-enroll/enroll/enroll-server/inventory"
@@ -268,6 +271,13 @@ func tpmPolicy(t config.TPM) (enrollment.TPMPolicy, error) {
 			return p, fmt.Errorf("ek_ca_file %s: %w", t.EKCAFile, err)
 		}
 	}
+	if t.EKCertFetch == "allowed" {
+		src, err := certSource(t)
+		if err != nil {
+			return p, err
+		}
+		p.FetchEKCert = src.Fetch
+	}
 	p.AllowedEKs = make(map[string]bool, len(t.EKAllowList))
 	for _, h := range t.EKAllowList {
 		p.AllowedEKs[strings.ToLower(h)] = true
@@ -285,6 +295,28 @@ func tpmPolicy(t config.TPM) (enrollment.TPMPolicy, error) {
 		}
 	}
 	return p, nil
+}
+
+// certSource is the fleet's manufacturer service, trusted through the
+// system's roots or the fleet's own CA file.
+func certSource(t config.TPM) (*ekfetch.Source, error) {
+	client := &http.Client{Timeout: ekfetch.Timeout}
+	if t.EKCertFetchCAFile != "" {
+		data, err := os.ReadFile(t.EKCertFetchCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("ek_cert_fetch_ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(data) {
+			return nil, fmt.Errorf("ek_cert_fetch_ca_file %s: no certificate", t.EKCertFetchCAFile)
+		}
+		client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+	}
+	format := t.EKCertFormat
+	if format == "" {
+		format = ekfetch.Intel
+	}
+	return ekfetch.NewSource(format, t.EKCertURL, client)
 }
 
 // openStore opens PostgreSQL when configured, else the bbolt file; audit

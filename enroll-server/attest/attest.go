@@ -88,7 +88,7 @@ func CheckIdentity(req wire.ChallengeRequest, cas *CAs, allowed func(ekHash stri
 	}
 	switch {
 	case len(req.EKCertificate) > 0:
-		cert, info, err := cas.VerifyEKCert(req.EKCertificate, now)
+		cert, info, err := cas.VerifyEKCert(req.EKCertificate, req.EKChain, now)
 		if err != nil {
 			return Identity{}, refuse("%v", err)
 		}
@@ -113,6 +113,26 @@ func CheckIdentity(req wire.ChallengeRequest, cas *CAs, allowed func(ekHash stri
 	}
 	id.AKPublic, id.AKName = slices.Clone(req.AKPublic), name.Buffer
 	return id, nil
+}
+
+// EKKey reads an EK public area and names it, as CheckIdentity does.
+func EKKey(raw []byte) (crypto.PublicKey, string, error) {
+	ek, err := unmarshalExact[tpm2.TPMTPublic](raw)
+	if err != nil {
+		return nil, "", refuse("ek_public is not a TPMT_PUBLIC: %v", err)
+	}
+	if err := checkEK(ek); err != nil {
+		return nil, "", err
+	}
+	pub, err := tpm2.Pub(*ek)
+	if err != nil {
+		return nil, "", refuse("ek_public: %v", err)
+	}
+	h, err := wire.EKHash(pub)
+	if err != nil {
+		return nil, "", refuse("ek_public: %v", err)
+	}
+	return pub, h, nil
 }
 
 func samePublicKey(a, b crypto.PublicKey) bool {
@@ -154,8 +174,11 @@ func checkAK(p *tpm2.TPMTPublic) error {
 	if !a.FixedTPM || !a.FixedParent || !a.SensitiveDataOrigin || !a.Restricted || !a.SignEncrypt || a.Decrypt {
 		return refuse("ak_public: not an attestation key (needs fixedTPM, fixedParent, sensitiveDataOrigin, restricted, sign; not decrypt)")
 	}
-	if p.NameAlg != tpm2.TPMAlgSHA256 {
-		return refuse("ak_public: name algorithm must be SHA-256")
+	// The name algorithm only names the key (the credential is bound to
+	// that name); tpm2_createak gives an AK its EK's, SHA-384 under a
+	// P-384 or RSA 3072 EK. Its signatures are checked as SHA-256 below.
+	if p.NameAlg != tpm2.TPMAlgSHA256 && p.NameAlg != tpm2.TPMAlgSHA384 {
+		return refuse("ak_public: name algorithm must be SHA-256 or SHA-384")
 	}
 	switch p.Type {
 	case tpm2.TPMAlgRSA:

@@ -310,7 +310,7 @@ func TestEKCertificatePurpose(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			der := ca.IssueEKCertWith(t, mustKey(t), tt.edit)
-			_, _, err := c.VerifyEKCert(der, time.Now())
+			_, _, err := c.VerifyEKCert(der, nil, time.Now())
 			if tt.want == "" && err != nil {
 				t.Fatalf("refused: %v", err)
 			}

@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"slices"
 	"time"
+
+	"github.com/edge-enroll/enroll/pkg/wire"
 )
 
 // Object identifiers of the TCG EK Credential Profile.
@@ -150,8 +152,10 @@ func ParseCAs(pemData []byte) (*CAs, error) {
 }
 
 // VerifyEKCert parses an EK certificate, reads its TPM directory name and
-// verifies its chain to the CAs at now.
-func (c *CAs) VerifyEKCert(der []byte, now time.Time) (*x509.Certificate, TPMInfo, error) {
+// verifies its chain to the CAs at now. chain holds intermediates the
+// device sent (from its TPM's NV): they may link the certificate to one of
+// the fleet's roots, and are never trusted as roots themselves.
+func (c *CAs) VerifyEKCert(der []byte, chain [][]byte, now time.Time) (*x509.Certificate, TPMInfo, error) {
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
 		return nil, TPMInfo{}, fmt.Errorf("EK certificate: %w", err)
@@ -173,8 +177,12 @@ func (c *CAs) VerifyEKCert(der []byte, now time.Time) (*x509.Certificate, TPMInf
 	if c == nil {
 		return nil, TPMInfo{}, errors.New("EK certificate: no manufacturer CA is configured for this fleet")
 	}
+	intermediates, err := c.withChain(chain)
+	if err != nil {
+		return nil, TPMInfo{}, err
+	}
 	_, err = cert.Verify(x509.VerifyOptions{
-		Roots: c.roots, Intermediates: c.intermediates, CurrentTime: now,
+		Roots: c.roots, Intermediates: intermediates, CurrentTime: now,
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
 	})
 	if err != nil {
@@ -211,4 +219,28 @@ func checkEKPurpose(cert *x509.Certificate) error {
 		}
 	}
 	return nil
+}
+
+// withChain adds the device's intermediates to the fleet's own. Each must
+// parse and be a CA certificate; a device's self-signed certificate lands
+// among the intermediates too, where it anchors nothing.
+func (c *CAs) withChain(chain [][]byte) (*x509.CertPool, error) {
+	if len(chain) == 0 {
+		return c.intermediates, nil
+	}
+	if len(chain) > wire.MaxEKChain {
+		return nil, fmt.Errorf("EK chain: more than %d certificates", wire.MaxEKChain)
+	}
+	pool := c.intermediates.Clone()
+	for i, der := range chain {
+		cert, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, fmt.Errorf("EK chain certificate %d: %w", i, err)
+		}
+		if !cert.IsCA || !cert.BasicConstraintsValid {
+			return nil, fmt.Errorf("EK chain certificate %d (%q) is not a CA certificate", i, cert.Subject)
+		}
+		pool.AddCert(cert)
+	}
+	return pool, nil
 }

@@ -1,8 +1,14 @@
 package attest
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"encoding/pem"
+	"math/big"
 	"testing"
 	"time"
 
@@ -90,4 +96,53 @@ func FuzzVerifyQuote(f *testing.F) {
 			t.Fatal("a quote without PCR values verified")
 		}
 	})
+}
+
+// A device's EK chain must never make a certificate verify that does not
+// chain to the fleet's root, whatever the device sends.
+func FuzzVerifyEKChain(f *testing.F) {
+	ca := newTestCA(f)
+	cas, err := ParseCAs(ca.rootPEM)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add([]byte{0x30, 0x03, 0x02, 0x01, 0x01}, ca.issuer.Raw, []byte{})
+	f.Fuzz(func(t *testing.T, cert, chain1, chain2 []byte) {
+		chain := [][]byte{chain1}
+		if len(chain2) > 0 {
+			chain = append(chain, chain2)
+		}
+		if _, _, err := cas.VerifyEKCert(cert, chain, time.Now()); err == nil {
+			t.Fatal("a certificate the fuzzer made verified against the fleet's root")
+		}
+	})
+}
+
+type testCA struct {
+	rootPEM []byte
+	issuer  *x509.Certificate
+}
+
+// newTestCA makes a root and an intermediate under it.
+func newTestCA(tb testing.TB) testCA {
+	tb.Helper()
+	rootKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	issKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	now := time.Now()
+	tmpl := func(n int64, cn string) *x509.Certificate {
+		return &x509.Certificate{SerialNumber: big.NewInt(n), Subject: pkix.Name{CommonName: cn},
+			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
+			IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	}
+	rootDER, err := x509.CreateCertificate(rand.Reader, tmpl(1, "root"), tmpl(1, "root"), rootKey.Public(), rootKey)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	root, _ := x509.ParseCertificate(rootDER)
+	issDER, err := x509.CreateCertificate(rand.Reader, tmpl(2, "issuer"), root, issKey.Public(), rootKey)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	issuer, _ := x509.ParseCertificate(issDER)
+	return testCA{rootPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: rootDER}), issuer: issuer}
 }

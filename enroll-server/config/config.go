@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/edge-enroll/enroll/enroll-server/ekfetch"
 	"github.com/edge-enroll/enroll/pkg/bundle"
 	"github.com/edge-enroll/enroll/pkg/logging"
 	"github.com/edge-enroll/enroll/pkg/strictyaml"
@@ -141,6 +142,16 @@ type TPM struct {
 	// PCRPolicy, when set, lists the hex SHA-256 values each PCR may hold.
 	PCRPolicy    map[int][]string `yaml:"pcr_policy"`
 	ChallengeTTL time.Duration    `yaml:"challenge_ttl"`
+	// EKCertFetch is off (default) or allowed: the server fetches the EK
+	// certificate a TPM's manufacturer publishes (firmware TPMs) when the
+	// device has none in NV, from EKCertURL (an https base; default the
+	// manufacturer's) in EKCertFormat's naming (intel, the default, or
+	// amd), trusting the system roots or EKCertFetchCAFile. The fetched
+	// certificate must chain to ek_ca_file like any other.
+	EKCertFetch       string `yaml:"ek_cert_fetch"`
+	EKCertURL         string `yaml:"ek_cert_url"`
+	EKCertFormat      string `yaml:"ek_cert_format"`
+	EKCertFetchCAFile string `yaml:"ek_cert_fetch_ca_file"`
 }
 
 // Default returns the configuration with every default filled in.
@@ -202,6 +213,12 @@ func FleetDefaults(f Fleet) Fleet {
 	}
 	if f.TPM.Mode == "" {
 		f.TPM.Mode = "off"
+	}
+	if f.TPM.EKCertFetch == "" {
+		f.TPM.EKCertFetch = "off"
+	}
+	if f.TPM.EKCertFormat == "" {
+		f.TPM.EKCertFormat = ekfetch.Intel
 	}
 	if f.TPM.PCRs == nil {
 		f.TPM.PCRs = []int{0, 7}
@@ -375,6 +392,18 @@ func (t TPM) validate() []keyErr {
 		bad("mode", "want off, optional or required, got %q", t.Mode)
 		return errs
 	}
+	switch t.EKCertFetch {
+	case "", "off":
+	case "allowed":
+		if t.EKCAFile == "" {
+			bad("ek_cert_fetch", "a fetched EK certificate must chain to manufacturer CAs: set ek_ca_file")
+		}
+		if _, err := ekfetch.NewSource(orString(t.EKCertFormat, ekfetch.Intel), t.EKCertURL, nil); err != nil {
+			bad("ek_cert_url", "%v", err)
+		}
+	default:
+		bad("ek_cert_fetch", "want off or allowed, got %q", t.EKCertFetch)
+	}
 	if t.EKCAFile == "" && len(t.EKAllowList) == 0 {
 		bad("ek_ca_file", "a TPM fleet needs manufacturer CAs (ek_ca_file) or an ek_allow_list, or both")
 	}
@@ -413,6 +442,13 @@ func (t TPM) validate() []keyErr {
 		bad("challenge_ttl", "want between 5s and 10m, got %v", t.ChallengeTTL)
 	}
 	return errs
+}
+
+func orString(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }
 
 func isHexDigest(s string) bool {

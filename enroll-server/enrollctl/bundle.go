@@ -32,6 +32,8 @@ type bundleOptions struct {
 	// DevHTTPVault lets devices reach Vault over plain http on a loopback
 	// address: a local Vault dev server.
 	DevHTTPVault bool
+	// TPMEK is the fleet's EK preference, written into the bundle.
+	TPMEK []string
 }
 
 // probeTimeout bounds each TLS check.
@@ -69,7 +71,7 @@ func makeBundle(ctx context.Context, o bundleOptions, vf *vaultFlags, env Env) e
 	b := &bundle.Bundle{
 		Version: bundle.Version, Fleet: o.Fleet, ServerURL: o.ServerURL, ServerCAPEM: serverPEM,
 		VaultAddr: o.DeviceVaultAddr, VaultCAPEM: vaultPEM, EnrollMount: vf.layout.EnrollMount,
-		DeviceMount: vault.DeviceMount(o.Fleet),
+		DeviceMount: vault.DeviceMount(o.Fleet), TPMEK: o.TPMEK,
 	}
 	// Validate what the admin typed before minting a credential for it.
 	b.RoleID, b.SecretID, b.Generation = "placeholder", "placeholder", 1

@@ -178,6 +178,7 @@ for an image built where neither can be reached.`,
 	fs.StringVar(&o.DeviceVaultCAFile, "device-vault-ca", "", "PEM CA bundle devices trust for Vault (default: $VAULT_CACERT, else the certificates in $VAULT_CAPATH)")
 	fs.StringVar(&o.Out, "out", "", "output file, written 0600 (required)")
 	fs.BoolVar(&o.Offline, "offline", false, "skip the TLS check of the server and Vault (an image built where neither can be reached)")
+	fs.StringSliceVar(&o.TPMEK, "tpm-ek", nil, "the fleet's EK preference, in order (rsa2048, ecc256, ecc384, rsa3072): devices with tpm.ek auto use the first kind their TPM holds a certificate for (default: rsa2048,ecc256,ecc384,rsa3072)")
 	fs.BoolVar(&o.DevHTTPVault, "dev-http-vault", false, "let devices reach Vault over plain http on a loopback address (a Vault dev server; never in production)")
 	_ = fs.MarkHidden("vault-addr")
 	vf := addVaultFlags(fs)

@@ -2,6 +2,7 @@ package enrollment
 
 import (
 	"context"
+	"crypto"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,6 +27,9 @@ type TPMPolicy struct {
 	PCRs         []int
 	PCRPolicy    map[int][][]byte
 	ChallengeTTL time.Duration
+	// FetchEKCert, when the fleet allows it, fetches the certificate a
+	// TPM's manufacturer publishes for an EK (nil: never fetched).
+	FetchEKCert func(ctx context.Context, ek crypto.PublicKey) ([]byte, error)
 }
 
 // DefaultChallengeTTL is how long a device has to answer a challenge.
@@ -55,7 +59,11 @@ func (s *Service) Challenge(ctx context.Context, req wire.ChallengeRequest) (wir
 	}
 	defer release()
 	now := s.now().UTC()
-	id, err := attest.CheckIdentity(req, fleet.TPM.CAs, func(h string) bool { return fleet.TPM.AllowedEKs[h] }, now)
+	allowed := func(h string) bool { return fleet.TPM.AllowedEKs[h] }
+	if err := s.fetchEKCert(ctx, fleet.TPM, &req, allowed); err != nil {
+		return wire.ChallengeResponse{}, err
+	}
+	id, err := attest.CheckIdentity(req, fleet.TPM.CAs, allowed, now)
 	if err != nil {
 		s.log.Warn("TPM identity refused", "fleet", req.Fleet, "device_id", req.DeviceID, "reason", err)
 		return wire.ChallengeResponse{}, attestationError(err)
@@ -75,6 +83,27 @@ func (s *Service) Challenge(ctx context.Context, req wire.ChallengeRequest) (wir
 	}
 	resp.ChallengeID, resp.ExpiresAt = rec.ID, rec.ExpiresAt
 	return resp, nil
+}
+
+// fetchEKCert fills in the certificate a TPM without one in NV has at its
+// manufacturer, where the fleet allows fetching and the EK is not on the
+// allow-list already. What is fetched is verified as if the device had
+// sent it.
+func (s *Service) fetchEKCert(ctx context.Context, p TPMPolicy, req *wire.ChallengeRequest, allowed func(string) bool) error {
+	if len(req.EKCertificate) > 0 || p.FetchEKCert == nil {
+		return nil
+	}
+	pub, hash, err := attest.EKKey(req.EKPublic)
+	if err != nil || allowed(hash) {
+		return nil // CheckIdentity refuses or admits it, as without fetching
+	}
+	der, err := p.FetchEKCert(ctx, pub)
+	if err != nil {
+		s.log.Warn("manufacturer EK certificate not fetched", "fleet", req.Fleet, "device_id", req.DeviceID, "ek_hash", hash, "reason", err)
+		return fail(wire.CodeAttestationFailed, "the TPM holds no EK certificate and its manufacturer's could not be fetched (EK sha256 %s)", hash)
+	}
+	req.EKCertificate = der
+	return nil
 }
 
 func orDefault(d, def time.Duration) time.Duration {

@@ -20,6 +20,7 @@ import (
 	"net/url"
 	"regexp"
 
+	"github.com/edge-enroll/enroll/pkg/ekprofile"
 	"github.com/edge-enroll/enroll/pkg/wire"
 )
 
@@ -47,6 +48,10 @@ type Bundle struct {
 	RoleID     string `json:"role_id,omitempty"`
 	SecretID   string `json:"secret_id,omitempty"`
 	Generation int    `json:"generation"`
+	// TPMEK is the fleet's EK preference: the kinds (rsa2048, ecc256,
+	// ecc384, rsa3072) a device with tpm.ek auto looks for a certificate
+	// of, in this order. Empty: the client's default order.
+	TPMEK []string `json:"tpm_ek,omitempty"`
 }
 
 // LogValue keeps the secret out of logs even if a bundle is logged whole.
@@ -113,6 +118,9 @@ func (b *Bundle) Validate() error {
 		add("version", fmt.Errorf("unsupported version %d (want %d)", b.Version, Version))
 	}
 	add("fleet", wire.ValidateFleet(b.Fleet))
+	if _, err := ekprofile.ParseKinds(b.TPMEK); err != nil {
+		add("tpm_ek", err)
+	}
 	add("server_url", ValidateURL(b.ServerURL))
 	add("vault_addr", ValidateURL(b.VaultAddr))
 	add("server_ca_pem", validateOptionalPEM(b.ServerCAPEM))

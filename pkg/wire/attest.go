@@ -24,11 +24,15 @@ const (
 // Size limits of attestation material. Real EK certificates are 1-2 KiB and
 // TPMT_PUBLIC structures a few hundred bytes; anything far larger is hostile.
 const (
-	MaxTPMPublic   = 1024
-	MaxEKCert      = 8 << 10
-	MaxTPMBlob     = 1024
-	MaxQuotedPCRs  = 24
-	ChallengeBytes = 32
+	MaxTPMPublic  = 1024
+	MaxEKCert     = 8 << 10
+	MaxTPMBlob    = 1024
+	MaxQuotedPCRs = 24
+	// MaxEKChain and MaxEKChainBytes bound the intermediate CA
+	// certificates a device sends with its EK certificate.
+	MaxEKChain      = 8
+	MaxEKChainBytes = 24 << 10
+	ChallengeBytes  = 32
 )
 
 // ChallengeRequest presents a device's TPM: its endorsement key (EK), the
@@ -39,8 +43,12 @@ type ChallengeRequest struct {
 	DeviceID      string `json:"device_id"`
 	EKPublic      []byte `json:"ek_public"`
 	EKCertificate []byte `json:"ek_certificate,omitempty"` // DER
-	AKPublic      []byte `json:"ak_public"`
-	Ticket        string `json:"ticket,omitempty"` // see EnrollRequest.Ticket
+	// EKChain holds the intermediate CA certificates (DER) the TPM keeps
+	// in NV for its EK certificate's chain. The server uses them only to
+	// build a chain to the fleet's own roots; never as roots.
+	EKChain  [][]byte `json:"ek_chain,omitempty"`
+	AKPublic []byte   `json:"ak_public"`
+	Ticket   string   `json:"ticket,omitempty"` // see EnrollRequest.Ticket
 }
 
 // Validate checks a challenge request's shape; the server then checks what
@@ -59,10 +67,38 @@ func (r ChallengeRequest) Validate() error {
 	if len(r.EKCertificate) > MaxEKCert {
 		errs = append(errs, fmt.Errorf("ek_certificate: longer than %d bytes", MaxEKCert))
 	}
+	if err := validateChain(r.EKChain, len(r.EKCertificate) > 0); err != nil {
+		errs = append(errs, err)
+	}
 	if len(r.AKPublic) == 0 || len(r.AKPublic) > MaxTPMPublic {
 		errs = append(errs, fmt.Errorf("ak_public: missing or longer than %d bytes", MaxTPMPublic))
 	}
 	return errors.Join(errs...)
+}
+
+// validateChain checks the shape of an EK chain: only with a certificate,
+// a few certificates, none empty or oversized.
+func validateChain(chain [][]byte, haveCert bool) error {
+	if len(chain) == 0 {
+		return nil
+	}
+	if !haveCert {
+		return errors.New("ek_chain: sent without an ek_certificate")
+	}
+	if len(chain) > MaxEKChain {
+		return fmt.Errorf("ek_chain: more than %d certificates", MaxEKChain)
+	}
+	total := 0
+	for i, c := range chain {
+		if len(c) == 0 || len(c) > MaxEKCert {
+			return fmt.Errorf("ek_chain[%d]: empty or longer than %d bytes", i, MaxEKCert)
+		}
+		total += len(c)
+	}
+	if total > MaxEKChainBytes {
+		return fmt.Errorf("ek_chain: longer than %d bytes in all", MaxEKChainBytes)
+	}
+	return nil
 }
 
 // ChallengeResponse is a single-use challenge: a credential only the TPM

@@ -89,7 +89,7 @@ func TestEachSDKHasOneAdapter(t *testing.T) {
 		"github.com/hashicorp/vault/api":           {module + "/enroll-client/vault", module + "/enroll-server/vault"},
 		"go.etcd.io/bbolt":                         {module + "/enroll-client/state", module + "/enroll-server/boltstore"},
 		"github.com/prometheus/client_golang":      {module + "/enroll-client/metrics", module + "/enroll-server/metrics"},
-		"github.com/google/go-tpm":                 {module + "/enroll-client/tpm", module + "/enroll-server/attest"},
+		"github.com/google/go-tpm":                 {module + "/enroll-client/tpm", module + "/enroll-server/attest", module + "/pkg/ekprofile"},
 		"github.com/kardianos/service":             {module + "/pkg/daemon"},
 		"github.com/google/go-tpm-tools/simulator": {},
 		"github.com/hashicorp/vault/command":       {},

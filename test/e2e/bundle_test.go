@@ -93,6 +93,9 @@ func TestBundleRefusesWhatDevicesCannotUse(t *testing.T) {
 		{"a server CA file that holds no certificate", nil,
 			[]string{"-server-url", e.serverURL, "-server-ca", e.vaultCAFile + ".missing"},
 			[]string{e.vaultCAFile + ".missing (-server-ca)", "no such file"}},
+		{"an EK kind the profile does not define", nil,
+			[]string{"-server-url", e.serverURL, "-server-ca", serverCA, "-tpm-ek", "ecc384,rsa4096"},
+			[]string{"bundle tpm_ek: unknown EK kind \"rsa4096\""}},
 		{"a server nobody runs", nil,
 			[]string{"-server-url", gone, "-server-ca", serverCA},
 			[]string{"the server at " + gone + " (-server-url) cannot be reached", "-offline"}},
@@ -144,6 +147,8 @@ func TestBundleChecksAndEnrolls(t *testing.T) {
 			[]string{"-server-url", e.serverURL, "-server-ca", serverCA}, ""},
 		{"offline, the server not running yet", nil,
 			[]string{"-server-url", gone, "-server-ca", serverCA, "-offline"}, "warning: -offline"},
+		{"the fleet's EK preference", nil,
+			[]string{"-server-url", e.serverURL, "-server-ca", serverCA, "-tpm-ek", "ecc384,rsa2048"}, ""},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -167,6 +172,9 @@ func TestBundleChecksAndEnrolls(t *testing.T) {
 			e.keep(b.SecretID)
 			if b.VaultCAPEM != readFile(t, e.vaultCAFile) {
 				t.Fatalf("the bundle's vault_ca_pem is not Vault's CA:\n%s", b.VaultCAPEM)
+			}
+			if strings.Contains(strings.Join(tt.args, " "), "-tpm-ek ecc384,rsa2048") != (strings.Join(b.TPMEK, ",") == "ecc384,rsa2048") {
+				t.Fatalf("the bundle's tpm_ek is %q", b.TPMEK)
 			}
 			if tt.wantStderr != "" {
 				return // not a server devices can reach

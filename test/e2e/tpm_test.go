@@ -5,6 +5,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -157,6 +158,24 @@ func TestTPMReenrollsAfterGenerationRetired(t *testing.T) {
 	}
 	if n := len(e.logs.lines("no bootstrap credential; enrolling with TPM attestation alone")); n == 0 {
 		t.Fatal("the device did not fall back to attestation alone")
+	}
+	// The admin API, through enrollctl devices -json, keeps the generation
+	// the device enrolled with (not 0) and shows the EK it is bound to.
+	dev, err := tpm.New(tpmsim.NopCloser{TPM: sim}, nil, tpm.EKAuto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ek, err := dev.EKHash()
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := e.enrollctl(nil, nil, "devices", "-fleet", "acme", "-json")
+	var list wire.DeviceList
+	if run.code != 0 || json.Unmarshal([]byte(run.out), &list) != nil {
+		t.Fatalf("devices -json: %d %s %s", run.code, run.out, run.errOut)
+	}
+	if len(list.Devices) != 1 || list.Devices[0].Generation != 1 || list.Devices[0].EKHash != ek || list.Devices[0].Enrollments != 2 {
+		t.Fatalf("devices -json after attestation alone: %+v; want generation 1, two enrollments, EK %s", list.Devices, ek)
 	}
 	// Without a TPM, the same retired image cannot.
 	plain := e.newDevice("tpm-2-imposter", nil)

@@ -6,6 +6,7 @@ package swtpm
 
 import (
 	"bytes"
+	"encoding/pem"
 	"fmt"
 	"os"
 	"os/exec"
@@ -22,8 +23,11 @@ type TPM struct {
 	// TCTI names the TPM to tpm2-tools.
 	TCTI string
 	// CABundle holds the local CA's root and issuing certificates, which
-	// the EK certificates chain to.
-	CABundle []byte
+	// the EK certificates chain to; RootPEM the root alone, IssuerDER the
+	// issuing CA.
+	CABundle  []byte
+	RootPEM   []byte
+	IssuerDER []byte
 	// StateDir is the TPM's persistent state.
 	StateDir string
 }
@@ -43,8 +47,19 @@ func Require(t testing.TB, tools ...string) {
 }
 
 // Start manufactures a new TPM (new seeds, new EKs, new certificates from
-// a new local CA) and serves it until the test ends.
-func Start(t testing.TB) *TPM {
+// a new local CA) and serves it until the test ends. swtpm_setup certifies
+// an RSA 2048 EK (low range) and an ECC P-384 EK (high range).
+func Start(t testing.TB) *TPM { return StartWith(t, Options{}) }
+
+// Options change how the TPM is manufactured.
+type Options struct {
+	// RSAKeySize 3072 makes the RSA EK an RSA 3072 one, certified in the
+	// high range (H-6); default 2048.
+	RSAKeySize int
+}
+
+// StartWith is Start with options.
+func StartWith(t testing.TB, o Options) *TPM {
 	t.Helper()
 	Require(t, "swtpm", "swtpm_setup", "swtpm_localca")
 	// Unix socket paths are short: not under t.TempDir().
@@ -68,8 +83,12 @@ func Start(t testing.TB) *TPM {
 	}
 	localca := write("localca.conf", fmt.Sprintf("statedir = %[1]s\nsigningkey = %[1]s/signkey.pem\nissuercert = %[1]s/issuercert.pem\ncertserial = %[1]s/certserial\n", ca))
 	setup := write("setup.conf", fmt.Sprintf("create_certs_tool = swtpm_localca\ncreate_certs_tool_config = %s\ncreate_certs_tool_options = /etc/swtpm-localca.options\nactive_pcr_banks = sha256\n", localca))
-	run(t, "swtpm_setup", "--tpm2", "--tpm-state", state, "--createek", "--create-ek-cert",
-		"--config", setup, "--overwrite", "--logfile", filepath.Join(dir, "setup.log"))
+	args := []string{"--tpm2", "--tpm-state", state, "--createek", "--create-ek-cert",
+		"--config", setup, "--overwrite", "--logfile", filepath.Join(dir, "setup.log")}
+	if o.RSAKeySize != 0 {
+		args = append(args, "--rsa-keysize", fmt.Sprint(o.RSAKeySize))
+	}
+	run(t, "swtpm_setup", args...)
 
 	tpm := &TPM{Socket: filepath.Join(dir, "tpm.sock"), StateDir: state}
 	tpm.TCTI = "swtpm:path=" + tpm.Socket
@@ -91,11 +110,20 @@ func Start(t testing.TB) *TPM {
 		time.Sleep(20 * time.Millisecond)
 	}
 	for _, name := range []string{"swtpm-localca-rootca-cert.pem", "issuercert.pem"} {
-		pem, err := os.ReadFile(filepath.Join(ca, name))
+		data, err := os.ReadFile(filepath.Join(ca, name))
 		if err != nil {
 			t.Fatalf("swtpm local CA: %v", err)
 		}
-		tpm.CABundle = append(tpm.CABundle, pem...)
+		tpm.CABundle = append(tpm.CABundle, data...)
+		if name == "issuercert.pem" {
+			b, _ := pem.Decode(data)
+			if b == nil {
+				t.Fatal("swtpm local CA: issuercert.pem holds no PEM block")
+			}
+			tpm.IssuerDER = b.Bytes
+		} else {
+			tpm.RootPEM = data
+		}
 	}
 	return tpm
 }

@@ -25,6 +25,8 @@ import (
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
 	"github.com/google/go-tpm/tpm2/transport/simulator"
+
+	"github.com/edge-enroll/enroll/pkg/ekprofile"
 )
 
 var mu sync.Mutex
@@ -149,11 +151,39 @@ func (c *CA) IssueEKCertWith(t testing.TB, pub crypto.PublicKey, edit func(*x509
 	return der
 }
 
-// EKTemplates and the NV index of each one's certificate.
+// EKTemplates and the NV index of each one's certificate: the low range's
+// two, and the high range's (TCG EK Credential Profile 2.x).
 var (
 	RSAEK = EKKind{Template: tpm2.RSAEKTemplate, NVIndex: 0x01C00002}
 	ECCEK = EKKind{Template: tpm2.ECCEKTemplate, NVIndex: 0x01C0000A}
+
+	RSAEKHigh = slotKind("H-1")
+	ECCEKHigh = slotKind("H-2")
+	ECC384EK  = slotKind("H-3")
+	RSA3072EK = slotKind("H-6")
 )
+
+func slotKind(name string) EKKind {
+	for _, s := range ekprofile.Slots {
+		if s.Name == name {
+			return EKKind{Template: s.Template, NVIndex: s.CertIndex}
+		}
+	}
+	panic("no EK slot " + name)
+}
+
+// RootPEM is a bundle of the root alone: a fleet that trusts it verifies
+// EK certificates only through the intermediate a TPM keeps in NV.
+func (c *CA) RootPEM() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Root.Raw})
+}
+
+// ProvisionChain writes the CA's intermediate into the TPM's EK chain
+// range, as TPMs with an on-die CA do.
+func (c *CA) ProvisionChain(t testing.TB, tpm transport.TPM) {
+	t.Helper()
+	WriteNV(t, tpm, ekprofile.ChainFirst, c.Issuer.Raw)
+}
 
 // EKKind is an EK template and where its certificate lives.
 type EKKind struct {
