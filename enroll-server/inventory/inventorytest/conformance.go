@@ -28,6 +28,8 @@ func Run(t *testing.T, open func(t *testing.T) inventory.Store) {
 		"audit chain":         testAuditChain,
 		"generation use":      testGenerationUse,
 		"devices by fleet":    testDevicesByFleet,
+		"devices page":        testDevicesPage,
+		"alert acknowledged":  testAcknowledgeAlert,
 		"missing records":     testMissing,
 		"challenges":          testChallenges,
 		"exclusive jobs":      testExclusive,
