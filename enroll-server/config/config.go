@@ -331,7 +331,7 @@ func (f File) Validate() error {
 	if f.Console.Listen != "" && !mountRE.MatchString(f.Console.AuthMount) {
 		bad("console.auth_mount", "want a Vault auth mount path such as userpass or ldap")
 	}
-	if f.Console.Listen != "" && (f.Console.Listen == f.Listen || f.Console.Listen == f.MetricsListen) {
+	if f.Console.Listen != "" && !strings.HasSuffix(f.Console.Listen, ":0") && (f.Console.Listen == f.Listen || f.Console.Listen == f.MetricsListen) {
 		bad("console.listen", "must differ from listen and metrics_listen")
 	}
 	if len(f.Fleets) == 0 {

@@ -32,6 +32,8 @@ func NewConsole(con *console.Console, log *slog.Logger) http.Handler {
 	_ = r.SetTrustedProxies(nil)
 	r.Use(recovery(log), accessLog(log), consoleHeaders)
 	r.StaticFS("/static", http.FS(console.Static()))
+	// Browsers ask for an icon by themselves; there is none.
+	r.GET("/favicon.ico", func(c *gin.Context) { c.Status(http.StatusNoContent) })
 	r.GET("/signin", func(c *gin.Context) { signInForm(c, con, log, "", http.StatusOK) })
 	r.POST("/signin", func(c *gin.Context) { signIn(c, con, log) })
 
