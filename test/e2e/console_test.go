@@ -204,6 +204,43 @@ func consolePost(t *testing.T, e *env, path, session string, form url.Values) (i
 	return resp.StatusCode, string(body)
 }
 
+// The generations page rotates, and retires with the CLI's guard: within
+// the fleet's rotation grace period a retire is refused, saying when the
+// period ends, unless forced; the forced retire is audited as forced.
+func TestConsoleRetireKeepsTheGraceGuard(t *testing.T) {
+	e := newEnv(t, options{
+		fleet:  func(f *config.Fleet) { f.RotationGrace = new(time.Hour) },
+		server: func(c *config.File) { c.Console.Listen = "127.0.0.1:0" },
+	})
+	e.loginAs("alice", time.Hour, vault.AdminPolicy)
+	status, body, session := consoleSession(t, e, "alice", "correct horse")
+	if status != http.StatusSeeOther || session == "" {
+		t.Fatalf("sign in: %d %s", status, tail(body, 300))
+	}
+	page, _ := io.ReadAll(consoleGet(t, e, "/generations", session).Body)
+	m := csrfRE.FindSubmatch(page)
+	if m == nil || !strings.Contains(string(page), `id="rotate-acme"`) {
+		t.Fatalf("generations page: %s", tail(string(page), 500))
+	}
+	csrf := url.Values{"csrf": {string(m[1])}}
+	if status, body := consolePost(t, e, "/generations/acme/rotate", session, csrf); status != http.StatusSeeOther {
+		t.Fatalf("rotate: %d %s", status, tail(body, 300))
+	}
+	status, body = consolePost(t, e, "/generations/acme/1/retire", session, csrf)
+	if status != http.StatusConflict || !strings.Contains(body, "grace period") {
+		t.Fatalf("retire within the grace period: %d %s", status, tail(body, 500))
+	}
+	forced := url.Values{"csrf": csrf["csrf"], "force": {"true"}}
+	if status, body := consolePost(t, e, "/generations/acme/1/retire", session, forced); status != http.StatusSeeOther {
+		t.Fatalf("forced retire: %d %s", status, tail(body, 300))
+	}
+	if !hasRecord(t, e, func(r audit.Record) bool {
+		return r.Action == "admin:retired" && strings.Contains(r.Detail, "forced: within its rotation grace period") && strings.HasPrefix(r.Actor, "admin:alice (")
+	}) {
+		t.Fatal("the audit log holds no forced retire by alice")
+	}
+}
+
 var csrfRE = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 
 // A read-only operator sees the pages without the action buttons, and a
@@ -285,6 +322,13 @@ func TestConsoleOperatorAndSessionGuards(t *testing.T) {
 // consoleSignIn posts the sign-in form as a browser would (its CSRF
 // cookie and field) and returns the status and page.
 func consoleSignIn(t *testing.T, e *env, user, password string) (int, string) {
+	status, body, _ := consoleSession(t, e, user, password)
+	return status, body
+}
+
+// consoleSession signs in as consoleSignIn does, and returns the session
+// cookie's value too ("" when refused).
+func consoleSession(t *testing.T, e *env, user, password string) (int, string, string) {
 	t.Helper()
 	form := consoleGet(t, e, "/signin", "")
 	page, _ := io.ReadAll(form.Body)
@@ -304,5 +348,11 @@ func consoleSignIn(t *testing.T, e *env, user, password string) (int, string) {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(body)
+	session := ""
+	for _, c := range resp.Cookies() {
+		if c.Name == "__Host-enroll-console" {
+			session = c.Value
+		}
+	}
+	return resp.StatusCode, string(body), session
 }
