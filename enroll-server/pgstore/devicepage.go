@@ -72,3 +72,14 @@ func (s *Store) AcknowledgeAlert(ctx context.Context, seq uint64, by string, at 
 	})
 	return a, err
 }
+
+// SaveDevices stores many devices with one COPY: a bulk load (an import,
+// a benchmark's inventory). The devices must be new.
+func (s *Store) SaveDevices(ctx context.Context, devs []inventory.Device) error {
+	rows := make([][]any, len(devs))
+	for i, d := range devs {
+		rows[i] = []any{d.Fleet, d.ID, d}
+	}
+	_, err := s.db.CopyFrom(ctx, pgx.Identifier{"devices"}, []string{"fleet", "id", "data"}, pgx.CopyFromRows(rows))
+	return err
+}
