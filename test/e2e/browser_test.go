@@ -110,7 +110,7 @@ func (b *browser) text(t *testing.T, sel string) string {
 // count is how many elements sel matches (none is fine).
 func (b *browser) count(t *testing.T, sel string) int {
 	t.Helper()
-	return get(t, b, chromedp.Evaluate[int](`document.querySelectorAll(` + jsString(sel) + `).length`))
+	return get(t, b, chromedp.Evaluate[int](`document.querySelectorAll(`+jsString(sel)+`).length`))
 }
 
 func jsString(s string) string { return "'" + strings.ReplaceAll(s, "'", `\'`) + "'" }
