@@ -57,7 +57,7 @@ func (c *Console) Decide(ctx context.Context, sess *Session, decision, reason st
 		case code == wire.CodeForbidden || code == wire.CodeInvalidToken || code == wire.CodeUnauthenticated:
 			return "", err // the same for every device: say it plainly
 		default:
-			failed = append(failed, id+" ("+messageOf(err)+")")
+			failed = append(failed, id+" ("+Message(err)+")")
 		}
 	}
 	msg := fmt.Sprintf("%s: %d done (%s)", decision, len(done), strings.Join(done, ", "))
@@ -68,7 +68,9 @@ func (c *Console) Decide(ctx context.Context, sess *Session, decision, reason st
 	return "/approvals", nil
 }
 
-func messageOf(err error) string {
+// Message is what err may tell the person: the message of its
+// *wire.Error, or nothing of an internal cause.
+func Message(err error) string {
 	var we *wire.Error
 	if errors.As(err, &we) {
 		return we.Message

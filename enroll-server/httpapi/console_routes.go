@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net/http"
 	"time"
@@ -204,7 +203,7 @@ func signIn(c *gin.Context, con *console.Console, log *slog.Logger) {
 		status := wire.CodeOf(err).Status()
 		switch wire.CodeOf(err) {
 		case wire.CodeUnauthenticated, wire.CodeInvalidToken, wire.CodeInvalidRequest, wire.CodeRateLimited:
-			msg = messageOf(err)
+			msg = console.Message(err)
 		default:
 			log.Warn("console sign-in failed", "err", err)
 			msg = "Vault could not be asked; try again shortly."
@@ -216,14 +215,6 @@ func signIn(c *gin.Context, con *console.Console, log *slog.Logger) {
 	setCookie(c, loginCookie, "", time.Unix(1, 0))
 	setCookie(c, sessionCookie, s.ID, s.Expires)
 	c.Redirect(http.StatusSeeOther, "/")
-}
-
-func messageOf(err error) string {
-	var we *wire.Error
-	if errors.As(err, &we) {
-		return we.Message
-	}
-	return "refused"
 }
 
 // setCookie sets an HttpOnly, Secure, SameSite=Strict cookie for the whole
