@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/edge-enroll/enroll/enroll-server/inventory"
@@ -33,6 +34,9 @@ func (s *Service) Devices(ctx context.Context, token string, f ListFilter) (wire
 	}
 	if len(f.Prefix) > 64 || len(f.After) > 128 || len(f.State) > 32 {
 		return wire.DeviceList{}, wire.Errorf(wire.CodeInvalidRequest, "prefix, after or state: too long")
+	}
+	if f.After != "" && f.Fleet != "" && !strings.Contains(f.After, "/") {
+		f.After = f.Fleet + "/" + f.After // a device ID within the fleet listed
 	}
 	if _, _, ok := inventory.SplitCursor(f.After); f.After != "" && !ok {
 		return wire.DeviceList{}, wire.Errorf(wire.CodeInvalidRequest, "after: want the next cursor of the page before")

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -355,4 +356,37 @@ func consoleSession(t *testing.T, e *env, user, password string) (int, string, s
 		}
 	}
 	return resp.StatusCode, string(body), session
+}
+
+// enrollctl acknowledges an alert with the admin API call the console's
+// button makes; an operator may list alerts but not acknowledge them.
+func TestAckAlertFromTheCLI(t *testing.T) {
+	e := newEnv(t)
+	tok := e.bootstrapLogin()
+	_, first := e.post("/v1/enroll", enrollBody(tok, "reuse-1", "key-reuse000000001"))
+	e.keep(jsonField(t, first, "wrapping_token"))
+	e.post("/v1/enroll", enrollBody(tok, "reuse-2", "key-reuse000000002"))
+	alerts := adminAlerts(t, e)
+	if len(alerts) != 1 {
+		t.Fatalf("alerts: %+v", alerts)
+	}
+	seq := strconv.FormatUint(alerts[0].Seq, 10)
+	operator := e.loginAs("olga", time.Hour, vault.OperatorPolicy)
+	if r := e.enrollctl(map[string]string{"VAULT_TOKEN": operator}, nil, "ack-alert", seq); r.code == 0 || !strings.Contains(r.errOut, "may not update audit") {
+		t.Fatalf("operator's ack-alert: %d %s %s", r.code, r.out, r.errOut)
+	}
+	if r := e.enrollctl(nil, nil, "ack-alert", seq); r.code != 0 || !strings.Contains(r.out, "acknowledged by admin:") {
+		t.Fatalf("ack-alert: %d %s %s", r.code, r.out, r.errOut)
+	}
+	if r := e.enrollctl(nil, nil, "alerts"); r.code != 0 || !strings.Contains(r.out, "ACKNOWLEDGED") || !strings.Contains(r.out, "admin:") {
+		t.Fatalf("alerts after the acknowledgement: %d %s", r.code, r.out)
+	}
+	if !hasRecord(t, e, func(r audit.Record) bool {
+		return r.Action == "admin:acknowledge-alert" && strings.Contains(r.Detail, "alert "+seq+" ("+inventory.AlertEnrollmentTokenReuse+")")
+	}) {
+		t.Fatal("no audit record of the acknowledgement")
+	}
+	if r := e.enrollctl(nil, nil, "ack-alert", "999"); r.code == 0 || !strings.Contains(r.errOut, "no alert 999") {
+		t.Fatalf("ack-alert of an unknown alert: %d %s", r.code, r.errOut)
+	}
 }
