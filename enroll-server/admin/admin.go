@@ -74,6 +74,7 @@ func New(v Vault, c Core, s Store, auditKey audit.Key, log *slog.Logger) *Servic
 type Store interface {
 	Devices(ctx context.Context, fleet string) ([]inventory.Device, error)
 	DevicesPage(ctx context.Context, q inventory.DeviceQuery) ([]inventory.Device, string, error)
+	CountDevices(ctx context.Context, since time.Time) ([]inventory.DeviceCount, int, error)
 	Alerts(ctx context.Context) ([]inventory.Alert, error)
 	AcknowledgeAlert(ctx context.Context, seq uint64, by string, at time.Time) (inventory.Alert, error)
 	GenerationUse(ctx context.Context, fleet string) ([]inventory.GenerationUse, error)

@@ -120,31 +120,29 @@ type Count struct {
 }
 
 // Overview counts devices by state, enrollments over the last hour and
-// open alerts, and lists each fleet's generations with their devices.
+// open alerts, and lists each fleet's generations with their devices. The
+// store counts (it never hands over the whole inventory); Vault tells the
+// generations.
 func (s *Service) Overview(ctx context.Context, token string, fleets []string) (Overview, error) {
 	if _, err := s.authorize(ctx, token, AreaDevices, "", canRead); err != nil {
 		return Overview{}, err
 	}
 	var o Overview
-	devs, err := s.store.Devices(ctx, "")
+	counts, recent, err := s.store.CountDevices(ctx, timeNow().Add(-time.Hour))
 	if err != nil {
 		return o, err
 	}
-	hourAgo := timeNow().Add(-time.Hour)
+	o.EnrolledLastHour = recent
 	by := map[string]int{}
-	for _, d := range devs {
-		by[d.State]++
-		if d.EnrolledAt.After(hourAgo) {
-			o.EnrolledLastHour++
-		}
+	for _, c := range counts {
+		by[c.State] += c.N
+		o.Devices += c.N
 	}
-	o.Devices = len(devs)
 	for st, n := range by {
 		o.ByState = append(o.ByState, Count{st, n})
 	}
 	sort.Slice(o.ByState, func(i, j int) bool { return o.ByState[i].State < o.ByState[j].State })
-	alerts, err := s.AlertList(ctx, token)
-	if err == nil {
+	if alerts, err := s.AlertList(ctx, token); err == nil {
 		for _, a := range alerts {
 			if a.AckedBy == "" {
 				o.OpenAlerts++
@@ -152,11 +150,25 @@ func (s *Service) Overview(ctx context.Context, token string, fleets []string) (
 		}
 	}
 	for _, f := range fleets {
-		g, err := s.Generations(ctx, token, f)
+		g, err := s.vault.Generations(ctx, f)
 		if err != nil {
 			return o, err
 		}
-		o.Fleets = append(o.Fleets, g)
+		out := wire.Generations{Fleet: f}
+		for _, x := range g.List {
+			gen := wire.Generation{N: x.N, State: x.State, Current: x.N == g.Current, CreatedAt: x.CreatedAt}
+			for _, c := range counts {
+				if c.Fleet == f && c.Generation == x.N {
+					gen.Devices += c.N
+					if c.State != inventory.DeviceRevoked {
+						gen.Dependents += c.Keyless // as dependents counts them
+					}
+				}
+			}
+			out.Generations = append(out.Generations, gen)
+		}
+		sort.Slice(out.Generations, func(i, j int) bool { return out.Generations[i].N < out.Generations[j].N })
+		o.Fleets = append(o.Fleets, out)
 	}
 	return o, nil
 }

@@ -253,6 +253,9 @@ type Store interface {
 	// of the store than the page needs, so that a page of a fleet of a
 	// million devices costs what a page of ten does.
 	DevicesPage(ctx context.Context, q DeviceQuery) ([]Device, string, error)
+	// CountDevices counts the devices by fleet, state and generation, and
+	// those enrolled at or after since, reading only what the counts need.
+	CountDevices(ctx context.Context, since time.Time) ([]DeviceCount, int, error)
 	// ConsumeToken records the hash of a presented enrollment token until
 	// expires, and counts a presentation of the fleet's generation (when
 	// generation > 0); ErrConsumed when the hash was recorded before.

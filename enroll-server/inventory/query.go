@@ -36,3 +36,30 @@ func SplitCursor(c string) (fleet, id string, ok bool) {
 	fleet, id, ok = strings.Cut(c, "/")
 	return fleet, id, ok && fleet != ""
 }
+
+// DeviceCount is how many devices of a fleet are in one state with one
+// generation.
+type DeviceCount struct {
+	Fleet      string
+	State      string
+	Generation int
+	N          int
+	// Keyless of them enrolled at least once and hold no registered
+	// device key: the bootstrap generation is still their way back.
+	Keyless int
+}
+
+// Tally adds devices to counts (keyed by fleet, state and generation), for
+// stores that count in Go.
+func Tally(counts map[DeviceCount]*DeviceCount, fleet, state string, generation, enrollments int, deviceKey string) {
+	k := DeviceCount{Fleet: fleet, State: state, Generation: generation}
+	c := counts[k]
+	if c == nil {
+		c = &k
+		counts[k] = c
+	}
+	c.N++
+	if enrollments > 0 && deviceKey == "" {
+		c.Keyless++
+	}
+}

@@ -83,3 +83,32 @@ func (s *Store) SaveDevices(ctx context.Context, devs []inventory.Device) error 
 	_, err := s.db.CopyFrom(ctx, pgx.Identifier{"devices"}, []string{"fleet", "id", "data"}, pgx.CopyFromRows(rows))
 	return err
 }
+
+// CountDevices implements inventory.Store: the database groups and counts.
+func (s *Store) CountDevices(ctx context.Context, since time.Time) ([]inventory.DeviceCount, int, error) {
+	rows, err := s.db.Query(ctx, `SELECT fleet, data->>'state', COALESCE((data->>'generation')::int, 0), count(*),
+		count(*) FILTER (WHERE COALESCE((data->>'enrollments')::int, 0) > 0 AND COALESCE(data->>'device_key', '') = '')
+		FROM devices GROUP BY 1, 2, 3`)
+	if err != nil {
+		return nil, 0, err
+	}
+	var out []inventory.DeviceCount
+	for rows.Next() {
+		var c inventory.DeviceCount
+		var state *string
+		if err := rows.Scan(&c.Fleet, &state, &c.Generation, &c.N, &c.Keyless); err != nil {
+			rows.Close()
+			return nil, 0, err
+		}
+		if state != nil {
+			c.State = *state
+		}
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, err
+	}
+	var recent int
+	err = s.db.QueryRow(ctx, `SELECT count(*) FROM devices WHERE data ? 'enrolled_at' AND (data->>'enrolled_at')::timestamptz >= $1`, since.UTC()).Scan(&recent)
+	return out, recent, err
+}

@@ -30,6 +30,7 @@ func Run(t *testing.T, open func(t *testing.T) inventory.Store) {
 		"devices by fleet":    testDevicesByFleet,
 		"devices page":        testDevicesPage,
 		"alert acknowledged":  testAcknowledgeAlert,
+		"device counts":       testCountDevices,
 		"missing records":     testMissing,
 		"challenges":          testChallenges,
 		"exclusive jobs":      testExclusive,

@@ -104,3 +104,38 @@ func testAcknowledgeAlert(t *testing.T, s inventory.Store) {
 		t.Fatalf("unknown alert: %v, want ErrNotFound", err)
 	}
 }
+
+func testCountDevices(t *testing.T, s inventory.Store) {
+	ctx := context.Background()
+	devs := []inventory.Device{
+		{Fleet: "acme", ID: "a", State: inventory.DeviceEnrolled, Generation: 1, Enrollments: 1, EnrolledAt: t0},
+		{Fleet: "acme", ID: "b", State: inventory.DeviceEnrolled, Generation: 1, Enrollments: 2, DeviceKey: "key", EnrolledAt: t0.Add(-2 * time.Hour)},
+		{Fleet: "acme", ID: "c", State: inventory.DevicePending},
+		{Fleet: "acme-2", ID: "a", State: inventory.DeviceEnrolled, Generation: 1, Enrollments: 1, EnrolledAt: t0.Add(time.Minute)},
+	}
+	for _, d := range devs {
+		if err := s.SaveDevice(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	counts, recent, err := s.CountDevices(ctx, t0.Add(-time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if recent != 2 {
+		t.Errorf("enrolled since: %d, want 2", recent)
+	}
+	got := map[string]inventory.DeviceCount{}
+	for _, c := range counts {
+		got[fmt.Sprintf("%s/%s/%d", c.Fleet, c.State, c.Generation)] = c
+	}
+	want := map[string][2]int{"acme/enrolled/1": {2, 1}, "acme/pending/0": {1, 0}, "acme-2/enrolled/1": {1, 1}}
+	if len(got) != len(want) {
+		t.Fatalf("counts = %+v", counts)
+	}
+	for k, w := range want {
+		if c := got[k]; c.N != w[0] || c.Keyless != w[1] {
+			t.Errorf("%s: %d devices, %d keyless; want %d, %d", k, c.N, c.Keyless, w[0], w[1])
+		}
+	}
+}
