@@ -67,8 +67,9 @@ func benchDevices() int {
 
 // BenchmarkConsoleDevicesPage is the server's time for the console's
 // devices page (50 devices) over a store of 100,000: the first page, a
-// page deep into the fleet, an ID search and a state filter, in bbolt and
-// in PostgreSQL (skipped without a PostgreSQL server).
+// page deep into the fleet, an ID search and a state filter; and for the
+// overview, which counts them all. In bbolt and in PostgreSQL (skipped
+// without a PostgreSQL server).
 func BenchmarkConsoleDevicesPage(b *testing.B) {
 	b.Run("bbolt", func(b *testing.B) {
 		s, err := boltstore.Open(filepath.Join(b.TempDir(), "bench.db"))
