@@ -53,7 +53,8 @@ test-packages: packages
 # their ratio, processor time and latency (with every process sharing the
 # processors, then with Vault on a processor of its own); client idle RSS
 # and size, server RSS under load; a TPM attestation round trip (challenge,
-# activate, quote, verify) against the in-process simulator.
+# activate, quote, verify) against the in-process simulator; the fleet
+# console's devices page over 100,000 devices (bbolt and PostgreSQL).
 bench: vault
 	@GO=$(GO) test/bench.sh
 

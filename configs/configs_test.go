@@ -110,8 +110,9 @@ func TestValidationNamesTheKey(t *testing.T) {
 	f := serverconfig.Default()
 	f.Vault.Address = "http://vault.example.com"
 	f.Fleets = []serverconfig.Fleet{serverconfig.FleetDefaults(serverconfig.Fleet{Name: "Bad Name"})}
+	f.Console = serverconfig.Console{Listen: f.Listen, AuthMount: "../sys"}
 	err := f.Validate()
-	for _, key := range []string{"vault.address", "fleets[0].name"} {
+	for _, key := range []string{"vault.address", "fleets[0].name", "console.listen", "console.auth_mount"} {
 		if err == nil || !strings.Contains(err.Error(), key) {
 			t.Errorf("validation error %v does not name %s", err, key)
 		}

@@ -37,3 +37,8 @@ fi
 # Vault stopped 30 s, then sealed 20 s, under devices with 10 s tokens: how
 # long after Vault answers the slowest device's sink works again (target 5 s).
 (cd "$root/test/e2e" && "$bin/e2e.test" -test.run '^$' -test.bench '^BenchmarkHealAfterVaultAway$' -test.benchtime 1x) 2>&1 | filter
+# The fleet console's devices page over 100,000 devices (BENCH_CONSOLE_DEVICES
+# to change), server time: bbolt, then PostgreSQL where it is installed
+# (target: under 150 ms a page).
+"$go" test -c -o "$bin/httpapi.test" "$root/enroll-server/httpapi"
+(cd "$root/enroll-server/httpapi" && "$bin/httpapi.test" -test.run '^$' -test.bench '^BenchmarkConsoleDevicesPage$' -test.benchtime 50x) 2>&1 | filter

@@ -31,6 +31,8 @@ type Vault interface {
 	Rotate(ctx context.Context, fleet string) (vault.EnrollmentCredential, error)
 	EndGeneration(ctx context.Context, fleet string, n int, state string) (int, error)
 	EnrollmentSecretIDs(ctx context.Context, fleet string) (map[int]int, error)
+	PasswordLogin(ctx context.Context, mount, user, password string) (vault.PersonLogin, error)
+	RevokeSelf(ctx context.Context, token string) error
 }
 
 // Core is the enrollment core's side of device administration.
@@ -71,7 +73,10 @@ func New(v Vault, c Core, s Store, auditKey audit.Key, log *slog.Logger) *Servic
 // the contract of each method); changes go through the core.
 type Store interface {
 	Devices(ctx context.Context, fleet string) ([]inventory.Device, error)
+	DevicesPage(ctx context.Context, q inventory.DeviceQuery) ([]inventory.Device, string, error)
+	CountDevices(ctx context.Context, since time.Time) ([]inventory.DeviceCount, int, error)
 	Alerts(ctx context.Context) ([]inventory.Alert, error)
+	AcknowledgeAlert(ctx context.Context, seq uint64, by string, at time.Time) (inventory.Alert, error)
 	GenerationUse(ctx context.Context, fleet string) ([]inventory.GenerationUse, error)
 	AppendAudit(ctx context.Context, r audit.Record) (audit.Record, error)
 	Audit(ctx context.Context) ([]audit.Record, error)

@@ -2,8 +2,8 @@ package admin
 
 import (
 	"context"
-	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/edge-enroll/enroll/enroll-server/inventory"
@@ -12,7 +12,9 @@ import (
 
 // ListFilter selects devices.
 type ListFilter struct {
-	Fleet      string
+	Fleet string
+	// Prefix keeps devices whose ID starts with it.
+	Prefix     string
 	State      string
 	Generation int
 	// SeenSince keeps devices heard from (any change) at or after it.
@@ -21,7 +23,8 @@ type ListFilter struct {
 	After     string // cursor: "fleet/id" of the last device of the previous page
 }
 
-// Devices lists devices, filtered and paginated.
+// Devices lists devices, filtered and paginated: one page is read from
+// the store, never the whole inventory.
 func (s *Service) Devices(ctx context.Context, token string, f ListFilter) (wire.DeviceList, error) {
 	if _, err := s.authorize(ctx, token, AreaDevices, f.Fleet, canRead); err != nil {
 		return wire.DeviceList{}, err
@@ -29,27 +32,26 @@ func (s *Service) Devices(ctx context.Context, token string, f ListFilter) (wire
 	if f.Limit <= 0 || f.Limit > 1000 {
 		f.Limit = 100
 	}
-	devs, err := s.store.Devices(ctx, f.Fleet)
+	if len(f.Prefix) > 64 || len(f.After) > 128 || len(f.State) > 32 {
+		return wire.DeviceList{}, wire.Errorf(wire.CodeInvalidRequest, "prefix, after or state: too long")
+	}
+	if f.After != "" && f.Fleet != "" && !strings.Contains(f.After, "/") {
+		f.After = f.Fleet + "/" + f.After // a device ID within the fleet listed
+	}
+	if _, _, ok := inventory.SplitCursor(f.After); f.After != "" && !ok {
+		return wire.DeviceList{}, wire.Errorf(wire.CodeInvalidRequest, "after: want the next cursor of the page before")
+	}
+	devs, next, err := s.store.DevicesPage(ctx, inventory.DeviceQuery{Fleet: f.Fleet, Prefix: f.Prefix, State: f.State,
+		Generation: f.Generation, SeenSince: f.SeenSince, After: f.After, Limit: f.Limit})
 	if err != nil {
 		return wire.DeviceList{}, err
 	}
-	sort.Slice(devs, func(i, j int) bool { return key(devs[i]) < key(devs[j]) })
-	out := wire.DeviceList{Devices: []wire.Device{}}
+	out := wire.DeviceList{Devices: make([]wire.Device, 0, len(devs)), Next: next}
 	for _, d := range devs {
-		if (f.After != "" && key(d) <= f.After) || (f.State != "" && d.State != f.State) ||
-			(f.Generation != 0 && d.Generation != f.Generation) || (!f.SeenSince.IsZero() && d.UpdatedAt.Before(f.SeenSince)) {
-			continue
-		}
-		if len(out.Devices) == f.Limit {
-			out.Next = key(inventory.Device{Fleet: out.Devices[len(out.Devices)-1].Fleet, ID: out.Devices[len(out.Devices)-1].ID})
-			break
-		}
 		out.Devices = append(out.Devices, deviceOut(d))
 	}
 	return out, nil
 }
-
-func key(d inventory.Device) string { return d.Fleet + "/" + d.ID }
 
 // ParseGeneration reads a generation filter.
 func ParseGeneration(v string) (int, error) {

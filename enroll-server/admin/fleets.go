@@ -207,8 +207,14 @@ func (s *Service) Batch(ctx context.Context, token, fleet string, req wire.Devic
 	return s.core.PreProvision(ctx, actor, fleet, req.DeviceIDs)
 }
 
-// Alerts lists the stored security alerts.
+// Alerts lists the stored security alerts, as the admin API sends them.
 func (s *Service) Alerts(ctx context.Context, token string) (any, error) {
+	al, err := s.AlertList(ctx, token)
+	return map[string]any{"alerts": al}, err
+}
+
+// AlertList lists the stored security alerts, oldest first.
+func (s *Service) AlertList(ctx context.Context, token string) ([]inventory.Alert, error) {
 	if _, err := s.authorize(ctx, token, AreaAudit, "", canRead); err != nil {
 		return nil, err
 	}
@@ -216,7 +222,7 @@ func (s *Service) Alerts(ctx context.Context, token string) (any, error) {
 	if al == nil {
 		al = []inventory.Alert{} // an empty list, not null
 	}
-	return map[string]any{"alerts": al}, err
+	return al, err
 }
 
 // Audit returns the whole audit log.

@@ -58,6 +58,9 @@ type App struct {
 	// metrics serves /metrics on metrics_listen; nil without it.
 	metrics         *http.Server
 	metricsListener net.Listener
+	// console serves the fleet console on console.listen; nil without it.
+	console         *http.Server
+	consoleListener net.Listener
 
 	core       *enrollment.Service
 	hook       *webhook.Sender // nil without a webhook
@@ -133,9 +136,18 @@ func New(cfg config.File, opts Options, log *slog.Logger) (*App, error) {
 		}
 		return check.ready()
 	}
+	adm := admin.New(vc, core, store, auditKey, log.With("component", "admin"))
+	consoleSrv, consoleLn, err := newConsole(cfg, adm, names, files.tls, log.With("component", "console"))
+	if err != nil {
+		ln.Close()
+		if metricsLn != nil {
+			metricsLn.Close()
+		}
+		store.Close()
+		return nil, err
+	}
 	srv := &http.Server{
-		Handler: httpapi.New(core, admin.New(vc, core, store, auditKey, log.With("component", "admin")),
-			ready, log.With("component", "http")),
+		Handler:           httpapi.New(core, adm, ready, log.With("component", "http")),
 		TLSConfig:         files.tls,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
@@ -145,7 +157,7 @@ func New(cfg config.File, opts Options, log *slog.Logger) (*App, error) {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	return &App{log: log, store: store, vault: vc, srv: srv, listener: ln, tls: files.tls != nil,
-		metrics: metricsSrv, metricsListener: metricsLn,
+		metrics: metricsSrv, metricsListener: metricsLn, console: consoleSrv, consoleListener: consoleLn,
 		core: core, hook: hook, sweepEvery: cfg.Alerts.SweepInterval, fleetCheck: check,
 		opts: opts, cert: files.cert, started: cfg, cfg: cfg}, nil
 }
@@ -194,12 +206,18 @@ func (a *App) Run(ctx context.Context) error {
 			return nil
 		})
 	}
+	if a.console != nil {
+		g.Go(a.serveConsole)
+	}
 	g.Go(func() error {
 		<-ctx.Done()
 		shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if a.metrics != nil {
 			_ = a.metrics.Shutdown(shutCtx)
+		}
+		if a.console != nil {
+			_ = a.console.Shutdown(shutCtx)
 		}
 		return a.srv.Shutdown(shutCtx)
 	})

@@ -100,6 +100,7 @@ func restartOnly(started, cfg config.File) []string {
 	}
 	diff("listen", started.Listen, cfg.Listen)
 	diff("metrics_listen", started.MetricsListen, cfg.MetricsListen)
+	diff("console", started.Console, cfg.Console)
 	diff("vault", started.Vault, cfg.Vault)
 	diff("state_path", started.StatePath, cfg.StatePath)
 	diff("database_url", started.DatabaseURL, cfg.DatabaseURL)

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -35,7 +36,21 @@ type File struct {
 	Log         LogFile `yaml:"log"`
 	Alerts      Alerts  `yaml:"alerts"`
 	Audit       Audit   `yaml:"audit"`
+	Console     Console `yaml:"console"`
 	Fleets      []Fleet `yaml:"fleets"`
+}
+
+// Console configures the fleet console in the browser.
+type Console struct {
+	// Listen serves the console on an address of its own (TLS with the
+	// server's certificate), so that it can be kept to the admins'
+	// network while the enrollment listener faces devices. Empty: no
+	// console.
+	Listen string `yaml:"listen"`
+	// AuthMount is the Vault auth method people sign in through with a
+	// username and password (a userpass or ldap mount); a Vault token
+	// works as well.
+	AuthMount string `yaml:"auth_mount"`
 }
 
 // Audit configures the audit log.
@@ -163,6 +178,7 @@ func Default() File {
 		StatePath: "/var/lib/enroll-server/state.db",
 		Log:       LogFile{Level: "info", Format: "json"},
 		Alerts:    Alerts{WebhookTimeout: 5 * time.Second, SweepInterval: 15 * time.Second},
+		Console:   Console{AuthMount: "userpass"},
 	}
 }
 
@@ -279,6 +295,9 @@ func Parse(r io.Reader) (File, error) {
 	return f, nil
 }
 
+// mountRE is a Vault auth mount path: letters, digits, '-', '_', inner '/'.
+var mountRE = regexp.MustCompile(`^[A-Za-z0-9_-]+(?:/[A-Za-z0-9_-]+)*$`)
+
 // Validate checks every key and reports all problems, each naming its key.
 func (f File) Validate() error {
 	var errs []error
@@ -325,6 +344,12 @@ func (f File) Validate() error {
 	}
 	if f.Alerts.SweepInterval <= 0 {
 		bad("alerts.sweep_interval", "must be positive")
+	}
+	if f.Console.Listen != "" && !mountRE.MatchString(f.Console.AuthMount) {
+		bad("console.auth_mount", "want a Vault auth mount path such as userpass or ldap")
+	}
+	if f.Console.Listen != "" && !strings.HasSuffix(f.Console.Listen, ":0") && (f.Console.Listen == f.Listen || f.Console.Listen == f.MetricsListen) {
+		bad("console.listen", "must differ from listen and metrics_listen")
 	}
 	if len(f.Fleets) == 0 {
 		bad("fleets", "at least one fleet is required")

@@ -29,7 +29,7 @@ func adminRoutes(g *gin.RouterGroup, a *admin.Service, log *slog.Logger) {
 		}
 		limit, _ := strconv.Atoi(c.Query("limit"))
 		return a.Devices(ctx, token(c), admin.ListFilter{
-			Fleet: c.Query("fleet"), State: c.Query("state"), Generation: gen, SeenSince: since, Limit: limit, After: c.Query("after"),
+			Fleet: c.Query("fleet"), Prefix: c.Query("prefix"), State: c.Query("state"), Generation: gen, SeenSince: since, Limit: limit, After: c.Query("after"),
 		})
 	}))
 	g.GET("/devices/:fleet/:id", call(log, func(ctx context.Context, c *gin.Context) (any, error) {
@@ -66,6 +66,13 @@ func adminRoutes(g *gin.RouterGroup, a *admin.Service, log *slog.Logger) {
 	}))
 	g.GET("/alerts", call(log, func(ctx context.Context, c *gin.Context) (any, error) {
 		return a.Alerts(ctx, token(c))
+	}))
+	g.POST("/alerts/:seq/acknowledge", call(log, func(ctx context.Context, c *gin.Context) (any, error) {
+		seq, err := strconv.ParseUint(c.Param("seq"), 10, 64)
+		if err != nil {
+			return nil, wire.Errorf(wire.CodeNotFound, "no such alert")
+		}
+		return a.AcknowledgeAlert(ctx, token(c), seq)
 	}))
 	g.GET("/audit", func(c *gin.Context) {
 		recs, err := a.Audit(c.Request.Context(), token(c))

@@ -217,6 +217,10 @@ type Alert struct {
 	DeviceID     string    `json:"device_id,omitempty"`
 	EnrollmentID string    `json:"enrollment_id,omitempty"`
 	Detail       string    `json:"detail,omitempty"`
+	// AckedBy and AckedAt say which administrator acknowledged the alert
+	// (looked at it and took it in hand), and when; empty while open.
+	AckedBy string    `json:"acked_by,omitempty"`
+	AckedAt time.Time `json:"acked_at,omitzero"`
 }
 
 // GenerationUse is how often a fleet's bootstrap generation was presented.
@@ -243,6 +247,15 @@ type Store interface {
 	Device(ctx context.Context, fleet, id string) (Device, error)
 	SaveDevice(ctx context.Context, d Device) error
 	Devices(ctx context.Context, fleet string) ([]Device, error)
+	// DevicesPage returns up to q.Limit devices matching q, in the
+	// store's (fleet, id) order, starting after the cursor q.After, and
+	// the cursor of the next page ("" after the last). It reads no more
+	// of the store than the page needs, so that a page of a fleet of a
+	// million devices costs what a page of ten does.
+	DevicesPage(ctx context.Context, q DeviceQuery) ([]Device, string, error)
+	// CountDevices counts the devices by fleet, state and generation, and
+	// those enrolled at or after since, reading only what the counts need.
+	CountDevices(ctx context.Context, since time.Time) ([]DeviceCount, int, error)
 	// ConsumeToken records the hash of a presented enrollment token until
 	// expires, and counts a presentation of the fleet's generation (when
 	// generation > 0); ErrConsumed when the hash was recorded before.
@@ -265,6 +278,10 @@ type Store interface {
 	// AddAlert appends an alert and returns it with its sequence number.
 	AddAlert(ctx context.Context, a Alert) (Alert, error)
 	Alerts(ctx context.Context) ([]Alert, error)
+	// AcknowledgeAlert records who acknowledged alert seq, and when, and
+	// returns it; ErrNotFound for no such alert. An alert acknowledged
+	// before keeps its first acknowledgement.
+	AcknowledgeAlert(ctx context.Context, seq uint64, by string, at time.Time) (Alert, error)
 	// AwaitingAck lists enrollments whose wrapped secret ID is out and not
 	// acknowledged.
 	AwaitingAck(ctx context.Context) ([]Enrollment, error)

@@ -82,7 +82,7 @@ func TestEnrollctlReadCommandsJSON(t *testing.T) {
 	}{
 		{[]string{"generations", "-fleet", fleet}, 8},
 		{[]string{"devices", "-fleet", fleet}, 8},
-		{[]string{"alerts"}, 7},
+		{[]string{"alerts"}, 8},
 	} {
 		code, out, errOut := ctl(tc.args...)
 		header := strings.SplitN(out, "\n", 2)[0]

@@ -75,6 +75,8 @@ type env struct {
 	serverURL string
 	// metricsURL serves the server's /metrics (metrics_listen).
 	metricsURL string
+	// consoleURL serves the fleet console (console.listen), when set.
+	consoleURL string
 	caPEM      string
 	statePath  string
 	logs       *logBuffer // every server and client log line
@@ -221,6 +223,10 @@ func (e *env) launchServer(cfg config.File) {
 	if m := a.MetricsAddr(); m != nil {
 		e.metricsURL = "http://" + m.String()
 		e.cfg.MetricsListen = m.String()
+	}
+	if c := a.ConsoleAddr(); c != nil {
+		e.consoleURL = "https://" + c.String()
+		e.cfg.Console.Listen = c.String()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
