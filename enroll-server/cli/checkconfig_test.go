@@ -17,13 +17,14 @@ import (
 
 // setup is a configuration directory whose files a case may spoil.
 type setup struct {
-	dir   string
-	cert  string
-	key   string
-	creds string
-	extra string // appended to the fleet's settings
-	top   string // appended at the top level
-	level string
+	dir    string
+	cert   string
+	key    string
+	creds  string
+	extra  string // appended to the fleet's settings
+	top    string // appended at the top level
+	level  string
+	listen string
 }
 
 func newSetup(t *testing.T) *setup {
@@ -37,12 +38,12 @@ func newSetup(t *testing.T) *setup {
 	if err := os.WriteFile(creds, []byte(`{"role_id":"r","secret_id":"s"}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return &setup{dir: dir, cert: files.ServerCert, key: files.ServerKey, creds: creds, level: "info"}
+	return &setup{dir: dir, cert: files.ServerCert, key: files.ServerKey, creds: creds, level: "info", listen: "127.0.0.1:0"}
 }
 
 func (s *setup) write(t *testing.T) string {
 	t.Helper()
-	cfg := fmt.Sprintf(`listen: 127.0.0.1:0
+	cfg := fmt.Sprintf(`listen: %s
 state_path: %s
 tls:
   cert_file: %s
@@ -57,7 +58,7 @@ log:
 fleets:
   - name: acme
 %s
-`, filepath.Join(s.dir, "state.db"), s.cert, s.key, s.creds, s.level, s.top, s.extra)
+`, s.listen, filepath.Join(s.dir, "state.db"), s.cert, s.key, s.creds, s.level, s.top, s.extra)
 	path := filepath.Join(s.dir, "config.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -109,6 +110,11 @@ func TestCheckConfigRefusesWhatRunRefuses(t *testing.T) {
 			s.extra = "    tpm:\n      mode: optional\n      ek_ca_file: " + p
 		}, "ek.pem"},
 		{"unknown key", func(_ *testing.T, s *setup) { s.top = "listen_adress: x" }, "listen_adress"},
+		{"listen address without a port", func(_ *testing.T, s *setup) { s.listen = "notanaddr" }, "listen: want host:port"},
+		{"metrics address without a port", func(_ *testing.T, s *setup) { s.top = "metrics_listen: bad" }, "metrics_listen: want host:port"},
+		{"metrics on the listen address", func(_ *testing.T, s *setup) {
+			s.listen, s.top = "127.0.0.1:18999", "metrics_listen: 127.0.0.1:18999"
+		}, "metrics_listen: must differ from listen"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -9,8 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -345,6 +347,17 @@ func (f File) Validate() error {
 	if f.Alerts.SweepInterval <= 0 {
 		bad("alerts.sweep_interval", "must be positive")
 	}
+	for _, l := range []struct{ key, addr string }{{"listen", f.Listen}, {"metrics_listen", f.MetricsListen}, {"console.listen", f.Console.Listen}} {
+		if l.addr == "" {
+			continue
+		}
+		if err := validListenAddr(l.addr); err != nil {
+			bad(l.key, "%v", err)
+		}
+	}
+	if f.MetricsListen != "" && f.MetricsListen == f.Listen && !strings.HasSuffix(f.Listen, ":0") {
+		bad("metrics_listen", "must differ from listen")
+	}
 	if f.Console.Listen != "" && !mountRE.MatchString(f.Console.AuthMount) {
 		bad("console.auth_mount", "want a Vault auth mount path such as userpass or ldap")
 	}
@@ -479,4 +492,17 @@ func orString(s, def string) string {
 func isHexDigest(s string) bool {
 	b, err := hex.DecodeString(s)
 	return err == nil && len(b) == 32
+}
+
+// validListenAddr checks what net.Listen would refuse of a TCP address:
+// a missing or out-of-range port.
+func validListenAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("want host:port or :port, got %q", addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("port %q of %q is not a number from 0 to 65535", port, addr)
+	}
+	return nil
 }
