@@ -46,7 +46,8 @@ func (s *Service) IdentityChallenge(ctx context.Context, req wire.IdentityChalle
 	}
 	// A challenge costs no Vault call and proves nothing yet: it does not
 	// draw on the fleet's limits (an unauthenticated flood of them would
-	// otherwise shed every device's real requests), only on its device's.
+	// otherwise shed every device's real requests), only on its device's
+	// from that address.
 	d, err := s.enrolledDevice(ctx, req.Fleet, req.DeviceID)
 	if err != nil {
 		return wire.IdentityChallengeResponse{}, err
@@ -54,7 +55,9 @@ func (s *Service) IdentityChallenge(ctx context.Context, req wire.IdentityChalle
 	if refusal := s.standing(d); refusal != nil {
 		return wire.IdentityChallengeResponse{}, refusal
 	}
-	if !s.challenges.Allow(req.Fleet+"/"+req.DeviceID, s.now()) {
+	// Limited per device and per address asking: a flood from elsewhere
+	// must not use up the challenges the device itself needs to refresh.
+	if !s.challenges.Allow(req.Fleet+"/"+req.DeviceID+" from "+sourceOf(ctx), s.now()) {
 		return wire.IdentityChallengeResponse{}, failRetry(2, wire.CodeRateLimited, "too many challenges for this device; retry later")
 	}
 	now := s.now().UTC()

@@ -75,7 +75,7 @@ func New() *Metrics {
 		}, []string{"kind"}),
 		Suppressed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "enroll_server_security_alerts_suppressed_total",
-			Help: "Security alerts not raised again because the same kind was raised for the same device within the last minute, by kind.",
+			Help: "Security alerts not raised, by kind: a repeat for the same device within a minute, or one past the cap of alerts of one kind per fleet a minute (the next raised alert of the kind says how many).",
 		}, []string{"kind"}),
 		Enrollments: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "enroll_server_enrollments_total",

@@ -239,3 +239,32 @@ func TestAdminFloodCostsVaultLittle(t *testing.T) {
 		}
 	}
 }
+
+// Challenges for a device asked from another address, with no credential,
+// never use up the device's own: it refreshes right after the flood.
+func TestChallengeFloodFromElsewhereLeavesTheDevice(t *testing.T) {
+	e := newEnv(t)
+	victim := e.enroll(e.newDevice("sensor-fa", nil))
+	flood := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: tlsTo(t, e.caPEM),
+		DialContext:     (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}).DialContext,
+	}}
+	codes := map[int]int{}
+	for range 50 {
+		resp, err := flood.Post(e.serverURL+wire.PathIdentityChallenge, "application/json",
+			strings.NewReader(`{"fleet":"acme","device_id":"sensor-fa"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		codes[resp.StatusCode]++
+	}
+	if codes[http.StatusTooManyRequests] < 40 {
+		t.Fatalf("the flood's challenges: %v, want all but a few limited", codes)
+	}
+	status, body := e.call(identityCall{purpose: identity.PurposeRefresh, device: "sensor-fa", key: deviceKey(t, victim), token: victim.Token, sequence: victim.Sequence})
+	if status != http.StatusOK {
+		t.Fatalf("the device's own refresh after a flood from elsewhere: %d %s", status, body)
+	}
+	e.keep(victim.Token)
+}
