@@ -52,7 +52,34 @@ func Root(name, short, long string) *cobra.Command {
 		return missingCommand(cmd)
 	}
 	root.AddCommand(versionCmd(name))
+	root.SetHelpCommand(helpCmd())
 	return root
+}
+
+// helpCmd is cobra's `help [COMMAND]`, except that a topic that names no
+// command is a usage error (exit 2) with suggestions, not a zero exit.
+func helpCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "help [command]",
+		Short: "Help about any command",
+		RunE: func(c *cobra.Command, args []string) error {
+			root := c.Root()
+			target, rest, err := root.Find(args)
+			if err != nil || target == nil || len(rest) > 0 {
+				topic := strings.Join(args, " ")
+				msg := fmt.Sprintf("unknown help topic %q", topic)
+				root.SuggestionsMinimumDistance = max(root.SuggestionsMinimumDistance, 2)
+				if len(args) > 0 {
+					if s := root.SuggestionsFor(args[len(args)-1]); len(s) > 0 {
+						msg += "\n\nDid you mean this?\n\t" + strings.Join(s, "\n\t") + "\n"
+					}
+				}
+				return &usageError{errors.New(msg)}
+			}
+			target.InitDefaultHelpFlag()
+			return target.Help()
+		},
+	}
 }
 
 func versionCmd(name string) *cobra.Command {

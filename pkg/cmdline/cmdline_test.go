@@ -69,6 +69,10 @@ func TestExitCodesAndMessages(t *testing.T) {
 		{args: []string{"version"}, code: 0, out: "tool dev"},
 		{args: []string{"-version"}, code: 0, out: "tool dev"},
 		{args: []string{"help", "greet"}, code: 0, out: "tool greet -loud ann"},
+		{args: []string{"help", "db", "check"}, code: 0, out: "Usage:"},
+		{args: []string{"help"}, code: 0, out: "Commands:"},
+		{args: []string{"help", "gret"}, code: 2, err: "unknown help topic \"gret\"\n\nDid you mean this?\n\tgreet"},
+		{args: []string{"help", "db", "chek"}, code: 2, err: "unknown help topic"},
 		{args: []string{"greet", "-h"}, code: 0, out: "--greeting string"},
 		{args: []string{"greet", "-help"}, code: 0, out: "--greeting string"},
 	} {
