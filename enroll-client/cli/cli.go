@@ -293,11 +293,9 @@ file mode) and the state file, as run would; exit 0 when run would start, 1
 		if err != nil {
 			return err
 		}
-		st, err := state.Open(cfg.StatePath)
-		if err != nil {
+		if err := checkState(cfg.StatePath); err != nil {
 			return err
 		}
-		st.Close()
 		c := configCheck{Config: *path, DeviceID: cfg.DeviceID, Fleet: b.Fleet, ServerURL: b.ServerURL, VaultAddr: b.VaultAddr, StatePath: cfg.StatePath}
 		if *asJSON {
 			return cmdline.WriteJSON(cmd.OutOrStdout(), c)
@@ -306,6 +304,23 @@ file mode) and the state file, as run would; exit 0 when run would start, 1
 		return nil
 	}
 	return cmd
+}
+
+// checkState opens an existing state file as run would, to find what run
+// would refuse of it. It creates nothing (run creates the file, as the
+// service's user) and leaves alone a file the running daemon holds.
+func checkState(path string) error {
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if held, err := state.InUse(path); err != nil || held {
+		return err
+	}
+	st, err := state.Open(path)
+	if err != nil {
+		return err
+	}
+	return st.Close()
 }
 
 // statusPath is where the daemon publishes its status, next to its state.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/edge-enroll/enroll/enroll-client/cli"
 	"github.com/edge-enroll/enroll/enroll-client/health"
+	"github.com/edge-enroll/enroll/enroll-client/state"
 	"github.com/edge-enroll/enroll/pkg/bundle"
 	"github.com/edge-enroll/enroll/pkg/cmdline/clitest"
 )
@@ -97,5 +99,26 @@ func TestExitCodes(t *testing.T) {
 		if code != tc.code || !strings.Contains(errOut, tc.err) {
 			t.Errorf("%q: exit %d (want %d), stderr %q (want %q)", tc.args, code, tc.code, errOut, tc.err)
 		}
+	}
+}
+
+// check-config creates no state (run does, as the service's user), and
+// checks a configuration while the daemon holds its state.
+func TestCheckConfigLeavesTheStateAlone(t *testing.T) {
+	cfg := deviceConfig(t)
+	statePath := filepath.Join(filepath.Dir(cfg), "state.db")
+	if code, out, errOut := run(t, "check-config", "-config", cfg); code != 0 {
+		t.Fatalf("check-config: %d %q %s", code, out, errOut)
+	}
+	if _, err := os.Stat(statePath); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("check-config created the state file: %v", err)
+	}
+	held, err := state.Open(statePath) // as the running daemon holds it
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	if code, out, errOut := run(t, "check-config", "-config", cfg); code != 0 {
+		t.Fatalf("check-config while the daemon holds the state: %d %q %s", code, out, errOut)
 	}
 }
