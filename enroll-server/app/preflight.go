@@ -5,6 +5,8 @@ import (
 	"crypto/x509"
 	"fmt"
 	"log/slog"
+	"os"
+	"runtime"
 	"time"
 
 	"github.com/edge-enroll/enroll/enroll-server/admission"
@@ -86,6 +88,10 @@ func buildFleets(cfg config.File) ([]enrollment.Fleet, error) {
 // pair that does not match or a certificate outside its validity at now:
 // devices would refuse every handshake.
 func loadCertificate(certFile, keyFile string, now time.Time) (*certificate, error) {
+	if fi, err := os.Stat(keyFile); err == nil && runtime.GOOS != "windows" && fi.Mode().Perm()&0o007 != 0 {
+		// Group access stays allowed: Debian's ssl-cert group reads keys.
+		return nil, fmt.Errorf("tls.key_file %s: mode %v lets every user read the server's private key: chmod 600 (or 640 with a group)", keyFile, fi.Mode().Perm())
+	}
 	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
 		return nil, fmt.Errorf("tls (tls.cert_file %s, tls.key_file %s): %w", certFile, keyFile, err)

@@ -110,6 +110,7 @@ func TestCheckConfigRefusesWhatRunRefuses(t *testing.T) {
 			s.extra = "    tpm:\n      mode: optional\n      ek_ca_file: " + p
 		}, "ek.pem"},
 		{"unknown key", func(_ *testing.T, s *setup) { s.top = "listen_adress: x" }, "listen_adress"},
+		{"TLS key readable by every user", func(t *testing.T, s *setup) { chmod(t, s.key, 0o644) }, "lets every user read the server's private key"},
 		{"listen address without a port", func(_ *testing.T, s *setup) { s.listen = "notanaddr" }, "listen: want host:port"},
 		{"metrics address without a port", func(_ *testing.T, s *setup) { s.top = "metrics_listen: bad" }, "metrics_listen: want host:port"},
 		{"metrics on the listen address", func(_ *testing.T, s *setup) {
