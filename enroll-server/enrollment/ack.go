@@ -140,6 +140,14 @@ func (s *Service) Acknowledge(ctx context.Context, req wire.AckRequest) (_ wire.
 		return wire.AckResponse{}, fail(wire.CodeProofInvalid, "the presented token was not issued to this device by this enrollment")
 	}
 	if errors.Is(acc.err, vault.ErrNotFound) || (acc.err == nil && acc.meta["enrollment_id"] != e.ID) {
+		// A lockout while this acknowledgement was on its way destroyed
+		// the secret ID it names: the device hears why it stopped (the
+		// token above proved it is the device), not "invalid proof".
+		if now, lerr := s.store.Device(ctx, req.Fleet, req.DeviceID); lerr == nil {
+			if refusal := s.standing(now); refusal != nil {
+				return wire.AckResponse{}, refusal
+			}
+		}
 		return wire.AckResponse{}, fail(wire.CodeProofInvalid, "the secret ID accessor does not belong to this enrollment")
 	}
 	if acc.err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/edge-enroll/enroll/enroll-client/lifecycle"
 	"github.com/edge-enroll/enroll/enroll-server/config"
 	"github.com/edge-enroll/enroll/enroll-server/inventory"
+	"github.com/edge-enroll/enroll/pkg/identity"
 	"github.com/edge-enroll/enroll/pkg/wire"
 	"github.com/edge-enroll/enroll/test/fleetsim"
 )
@@ -608,5 +609,49 @@ func TestFleetOverTime(t *testing.T) {
 	_, alerts := e.inventory()
 	if len(alerts) != 0 {
 		t.Fatalf("alerts: %+v", alerts)
+	}
+}
+
+// A device locked out while its acknowledgement is on its way (the other
+// copy of a cloned state caught meanwhile, or an administrator's revoke)
+// hears why it stopped, not that its proof was invalid: the lockout
+// destroyed the secret ID its acknowledgement names.
+func TestAcknowledgementAfterALockoutSaysWhy(t *testing.T) {
+	e := newEnv(t)
+	st := e.enroll(e.newDevice("sensor-lk", nil))
+	status, body := e.call(identityCall{purpose: identity.PurposeRefresh, device: "sensor-lk", key: deviceKey(t, st), token: st.Token, sequence: st.Sequence})
+	if status != 200 {
+		t.Fatalf("refresh: %d %s", status, body)
+	}
+	var resp wire.EnrollResponse
+	if err := json.Unmarshal([]byte(body), &resp); err != nil {
+		t.Fatal(err)
+	}
+	unwrapped, err := e.root.Logical().Unwrap(resp.WrappingToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secretID, _ := unwrapped.Data["secret_id"].(string)
+	accessor, _ := unwrapped.Data["secret_id_accessor"].(string)
+	login, err := e.clientFor("").Logical().Write("auth/"+resp.LoginMount+"/login", map[string]any{"role_id": resp.RoleID, "secret_id": secretID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.keep(secretID, login.Auth.ClientToken)
+
+	if status, body := e.adminCall("POST", "/v1/admin/devices/acme/sensor-lk/revoke", e.vault.RootToken, `{"reason":"stolen"}`); status != 200 {
+		t.Fatalf("revoke: %d %s", status, body)
+	}
+	status, body = e.post(wire.PathAck, fmt.Sprintf(`{"fleet":"acme","device_id":"sensor-lk","enrollment_id":%q,"token":%q,"secret_id_accessor":%q}`,
+		resp.EnrollmentID, login.Auth.ClientToken, accessor))
+	if status == 200 || errorCode(t, body) != string(wire.CodeRejected) || !strings.Contains(body, "revoked") {
+		t.Fatalf("acknowledgement after the revoke: %d %s; want the refusal naming the revocation", status, body)
+	}
+	// Proof is still needed to hear it: a token of no enrollment hears
+	// nothing about the device.
+	status, body = e.post(wire.PathAck, fmt.Sprintf(`{"fleet":"acme","device_id":"sensor-lk","enrollment_id":%q,"token":%q,"secret_id_accessor":%q}`,
+		resp.EnrollmentID, e.bootstrapLogin(), accessor))
+	if status == 200 || errorCode(t, body) != string(wire.CodeProofInvalid) {
+		t.Fatalf("acknowledgement with a foreign token: %d %s; want proof_invalid", status, body)
 	}
 }
