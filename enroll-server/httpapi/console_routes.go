@@ -207,6 +207,10 @@ func signIn(c *gin.Context, con *console.Console, log *slog.Logger) {
 		switch wire.CodeOf(err) {
 		case wire.CodeUnauthenticated, wire.CodeInvalidToken, wire.CodeInvalidRequest, wire.CodeRateLimited:
 			msg = console.Message(err)
+			// Who was tried, from where: what a security team looks for
+			// in a password-guessing run. Never the password or token.
+			log.Warn("console sign-in refused", "security", true, "username", c.PostForm("username"),
+				"with_token", c.PostForm("token") != "", "source", c.ClientIP(), "code", wire.CodeOf(err))
 		default:
 			log.Warn("console sign-in failed", "err", err)
 			msg = "Vault could not be asked; try again shortly."

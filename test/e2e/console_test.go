@@ -318,6 +318,13 @@ func TestConsoleOperatorAndSessionGuards(t *testing.T) {
 	if status, body := consoleSignIn(t, e, "alice", "wrong"); status != http.StatusUnauthorized || !strings.Contains(body, "refused") {
 		t.Fatalf("a wrong password: %d %s", status, tail(body, 300))
 	}
+	refused := false
+	for _, l := range e.logs.lines("console sign-in refused") {
+		refused = refused || (l["username"] == "alice" && l["source"] != "" && l["code"] == "unauthenticated")
+	}
+	if !refused {
+		t.Error("the refused sign-in is not in the server's log with its username and source")
+	}
 }
 
 // consoleSignIn posts the sign-in form as a browser would (its CSRF
