@@ -251,7 +251,7 @@ func (r batchResult) report(w io.Writer, where string) {
 	for _, f := range r.failed {
 		fmt.Fprintf(w, "failed: %s: %s: %s\n", f.DeviceID, f.Code, f.Message)
 	}
-	fmt.Fprintf(w, "wrote %d pre-provisioned credentials to %s in %v", r.written, where, r.took.Round(time.Second))
+	fmt.Fprintf(w, "wrote %d pre-provisioned credentials to %s in %v", r.written, where, roundTook(r.took))
 	if r.written > 0 && r.wrapTTL > 0 {
 		fmt.Fprintf(w, "; wrap TTL %v: inject each before it expires (the first at %s)", r.wrapTTL, r.firstExp.UTC().Format(time.RFC3339))
 		if r.took > r.wrapTTL {
@@ -265,4 +265,18 @@ func (r batchResult) report(w io.Writer, where string) {
 func encodeItem(it wire.BatchItem) []byte {
 	raw, _ := json.Marshal(it)
 	return raw
+}
+
+// roundTook rounds a duration for people: whole seconds past ten, tenths
+// below, milliseconds under one ("in 0s" for a batch that did work reads
+// as if nothing happened).
+func roundTook(d time.Duration) time.Duration {
+	switch {
+	case d >= 10*time.Second:
+		return d.Round(time.Second)
+	case d >= time.Second:
+		return d.Round(100 * time.Millisecond)
+	default:
+		return d.Round(time.Millisecond)
+	}
 }

@@ -167,3 +167,19 @@ func TestBatchKeepsWhatWasMintedWhenAChunkFails(t *testing.T) {
 		t.Fatalf("a second batch to the same file: %v", err)
 	}
 }
+
+func TestRoundTook(t *testing.T) {
+	for _, c := range []struct {
+		in   time.Duration
+		want string
+	}{
+		{340 * time.Millisecond, "340ms"},
+		{1234 * time.Millisecond, "1.2s"},
+		{83*time.Second + 400*time.Millisecond, "1m23s"},
+		{0, "0s"},
+	} {
+		if got := roundTook(c.in).String(); got != c.want {
+			t.Errorf("roundTook(%v) = %s, want %s", c.in, got, c.want)
+		}
+	}
+}
