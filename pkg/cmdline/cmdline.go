@@ -193,6 +193,7 @@ func (e *runError) Unwrap() error { return e.err }
 func Execute(ctx context.Context, root *cobra.Command, args []string, stdout, stderr io.Writer) int {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
+	groupCompletion(root)
 	markRunErrors(root)
 	root.SetArgs(Normalize(root, args))
 	cmd, err := root.ExecuteContextC(ctx)
@@ -240,4 +241,18 @@ func WriteJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// groupCompletion makes cobra's completion command (one subcommand per
+// shell) a Group: a shell it has no script for, or none, is a usage error
+// with suggestions rather than its help and exit 0. cobra binds the
+// scripts' output when it makes the command: call after SetOut.
+func groupCompletion(root *cobra.Command) {
+	root.InitDefaultCompletionCmd()
+	for _, c := range root.Commands() {
+		if c.Name() == "completion" && c.RunE == nil {
+			c.Args = cobra.ArbitraryArgs
+			Group(c)
+		}
+	}
 }

@@ -133,6 +133,13 @@ func TestCompletionScripts(t *testing.T) {
 			t.Errorf("completion %s: %d %q %s", shell, code, out, errOut)
 		}
 	}
+	// A shell it has no script for is a usage error, with the near ones.
+	if code, out, errOut := run("completion", "bsh"); code != cmdline.ExitUsage || out != "" || !strings.Contains(errOut, "bash") {
+		t.Errorf("completion bsh: %d %q %s; want exit 2 suggesting bash", code, out, errOut)
+	}
+	if code, _, _ := run("completion"); code != cmdline.ExitUsage {
+		t.Errorf("completion without a shell: exit %d, want 2", code)
+	}
 	// What the scripts call: the binary itself completes commands and flags.
 	for args, want := range map[string]string{"gr": "greet\tgreet people", "greet --lo": "--loud\tshout", "db ch": "check\tcheck it"} {
 		code, out, _ := run(append([]string{"__complete"}, strings.Fields(args)...)...)
