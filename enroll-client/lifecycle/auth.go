@@ -46,6 +46,7 @@ func (m *Machine) setToken(st *State, a vault.Auth) {
 	st.Token, st.TokenAccessor, st.TokenRenewable = a.Token, a.Accessor, a.Renewable
 	st.TokenIssuedAt = m.clock.Now().UTC()
 	st.TokenExpiresAt = st.TokenIssuedAt.Add(a.TTL)
+	st.LastRenewal = st.TokenIssuedAt // renewed or obtained: the token is fresh
 	if a.EntityID != "" {
 		st.EntityID = a.EntityID
 	}
@@ -110,7 +111,6 @@ func (m *Machine) maintain(ctx context.Context, st *State) (time.Duration, error
 	}
 	prevExpiry := st.TokenExpiresAt
 	m.setToken(st, a)
-	st.LastRenewal = m.clock.Now().UTC()
 	// A renewal that cannot extend the token (max TTL reached) means it is
 	// time to log in again before it runs out.
 	if !st.TokenExpiresAt.After(prevExpiry.Add(time.Second)) && a.TTL < time.Minute {

@@ -64,6 +64,10 @@ func TestDiagnosticsAndStatusOfTheRealDaemon(t *testing.T) {
 	if code != 200 || !strings.Contains(metrics, `enroll_client_phase{phase="authenticated"} 1`) {
 		t.Fatalf("/metrics = %d:\n%s", code, grepLines(metrics, "enroll_client_phase"))
 	}
+	// The token was obtained at login: the gauge says when, not 0.
+	if line := grepLines(metrics, "enroll_client_last_renewal_timestamp_seconds "); line == "" || strings.HasSuffix(strings.TrimSpace(line), " 0") {
+		t.Errorf("the last renewal is not set after the login:\n%s", line)
+	}
 	token := readToken(d.sinkPath)
 	e.keep(token)
 	for _, path := range []string{"/livez", "/readyz", "/metrics"} {
