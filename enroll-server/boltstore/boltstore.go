@@ -23,7 +23,7 @@ import (
 )
 
 // SchemaVersion is the layout this package reads and writes.
-const SchemaVersion = 2
+const SchemaVersion = 3
 
 var (
 	bucketMeta        = []byte("meta")
@@ -99,12 +99,17 @@ func (s *Store) migrate() error {
 		if v > SchemaVersion {
 			return fmt.Errorf("schema version %d is newer than this binary understands (%d)", v, SchemaVersion)
 		}
-		// Version 0 → 1: create the buckets; 1 → 2: attestation challenges.
-		// Later versions add steps here.
+		// Version 0 → 1: create the buckets; 1 → 2: attestation challenges;
+		// 2 → 3: the devices' state index. Later versions add steps here.
 		for _, b := range [][]byte{bucketDevices, bucketEnrollments, bucketIdempotency, bucketTokens, bucketAlerts,
-			bucketAwaitingAck, bucketAttempts, bucketAudit, bucketChallenges} {
+			bucketAwaitingAck, bucketAttempts, bucketAudit, bucketChallenges, bucketByState, bucketStateOf} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
+			}
+		}
+		if v < 3 {
+			if err := indexStates(tx); err != nil {
+				return fmt.Errorf("index the devices by state: %w", err)
 			}
 		}
 		return meta.Put(keySchema, binary.BigEndian.AppendUint64(nil, SchemaVersion))
@@ -168,7 +173,7 @@ func (s *Store) BeginEnrollment(_ context.Context, e inventory.Enrollment, stale
 			return inventory.ErrBusy
 		}
 		d.InFlight, d.InFlightSince, d.UpdatedAt = e.ID, e.CreatedAt, e.CreatedAt
-		if err := put(devices, deviceKey(e.Fleet, e.DeviceID), d); err != nil {
+		if err := putDevice(tx, d); err != nil {
 			return err
 		}
 		if err := put(enrollments, []byte(e.ID), e); err != nil {
@@ -202,7 +207,7 @@ func (s *Store) Record(_ context.Context, e inventory.Enrollment, d inventory.De
 		} else if err := awaiting.Delete([]byte(e.ID)); err != nil {
 			return err
 		}
-		return put(tx.Bucket(bucketDevices), deviceKey(d.Fleet, d.ID), d)
+		return putDevice(tx, d)
 	})
 }
 
@@ -310,7 +315,7 @@ func (s *Store) Device(_ context.Context, fleet, id string) (inventory.Device, e
 // SaveDevice implements inventory.Store.
 func (s *Store) SaveDevice(_ context.Context, d inventory.Device) error {
 	return s.w.write(func(tx *bolt.Tx) error {
-		return put(tx.Bucket(bucketDevices), deviceKey(d.Fleet, d.ID), d)
+		return putDevice(tx, d)
 	})
 }
 

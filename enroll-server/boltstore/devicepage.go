@@ -16,37 +16,51 @@ import (
 // DevicesPage implements inventory.Store. The devices bucket is keyed
 // "fleet/id", so a page seeks to its cursor (or to the fleet and ID
 // prefix) and reads on from there; the ID prefix is checked on the key
-// before a record is decoded.
+// before a record is decoded. A listing by state walks the state index
+// instead, in the same order, and reads only the devices it names.
 func (s *Store) DevicesPage(_ context.Context, q inventory.DeviceQuery) ([]inventory.Device, string, error) {
 	if q.Limit <= 0 {
 		q.Limit = 100
 	}
-	var lo []byte // every key of the query starts with lo when q.Fleet is set
+	var lo []byte // every device key of the query starts with lo when q.Fleet is set
 	if q.Fleet != "" {
 		lo = deviceKey(q.Fleet, q.Prefix)
 	}
 	var out []inventory.Device
 	next := ""
 	err := s.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketDevices).Cursor()
+		devices := tx.Bucket(bucketDevices)
+		c, base := devices.Cursor(), []byte(nil) // index keys are base + device key
+		if q.State != "" {
+			c, base = tx.Bucket(bucketByState).Cursor(), stateKey(q.State, nil)
+		}
 		start, after := lo, []byte(q.After)
 		if q.After != "" && bytes.Compare(after, lo) >= 0 {
 			start = after
 		}
-		k, v := c.Seek(start)
-		if q.After != "" && bytes.Equal(k, after) {
+		k, v := c.Seek(append(bytes.Clone(base), start...))
+		if q.After != "" && bytes.Equal(k, append(bytes.Clone(base), after...)) {
 			k, v = c.Next()
 		}
 		for ; k != nil; k, v = c.Next() {
-			if q.Fleet != "" && !bytes.HasPrefix(k, lo) {
+			if !bytes.HasPrefix(k, base) {
 				break
 			}
-			if _, id, _ := bytes.Cut(k, []byte("/")); !bytes.HasPrefix(id, []byte(q.Prefix)) {
+			key := k[len(base):]
+			if q.Fleet != "" && !bytes.HasPrefix(key, lo) {
+				break
+			}
+			if _, id, _ := bytes.Cut(key, []byte("/")); !bytes.HasPrefix(id, []byte(q.Prefix)) {
 				continue
+			}
+			if base != nil {
+				if v = devices.Get(key); v == nil {
+					return fmt.Errorf("the state index names device %s, which is not stored", key)
+				}
 			}
 			var d inventory.Device
 			if err := json.Unmarshal(v, &d); err != nil {
-				return fmt.Errorf("decode device %s: %w", k, err)
+				return fmt.Errorf("decode device %s: %w", key, err)
 			}
 			if !q.Match(d) {
 				continue
@@ -85,9 +99,8 @@ func (s *Store) AcknowledgeAlert(_ context.Context, seq uint64, by string, at ti
 // import, a benchmark's inventory) without a disk sync per device.
 func (s *Store) SaveDevices(_ context.Context, devs []inventory.Device) error {
 	return s.w.write(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketDevices)
 		for _, d := range devs {
-			if err := put(b, deviceKey(d.Fleet, d.ID), d); err != nil {
+			if err := putDevice(tx, d); err != nil {
 				return err
 			}
 		}

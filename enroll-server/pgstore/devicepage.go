@@ -28,7 +28,10 @@ func (s *Store) DevicesPage(ctx context.Context, q inventory.DeviceQuery) ([]inv
 		where = append(where, "fleet = "+arg(q.Fleet))
 	}
 	if q.Prefix != "" {
-		where = append(where, "starts_with(id, "+arg(q.Prefix)+")")
+		// The lower bound lets the key's index seek to the prefix (every
+		// ID that starts with it sorts at or after it in any collation).
+		p := arg(q.Prefix)
+		where = append(where, "id >= "+p, "starts_with(id, "+p+")")
 	}
 	if fleet, id, ok := inventory.SplitCursor(q.After); ok {
 		where = append(where, "(fleet, id) > ("+arg(fleet)+", "+arg(id)+")")
@@ -80,7 +83,13 @@ func (s *Store) SaveDevices(ctx context.Context, devs []inventory.Device) error 
 	for i, d := range devs {
 		rows[i] = []any{d.Fleet, d.ID, d}
 	}
-	_, err := s.db.CopyFrom(ctx, pgx.Identifier{"devices"}, []string{"fleet", "id", "data"}, pgx.CopyFromRows(rows))
+	if _, err := s.db.CopyFrom(ctx, pgx.Identifier{"devices"}, []string{"fleet", "id", "data"}, pgx.CopyFromRows(rows)); err != nil {
+		return err
+	}
+	// A bulk load changes the table faster than autovacuum notices: the
+	// planner gets fresh statistics now, not once it has planned pages
+	// on stale ones.
+	_, err := s.db.Exec(ctx, `ANALYZE devices`)
 	return err
 }
 

@@ -43,42 +43,58 @@ func testDevicesPage(t *testing.T, s inventory.Store) {
 		{"an ID prefix in a fleet", inventory.DeviceQuery{Fleet: "acme", Prefix: "sensor-1"}, 10},
 		{"an ID prefix in every fleet", inventory.DeviceQuery{Prefix: "sensor-"}, 21},
 		{"a state", inventory.DeviceQuery{Fleet: "acme", State: inventory.DevicePending}, 5},
+		{"a state in every fleet", inventory.DeviceQuery{State: inventory.DeviceEnrolled}, 21},
+		{"a state and an ID prefix", inventory.DeviceQuery{Fleet: "acme", State: inventory.DevicePending, Prefix: "sensor-1"}, 2},
+		{"a state no device is in", inventory.DeviceQuery{Fleet: "acme", State: inventory.DeviceQuarantined}, 0},
 		{"a generation", inventory.DeviceQuery{Fleet: "acme", Generation: 2}, 12},
 		{"seen since", inventory.DeviceQuery{Fleet: "acme", SeenSince: t0.Add(15 * time.Minute)}, 10},
 		{"nothing matches", inventory.DeviceQuery{Fleet: "acme", Prefix: "nosuch"}, 0},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			seen := map[string]bool{}
-			q := tt.q
-			q.Limit = 4
-			for pages := 0; ; pages++ {
-				if pages > 20 {
-					t.Fatal("the listing never ends")
-				}
-				page, next, err := s.DevicesPage(ctx, q)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if len(page) > q.Limit {
-					t.Fatalf("page of %d, limit %d", len(page), q.Limit)
-				}
-				for _, d := range page {
-					c := inventory.Cursor(d)
-					if seen[c] || !tt.q.Match(d) {
-						t.Fatalf("device %s listed twice or not matching", c)
-					}
-					seen[c] = true
-				}
-				if next == "" {
-					break
-				}
-				q.After = next
+		t.Run(tt.name, func(t *testing.T) { walkPages(t, s, tt.q, tt.want) })
+	}
+	// A device that changes state is listed under its new state only.
+	moved := inventory.Device{Fleet: "acme", ID: "sensor-05", State: inventory.DeviceQuarantined, Generation: 2, UpdatedAt: t0}
+	if err := s.SaveDevice(ctx, moved); err != nil {
+		t.Fatal(err)
+	}
+	walkPages(t, s, inventory.DeviceQuery{Fleet: "acme", State: inventory.DevicePending}, 4)
+	walkPages(t, s, inventory.DeviceQuery{Fleet: "acme", State: inventory.DeviceQuarantined}, 1)
+	walkPages(t, s, inventory.DeviceQuery{Fleet: "acme"}, 25)
+}
+
+// walkPages lists q to its end, four devices a page, and checks it yields
+// want matching devices, each once.
+func walkPages(t *testing.T, s inventory.Store, q inventory.DeviceQuery, want int) {
+	t.Helper()
+	seen := map[string]bool{}
+	page := q
+	page.Limit = 4
+	for pages := 0; ; pages++ {
+		if pages > 20 {
+			t.Fatalf("%+v: the listing never ends", q)
+		}
+		devs, next, err := s.DevicesPage(context.Background(), page)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(devs) > page.Limit {
+			t.Fatalf("page of %d, limit %d", len(devs), page.Limit)
+		}
+		for _, d := range devs {
+			c := inventory.Cursor(d)
+			if seen[c] || !q.Match(d) {
+				t.Fatalf("%+v: device %s listed twice or not matching", q, c)
 			}
-			if len(seen) != tt.want {
-				t.Fatalf("listed %d devices, want %d", len(seen), tt.want)
-			}
-		})
+			seen[c] = true
+		}
+		if next == "" {
+			break
+		}
+		page.After = next
+	}
+	if len(seen) != want {
+		t.Fatalf("%+v: listed %d devices, want %d", q, len(seen), want)
 	}
 }
 
