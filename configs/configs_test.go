@@ -111,8 +111,10 @@ func TestValidationNamesTheKey(t *testing.T) {
 	f.Vault.Address = "http://vault.example.com"
 	f.Fleets = []serverconfig.Fleet{serverconfig.FleetDefaults(serverconfig.Fleet{Name: "Bad Name"})}
 	f.Console = serverconfig.Console{Listen: f.Listen, AuthMount: "../sys"}
+	f.Vault.FailoverAddresses = []string{"https://vault-2:8200", "vault-3:8200", "https://vault-2:8200"}
 	err := f.Validate()
-	for _, key := range []string{"vault.address", "fleets[0].name", "console.listen", "console.auth_mount"} {
+	for _, key := range []string{"vault.address", "fleets[0].name", "console.listen", "console.auth_mount",
+		"vault.failover_addresses[1]", "vault.failover_addresses[2]: https://vault-2:8200 is listed twice"} {
 		if err == nil || !strings.Contains(err.Error(), key) {
 			t.Errorf("validation error %v does not name %s", err, key)
 		}

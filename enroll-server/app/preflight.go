@@ -40,7 +40,7 @@ func Check(cfg config.File, opts Options) error {
 }
 
 func vaultOptions(cfg config.File, observe func(string, int, time.Duration)) vault.Options {
-	return vault.Options{Address: cfg.Vault.Address, CAFile: cfg.Vault.CAFile, Timeout: cfg.Vault.Timeout, Observe: observe}
+	return vault.Options{Address: cfg.Vault.Address, Failover: cfg.Vault.FailoverAddresses, CAFile: cfg.Vault.CAFile, Timeout: cfg.Vault.Timeout, Observe: observe}
 }
 
 func readFiles(cfg config.File, opts Options) (files, error) {

@@ -74,12 +74,15 @@ type TLSFile struct {
 
 // VaultFile says how to reach Vault and log in.
 type VaultFile struct {
-	Address         string        `yaml:"address"`
-	CAFile          string        `yaml:"ca_file"`
-	CredentialsFile string        `yaml:"credentials_file"`
-	Timeout         time.Duration `yaml:"timeout"`
-	EnrollMount     string        `yaml:"enroll_mount"`
-	KVMount         string        `yaml:"kv_mount"`
+	Address string `yaml:"address"`
+	// FailoverAddresses are the other nodes of the Vault cluster, tried in
+	// order when the one in use cannot take a request.
+	FailoverAddresses []string      `yaml:"failover_addresses"`
+	CAFile            string        `yaml:"ca_file"`
+	CredentialsFile   string        `yaml:"credentials_file"`
+	Timeout           time.Duration `yaml:"timeout"`
+	EnrollMount       string        `yaml:"enroll_mount"`
+	KVMount           string        `yaml:"kv_mount"`
 }
 
 // LogFile configures logging.

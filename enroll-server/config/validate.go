@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -30,6 +31,16 @@ func (f File) Validate() error {
 	}
 	if err := bundle.ValidateURL(f.Vault.Address); err != nil {
 		bad("vault.address", "%v", err)
+	}
+	for i, a := range f.Vault.FailoverAddresses {
+		if err := bundle.ValidateURL(a); err != nil {
+			bad(fmt.Sprintf("vault.failover_addresses[%d]", i), "%v", err)
+		} else if a == f.Vault.Address || slices.Contains(f.Vault.FailoverAddresses[:i], a) {
+			bad(fmt.Sprintf("vault.failover_addresses[%d]", i), "%s is listed twice", a)
+		}
+	}
+	if len(f.Vault.FailoverAddresses) > 16 {
+		bad("vault.failover_addresses", "at most 16")
 	}
 	if f.Vault.CredentialsFile == "" {
 		bad("vault.credentials_file", "required")

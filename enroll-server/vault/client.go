@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/api"
+
+	"github.com/edge-enroll/enroll/pkg/vaultfailover"
 )
 
 // ErrInvalidToken means Vault does not know the token (revoked, expired or
@@ -23,6 +25,11 @@ var ErrNotFound = errors.New("not found in vault")
 // Options configure a connection to Vault.
 type Options struct {
 	Address string
+	// Failover lists further addresses of the same Vault cluster, tried in
+	// order when Address cannot take a request (see vaultfailover).
+	Failover []string
+	// Switched, when set, is told when requests move to another address.
+	Switched func(from, to string)
 	// CAFile is a PEM bundle trusted for Vault's TLS certificate; empty means
 	// the certificates in CAPath, or without it the system roots.
 	CAFile string
@@ -85,6 +92,13 @@ func newAPIClient(o Options) (*api.Client, error) {
 	// would open and close connections (and fill TIME_WAIT) under load.
 	if t, ok := cfg.HttpClient.Transport.(*http.Transport); ok {
 		t.MaxIdleConns, t.MaxIdleConnsPerHost = idleVaultConns, idleVaultConns
+	}
+	if len(o.Failover) > 0 {
+		ft, err := vaultfailover.New(cfg.HttpClient.Transport, append([]string{o.Address}, o.Failover...), o.Switched)
+		if err != nil {
+			return nil, fmt.Errorf("vault addresses: %w", err)
+		}
+		cfg.HttpClient.Transport = ft
 	}
 	if o.Observe != nil {
 		cfg.HttpClient.Transport = observed{next: cfg.HttpClient.Transport, observe: o.Observe}

@@ -62,6 +62,11 @@ type Server struct {
 // NewServer builds the server's client. Call Run to log in and keep the
 // token alive.
 func NewServer(o Options, l Layout, creds Credentials, log *slog.Logger) (*Server, error) {
+	if o.Switched == nil {
+		o.Switched = func(from, to string) {
+			log.Warn("vault node cannot serve; requests go to another address", "from", from, "to", to)
+		}
+	}
 	c, err := newAPIClient(o)
 	if err != nil {
 		return nil, err
