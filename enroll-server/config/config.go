@@ -170,7 +170,7 @@ func Default() File {
 	return File{
 		Listen:    ":8443",
 		TLS:       TLSFile{CertFile: "/etc/enroll-server/tls/server.crt", KeyFile: "/etc/enroll-server/tls/server.key"},
-		Vault:     VaultFile{Address: "https://127.0.0.1:8200", CredentialsFile: "/etc/enroll-server/vault-credentials.json", Timeout: 10 * time.Second, EnrollMount: "edge-enroll", KVMount: "edge-kv"},
+		Vault:     VaultFile{Address: "https://127.0.0.1:8200", FailoverAddresses: []string{}, CredentialsFile: "/etc/enroll-server/vault-credentials.json", Timeout: 10 * time.Second, EnrollMount: "edge-enroll", KVMount: "edge-kv"},
 		StatePath: "/var/lib/enroll-server/state.db",
 		Log:       LogFile{Level: "info", Format: "json"},
 		Alerts:    Alerts{WebhookTimeout: 5 * time.Second, SweepInterval: 15 * time.Second},
