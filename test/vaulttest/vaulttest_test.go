@@ -3,6 +3,7 @@ package vaulttest_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/vault/api"
 
@@ -81,4 +82,39 @@ func TestPersistentServesTLSFromAPrivateCA(t *testing.T) {
 	if _, err := c.Auth().Token().LookupSelf(); err != nil {
 		t.Fatalf("a client trusting the CA: %v", err)
 	}
+}
+
+// A three-node Raft cluster elects a new active node when its active one
+// stops, and keeps what was written.
+func TestClusterSurvivesItsActiveNode(t *testing.T) {
+	c := vaulttest.StartCluster(t, 3)
+	first, err := c.Active()
+	if err != nil {
+		t.Fatal(err)
+	}
+	standby := c.Nodes[(first+1)%3]
+	cl, err := api.NewClient(&api.Config{Address: standby.Addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl.SetToken(c.RootToken)
+	// Written through a standby: it forwards to the active node.
+	if _, err := cl.Logical().Write("sys/policies/acl/probe", map[string]any{"policy": `path "x" { capabilities = ["read"] }`}); err != nil {
+		t.Fatal(err)
+	}
+	c.Nodes[first].Stop()
+	var next int
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if next, err = c.Active(); err == nil && next != first {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no new active node within 60s")
+		}
+	}
+	got, err := cl.Logical().Read("sys/policies/acl/probe")
+	if err != nil || got == nil {
+		t.Fatalf("the policy after the failover: %v, %v", got, err)
+	}
+	t.Logf("node %d active after node %d stopped", next+1, first+1)
 }
