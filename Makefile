@@ -66,6 +66,10 @@ storm: vault
 	@set -o pipefail; ulimit -n 1048576 2>/dev/null || ulimit -n $$(ulimit -Hn); \
 	VAULT_BIN=$$(test/vaultbin/build.sh) STORM_DEVICES=$${STORM_DEVICES:-10000} \
 		$(GO) test -run '^TestStorm$$' -count=1 -timeout 60m -v ./test/e2e/ 2>&1 | grep -v '^{'
+	@# The same against a three-node Raft Vault whose active node stops
+	@# mid-storm: the pause is printed.
+	@set -o pipefail; VAULT_BIN=$$(test/vaultbin/build.sh) STORM_CLUSTER_DEVICES=$${STORM_CLUSTER_DEVICES:-1000} \
+		$(GO) test -run '^TestStormThroughVaultFailover$$' -count=1 -timeout 30m -v ./test/e2e/ 2>&1 | grep -v '^{'
 
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 

@@ -67,6 +67,7 @@ type env struct {
 	t         testing.TB
 	vault     *vaulttest.Server
 	pvault    *vaulttest.Persistent // set with options.persistent
+	cluster   *vaulttest.Cluster    // set with options.cluster
 	cfg       config.File           // the server's configuration
 	srvCreds  vault.Credentials     // the server's own AppRole credentials
 	root      *api.Client
@@ -98,6 +99,9 @@ type options struct {
 	// tlsVault runs a persistent Vault serving TLS with a certificate
 	// from a private CA, as a production Vault does.
 	tlsVault bool
+	// cluster runs a three-node Raft Vault: the server is given every
+	// node's address, the devices a standby's (standbys forward).
+	cluster bool
 	// fleet adjusts the fleet's server configuration.
 	fleet func(*config.Fleet)
 	// server adjusts the rest of the server's configuration.
@@ -112,8 +116,24 @@ func newEnv(t testing.TB, opts ...options) *env {
 	}
 	var vs *vaulttest.Server
 	var pv *vaulttest.Persistent
+	var cl *vaulttest.Cluster
+	var failover []string
+	deviceVault := ""
 	caFile := ""
 	switch {
+	case o.cluster:
+		cl = vaulttest.StartCluster(t, 3)
+		active, err := cl.Active()
+		if err != nil {
+			t.Fatal(err)
+		}
+		vs = cl.Nodes[active].Server
+		for i, a := range cl.Addrs() {
+			if i != active {
+				failover = append(failover, a)
+			}
+		}
+		deviceVault = failover[0]
 	case o.tlsVault:
 		dir := t.TempDir()
 		ca, err := vaulttest.NewPrivateCA(dir, "vault-ca")
@@ -133,7 +153,10 @@ func newEnv(t testing.TB, opts ...options) *env {
 	default:
 		vs = vaulttest.StartDev(t)
 	}
-	e := &env{t: t, vault: vs, pvault: pv, vaultCAFile: caFile, layout: vault.DefaultLayout(), logs: &logBuffer{}}
+	if deviceVault == "" {
+		deviceVault = vs.Addr
+	}
+	e := &env{t: t, vault: vs, pvault: pv, cluster: cl, vaultCAFile: caFile, layout: vault.DefaultLayout(), logs: &logBuffer{}}
 	e.root = e.clientFor(vs.RootToken)
 	ctx := context.Background()
 
@@ -169,6 +192,7 @@ func newEnv(t testing.TB, opts ...options) *env {
 	cfg.MetricsListen = "127.0.0.1:0"
 	cfg.TLS = config.TLSFile{CertFile: tlsFiles.ServerCert, KeyFile: tlsFiles.ServerKey}
 	cfg.Vault.Address = vs.Addr
+	cfg.Vault.FailoverAddresses = failover
 	cfg.Vault.CAFile = caFile
 	cfg.Vault.CredentialsFile = credPath
 	cfg.StatePath = e.statePath
@@ -188,7 +212,7 @@ func newEnv(t testing.TB, opts ...options) *env {
 
 	e.bundle = bundle.Bundle{
 		Version: bundle.Version, Fleet: fleet, ServerURL: e.serverURL, ServerCAPEM: e.caPEM,
-		VaultAddr: vs.Addr, EnrollMount: e.layout.EnrollMount, DeviceMount: vault.DeviceMount(fleet),
+		VaultAddr: deviceVault, EnrollMount: e.layout.EnrollMount, DeviceMount: vault.DeviceMount(fleet),
 		RoleID: cred.RoleID, SecretID: cred.SecretID, Generation: cred.Generation,
 	}
 	if caFile != "" {
