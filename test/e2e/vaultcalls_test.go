@@ -176,3 +176,14 @@ const (
 	mintOp      = "PUT auth/*/role/*/secret-id"
 	listOp      = "LIST auth/*/role/*/secret-id"
 )
+
+// The bench's baseline makes its eleven Vault calls per enrollment,
+// whatever the server makes: directSequence counts them and fails on any
+// other number.
+func TestBaselineSequenceIsFrozen(t *testing.T) {
+	e := newEnv(t)
+	rate, took := e.directSequence(t, 2, 1, "baseline")
+	if rate <= 0 || len(took) != 2 {
+		t.Fatalf("baseline: rate %.1f, %d sequences timed", rate, len(took))
+	}
+}
