@@ -168,9 +168,12 @@ func (s *Service) Acknowledge(ctx context.Context, req wire.AckRequest) (_ wire.
 	// From here on exactly one secret ID of the device is live: the one
 	// just proven. The old ones go first, so that a failure below leaves
 	// a retry to finish the job rather than two live credentials.
-	destroyed, err := s.vault.DestroyDeviceSecretIDsExcept(ctx, req.Fleet, req.DeviceID, req.SecretIDAccessor)
-	if err != nil {
-		return wire.AckResponse{}, vaultError("destroy the device's older secret IDs", err)
+	destroyed := 0
+	if !onlySecretID(e, req.SecretIDAccessor) {
+		destroyed, err = s.vault.DestroyDeviceSecretIDsExcept(ctx, req.Fleet, req.DeviceID, req.SecretIDAccessor)
+		if err != nil {
+			return wire.AckResponse{}, vaultError("destroy the device's older secret IDs", err)
+		}
 	}
 	now := s.now().UTC()
 	e.State, e.UpdatedAt = inventory.EnrollmentAcknowledged, now
@@ -198,4 +201,18 @@ func (s *Service) Acknowledge(ctx context.Context, req wire.AckRequest) (_ wire.
 	s.log.Info("device enrolled", "fleet", req.Fleet, "device_id", req.DeviceID, "enrollment_id", e.ID, "path", kindName(e.Kind),
 		"sequence", d.Sequence, "secret_id_accessor", req.SecretIDAccessor, "token_accessor", ti.Accessor, "entity_id", ti.EntityID)
 	return wire.AckResponse{Status: wire.StatusEnrolled}, nil
+}
+
+// onlySecretID reports whether the acknowledged secret ID is known to be
+// its role's only one, so that listing the role's secret IDs (two Vault
+// calls: the wrapped list and its unwrap) would find nothing to destroy:
+// the enrollment created the role in one go (Enrollment.FreshRole) and the
+// device proved the very secret ID it minted.
+//
+// What this trusts is the store: a device the store lost its record of
+// while Vault kept its role would count as new. The store is the server's
+// record of every device (nothing deletes one), so that takes a store
+// replaced under a live Vault, which its operator sets up again anyway.
+func onlySecretID(e inventory.Enrollment, accessor string) bool {
+	return e.FreshRole && e.MintedAccessor != "" && e.MintedAccessor == accessor
 }

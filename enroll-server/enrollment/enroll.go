@@ -166,6 +166,9 @@ type claimed struct {
 	e     inventory.Enrollment
 	d     inventory.Device
 	fresh bool
+	// unknown: the store had no record of the device before this claim,
+	// so no earlier request ever made its Vault role.
+	unknown bool
 }
 
 // claim claims the request's idempotency key for the device; a retried
@@ -177,7 +180,8 @@ func (s *Service) claim(ctx context.Context, log *slog.Logger, fleet Fleet, req 
 	// leave no record behind. The same check runs again below, on the
 	// record the claim returns.
 	known, err := s.store.Device(ctx, req.Fleet, req.DeviceID)
-	if errors.Is(err, inventory.ErrNotFound) {
+	unknown := errors.Is(err, inventory.ErrNotFound)
+	if unknown {
 		known, err = inventory.Device{Fleet: req.Fleet, ID: req.DeviceID}, nil
 	}
 	if err != nil {
@@ -236,7 +240,7 @@ func (s *Service) claim(ctx context.Context, log *slog.Logger, fleet Fleet, req 
 		log.Warn("enrollment refused", "reason", refusal.Message)
 		return c, nil, refusal
 	}
-	return claimed{e: e, d: d, fresh: fresh}, nil, nil
+	return claimed{e: e, d: d, fresh: fresh, unknown: unknown}, nil, nil
 }
 
 // decide holds the request for an administrator, or lets it through (a
@@ -276,6 +280,11 @@ func (s *Service) decide(ctx context.Context, log *slog.Logger, fleet Fleet, req
 			return wire.EnrollResponse{}, err
 		}
 	}
+	// A first request of a device the store never knew, minted in one go,
+	// creates its role: the acknowledgement need not list the role's
+	// other secret IDs (there are none). A resumed one may have minted
+	// before, and a device with a record may have a role already.
+	e.FreshRole = c.fresh && c.unknown && d.RoleID == ""
 	return s.mint(ctx, log, fleet, e, d, req.Facts)
 }
 

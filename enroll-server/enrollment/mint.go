@@ -2,6 +2,7 @@ package enrollment
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -21,23 +22,44 @@ import (
 func (s *Service) mint(ctx context.Context, log *slog.Logger, fleet Fleet, e inventory.Enrollment, d inventory.Device, facts wire.Facts) (wire.EnrollResponse, error) {
 	if d.RoleID == "" {
 		d.RoleID = uuid.NewString()
+	} else {
+		e.FreshRole = false // the role was made before: it may hold others
 	}
-	err := s.vault.UpsertDeviceRole(ctx, fleet.Name, e.DeviceID, vault.DeviceRole{
-		RoleID: d.RoleID, TokenTTL: fleet.TokenTTL, TokenMaxTTL: fleet.TokenMaxTTL, SecretIDTTL: fleet.SecretIDTTL,
-	})
-	if err != nil {
-		s.abandon(log, e, d)
-		return wire.EnrollResponse{}, vaultError("create the device role", err)
+	role := vault.DeviceRole{RoleID: d.RoleID, TokenTTL: fleet.TokenTTL, TokenMaxTTL: fleet.TokenMaxTTL, SecretIDTTL: fleet.SecretIDTTL}
+	fp := role.Fingerprint(fleet.Name)
+	writeRole := func() error {
+		if err := s.vault.UpsertDeviceRole(ctx, fleet.Name, e.DeviceID, role); err != nil {
+			s.abandon(log, e, d)
+			return vaultError("create the device role", err)
+		}
+		return nil
 	}
-	wi, err := s.vault.MintWrappedSecretID(ctx, fleet.Name, e.DeviceID, map[string]string{
+	wrote := d.RoleFingerprint != fp
+	if wrote {
+		if err := writeRole(); err != nil {
+			return wire.EnrollResponse{}, err
+		}
+	}
+	meta := map[string]string{
 		"fleet": fleet.Name, "device_id": e.DeviceID, "enrollment_id": e.ID, "generation": strconv.Itoa(e.Generation),
-	}, fleet.WrapTTL)
+	}
+	wi, err := s.vault.MintWrappedSecretID(ctx, fleet.Name, e.DeviceID, meta, fleet.WrapTTL)
+	if !wrote && errors.Is(err, vault.ErrRoleMissing) {
+		// The role the device record remembers is gone from Vault (its
+		// mount was set up again): write it, and mint once more.
+		log.Warn("the device role was missing in Vault; writing it again")
+		if err := writeRole(); err != nil {
+			return wire.EnrollResponse{}, err
+		}
+		wi, err = s.vault.MintWrappedSecretID(ctx, fleet.Name, e.DeviceID, meta, fleet.WrapTTL)
+	}
 	if err != nil {
 		// A secret ID minted whose answer was lost stays an extra one of
 		// the device's until the next acknowledgement destroys it.
 		s.abandon(log, e, d)
 		return wire.EnrollResponse{}, vaultError("mint the device's secret ID", err)
 	}
+	d.RoleFingerprint = fp
 	want := wire.SecretIDCreationPath(vault.DeviceMount(fleet.Name), e.DeviceID)
 	if wi.CreationPath != want {
 		return wire.EnrollResponse{}, fmt.Errorf("vault wrapped the secret ID at %q, want %q", wi.CreationPath, want)
@@ -88,6 +110,8 @@ func (s *Service) abandon(log *slog.Logger, e inventory.Enrollment, d inventory.
 	if d.InFlight == e.ID {
 		d.InFlight = ""
 	}
+	// Its retry may find a secret ID this attempt minted: never fresh.
+	e.FreshRole = false
 	e.UpdatedAt = time.Time{}
 	if err := s.store.Record(ctx, e, d, nil); err != nil {
 		log.Warn("mark the interrupted enrollment; its retry waits for it to go stale", "err", err)

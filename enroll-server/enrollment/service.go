@@ -161,6 +161,25 @@ type cachedGenerations struct {
 
 // GenerationCacheTTL bounds how long a retired generation may still be
 // accepted by a replica after an admin retired it.
+//
+// The fleet's generation record is cached per replica rather than read
+// from Vault at every enrollment (one Vault read per fleet every few
+// seconds instead of one per enrollment). Across replicas:
+//
+//   - the replica that rotates or retires forgets its copy at once;
+//   - a generation another replica's copy does not know (a rotation
+//     there) is read again at once (see generations), so a new image is
+//     never refused;
+//   - a retire is seen by the other replicas within this TTL, which the
+//     retire's answer states (GraceSeconds). What they may accept meanwhile
+//     is narrow: the retire destroyed the generation's secret IDs in Vault
+//     first, so only a bootstrap token logged in before it (consumed at
+//     its first presentation, two minutes of life at most) can still come,
+//     within those seconds.
+//
+// A version in the shared store checked at each enrollment would close
+// that window for a store read per enrollment; the Vault-side destruction
+// makes it not worth that read.
 const GenerationCacheTTL = 5 * time.Second
 
 // New builds the core.
@@ -253,11 +272,14 @@ func (s *Service) SetClock(now func() time.Time) {
 	}
 }
 
-func (s *Service) generations(ctx context.Context, fleet string) (vault.Generations, error) {
+// generations returns the fleet's generation record, cached (see
+// GenerationCacheTTL); a copy that does not know generation n is read
+// again: another replica rotated meanwhile.
+func (s *Service) generations(ctx context.Context, fleet string, n int) (vault.Generations, error) {
 	s.genMu.Lock()
 	c, ok := s.genCache[fleet]
 	s.genMu.Unlock()
-	if ok && s.now().Sub(c.fetched) < GenerationCacheTTL {
+	if ok && s.now().Sub(c.fetched) < GenerationCacheTTL && c.g.Known(n) {
 		return c.g, nil
 	}
 	g, err := s.vault.Generations(ctx, fleet)

@@ -70,7 +70,7 @@ func (s *Service) consumeEnrollmentToken(ctx context.Context, fleet, device, tok
 	if gen == 0 {
 		return 0, fail(wire.CodeEnrollmentTokenBad, "enrollment token carries no credential generation")
 	}
-	gens, err := s.generations(ctx, fleet)
+	gens, err := s.generations(ctx, fleet, gen)
 	if err != nil {
 		return 0, vaultError("read the fleet's credential generations", err)
 	}

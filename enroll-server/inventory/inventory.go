@@ -102,6 +102,10 @@ type Device struct {
 	HeldKey   string     `json:"held_key,omitempty"`
 	HeldFacts wire.Facts `json:"held_facts,omitzero"`
 	HeldSince time.Time  `json:"held_since,omitzero"`
+	// RoleFingerprint is the fingerprint of the device role's parameters
+	// as the server last wrote them to Vault: a mint with the same ones
+	// writes the role no more (see vault.DeviceRole.Fingerprint).
+	RoleFingerprint string `json:"role_fingerprint,omitempty"`
 }
 
 // ClearHeld forgets the request held for the device's ID.
@@ -165,6 +169,10 @@ type Enrollment struct {
 	// MintedAccessor is the accessor of the secret ID minted (wrapped) for
 	// this enrollment.
 	MintedAccessor string `json:"minted_accessor,omitempty"`
+	// FreshRole marks an enrollment whose mint created the device's role,
+	// in one go, for a device the store never knew: the role holds no
+	// other secret ID, so its acknowledgement has none to list and destroy.
+	FreshRole bool `json:"fresh_role,omitempty"`
 	// NewKey is the device key this enrollment registers when it is
 	// acknowledged.
 	NewKey string `json:"new_key,omitempty"`

@@ -55,6 +55,9 @@ func (s *Server) MintWrappedSecretID(ctx context.Context, fleet, device string, 
 		map[string]any{"metadata": string(metaJSON), "num_uses": SecretIDUses},
 		http.Header{"X-Vault-Wrap-Ttl": []string{seconds(wrapTTL)}})
 	sec, err := s.c.Logical().WriteWithRequest(ctx, req)
+	if roleMissing(err) {
+		return WrapInfo{}, fmt.Errorf("mint wrapped secret ID: %w: %w", ErrRoleMissing, err)
+	}
 	if err != nil {
 		return WrapInfo{}, fmt.Errorf("mint wrapped secret ID: %w", err)
 	}

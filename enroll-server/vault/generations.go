@@ -43,6 +43,16 @@ func (g Generations) Live(n int) bool {
 	return false
 }
 
+// Known reports whether the record has a generation n at all.
+func (g Generations) Known(n int) bool {
+	for _, x := range g.List {
+		if x.N == n {
+			return true
+		}
+	}
+	return false
+}
+
 func readGenerations(ctx context.Context, c *api.Client, l Layout, fleet string) (Generations, error) {
 	sec, err := c.Logical().ReadWithContext(ctx, l.generationsPath(fleet))
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/edge-enroll/enroll/enroll-client/lifecycle"
 	"github.com/edge-enroll/enroll/enroll-client/serverapi"
+	clientvault "github.com/edge-enroll/enroll/enroll-client/vault"
 	"github.com/edge-enroll/enroll/enroll-server/config"
 	"github.com/edge-enroll/enroll/pkg/identity"
 	"github.com/edge-enroll/enroll/pkg/wire"
@@ -42,37 +43,7 @@ func BenchmarkRefresh(b *testing.B) {
 	for _, st := range res.States {
 		states <- st
 	}
-	ctx := context.Background()
-	refresh := func(st lifecycle.State) (lifecycle.State, error) {
-		ch, err := srv.IdentityChallenge(ctx, wire.IdentityChallengeRequest{Fleet: fleet, DeviceID: st.DeviceID})
-		if err != nil {
-			return st, err
-		}
-		req := identityCall{purpose: identity.PurposeRefresh, device: st.DeviceID, key: ed25519.NewKeyFromSeed(st.DeviceKey),
-			token: st.Token, sequence: st.Sequence}.signedRequest(wire.IdentityChallengeResponse{ChallengeID: ch.ChallengeID, Nonce: ch.Nonce})
-		resp, err := srv.Refresh(ctx, req)
-		if err != nil {
-			return st, err
-		}
-		if _, err := vc.LookupWrapping(ctx, resp.WrappingToken); err != nil {
-			return st, err
-		}
-		sid, err := vc.UnwrapSecretID(ctx, resp.WrappingToken)
-		if err != nil {
-			return st, err
-		}
-		a, err := vc.Login(ctx, resp.LoginMount, resp.RoleID, sid.ID)
-		if err != nil {
-			return st, err
-		}
-		if _, err := srv.Acknowledge(ctx, wire.AckRequest{Fleet: fleet, DeviceID: st.DeviceID, EnrollmentID: resp.EnrollmentID,
-			Token: a.Token, SecretIDAccessor: sid.Accessor}); err != nil {
-			return st, err
-		}
-		e.keep(resp.WrappingToken, sid.ID, a.Token)
-		st.Token, st.SecretID, st.Sequence = a.Token, sid.ID, resp.Sequence
-		return st, nil
-	}
+	refresh := func(st lifecycle.State) (lifecycle.State, error) { return e.refreshOnce(srv, vc, st) }
 	before := vaultCalls(b, e)
 	b.ResetTimer()
 	start := time.Now()
@@ -115,6 +86,41 @@ func BenchmarkRefresh(b *testing.B) {
 		fmt.Printf("bench: refreshes by identity: %.1f/s (%d refreshes of %d devices, %d at once); Vault calls per refresh: %.1f by the server (%s), 3 by the device\n",
 			perSecond, b.N, n, benchWorkers, serverCalls, detail)
 	}
+}
+
+// refreshOnce refreshes a device by identity as the client does: a nonce,
+// the signed refresh, the wrapping lookup, unwrap and login, and the
+// acknowledgement. It returns the device's next state.
+func (e *env) refreshOnce(srv *serverapi.Client, vc *clientvault.Client, st lifecycle.State) (lifecycle.State, error) {
+	ctx := context.Background()
+	ch, err := srv.IdentityChallenge(ctx, wire.IdentityChallengeRequest{Fleet: fleet, DeviceID: st.DeviceID})
+	if err != nil {
+		return st, err
+	}
+	req := identityCall{purpose: identity.PurposeRefresh, device: st.DeviceID, key: ed25519.NewKeyFromSeed(st.DeviceKey),
+		token: st.Token, sequence: st.Sequence}.signedRequest(wire.IdentityChallengeResponse{ChallengeID: ch.ChallengeID, Nonce: ch.Nonce})
+	resp, err := srv.Refresh(ctx, req)
+	if err != nil {
+		return st, err
+	}
+	if _, err := vc.LookupWrapping(ctx, resp.WrappingToken); err != nil {
+		return st, err
+	}
+	sid, err := vc.UnwrapSecretID(ctx, resp.WrappingToken)
+	if err != nil {
+		return st, err
+	}
+	a, err := vc.Login(ctx, resp.LoginMount, resp.RoleID, sid.ID)
+	if err != nil {
+		return st, err
+	}
+	if _, err := srv.Acknowledge(ctx, wire.AckRequest{Fleet: fleet, DeviceID: st.DeviceID, EnrollmentID: resp.EnrollmentID,
+		Token: a.Token, SecretIDAccessor: sid.Accessor}); err != nil {
+		return st, err
+	}
+	e.keep(resp.WrappingToken, sid.ID, a.Token)
+	st.Token, st.SecretID, st.Sequence = a.Token, sid.ID, resp.Sequence
+	return st, nil
 }
 
 func cmpErr(first, err error) error {

@@ -370,9 +370,9 @@ func TestFailedAcknowledgementIsRetriedAtOnce(t *testing.T) {
 		target, _ := url.Parse(c.Vault.Address)
 		proxy := httputil.NewSingleHostReverseProxy(target)
 		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			// The unwrap of the wrapped list of the device's secret IDs,
+			// The lookup of the device's secret ID by its accessor,
 			// during the acknowledgement: Vault does not answer.
-			if e := ready.Load(); r.URL.Path == "/v1/sys/wrapping/unwrap" && e != nil &&
+			if e := ready.Load(); strings.HasSuffix(r.URL.Path, "/secret-id-accessor/lookup") && e != nil &&
 				len(e.logs.lines("issued wrapped secret ID")) > 0 && failed.CompareAndSwap(false, true) {
 				w.WriteHeader(http.StatusBadGateway)
 				return

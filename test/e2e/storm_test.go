@@ -1,21 +1,15 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/edge-enroll/enroll/test/fleetsim"
-	"github.com/edge-enroll/enroll/test/vaulttest"
 )
 
 // A boot storm: many devices at once against one server and the real Vault.
@@ -122,34 +116,7 @@ const inProcessDevices = 1000
 // and returns where each ended.
 func runFleet(t *testing.T, e *env, n int) fleetsim.Report {
 	t.Helper()
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "fleetsim")
-	build := exec.Command("go", "build", "-o", bin, "./test/fleetsim/cmd/fleetsim")
-	build.Dir = vaulttest.RepoRoot()
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build fleetsim: %v\n%s", err, out)
-	}
-	raw, err := e.bundle.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bundlePath, results := filepath.Join(dir, "bundle.json"), filepath.Join(dir, "results.json")
-	writeFile(t, bundlePath, raw)
-	cmd := exec.Command(bin, "-bundle", bundlePath, "-devices", strconv.Itoa(n), "-prefix", "storm",
-		"-timeout", "50m", "-results", results)
-	var out bytes.Buffer
-	cmd.Stdout = &out
-	if testing.Verbose() {
-		cmd.Stderr = os.Stderr
-	} else {
-		cmd.Stderr = &out
-	}
-	runErr := cmd.Run()
-	t.Log(strings.TrimSpace(out.String()))
-	var report fleetsim.Report
-	if err := json.Unmarshal([]byte(readFile(t, results)), &report); err != nil {
-		t.Fatalf("fleetsim results: %v (fleetsim: %v)", err, runErr)
-	}
+	report, _ := e.fleetProcess(t, "-devices", strconv.Itoa(n), "-prefix", "storm", "-timeout", "50m")
 	return report
 }
 

@@ -26,6 +26,7 @@ func main() {
 	ramp := flag.Duration("ramp", 0, "spread arrivals over this long (0: all at once)")
 	prefix := flag.String("prefix", "sim", "device ID prefix")
 	timeout := flag.Duration("timeout", 30*time.Minute, "give up after this long")
+	concurrency := flag.Int("concurrency", 0, "devices enrolling at once (0: all of them)")
 	results := flag.String("results", "", "write each device's phase and secret ID accessor here (JSON)")
 	flag.Parse()
 	f, err := os.Open(*path)
@@ -41,7 +42,8 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	res, err := fleetsim.Run(ctx, fleetsim.Options{Bundle: b, Devices: *n, Ramp: *ramp, Prefix: *prefix, Timeout: *timeout, Progress: os.Stderr})
+	res, err := fleetsim.Run(ctx, fleetsim.Options{Bundle: b, Devices: *n, Ramp: *ramp, Prefix: *prefix, Timeout: *timeout,
+		Concurrency: *concurrency, Progress: os.Stderr})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "fleetsim:", err)
 		os.Exit(1)
