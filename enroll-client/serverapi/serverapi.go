@@ -51,7 +51,11 @@ type Client struct {
 // New builds a client for baseURL trusting caPool (nil: system roots).
 func New(baseURL string, caPool *x509.CertPool, timeout time.Duration) *Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: caPool}
+	// A device that comes back (a refresh, the next step after its
+	// connection was closed) resumes its TLS session: neither end signs
+	// or verifies a certificate again.
+	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: caPool,
+		ClientSessionCache: tls.NewLRUClientSessionCache(4)}
 	tr.Proxy = http.ProxyFromEnvironment
 	// A device makes a handful of requests, one at a time: HTTP/1.1 with
 	// keep-alive costs both ends less than setting up HTTP/2 streams.
