@@ -56,28 +56,25 @@ type bulkStore interface {
 	SaveDevices(ctx context.Context, devs []inventory.Device) error
 }
 
-// benchDevices is how many devices the store holds (BENCH_CONSOLE_DEVICES
-// changes it).
-func benchDevices() int {
-	if n, err := strconv.Atoi(os.Getenv("BENCH_CONSOLE_DEVICES")); err == nil && n > 0 {
+// benchCount is the positive number in the environment variable name, or
+// def.
+func benchCount(name string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
 		return n
 	}
-	return 100_000
+	return def
 }
 
-// BenchmarkConsoleDevicesPage is the server's time for the console's
-// devices page (50 devices) over a store of 100,000: the first page, a
-// page deep into the fleet, an ID search and a state filter; and for the
-// overview, which counts them all. In bbolt and in PostgreSQL (skipped
-// without a PostgreSQL server).
-func BenchmarkConsoleDevicesPage(b *testing.B) {
+// inEachStore runs bench over an empty bbolt store, then an empty
+// PostgreSQL one (skipped without a PostgreSQL server).
+func inEachStore(b *testing.B, bench func(b *testing.B, name string, s bulkStore)) {
 	b.Run("bbolt", func(b *testing.B) {
 		s, err := boltstore.Open(filepath.Join(b.TempDir(), "bench.db"))
 		if err != nil {
 			b.Fatal(err)
 		}
 		b.Cleanup(func() { s.Close() })
-		benchDevicesPage(b, s)
+		bench(b, "bbolt", s)
 	})
 	b.Run("postgres", func(b *testing.B) {
 		pg := pgtest.Start(b)
@@ -86,12 +83,21 @@ func BenchmarkConsoleDevicesPage(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.Cleanup(func() { s.Close() })
-		benchDevicesPage(b, s)
+		bench(b, "postgres", s)
 	})
 }
 
-func benchDevicesPage(b *testing.B, s bulkStore) {
-	n := benchDevices()
+// BenchmarkConsoleDevicesPage is the server's time for the console's
+// devices page (50 devices) over a store of 100,000: the first page, a
+// page deep into the fleet, an ID search and a state filter; and for the
+// overview, which counts them all. In bbolt and in PostgreSQL (skipped
+// without a PostgreSQL server).
+func BenchmarkConsoleDevicesPage(b *testing.B) {
+	inEachStore(b, benchDevicesPage)
+}
+
+func benchDevicesPage(b *testing.B, _ string, s bulkStore) {
+	n := benchCount("BENCH_CONSOLE_DEVICES", 100_000)
 	now := time.Now().UTC()
 	devs := make([]inventory.Device, n)
 	for i := range devs {

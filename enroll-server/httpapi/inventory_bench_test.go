@@ -5,58 +5,28 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"slices"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/edge-enroll/enroll/enroll-server/admin"
-	"github.com/edge-enroll/enroll/enroll-server/boltstore"
 	"github.com/edge-enroll/enroll/enroll-server/inventory"
-	"github.com/edge-enroll/enroll/enroll-server/pgstore"
 	"github.com/edge-enroll/enroll/pkg/wire"
-	"github.com/edge-enroll/enroll/test/pgtest"
 )
 
-// inventoryDevices is how many devices BenchmarkInventoryPages loads
-// (BENCH_INVENTORY_DEVICES changes it).
-func inventoryDevices() int {
-	if n, err := strconv.Atoi(os.Getenv("BENCH_INVENTORY_DEVICES")); err == nil && n > 0 {
-		return n
-	}
-	return 1_000_000
-}
-
-// BenchmarkInventoryPages lists a fleet of a million devices through the
-// admin API's service (store, filter, the wire form), 100 devices a page,
-// from cursors spread over the whole fleet: every device, by state (9%
-// pending, 0.1% quarantined), by generation, by ID prefix, and seen in
-// the last day. It reports the 95th percentile of a page's time for each,
-// in bbolt and in PostgreSQL (skipped without a PostgreSQL server).
+// BenchmarkInventoryPages lists a fleet of a million devices
+// (BENCH_INVENTORY_DEVICES changes it) through the admin API's service
+// (store, filter, the wire form), 100 devices a page, from cursors spread
+// over the whole fleet: every device, by state (9% pending, 0.1%
+// quarantined), by generation, by ID prefix, and seen in the last day. It
+// reports the 95th percentile of a page's time for each, in bbolt and in
+// PostgreSQL (skipped without a PostgreSQL server).
 func BenchmarkInventoryPages(b *testing.B) {
-	b.Run("bbolt", func(b *testing.B) {
-		s, err := boltstore.Open(filepath.Join(b.TempDir(), "bench.db"))
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { s.Close() })
-		benchInventoryPages(b, "bbolt", s)
-	})
-	b.Run("postgres", func(b *testing.B) {
-		pg := pgtest.Start(b)
-		s, err := pgstore.Open(context.Background(), pg.NewDatabase(b))
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { s.Close() })
-		benchInventoryPages(b, "postgres", s)
-	})
+	inEachStore(b, benchInventoryPages)
 }
 
 func benchInventoryPages(b *testing.B, name string, s bulkStore) {
-	n := inventoryDevices()
+	n := benchCount("BENCH_INVENTORY_DEVICES", 1_000_000)
 	now := time.Now().UTC()
 	ids := loadInventory(b, s, n, now)
 	svc := admin.New(grantingVault{}, servingCore{}, s, nil, slog.New(slog.DiscardHandler))
