@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/hex"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/edge-enroll/enroll/enroll-client/tpm"
 	"github.com/edge-enroll/enroll/enroll-server/config"
 	"github.com/edge-enroll/enroll/enroll-server/inventory"
+	"github.com/edge-enroll/enroll/pkg/strictyaml"
 	"github.com/edge-enroll/enroll/pkg/wire"
 	"github.com/edge-enroll/enroll/test/tpmsim"
 )
@@ -158,7 +160,7 @@ func TestBootChangeRefusedAtRefresh(t *testing.T) {
 	d, path := e.bootDevice(t, "changed", sim, log)
 	e.enroll(d)
 	other := bytes.Repeat([]byte{0x5a}, 32)
-	tpmsim.Extend(t, sim, 4, other)
+	tpmsim.ExtendPCR(t, sim, 4, other)
 	writeFile(t, path, append(bytes.Clone(log), tpmsim.BootApp(other)...))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -189,4 +191,47 @@ func unhex(t *testing.T, s string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// A policy learned from a reference device (enrollctl boot-policy learn)
+// and pasted into the configuration accepts a device with the same boot
+// and refuses one with another boot application in PCR 4.
+func TestBootPolicyLearnedFromDevice(t *testing.T) {
+	log := tpmsim.BootLog(t)
+	e, ca := bootEnv(t, nil)
+	// Each device has its own simulator, closed when its subtest ends.
+	enrollWith := func(t *testing.T, id string, log []byte) *device {
+		sim := tpmsim.Open(t)
+		ca.ProvisionEKCert(t, sim, tpmsim.RSAEK)
+		d, _ := e.bootDevice(t, id, sim, log)
+		return d
+	}
+	t.Run("reference", func(t *testing.T) {
+		e.enroll(enrollWith(t, "reference", log))
+	})
+	r := e.enrollctl(nil, nil, "boot-policy", "learn", "-fleet", "acme", "-from-device", "reference")
+	if r.code != 0 {
+		t.Fatalf("learn: exit %d: %s", r.code, r.errOut)
+	}
+	var learned struct {
+		BootPolicy config.BootPolicy `yaml:"boot_policy"`
+	}
+	if err := strictyaml.Decode(strings.NewReader(r.out), &learned); err != nil {
+		t.Fatalf("the learned policy is not YAML the server reads: %v\n%s", err, r.out)
+	}
+	if p := learned.BootPolicy; p.SecureBoot != "required" || !slices.Equal(p.PCR4Allowed, bootApps(t, log)) {
+		t.Fatalf("learned %+v, want Secure Boot required and the log's three boot applications\n%s", p, r.out)
+	}
+	e.cfg.Fleets[0].TPM.BootPolicy = &learned.BootPolicy
+	e.restartServer()
+	t.Run("same boot", func(t *testing.T) {
+		e.enroll(enrollWith(t, "same-boot", log))
+	})
+	t.Run("other boot loader", func(t *testing.T) {
+		other := append(bytes.Clone(log), tpmsim.BootApp(bytes.Repeat([]byte{0x42}, 32))...)
+		refused(t, enrollWith(t, "other-boot", other), "boot_policy_violation", "a boot application the reference device did not boot")
+	})
+	if r := e.enrollctl(nil, nil, "boot-policy", "learn", "-fleet", "acme", "-from-device", "other-boot"); r.code == 0 {
+		t.Fatalf("learned from a device without an accepted boot: %s", r.out)
+	}
 }

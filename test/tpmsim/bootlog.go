@@ -44,21 +44,7 @@ func MeasureBoot(t testing.TB, tpm transport.TPM, log []byte) {
 		if len(e.Digest) != 32 {
 			t.Fatalf("event in PCR %d has no SHA-256 digest", e.Index)
 		}
-		Extend(t, tpm, e.Index, e.Digest)
-	}
-}
-
-// Extend extends one SHA-256 PCR with a digest.
-func Extend(t testing.TB, tpm transport.TPM, pcr int, digest []byte) {
-	t.Helper()
-	_, err := tpm2.PCRExtend{
-		PCRHandle: tpm2.AuthHandle{Handle: tpm2.TPMHandle(pcr), Auth: tpm2.PasswordAuth(nil)},
-		Digests: tpm2.TPMLDigestValues{Digests: []tpm2.TPMTHA{{
-			HashAlg: tpm2.TPMAlgSHA256, Digest: digest,
-		}}},
-	}.Execute(tpm)
-	if err != nil {
-		t.Fatalf("extend PCR %d: %v", pcr, err)
+		ExtendPCR(t, tpm, e.Index, e.Digest)
 	}
 }
 
