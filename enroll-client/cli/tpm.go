@@ -29,6 +29,7 @@ func openTPM(cfg config.File, b *bundle.Bundle, kv tpm.KV, log *slog.Logger) (*t
 		}
 		return nil, fmt.Errorf("TPM (tpm.mode %s, tpm.path %s): %w", cfg.TPM.Mode, cfg.TPM.Path, err)
 	}
+	d.SetEventLog(cfg.TPM.EventLog)
 	return d, nil
 }
 

@@ -75,6 +75,11 @@ type TPM struct {
 	// certificate for), or one kind: rsa2048 (or rsa), ecc256 (or ecc),
 	// ecc384, rsa3072.
 	EK string `yaml:"ek"`
+	// EventLog is the firmware's TCG event log, sent with every quote so
+	// that the server can replay the measured boot (Linux:
+	// /sys/kernel/security/tpm0/binary_bios_measurements). A missing
+	// file means the device has none; empty sends none.
+	EventLog string `yaml:"event_log"`
 }
 
 // Sink is a place the token is handed to workloads.
@@ -111,7 +116,7 @@ func Default() File {
 		Sinks:              []Sink{{Path: defaultSink, Mode: "0600"}},
 		Log:                Log{Level: "info", Format: "text"},
 		Timeouts:           Timeouts{Vault: 15 * time.Second, Server: 15 * time.Second},
-		TPM:                TPM{Mode: "auto", Path: defaultTPM, EK: "auto"},
+		TPM:                TPM{Mode: "auto", Path: defaultTPM, EK: "auto", EventLog: defaultEventLog},
 	}
 }
 

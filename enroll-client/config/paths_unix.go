@@ -9,5 +9,6 @@ const (
 	defaultState          = "/var/lib/enroll-client/state.db"
 	defaultPreprovisioned = "/var/lib/enroll-client/preprovisioned.json"
 	defaultSink           = "/run/enroll-client/token"
+	defaultEventLog       = "/sys/kernel/security/tpm0/binary_bios_measurements"
 	defaultTPM            = "/dev/tpmrm0"
 )

@@ -9,5 +9,6 @@ const (
 	defaultState          = dataDir + `state.db`
 	defaultPreprovisioned = dataDir + `preprovisioned.json`
 	defaultSink           = dataDir + `token`
+	defaultEventLog       = "" // TBS's log is not read yet
 	defaultTPM            = "tbs"
 )

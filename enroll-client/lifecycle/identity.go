@@ -165,6 +165,13 @@ func (m *Machine) renewCredential(ctx context.Context, st *State) (time.Duration
 		}
 	} else {
 		req.Token = st.Token
+		// A device with a TPM attests at every refresh too: a fleet with a
+		// boot policy judges its boot again.
+		if ev, err := m.rejoinAttestation(ctx); err != nil {
+			return 0, m.classifyRenewal(st, err)
+		} else {
+			req.Attestation = ev
+		}
 	}
 	req.Signature, err = key.Sign(identity.Claim{Purpose: purpose, Fleet: req.Fleet, DeviceID: req.DeviceID,
 		IdempotencyKey: req.IdempotencyKey, Nonce: ch.Nonce, Sequence: req.Sequence, NewKey: req.NewKey}.Message())
@@ -190,8 +197,8 @@ func (m *Machine) renewCredential(ctx context.Context, st *State) (time.Duration
 	return 0, nil
 }
 
-// rejoinAttestation answers a TPM challenge for a rejoin, where the device
-// has a TPM its fleet uses.
+// rejoinAttestation answers a TPM challenge for a rejoin or a refresh,
+// where the device has a TPM its fleet uses.
 func (m *Machine) rejoinAttestation(ctx context.Context) (*wire.Evidence, error) {
 	if m.cfg.Attestor == nil || m.noAttestation {
 		return nil, nil

@@ -59,6 +59,8 @@ type Device struct {
 	t  transport.TPMCloser
 	kv KV
 	ek ekChoice
+	// eventLog is the firmware event log's path (see SetEventLog).
+	eventLog string
 }
 
 // Open opens the TPM at path (see openTransport) and chooses its EK: of
@@ -430,7 +432,14 @@ func (d *Device) Answer(c wire.ChallengeResponse) (wire.Evidence, error) {
 	if err != nil {
 		return wire.Evidence{}, err
 	}
+	// The firmware's log is complete once the system runs; it is read at
+	// each quote all the same, so that it is the log of this very boot.
+	eventLog, err := readEventLog(d.eventLog)
+	if err != nil {
+		return wire.Evidence{}, err
+	}
 	return wire.Evidence{
+		EventLog:    eventLog,
 		ChallengeID: c.ChallengeID,
 		Secret:      act.CertInfo.Buffer,
 		Quote:       q.Quoted.Bytes(),

@@ -218,6 +218,13 @@ func deviceOut(d inventory.Device) wire.Device {
 		DeviceKey: identity.Fingerprint(d.DeviceKey), KeyRegisteredAt: d.KeyRegisteredAt, EKHash: d.EKHash,
 		EKKind: d.EKKind, EKIssuer: d.EKIssuer, TPM: d.TPM, RebindAllowed: d.RebindBy != "",
 		Sequence: d.Sequence, HeldEnrollment: d.HeldEnrollment, HeldKey: d.HeldKey, HeldSince: d.HeldSince,
-		HeldFacts: heldFacts(d),
+		HeldFacts: heldFacts(d), Boot: bootOut(d.Boot),
 	}
+}
+
+func bootOut(b *inventory.Boot) *wire.Boot {
+	if b == nil {
+		return nil
+	}
+	return &wire.Boot{Result: b.Result, SecureBoot: b.SecureBoot, PCR4: slices.Clone(b.PCR4), At: b.At}
 }

@@ -300,6 +300,12 @@ func tpmPolicy(t config.TPM) (enrollment.TPMPolicy, error) {
 	for _, h := range t.EKAllowList {
 		p.AllowedEKs[strings.ToLower(h)] = true
 	}
+	if bp := t.BootPolicy; bp != nil {
+		p.Boot = &attest.BootPolicy{SecureBoot: orDefaultString(bp.SecureBoot, attest.SecureBootAny), PCR4Allowed: map[string]bool{}}
+		for _, h := range bp.PCR4Allowed {
+			p.Boot.PCR4Allowed[strings.ToLower(h)] = true
+		}
+	}
 	if len(t.PCRPolicy) > 0 {
 		p.PCRPolicy = make(map[int][][]byte, len(t.PCRPolicy))
 		for idx, values := range t.PCRPolicy {
@@ -354,4 +360,11 @@ func openStore(cfg config.File, key audit.Key) (inventory.Store, error) {
 		s.SetAuditKey(key)
 	}
 	return s, err
+}
+
+func orDefaultString(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }

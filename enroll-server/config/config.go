@@ -163,6 +163,23 @@ type TPM struct {
 	EKCertURL         string `yaml:"ek_cert_url"`
 	EKCertFormat      string `yaml:"ek_cert_format"`
 	EKCertFetchCAFile string `yaml:"ek_cert_fetch_ca_file"`
+	// BootPolicy, when set, is the fleet's measured-boot policy: devices
+	// must send their TCG event log with every attestation, and the boot
+	// it shows must match.
+	BootPolicy *BootPolicy `yaml:"boot_policy"`
+}
+
+// BootPolicy judges the boot a device's event log shows, once it replayed
+// against the quoted PCRs. `enrollctl boot-policy learn` prints one from a
+// reference device.
+type BootPolicy struct {
+	// SecureBoot is required (the log must show Secure Boot on) or any
+	// (the default).
+	SecureBoot string `yaml:"secure_boot"`
+	// PCR4Allowed lists the boot applications (boot loaders, shims,
+	// kernels) that may be measured into PCR 4, as hex SHA-256 digests;
+	// empty allows any.
+	PCR4Allowed []string `yaml:"pcr4_allowed"`
 }
 
 // Default returns the configuration with every default filled in.

@@ -154,7 +154,10 @@ func (t TPM) validate() []keyErr {
 	bad := func(key, format string, args ...any) { errs = append(errs, keyErr{key, fmt.Sprintf(format, args...)}) }
 	switch t.Mode {
 	case wire.TPMOff:
-		return nil
+		if t.BootPolicy != nil {
+			bad("boot_policy", "a boot policy needs TPM attestation: set mode to optional or required")
+		}
+		return errs
 	case wire.TPMOptional, wire.TPMRequired:
 	default:
 		bad("mode", "want off, optional or required, got %q", t.Mode)
@@ -203,6 +206,18 @@ func (t TPM) validate() []keyErr {
 		for _, v := range values {
 			if !isHexDigest(v) {
 				bad("pcr_policy", "PCR %d: want 64 hex digits (SHA-256), got %q", p, v)
+			}
+		}
+	}
+	if bp := t.BootPolicy; bp != nil {
+		switch bp.SecureBoot {
+		case "", "any", "required":
+		default:
+			bad("boot_policy.secure_boot", "want required or any, got %q", bp.SecureBoot)
+		}
+		for i, h := range bp.PCR4Allowed {
+			if !isHexDigest(h) {
+				bad(fmt.Sprintf("boot_policy.pcr4_allowed[%d]", i), "want 64 hex digits (SHA-256), got %q", h)
 			}
 		}
 	}

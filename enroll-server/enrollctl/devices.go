@@ -194,9 +194,9 @@ at the end ("more: -after CURSOR").`,
 			return cmdline.WriteJSON(env.Stdout, list)
 		}
 		tw := newTable(env.Stdout)
-		fmt.Fprintln(tw, "FLEET\tDEVICE\tSTATE\tADMISSION\tGENERATION\tENROLLMENTS\tENROLLED\tTPM\tSECRET ID ACCESSOR")
+		fmt.Fprintln(tw, "FLEET\tDEVICE\tSTATE\tADMISSION\tGENERATION\tENROLLMENTS\tENROLLED\tTPM\tBOOT\tSECRET ID ACCESSOR")
 		for _, d := range list.Devices {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", d.Fleet, d.ID, dash(d.State), dash(d.Admission), d.Generation, d.Enrollments, timeOrDash(d.EnrolledAt), tpmColumn(d), d.SecretIDAccessor)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", d.Fleet, d.ID, dash(d.State), dash(d.Admission), d.Generation, d.Enrollments, timeOrDash(d.EnrolledAt), tpmColumn(d), bootColumn(d), d.SecretIDAccessor)
 		}
 		if err := tw.Flush(); err != nil {
 			return err
@@ -241,4 +241,13 @@ func tpmColumn(d wire.Device) string {
 		s += " rebind allowed"
 	}
 	return s
+}
+
+// bootColumn is a device's last accepted measured boot in a table: the
+// result and its Secure Boot state.
+func bootColumn(d wire.Device) string {
+	if d.Boot == nil {
+		return "-"
+	}
+	return d.Boot.Result + " (secure boot " + d.Boot.SecureBoot + ")"
 }

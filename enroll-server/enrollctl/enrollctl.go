@@ -66,7 +66,7 @@ of that token, never the token itself.`)
 		deviceActionCmd(env, "revoke"), deviceActionCmd(env, "readmit"), deviceActionCmd(env, "rebind"),
 		preauthorizeCmd(env), generationsCmd(env), rotateCmd(env),
 		endGenerationCmd(env, "retire"), endGenerationCmd(env, "revoke"),
-		batchCmd(env), alertsCmd(env), ackAlertCmd(env), auditCmd(env),
+		batchCmd(env), alertsCmd(env), ackAlertCmd(env), auditCmd(env), bootPolicyCmd(env),
 	} {
 		c.GroupID = groupAdmin
 		root.AddCommand(c)

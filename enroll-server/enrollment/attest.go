@@ -30,6 +30,9 @@ type TPMPolicy struct {
 	// FetchEKCert, when the fleet allows it, fetches the certificate a
 	// TPM's manufacturer publishes for an EK (nil: never fetched).
 	FetchEKCert func(ctx context.Context, ek crypto.PublicKey) ([]byte, error)
+	// Boot, when set, is the fleet's measured-boot policy: every attested
+	// enrollment and refresh must send an event log that it allows.
+	Boot *attest.BootPolicy
 }
 
 // DefaultChallengeTTL is how long a device has to answer a challenge.
@@ -68,7 +71,7 @@ func (s *Service) Challenge(ctx context.Context, req wire.ChallengeRequest) (wir
 		s.log.Warn("TPM identity refused", "fleet", req.Fleet, "device_id", req.DeviceID, "reason", err)
 		return wire.ChallengeResponse{}, attestationError(err)
 	}
-	c, resp, err := attest.NewChallenge(nil, id, fleet.TPM.PCRs)
+	c, resp, err := attest.NewChallenge(nil, id, quotedPCRs(fleet.TPM))
 	if err != nil {
 		return wire.ChallengeResponse{}, fmt.Errorf("make challenge: %w", err)
 	}
@@ -149,6 +152,9 @@ func (s *Service) verifyAttestation(ctx context.Context, log *slog.Logger, fleet
 	if err := attest.CheckEvidence(ch, c.AKPublic, ev, fleet.TPM.PCRPolicy); err != nil {
 		log.Warn("attestation refused", "security", true, "reason", err, "ek_hash", c.EKHash)
 		return nil, attestationError(err)
+	}
+	if c.Boot, err = s.checkBoot(ctx, log, fleet, c, ev); err != nil {
+		return nil, err
 	}
 	return &c, nil
 }

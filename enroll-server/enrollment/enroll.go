@@ -261,6 +261,9 @@ func (s *Service) decide(ctx context.Context, log *slog.Logger, fleet Fleet, req
 	if !d.HasIdentity() {
 		bind(&d, p.att) // a TPM binds a device ID only when it is first enrolled
 	}
+	if p.att != nil {
+		d.Boot = p.att.Boot // the boot this enrollment proved (none without a log)
+	}
 	if rebound {
 		detail := fmt.Sprintf("bound to the TPM with EK %s, was %s (rebind allowed by %s)", short(p.att.EKHash), short(d.EKHash), d.RebindBy)
 		bindTo(&d, p.att)

@@ -125,7 +125,8 @@ func (s *Service) renew(ctx context.Context, purpose string, req wire.IdentityRe
 		return wire.EnrollResponse{}, err
 	}
 	defer release()
-	if err := s.proveWithVault(ctx, log, fleet, purpose, req, d); err != nil {
+	att, err := s.proveWithVault(ctx, log, fleet, purpose, req, d)
+	if err != nil {
 		return wire.EnrollResponse{}, err
 	}
 	now := s.now().UTC()
@@ -153,6 +154,9 @@ func (s *Service) renew(ctx context.Context, purpose string, req wire.IdentityRe
 	// The device record may have moved on while the proofs were checked.
 	if d, err = s.store.Device(ctx, req.Fleet, req.DeviceID); err != nil {
 		return wire.EnrollResponse{}, fmt.Errorf("load device: %w", err)
+	}
+	if att != nil {
+		d.Boot = att.Boot // the boot this renewal proved
 	}
 	if refusal := s.standing(d); refusal != nil {
 		e.State, e.UpdatedAt, d.InFlight = inventory.EnrollmentFailed, now, ""
@@ -255,28 +259,35 @@ func (s *Service) proveKey(ctx context.Context, log *slog.Logger, purpose string
 
 // proveWithVault checks the proofs that cost a Vault call or a TPM
 // verification: the live token of a refresh, the TPM of a bound device's
-// rejoin.
-func (s *Service) proveWithVault(ctx context.Context, log *slog.Logger, fleet Fleet, purpose string, req wire.IdentityRequest, d inventory.Device) error {
+// rejoin, and of its refresh where it attests (always, in a fleet with a
+// boot policy: its boot is judged again). It returns the verified
+// attestation, nil without one.
+func (s *Service) proveWithVault(ctx context.Context, log *slog.Logger, fleet Fleet, purpose string, req wire.IdentityRequest, d inventory.Device) (*inventory.Challenge, error) {
 	if purpose == identity.PurposeRefresh {
 		if err := s.checkDeviceToken(ctx, req.Fleet, req.DeviceID, req.Token); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	if d.EKHash != "" && purpose == identity.PurposeRejoin {
-		if req.Attestation == nil {
-			return fail(wire.CodeAttestationRequired, "device %s is bound to its TPM: a rejoin must attest", req.DeviceID)
-		}
-		att, err := s.verifyAttestation(ctx, log, fleet, req.Fleet, req.DeviceID, *req.Attestation)
-		if err != nil {
-			return err
-		}
-		if att.EKHash != d.EKHash {
-			s.alerts.Raise(ctx, inventory.Alert{Time: s.now().UTC(), Kind: inventory.AlertHardwareMismatch, Fleet: req.Fleet, DeviceID: req.DeviceID,
-				Detail: fmt.Sprintf("rejoin signed by the device key from another TPM, EK %s (bound to %s)", short(att.EKHash), short(d.EKHash))})
-			return fail(wire.CodeHardwareMismatch, "device %s is bound to other hardware; an administrator must look into it", req.DeviceID)
-		}
+	if d.EKHash == "" {
+		return nil, nil
 	}
-	return nil
+	attests := purpose == identity.PurposeRejoin || fleet.TPM.Boot != nil || req.Attestation != nil
+	if !attests {
+		return nil, nil
+	}
+	if req.Attestation == nil {
+		return nil, fail(wire.CodeAttestationRequired, "device %s is bound to its TPM: a %s must attest", req.DeviceID, purpose)
+	}
+	att, err := s.verifyAttestation(ctx, log, fleet, req.Fleet, req.DeviceID, *req.Attestation)
+	if err != nil {
+		return nil, err
+	}
+	if att.EKHash != d.EKHash {
+		s.alerts.Raise(ctx, inventory.Alert{Time: s.now().UTC(), Kind: inventory.AlertHardwareMismatch, Fleet: req.Fleet, DeviceID: req.DeviceID,
+			Detail: fmt.Sprintf("%s signed by the device key from another TPM, EK %s (bound to %s)", purpose, short(att.EKHash), short(d.EKHash))})
+		return nil, fail(wire.CodeHardwareMismatch, "device %s is bound to other hardware; an administrator must look into it", req.DeviceID)
+	}
+	return att, nil
 }
 
 func isRenewal(kind string) bool {

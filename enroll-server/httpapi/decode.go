@@ -18,16 +18,20 @@ import (
 
 // decode reads one JSON object into v: the body is capped at
 // wire.MaxBodyBytes, unknown fields and trailing data are refused.
-func decode(c *gin.Context, v any) error {
+func decode(c *gin.Context, v any) error { return decodeLimit(c, v, wire.MaxBodyBytes) }
+
+// decodeLimit is decode with another cap on the body, for the requests
+// that may carry an event log.
+func decodeLimit(c *gin.Context, v any, limit int64) error {
 	ct := c.GetHeader("Content-Type")
 	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
 		return wire.Errorf(wire.CodeUnsupportedMediaType, "Content-Type must be application/json")
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, wire.MaxBodyBytes))
+	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, limit))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return wire.Errorf(wire.CodeBodyTooLarge, "request body is larger than %d bytes", wire.MaxBodyBytes)
+			return wire.Errorf(wire.CodeBodyTooLarge, "request body is larger than %d bytes", limit)
 		}
 		return wire.Errorf(wire.CodeInvalidRequest, "could not read the request body")
 	}

@@ -63,14 +63,14 @@ func New(core Core, admin *admin.Service, ready ReadyFunc, log *slog.Logger) htt
 		}
 		c.JSON(http.StatusOK, gin.H{"status": "ready"})
 	})
-	r.POST(wire.PathEnroll, handle(log, core.Enroll))
+	r.POST(wire.PathEnroll, handleLimit(log, wire.MaxAttestedBodyBytes, core.Enroll))
 	r.POST(wire.PathAck, handle(log, core.Acknowledge))
 	r.POST(wire.PathReport, handle(log, core.Report))
 	r.POST(wire.PathChallenge, handle(log, core.Challenge))
 	r.POST(wire.PathAdmit, handle(log, core.Admit))
 	r.POST(wire.PathIdentityChallenge, handle(log, core.IdentityChallenge))
-	r.POST(wire.PathRefresh, handle(log, core.Refresh))
-	r.POST(wire.PathRejoin, handle(log, core.Rejoin))
+	r.POST(wire.PathRefresh, handleLimit(log, wire.MaxAttestedBodyBytes, core.Refresh))
+	r.POST(wire.PathRejoin, handleLimit(log, wire.MaxAttestedBodyBytes, core.Rejoin))
 	adminRoutes(r.Group(wire.PathAdmin), admin, log)
 	return r
 }
@@ -78,9 +78,14 @@ func New(core Core, admin *admin.Service, ready ReadyFunc, log *slog.Logger) htt
 // handle is the shape of every endpoint: read → validate (in decode and the
 // core) → act → render.
 func handle[Req, Resp any](log *slog.Logger, fn func(context.Context, Req) (Resp, error)) gin.HandlerFunc {
+	return handleLimit(log, wire.MaxBodyBytes, fn)
+}
+
+// handleLimit is handle with another cap on the request body.
+func handleLimit[Req, Resp any](log *slog.Logger, limit int64, fn func(context.Context, Req) (Resp, error)) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		var req Req
-		if err := decode(c, &req); err != nil {
+		if err := decodeLimit(c, &req, limit); err != nil {
 			render(c, log, err)
 			return
 		}

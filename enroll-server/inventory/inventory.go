@@ -72,6 +72,9 @@ type Device struct {
 	// issuer; empty for an allow-listed TPM) describe that binding.
 	EKKind   string `json:"ek_kind,omitempty"`
 	EKIssuer string `json:"ek_issuer,omitempty"`
+	// Boot is the device's last accepted measured boot, when it sent an
+	// event log.
+	Boot *Boot `json:"boot,omitempty"`
 	// RebindBy, when set, is the administrator who allowed the device's
 	// next attested enrollment to bind it to other hardware (a replaced
 	// motherboard), once.
@@ -190,6 +193,8 @@ const (
 	AlertAckMissing           = "acknowledgement_missing"
 	AlertRecoveryBudget       = "recovery_budget_exhausted"
 	AlertHardwareMismatch     = "hardware_mismatch"
+	AlertEventLogMismatch     = "event_log_mismatch"
+	AlertBootPolicyViolation  = "boot_policy_violation"
 	AlertAttestationFailed    = "attestation_failed"
 	AlertClonedState          = "cloned_state"
 	AlertIdentityClaimed      = "identity_claimed"
@@ -214,6 +219,23 @@ type Challenge struct {
 	Nonce       []byte    `json:"nonce"`
 	PCRs        []int     `json:"pcrs"`
 	ExpiresAt   time.Time `json:"expires_at"`
+	// Boot is what the evidence's event log showed, once verified.
+	Boot *Boot `json:"boot,omitempty"`
+}
+
+// Boot results.
+const (
+	BootVerified     = "verified"      // the log replayed; the fleet has no boot policy
+	BootPolicyPassed = "policy_passed" // the log replayed and the fleet's policy allows it
+)
+
+// Boot is a measured boot as the server accepted it: its TCG event log
+// replayed against the quoted PCRs and judged by the fleet's policy.
+type Boot struct {
+	Result     string    `json:"result"`
+	SecureBoot string    `json:"secure_boot"`
+	PCR4       []string  `json:"pcr4,omitempty"` // boot applications, hex SHA-256, in boot order
+	At         time.Time `json:"at"`
 }
 
 // Alert is a security event of the secret bridge.

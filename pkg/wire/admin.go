@@ -66,6 +66,9 @@ type Device struct {
 	// RebindAllowed: an administrator let the device move to other
 	// hardware at its next attested enrollment.
 	RebindAllowed bool `json:"rebind_allowed,omitempty"`
+	// Boot is the device's last accepted measured boot, when it sent a
+	// TCG event log.
+	Boot *Boot `json:"boot,omitempty"`
 	// Sequence is the device's join-state sequence.
 	Sequence uint64 `json:"sequence"`
 	// HeldEnrollment is a request for this ID, proving only the fleet's
@@ -186,4 +189,18 @@ type AuditCheck struct {
 	Head string `json:"head,omitempty"`
 	// MACChecked says the records' MACs were checked with the audit key.
 	MACChecked bool `json:"mac_checked"`
+}
+
+// Boot is a measured boot the server accepted: the device's TCG event log
+// replayed against its quoted PCRs and judged by the fleet's boot policy.
+type Boot struct {
+	// Result is verified (the log replayed; the fleet has no boot policy)
+	// or policy_passed.
+	Result string `json:"result"`
+	// SecureBoot is enabled, disabled or unknown, as the log shows it.
+	SecureBoot string `json:"secure_boot"`
+	// PCR4 are the boot applications measured into PCR 4 (hex SHA-256),
+	// in boot order.
+	PCR4 []string  `json:"pcr4,omitempty"`
+	At   time.Time `json:"at"`
 }

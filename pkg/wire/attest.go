@@ -33,7 +33,15 @@ const (
 	MaxEKChain      = 8
 	MaxEKChainBytes = 24 << 10
 	ChallengeBytes  = 32
+	// MaxEventLog bounds a TCG event log: real firmware logs are tens of
+	// KiB, a few hundred with many boot entries.
+	MaxEventLog = 1 << 20
 )
+
+// MaxAttestedBodyBytes caps the body of a request that may carry evidence
+// with an event log (enroll, refresh, rejoin): the log in base64 and the
+// rest of an ordinary request.
+const MaxAttestedBodyBytes = MaxBodyBytes + (MaxEventLog+2)/3*4
 
 // ChallengeRequest presents a device's TPM: its endorsement key (EK), the
 // EK's certificate when the TPM holds one, and an attestation key (AK).
@@ -127,6 +135,9 @@ type Evidence struct {
 	Quote       []byte     `json:"quote"`     // TPMS_ATTEST as the TPM signed it
 	Signature   []byte     `json:"signature"` // TPMT_SIGNATURE
 	PCRs        []PCRValue `json:"pcrs"`
+	// EventLog is the TCG event log of the boot the quoted PCRs measured,
+	// as the firmware left it; absent when the device has none.
+	EventLog []byte `json:"event_log,omitempty"`
 }
 
 // Validate checks the evidence's shape.
@@ -143,6 +154,9 @@ func (e Evidence) Validate() error {
 	}
 	if len(e.Signature) == 0 || len(e.Signature) > MaxTPMBlob {
 		errs = append(errs, fmt.Errorf("attestation.signature: missing or longer than %d bytes", MaxTPMBlob))
+	}
+	if len(e.EventLog) > MaxEventLog {
+		errs = append(errs, fmt.Errorf("attestation.event_log: longer than %d bytes", MaxEventLog))
 	}
 	if len(e.PCRs) > MaxQuotedPCRs {
 		errs = append(errs, fmt.Errorf("attestation.pcrs: more than %d", MaxQuotedPCRs))

@@ -36,6 +36,8 @@ const (
 	CodeAttestationFailed     Code = "attestation_failed"
 	CodeChallengeInvalid      Code = "challenge_invalid"
 	CodeHardwareMismatch      Code = "hardware_mismatch"
+	CodeEventLogMismatch      Code = "event_log_mismatch"
+	CodeBootPolicyViolation   Code = "boot_policy_violation"
 	CodeClonedState           Code = "cloned_state"
 	CodeUnknownDevice         Code = "unknown_device"
 	CodeGenerationCurrent     Code = "generation_current"
@@ -69,6 +71,8 @@ var codeStatus = map[Code]int{
 	CodeAttestationFailed:     http.StatusForbidden,
 	CodeChallengeInvalid:      http.StatusConflict,
 	CodeHardwareMismatch:      http.StatusForbidden,
+	CodeEventLogMismatch:      http.StatusForbidden,
+	CodeBootPolicyViolation:   http.StatusForbidden,
 	CodeClonedState:           http.StatusConflict,
 	CodeUnknownDevice:         http.StatusNotFound,
 	CodeGenerationCurrent:     http.StatusConflict,
