@@ -3,6 +3,7 @@ package attest
 import (
 	"bytes"
 	"crypto"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -27,9 +28,13 @@ const (
 	SecureBootUnknown = "unknown"
 )
 
-// evBootServicesApplication is EV_EFI_BOOT_SERVICES_APPLICATION: a boot
-// loader, shim or kernel image the firmware measured into PCR 4.
-const evBootServicesApplication = 0x80000003
+// Event types whose digest is the hash of their own data: a separator,
+// or an action string the firmware logs. In PCR 4 these alone are not
+// boot applications.
+const (
+	evSeparator = 0x00000004
+	evEFIAction = 0x80000007
+)
 
 // Boot is what a replayed event log says about a device's boot. Only
 // events that replayed against quoted PCRs are in it.
@@ -38,7 +43,8 @@ type Boot struct {
 	// SecureBootWhy says why the state is unknown.
 	SecureBootWhy string
 	// PCR4 are the SHA-256 digests (hex) of the boot applications
-	// measured into PCR 4, in boot order.
+	// measured into PCR 4, in boot order: every PCR 4 event but those
+	// whose digest is the hash of their own data (separators, actions).
 	PCR4 []string
 }
 
@@ -99,7 +105,11 @@ func CheckEventLog(raw []byte, quoted map[int][]byte) (Boot, error) {
 func bootOf(events []goattest.Event) Boot {
 	var b Boot
 	for _, e := range events {
-		if e.Index == 4 && uint32(e.Type) == evBootServicesApplication {
+		// An event's type and data are not what replay binds, only its
+		// digest: a device could log a boot loader's image digest under
+		// any type. So every PCR 4 digest counts as a boot application,
+		// except one that is provably the hash of the event's own data.
+		if e.Index == 4 && !selfDescribing(e) {
 			b.PCR4 = append(b.PCR4, hex.EncodeToString(e.Digest))
 		}
 	}
@@ -113,4 +123,15 @@ func bootOf(events []goattest.Event) Boot {
 		b.SecureBoot = SecureBootDisabled
 	}
 	return b
+}
+
+// selfDescribing reports whether e is a separator or an action whose
+// digest is the SHA-256 of its logged data: it measured nothing but that.
+func selfDescribing(e goattest.Event) bool {
+	t := uint32(e.Type)
+	if t != evSeparator && t != evEFIAction {
+		return false
+	}
+	sum := sha256.Sum256(e.Data)
+	return bytes.Equal(e.Digest, sum[:])
 }

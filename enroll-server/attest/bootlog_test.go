@@ -123,6 +123,38 @@ func TestBootPolicyJudge(t *testing.T) {
 	}
 }
 
+// A boot loader's digest logged under another event type still replays
+// (replay binds digests, not types): it is judged as a boot application
+// all the same. A separator whose digest is the hash of its data is not.
+func TestBootLogRelabelledLoaderIsStillABootApplication(t *testing.T) {
+	log := tpmsim.BootLog(t)
+	base, err := attest.CheckEventLog(log, pcrsAfter(t, log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	allowed := map[string]bool{}
+	for _, d := range base.PCR4 {
+		allowed[d] = true
+	}
+	loader := sha256.Sum256([]byte("a boot loader nobody allowed"))
+	sep := sha256.Sum256([]byte{0, 0, 0, 0})
+	const evVariableDriverConfig, evSeparator = 0x80000001, 4
+	lying := append(append(append([]byte{}, log...),
+		tpmsim.PCR4Event(evVariableDriverConfig, loader[:], []byte("nothing to see"))...),
+		tpmsim.PCR4Event(evSeparator, sep[:], []byte{0, 0, 0, 0})...)
+	b, err := attest.CheckEventLog(lying, pcrsAfter(t, lying))
+	if err != nil {
+		t.Fatalf("the log replays, yet was refused: %v", err)
+	}
+	if len(b.PCR4) != len(base.PCR4)+1 || b.PCR4[len(b.PCR4)-1] != hex.EncodeToString(loader[:]) {
+		t.Fatalf("PCR 4 boot applications %v; want the relabelled loader counted and the separator not", b.PCR4)
+	}
+	var pe *attest.PolicyError
+	if err := (attest.BootPolicy{PCR4Allowed: allowed}).Judge(b); !errors.As(err, &pe) || !strings.Contains(err.Error(), hex.EncodeToString(loader[:])) {
+		t.Fatalf("err = %v, want the relabelled loader refused", err)
+	}
+}
+
 // FuzzEventLog feeds hostile logs to the server's event log check: it
 // must never panic, and whatever it accepts must replay to the PCRs.
 func FuzzEventLog(f *testing.F) {

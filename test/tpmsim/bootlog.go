@@ -52,14 +52,19 @@ func MeasureBoot(t testing.TB, tpm transport.TPM, log []byte) {
 // 4 by its SHA-256 digest; appended to a log (and extended into the TPM)
 // it stands for another boot loader or kernel.
 func BootApp(digest []byte) []byte {
+	return PCR4Event(evBootServicesApplication, digest, []byte("test boot application"))
+}
+
+// PCR4Event is a TCG_PCR_EVENT2 of any type in PCR 4 with a SHA-256
+// digest and data of the caller's choosing (true or not).
+func PCR4Event(evType uint32, digest, data []byte) []byte {
 	var b bytes.Buffer
 	le := func(v any) { _ = binary.Write(&b, binary.LittleEndian, v) }
 	le(uint32(4))
-	le(uint32(evBootServicesApplication))
+	le(evType)
 	le(uint32(1))                 // one digest
 	le(uint16(tpm2.TPMAlgSHA256)) // algorithm
 	b.Write(digest)               // 32 bytes
-	data := []byte("test boot application")
 	le(uint32(len(data)))
 	b.Write(data)
 	return b.Bytes()
