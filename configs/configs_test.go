@@ -131,10 +131,14 @@ func TestTPMValidationNamesTheKey(t *testing.T) {
 	fl.TPM.BootPolicy = &serverconfig.BootPolicy{SecureBoot: "sometimes", PCR4Allowed: []string{"abc"}}
 	off := serverconfig.FleetDefaults(serverconfig.Fleet{Name: "plain"})
 	off.TPM.BootPolicy = &serverconfig.BootPolicy{}
-	f.Fleets = []serverconfig.Fleet{fl, off}
+	optional := serverconfig.FleetDefaults(serverconfig.Fleet{Name: "mixed"})
+	optional.TPM.Mode, optional.TPM.EKAllowList = "optional", []string{strings.Repeat("ab", 32)}
+	optional.TPM.BootPolicy = &serverconfig.BootPolicy{SecureBoot: "required"}
+	f.Fleets = []serverconfig.Fleet{fl, off, optional}
 	err := f.Validate()
 	for _, key := range []string{"fleets[0].tpm.ek_allow_list[0]", "fleets[0].tpm.pcrs: PCR 24", "fleets[0].tpm.pcr_policy: PCR 5 is not among",
-		"fleets[0].tpm.boot_policy.secure_boot", "fleets[0].tpm.boot_policy.pcr4_allowed[0]", "fleets[1].tpm.boot_policy: a boot policy needs TPM attestation"} {
+		"fleets[0].tpm.boot_policy.secure_boot", "fleets[0].tpm.boot_policy.pcr4_allowed[0]", "fleets[1].tpm.boot_policy: a boot policy needs TPM attestation",
+		"fleets[2].tpm.boot_policy: a boot policy needs mode: required"} {
 		if err == nil || !strings.Contains(err.Error(), key) {
 			t.Errorf("validation error %v does not name %s", err, key)
 		}

@@ -155,10 +155,16 @@ func (t TPM) validate() []keyErr {
 	switch t.Mode {
 	case wire.TPMOff:
 		if t.BootPolicy != nil {
-			bad("boot_policy", "a boot policy needs TPM attestation: set mode to optional or required")
+			bad("boot_policy", "a boot policy needs TPM attestation: set mode to required")
 		}
 		return errs
-	case wire.TPMOptional, wire.TPMRequired:
+	case wire.TPMOptional:
+		// A device that says it has no TPM would skip the policy: with
+		// optional attestation it is no policy of the fleet's boot.
+		if t.BootPolicy != nil {
+			bad("boot_policy", "a boot policy needs mode: required (with optional, a device enrolling without a TPM is never judged)")
+		}
+	case wire.TPMRequired:
 	default:
 		bad("mode", "want off, optional or required, got %q", t.Mode)
 		return errs
