@@ -91,6 +91,11 @@ func deviceActionCmd(env Env, action string) *cobra.Command {
 			in.Enrollment = *enrollment
 		}
 		for _, id := range ids {
+			if err := validRef(*fleet, id); err != nil {
+				return err
+			}
+		}
+		for _, id := range ids {
 			var d wire.Device
 			if err := sf.call(ctx, env, http.MethodPost, wire.AdminDevicePath(*fleet, id, action), nil, in, &d); err != nil {
 				if len(ids) > 1 {
@@ -403,4 +408,17 @@ func orNone(s string) string {
 		return "admitted"
 	}
 	return s
+}
+
+// validRef refuses, before asking the server, a fleet or device ID that
+// no fleet or device can have: a usage error naming it, not a 404 for an
+// endpoint the ID's characters made up.
+func validRef(fleet, device string) error {
+	if err := wire.ValidateFleet(fleet); err != nil {
+		return cmdline.Usagef("-fleet: %v", err)
+	}
+	if err := wire.ValidateDeviceID(device); err != nil {
+		return cmdline.Usagef("%v", err)
+	}
+	return nil
 }

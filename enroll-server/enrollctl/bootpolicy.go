@@ -42,6 +42,9 @@ TCG event log (enroll-client's tpm.event_log) at its last attestation.`,
 	sf := addServerFlags(fs)
 	required(cmd, "fleet", "from-device")
 	return withRun(env, cmd, func(ctx context.Context, env Env, _ []string) error {
+		if err := validRef(*fleet, *device); err != nil {
+			return err
+		}
 		var d wire.Device
 		if err := sf.call(ctx, env, http.MethodGet, wire.AdminDevicePath(*fleet, *device, ""), nil, nil, &d); err != nil {
 			return err

@@ -77,6 +77,10 @@ func TestCommandLines(t *testing.T) {
 		{[]string{"retire", "-fleet", "acme", "-generation", "0"}, 2, "-generation"},
 		{[]string{"audit"}, 2, "Usage:"},
 		{nil, 2, "Usage:"},
+		// An ID no device can have, refused before the server is asked.
+		{[]string{"revoke", "-fleet", "acme", "sensor-19", "a/b"}, 2, `device ID "a/b"`},
+		{[]string{"boot-policy", "learn", "-fleet", "acme", "-from-device", "../../x"}, 2, `device ID "../../x"`},
+		{[]string{"readmit", "-fleet", "Acme", "sensor-19"}, 2, "-fleet"},
 	} {
 		var out, errOut bytes.Buffer
 		code := run(context.Background(), tc.args, &out, &errOut)
