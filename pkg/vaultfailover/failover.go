@@ -7,18 +7,23 @@
 // cannot serve (503: sealed, or a standby with no active node to forward
 // to). A request that reached a node and failed on the way back is
 // returned as it is: it may have been applied, and only the caller knows
-// whether it is safe to send again.
+// whether it is safe to send again. Requests that are safe to send twice
+// (reads, lookups, logins) also move on from a node that takes the
+// connection but does not answer within TryTimeout: a wedged node.
 package vaultfailover
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync/atomic"
+	"time"
 )
 
 // maxBody bounds the request body kept in memory to send again.
@@ -31,7 +36,14 @@ type Transport struct {
 	addrs    []*url.URL
 	current  atomic.Int32
 	switched func(from, to string)
+	// TryTimeout bounds one node's answer to a request that is safe to
+	// send again (see repeatable); 0 means DefaultTryTimeout.
+	TryTimeout time.Duration
 }
+
+// DefaultTryTimeout is how long a node may take to answer a repeatable
+// request before the next node is asked.
+const DefaultTryTimeout = 3 * time.Second
 
 // New returns a Transport sending through next to addrs, in this order of
 // preference. switched, when set, is told each time the Transport moves
@@ -61,33 +73,95 @@ func (t *Transport) RoundTrip(r *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	start := int(t.current.Load())
-	var resp *http.Response
+	var fails []string
 	for i := range t.addrs {
 		n := (start + i) % len(t.addrs)
-		if resp != nil { // the previous node's 503, not returned
+		resp, retry, err := t.try(r, body, t.addrs[n])
+		if !retry {
+			if err == nil && n != start && t.current.CompareAndSwap(int32(start), int32(n)) && t.switched != nil {
+				t.switched(t.addrs[start].String(), t.addrs[n].String())
+			}
+			return resp, err
+		}
+		if i == len(t.addrs)-1 && err == nil {
+			return resp, nil // every node refused: the last one's answer
+		}
+		if err != nil {
+			fails = append(fails, fmt.Sprintf("%s: %v", t.addrs[n], err))
+		} else {
+			fails = append(fails, fmt.Sprintf("%s: %s", t.addrs[n], resp.Status))
 			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 			resp.Body.Close()
 		}
-		req := r.Clone(r.Context())
-		req.URL.Scheme, req.URL.Host, req.Host = t.addrs[n].Scheme, t.addrs[n].Host, ""
-		if body != nil {
-			req.Body = io.NopCloser(bytes.NewReader(body))
-		}
-		resp, err = t.next.RoundTrip(req)
-		if err != nil && !neverSent(err) {
-			return nil, err
-		}
-		if err == nil && resp.StatusCode != http.StatusServiceUnavailable {
-			if n != start && t.current.CompareAndSwap(int32(start), int32(n)) && t.switched != nil {
-				t.switched(t.addrs[start].String(), t.addrs[n].String())
-			}
-			return resp, nil
-		}
 		if i == len(t.addrs)-1 {
-			return resp, err // every node refused: the last one's answer
+			return nil, &AllFailedError{Tried: fails, Last: err}
 		}
 	}
-	return resp, err
+	panic("unreachable")
+}
+
+// AllFailedError says why no Vault address took a request, address by
+// address.
+type AllFailedError struct {
+	Tried []string
+	Last  error
+}
+
+func (e *AllFailedError) Error() string {
+	return fmt.Sprintf("no Vault address took the request (%s)", strings.Join(e.Tried, "; "))
+}
+
+func (e *AllFailedError) Unwrap() error { return e.Last }
+
+// try sends r to one node. retry reports whether the next node may be
+// asked: Vault cannot have acted on it, or it is safe to send again.
+func (t *Transport) try(r *http.Request, body []byte, addr *url.URL) (_ *http.Response, retry bool, _ error) {
+	ctx, cancel := r.Context(), context.CancelFunc(func() {})
+	repeat := repeatable(r)
+	if repeat {
+		limit := t.TryTimeout
+		if limit <= 0 {
+			limit = DefaultTryTimeout
+		}
+		ctx, cancel = context.WithTimeout(ctx, limit)
+	}
+	req := r.Clone(ctx)
+	req.URL.Scheme, req.URL.Host, req.Host = addr.Scheme, addr.Host, ""
+	if body != nil {
+		req.Body = io.NopCloser(bytes.NewReader(body))
+	}
+	resp, err := t.next.RoundTrip(req)
+	if err != nil {
+		cancel()
+		wedged := repeat && errors.Is(err, context.DeadlineExceeded) && r.Context().Err() == nil
+		return nil, neverSent(err) || wedged, err
+	}
+	// The try's deadline must not cut the caller's read of the body.
+	resp.Body = cancelOnClose{resp.Body, cancel}
+	return resp, resp.StatusCode == http.StatusServiceUnavailable, nil
+}
+
+// cancelOnClose releases a try's timeout once its body is read.
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (c cancelOnClose) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel()
+	return err
+}
+
+// repeatable reports whether sending r twice does no harm: a read, a
+// lookup, a login (a second token that expires unused).
+func repeatable(r *http.Request) bool {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == "LIST" {
+		return true
+	}
+	p := r.URL.Path
+	return strings.HasSuffix(p, "/lookup") || strings.HasSuffix(p, "/lookup-self") || strings.HasSuffix(p, "/login") ||
+		strings.HasSuffix(p, "/capabilities") || strings.HasSuffix(p, "/capabilities-self")
 }
 
 // replayable reads a request's body so it can be sent to another node.

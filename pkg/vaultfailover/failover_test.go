@@ -1,6 +1,7 @@
 package vaultfailover_test
 
 import (
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/edge-enroll/enroll/pkg/vaultfailover"
 )
@@ -122,5 +124,75 @@ func TestRefusesBadAddresses(t *testing.T) {
 		if _, err := vaultfailover.New(http.DefaultTransport, addrs, nil); err == nil {
 			t.Errorf("New(%q) accepted", addrs)
 		}
+	}
+}
+
+// wedged is an address whose node takes connections and never answers.
+func wedged(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c) // held open, never answered
+		}
+	}()
+	t.Cleanup(func() { l.Close() })
+	return "http://" + l.Addr().String()
+}
+
+// A node that takes the connection and never answers: a read or a login
+// moves on after TryTimeout; a write that node may have applied does not.
+func TestWedgedNode(t *testing.T) {
+	active := newNode(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	tr, err := vaultfailover.New(http.DefaultTransport, []string{wedged(t), active.URL}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.TryTimeout = 200 * time.Millisecond
+	c := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+	resp, err := c.Post("http://vault.invalid/v1/auth/edge-enroll/login", "application/json", strings.NewReader(`{}`))
+	if err != nil {
+		t.Fatalf("a login past a wedged node: %v", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "ok" || tr.Current() != active.URL {
+		t.Fatalf("answer %q from %s; want the live node's", b, tr.Current())
+	}
+
+	tr2, err := vaultfailover.New(http.DefaultTransport, []string{wedged(t), active.URL}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr2.TryTimeout = 200 * time.Millisecond
+	before := active.hits.Load()
+	c2 := &http.Client{Transport: tr2, Timeout: time.Second}
+	if resp, err := c2.Post("http://vault.invalid/v1/auth/edge-enroll/role/d/secret-id", "application/json", strings.NewReader(`{}`)); err == nil {
+		resp.Body.Close()
+		t.Fatal("a mint sent to a wedged node was answered")
+	}
+	if active.hits.Load() != before {
+		t.Error("a mint the wedged node may have applied was sent to another node")
+	}
+}
+
+// No address takes the request: the error names each with its own cause.
+func TestEveryAddressDead(t *testing.T) {
+	a, b := deadAddr(t), deadAddr(t)
+	tr, err := vaultfailover.New(http.DefaultTransport, []string{a, b}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = (&http.Client{Transport: tr}).Get("http://vault.invalid/v1/sys/health")
+	var all *vaultfailover.AllFailedError
+	if !errors.As(err, &all) || !strings.Contains(err.Error(), a) || !strings.Contains(err.Error(), b) || strings.Count(err.Error(), "refused") != 2 {
+		t.Fatalf("err = %v; want both addresses with their causes", err)
 	}
 }
