@@ -58,8 +58,16 @@ func Run(ctx context.Context, o Options) *doctor.Report {
 		r.Add(doctor.Failed("vault login", "no usable credentials: "+err.Error(), "write them with `enrollctl server-credentials -out "+cfg.Vault.CredentialsFile+"`"))
 		return r
 	}
-	vc, err := vault.NewServer(vault.Options{Address: cfg.Vault.Address, CAFile: cfg.Vault.CAFile, Timeout: 10 * time.Second},
-		vault.Layout{EnrollMount: cfg.Vault.EnrollMount, KVMount: cfg.Vault.KVMount}, creds, slog.New(slog.DiscardHandler))
+	layout := vault.Layout{EnrollMount: cfg.Vault.EnrollMount, KVMount: cfg.Vault.KVMount}
+	// Each node of a cluster on its own: a standby down is worth knowing
+	// before the active one goes too.
+	if len(cfg.Vault.FailoverAddresses) > 0 {
+		for _, addr := range append([]string{cfg.Vault.Address}, cfg.Vault.FailoverAddresses...) {
+			r.Add(vaultNode(ctx, cfg, addr, layout, creds))
+		}
+	}
+	vc, err := vault.NewServer(vault.Options{Address: cfg.Vault.Address, Failover: cfg.Vault.FailoverAddresses,
+		CAFile: cfg.Vault.CAFile, Timeout: 10 * time.Second}, layout, creds, slog.New(slog.DiscardHandler))
 	if err != nil {
 		r.Add(doctor.Failed("vault", err.Error(), "check vault.address and vault.ca_file"))
 		return r
@@ -68,7 +76,11 @@ func Run(ctx context.Context, o Options) *doctor.Report {
 		r.Add(doctor.Failed("vault", err.Error(), vaultFix(cfg, err)))
 		return r
 	}
-	r.Add(doctor.Passed("vault", "%s answers, initialised and unsealed", cfg.Vault.Address))
+	if len(cfg.Vault.FailoverAddresses) > 0 {
+		r.Add(doctor.Passed("vault", "the cluster answers, initialised and unsealed (through %s and its failover addresses)", cfg.Vault.Address))
+	} else {
+		r.Add(doctor.Passed("vault", "%s answers, initialised and unsealed", cfg.Vault.Address))
+	}
 	policies, err := vc.LoginOnce(ctx)
 	if err != nil {
 		r.Add(doctor.Failed("vault login", vault.Brief(err),
@@ -144,6 +156,21 @@ func store(ctx context.Context, cfg config.File) doctor.Result {
 	}
 	s.Close()
 	return doctor.Passed(check, "%s opens and its schema is current", cfg.StatePath)
+}
+
+// vaultNode checks one address of a cluster alone: a node down or sealed is
+// a warning while another serves.
+func vaultNode(ctx context.Context, cfg config.File, addr string, layout vault.Layout, creds vault.Credentials) doctor.Result {
+	check := "vault node " + addr
+	vc, err := vault.NewServer(vault.Options{Address: addr, CAFile: cfg.Vault.CAFile, Timeout: 5 * time.Second},
+		layout, creds, slog.New(slog.DiscardHandler))
+	if err == nil {
+		err = vc.Health(ctx)
+	}
+	if err != nil {
+		return doctor.Warned(check, err.Error(), "the server fails over past it; bring the node back or remove it from vault.failover_addresses")
+	}
+	return doctor.Passed(check, "answers, initialised and unsealed")
 }
 
 func fleet(ctx context.Context, vc *vault.Server, name string) doctor.Result {

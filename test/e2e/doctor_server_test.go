@@ -18,6 +18,7 @@ import (
 type serverDoctor struct {
 	vaultAddr, creds, cert, key, state string
 	fleets                             []string
+	failover                           []string
 }
 
 func (d serverDoctor) run(t *testing.T) (int, string) {
@@ -26,8 +27,15 @@ func (d serverDoctor) run(t *testing.T) (int, string) {
 	for _, f := range d.fleets {
 		fmt.Fprintf(&fl, "  - name: %s\n", f)
 	}
-	cfg := fmt.Sprintf("listen: 127.0.0.1:0\ntls:\n  cert_file: %s\n  key_file: %s\nvault:\n  address: %s\n  credentials_file: %s\nstate_path: %s\nfleets:\n%s",
-		d.cert, d.key, d.vaultAddr, d.creds, d.state, fl.String())
+	failover := ""
+	for _, a := range d.failover {
+		failover += "\n    - " + a
+	}
+	if failover != "" {
+		failover = "\n  failover_addresses:" + failover
+	}
+	cfg := fmt.Sprintf("listen: 127.0.0.1:0\ntls:\n  cert_file: %s\n  key_file: %s\nvault:\n  address: %s%s\n  credentials_file: %s\nstate_path: %s\nfleets:\n%s",
+		d.cert, d.key, d.vaultAddr, failover, d.creds, d.state, fl.String())
 	path := filepath.Join(t.TempDir(), "config.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -70,6 +78,17 @@ func TestServerDoctor(t *testing.T) {
 	}
 	if !strings.Contains(doctorLine(out, "store"), "in use by the running server") {
 		t.Fatalf("the store in use: %s", doctorLine(out, "store"))
+	}
+
+	// A cluster whose first node is down: the server fails over, doctor
+	// warns about the node and checks the rest through the others.
+	down := good
+	down.vaultAddr, down.failover = "http://127.0.0.1:1", []string{e.vault.Addr}
+	code, out = down.run(t)
+	if code != 0 || !strings.HasPrefix(doctorLine(out, "vault node http://127.0.0.1:1"), "warn") ||
+		!strings.HasPrefix(doctorLine(out, "vault node "+e.vault.Addr), "ok") ||
+		!strings.HasPrefix(doctorLine(out, "vault login"), "ok") || !strings.HasPrefix(doctorLine(out, "fleet "+fleet), "ok") {
+		t.Fatalf("doctor with the first Vault node down: exit %d\n%s", code, out)
 	}
 
 	dir := t.TempDir()
