@@ -111,10 +111,11 @@ func TestValidationNamesTheKey(t *testing.T) {
 	f.Vault.Address = "http://vault.example.com"
 	f.Fleets = []serverconfig.Fleet{serverconfig.FleetDefaults(serverconfig.Fleet{Name: "Bad Name"})}
 	f.Console = serverconfig.Console{Listen: f.Listen, AuthMount: "../sys"}
-	f.Vault.FailoverAddresses = []string{"https://vault-2:8200", "vault-3:8200", "https://vault-2:8200"}
+	f.Vault.FailoverAddresses = []string{"https://vault-2:8200", "vault-3:8200", "https://vault-2:8200", "HTTPS://Vault-2:8200/", "https://vault-4:99999"}
 	err := f.Validate()
 	for _, key := range []string{"vault.address", "fleets[0].name", "console.listen", "console.auth_mount",
-		"vault.failover_addresses[1]", "vault.failover_addresses[2]: https://vault-2:8200 is listed twice"} {
+		"vault.failover_addresses[1]", "vault.failover_addresses[2]: https://vault-2:8200 is listed twice",
+		"vault.failover_addresses[3]: HTTPS://Vault-2:8200/ is listed twice", "vault.failover_addresses[4]: \"https://vault-4:99999\": port 99999"} {
 		if err == nil || !strings.Contains(err.Error(), key) {
 			t.Errorf("validation error %v does not name %s", err, key)
 		}

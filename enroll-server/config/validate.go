@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -32,12 +32,15 @@ func (f File) Validate() error {
 	if err := bundle.ValidateURL(f.Vault.Address); err != nil {
 		bad("vault.address", "%v", err)
 	}
+	nodes := map[string]bool{vaultNode(f.Vault.Address): true}
 	for i, a := range f.Vault.FailoverAddresses {
+		key := fmt.Sprintf("vault.failover_addresses[%d]", i)
 		if err := bundle.ValidateURL(a); err != nil {
-			bad(fmt.Sprintf("vault.failover_addresses[%d]", i), "%v", err)
-		} else if a == f.Vault.Address || slices.Contains(f.Vault.FailoverAddresses[:i], a) {
-			bad(fmt.Sprintf("vault.failover_addresses[%d]", i), "%s is listed twice", a)
+			bad(key, "%v", err)
+		} else if nodes[vaultNode(a)] {
+			bad(key, "%s is listed twice", a)
 		}
+		nodes[vaultNode(a)] = true
 	}
 	if len(f.Vault.FailoverAddresses) > 16 {
 		bad("vault.failover_addresses", "at most 16")
@@ -256,4 +259,15 @@ func validListenAddr(addr string) error {
 		return fmt.Errorf("port %q of %q is not a number from 0 to 65535", port, addr)
 	}
 	return nil
+}
+
+// vaultNode is a Vault address as a node: scheme and host in lower case,
+// no trailing slash, so that one node is not listed twice under two
+// spellings.
+func vaultNode(addr string) string {
+	u, err := url.Parse(addr)
+	if err != nil {
+		return addr
+	}
+	return strings.ToLower(u.Scheme) + "://" + strings.ToLower(u.Host) + strings.TrimSuffix(u.Path, "/")
 }

@@ -19,6 +19,7 @@ import (
 	"net"
 	"net/url"
 	"regexp"
+	"strconv"
 
 	"github.com/edge-enroll/enroll/pkg/ekprofile"
 	"github.com/edge-enroll/enroll/pkg/wire"
@@ -161,6 +162,11 @@ func ValidateURL(s string) error {
 	if u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
 		return fmt.Errorf("%q: want scheme://host[:port][/path]", s)
 	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("%q: port %s is not between 1 and 65535", s, p)
+		}
+	}
 	switch u.Scheme {
 	case "https":
 		return nil
@@ -170,7 +176,7 @@ func ValidateURL(s string) error {
 		}
 		return fmt.Errorf("%q: plain http is allowed only to a loopback address", s)
 	}
-	return fmt.Errorf("%q: scheme must be https", s)
+	return fmt.Errorf("%q: scheme must be https (or http to a loopback address)", s)
 }
 
 func isLoopback(host string) bool {
