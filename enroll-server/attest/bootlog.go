@@ -115,6 +115,9 @@ func bootOf(events []goattest.Event) Boot {
 	}
 	sb, err := goattest.ParseSecurebootState(events)
 	switch {
+	case !slices.ContainsFunc(events, func(e goattest.Event) bool { return e.Index == 7 }):
+		// Nothing measured the Secure Boot variables: not "disabled".
+		b.SecureBoot, b.SecureBootWhy = SecureBootUnknown, "the event log has no PCR 7 events"
 	case err != nil:
 		b.SecureBoot, b.SecureBootWhy = SecureBootUnknown, err.Error()
 	case sb.Enabled:

@@ -2,6 +2,7 @@ package attest_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -152,6 +153,24 @@ func TestBootLogRelabelledLoaderIsStillABootApplication(t *testing.T) {
 	var pe *attest.PolicyError
 	if err := (attest.BootPolicy{PCR4Allowed: allowed}).Judge(b); !errors.As(err, &pe) || !strings.Contains(err.Error(), hex.EncodeToString(loader[:])) {
 		t.Fatalf("err = %v, want the relabelled loader refused", err)
+	}
+}
+
+// A log in which nothing measured the Secure Boot variables says nothing
+// about Secure Boot: unknown, not disabled.
+func TestBootLogWithoutPCR7IsUnknownSecureBoot(t *testing.T) {
+	full := tpmsim.BootLog(t)
+	// The Spec ID header (a TCG_PCR_EVENT: 32 bytes, then its data), then
+	// one boot application.
+	header := 32 + int(binary.LittleEndian.Uint32(full[28:32]))
+	app := sha256.Sum256([]byte("a loader"))
+	log := append(append([]byte{}, full[:header]...), tpmsim.BootApp(app[:])...)
+	b, err := attest.CheckEventLog(log, pcrsAfter(t, log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.SecureBoot != attest.SecureBootUnknown || len(b.PCR4) != 1 {
+		t.Fatalf("boot = %+v; want Secure Boot unknown and one boot application", b)
 	}
 }
 
