@@ -130,6 +130,7 @@ func (s *Service) Acknowledge(ctx context.Context, req wire.AckRequest) (_ wire.
 	ti, err := s.vault.LookupToken(ctx, req.Token)
 	acc := <-accessor
 	if errors.Is(err, vault.ErrInvalidToken) {
+		s.log.Info("acknowledgement with a token vault refused", "fleet", req.Fleet, "device_id", req.DeviceID, "err", err)
 		return wire.AckResponse{}, fail(wire.CodeProofInvalid, "the presented token is not valid")
 	}
 	if err != nil {

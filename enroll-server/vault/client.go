@@ -171,7 +171,11 @@ func lookupToken(ctx context.Context, c *api.Client, token string) (TokenInfo, e
 		return TokenInfo{}, fmt.Errorf("look up token: %w", err)
 	}
 	if sec == nil || sec.Data == nil {
-		return TokenInfo{}, ErrInvalidToken
+		// Vault answers an unknown token 403 "bad token" (above). An empty
+		// answer is a node in the middle of a leader change (seen when
+		// the active node of a cluster stops): not a verdict on the
+		// token, so the caller may ask again.
+		return TokenInfo{}, errors.New("look up token: vault gave an empty answer")
 	}
 	return tokenInfoFrom(sec.Data), nil
 }

@@ -125,7 +125,9 @@ func (s *Server) lookupSecretID(ctx context.Context, fleet, device, accessor str
 		return nil, fmt.Errorf("look up secret ID accessor: %w", err)
 	}
 	if sec == nil || sec.Data == nil {
-		return nil, ErrNotFound
+		// An unknown accessor is answered with an error (above); an
+		// empty answer comes from a node in a leader change.
+		return nil, errors.New("look up secret ID accessor: vault gave an empty answer")
 	}
 	return sec, nil
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -62,7 +63,13 @@ func TestStormThroughVaultFailover(t *testing.T) {
 	seen := map[string]bool{}
 	for id, o := range report.Devices {
 		if !o.Enrolled() {
-			t.Fatalf("device %s ended %s", id, o.Phase)
+			st := res.States[id]
+			for _, l := range strings.Split(e.logs.String(), "\n") {
+				if strings.Contains(l, `"`+id+`"`) {
+					t.Log(l)
+				}
+			}
+			t.Fatalf("device %s ended %s: %s %s (last error %s)", id, o.Phase, st.Refused, st.Reason, st.LastError)
 		}
 		accs := e.deviceSecretIDAccessors(id)
 		if len(accs) != 1 || accs[0] != o.SecretIDAccessor || seen[accs[0]] {
