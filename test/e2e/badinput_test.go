@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/edge-enroll/enroll/enroll-server/vault"
+	"github.com/edge-enroll/enroll/pkg/wire"
 )
 
 // Malformed or unauthorised requests get a clear 4xx with a stable code,
@@ -25,7 +26,7 @@ func TestBadRequestsAreRefusedAndWriteNothing(t *testing.T) {
 		{"not an object", "application/json", func() string { return `[1,2,3]` }, 400, "invalid_request"},
 		{"trailing data", "application/json", func() string { return enrollBody(live(), "bad-1", "key-aaaaaaaaaaaaaaaa") + `{}` }, 400, "invalid_request"},
 		{"oversized body", "application/json", func() string {
-			return `{"fleet":"acme","facts":{"hostname":"` + strings.Repeat("x", 70<<10) + `"}}`
+			return `{"fleet":"acme","facts":{"hostname":"` + strings.Repeat("x", wire.MaxAttestedBodyBytes+1) + `"}}` // past even an attested enrollment's cap
 		}, 413, "body_too_large"},
 		{"unknown field", "application/json", func() string {
 			return strings.Replace(enrollBody(live(), "bad-2", "key-bbbbbbbbbbbbbbbb"), `"fleet"`, `"admin":true,"fleet"`, 1)

@@ -81,7 +81,7 @@ func TestEnrollctlReadCommandsJSON(t *testing.T) {
 		columns int
 	}{
 		{[]string{"generations", "-fleet", fleet}, 8},
-		{[]string{"devices", "-fleet", fleet}, 9},
+		{[]string{"devices", "-fleet", fleet}, 10},
 		{[]string{"alerts"}, 8},
 	} {
 		code, out, errOut := ctl(tc.args...)
