@@ -106,17 +106,7 @@ func TestTPM2ToolsActivatesServerCredential(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// tpm2-tools' credential file: magic, version, TPM2B_ID_OBJECT,
-		// TPM2B_ENCRYPTED_SECRET.
-		var f bytes.Buffer
-		binary.Write(&f, binary.BigEndian, uint32(0xBADCC0DE))
-		binary.Write(&f, binary.BigEndian, uint32(1))
-		binary.Write(&f, binary.BigEndian, uint16(len(blob)))
-		f.Write(blob)
-		binary.Write(&f, binary.BigEndian, uint16(len(enc)))
-		f.Write(enc)
-		os.WriteFile(filepath.Join(dir, "cred.bin"), f.Bytes(), 0o600)
-		os.Remove(filepath.Join(dir, "secret.out"))
+		writeCredential(dir, blob, enc)
 		p.Run(t, dir, "tpm2_startauthsession", "--policy-session", "-S", "session.ctx")
 		p.Run(t, dir, "tpm2_policysecret", "-S", "session.ctx", "-c", "e")
 		defer func() {
@@ -179,4 +169,19 @@ func TestClientAttestsOverSwtpmSocket(t *testing.T) {
 	if err := attest.CheckEvidence(ch, id.AKPublic, ev, nil); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// writeCredential writes MakeCredential's output as tpm2-tools' credential
+// file (magic, version, TPM2B_ID_OBJECT, TPM2B_ENCRYPTED_SECRET) to
+// dir/cred.bin, and removes the last activation's output.
+func writeCredential(dir string, blob, enc []byte) {
+	var f bytes.Buffer
+	binary.Write(&f, binary.BigEndian, uint32(0xBADCC0DE))
+	binary.Write(&f, binary.BigEndian, uint32(1))
+	binary.Write(&f, binary.BigEndian, uint16(len(blob)))
+	f.Write(blob)
+	binary.Write(&f, binary.BigEndian, uint16(len(enc)))
+	f.Write(enc)
+	os.WriteFile(filepath.Join(dir, "cred.bin"), f.Bytes(), 0o600)
+	os.Remove(filepath.Join(dir, "secret.out"))
 }

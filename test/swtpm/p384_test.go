@@ -3,9 +3,7 @@ package swtpm_test
 import (
 	"bytes"
 	"crypto/rand"
-	"encoding/binary"
 	"encoding/hex"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -74,15 +72,7 @@ func TestTPM2ToolsAKUnderP384EK(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var f bytes.Buffer
-		binary.Write(&f, binary.BigEndian, uint32(0xBADCC0DE))
-		binary.Write(&f, binary.BigEndian, uint32(1))
-		binary.Write(&f, binary.BigEndian, uint16(len(blob)))
-		f.Write(blob)
-		binary.Write(&f, binary.BigEndian, uint16(len(enc)))
-		f.Write(enc)
-		os.WriteFile(filepath.Join(dir, "cred.bin"), f.Bytes(), 0o600)
-		os.Remove(filepath.Join(dir, "secret.out"))
+		writeCredential(dir, blob, enc)
 		defer p.Run(t, dir, "tpm2_flushcontext", "-t")
 		// The high-range EK has userWithAuth: its empty auth value
 		// authorizes it, as the client's PolicyB session does.
