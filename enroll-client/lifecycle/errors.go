@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/edge-enroll/enroll/enroll-client/serverapi"
+	"github.com/edge-enroll/enroll/pkg/backoff"
 	"github.com/edge-enroll/enroll/enroll-client/vault"
 )
 
@@ -22,13 +23,19 @@ func permanent(format string, args ...any) error {
 	return &permanentError{reason: fmt.Sprintf(format, args...)}
 }
 
-// retryAfterOf returns the delay a server asked for, if any.
-func retryAfterOf(err error) time.Duration {
+// retryDelay is the wait before the step that failed with err is tried
+// again: a return time the server gave this device alone is kept to (the
+// server spaced the crowd already); a Retry-After is a floor under the
+// backoff.
+func retryDelay(b *backoff.Backoff, err error) time.Duration {
 	var se *serverapi.Error
-	if errors.As(err, &se) {
-		return se.RetryAfter
+	if errors.As(err, &se) && se.Scheduled {
+		return b.Scheduled(se.RetryAfter)
 	}
-	return 0
+	if errors.As(err, &se) {
+		return b.Next(se.RetryAfter)
+	}
+	return b.Next(0)
 }
 
 // untrusted names the bundle field to fix when Vault's or the server's

@@ -376,7 +376,7 @@ func (m *Machine) Run(ctx context.Context, untilEnrolled bool) error {
 			}
 			continue
 		}
-		delay := m.retryCap(&st, m.backoff.Next(retryAfterOf(err)))
+		delay := m.retryCap(&st, retryDelay(m.backoff, err))
 		if field, explained := untrusted(err); field != "" {
 			err = explained
 			m.log.Error("step failed: the bundle does not trust the certificate; will retry", "phase", st.Phase,

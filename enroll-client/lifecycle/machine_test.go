@@ -76,6 +76,21 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 	}
 }
 
+// A return time the server gave this device alone (a slot in its
+// schedule of a shed crowd) is kept to: the device comes back then, not up
+// to half as late again as it would after a plain Retry-After.
+func TestScheduledSlotIsKept(t *testing.T) {
+	r := newRig(t)
+	r.server.enrollErr = []error{&serverapi.Error{Status: 429, RetryAfter: 30 * time.Second, Scheduled: true,
+		Err: wire.Error{Code: wire.CodeRateLimited, Message: "slow down"}}}
+	if err := r.enroll(t); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.clock.sleeps) != 1 || r.clock.sleeps[0] < 30*time.Second || r.clock.sleeps[0] > 30*time.Second+200*time.Millisecond {
+		t.Fatalf("sleeps %v, want one of the 30 s slot, at most 200 ms late", r.clock.sleeps)
+	}
+}
+
 // A device told to wait hangs up meanwhile, so a crowd waiting out its
 // Retry-After holds no connections on the server; a short backoff keeps
 // the connection for the retry.

@@ -21,12 +21,19 @@ import (
 // maxResponse caps what the client reads from the server.
 const maxResponse = 256 << 10
 
+// maxScheduled is the furthest return time a server may give a device, in
+// milliseconds; a larger one is treated as a plain Retry-After.
+const maxScheduled = 3600 * 1000
+
 // Error is a refusal from the server: its status, its error body and any
 // Retry-After it sent.
 type Error struct {
 	Status     int
 	Err        wire.Error
 	RetryAfter time.Duration
+	// Scheduled: RetryAfter is a return time of this device's own (the
+	// server's retry_after_ms), not a delay shared by a crowd.
+	Scheduled bool
 }
 
 func (e *Error) Error() string {
@@ -152,6 +159,11 @@ func (c *Client) post(ctx context.Context, path string, in, out any) error {
 		}
 		if e.RetryAfter == 0 && e.Err.RetryAfterSeconds > 0 {
 			e.RetryAfter = time.Duration(e.Err.RetryAfterSeconds) * time.Second
+		}
+		// A slot of the device's own, to the millisecond, is kept within
+		// the hour (the body is the server's, yet bounded like any input).
+		if ms := e.Err.RetryAfterMillis; ms > 0 && ms <= maxScheduled {
+			e.RetryAfter, e.Scheduled = time.Duration(ms)*time.Millisecond, true
 		}
 		return e
 	}

@@ -2,6 +2,7 @@ package serverapi_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -37,5 +38,37 @@ func TestComingBackResumesTheTLSSession(t *testing.T) {
 	defer mu.Unlock()
 	if len(resumed) != 2 || resumed[0] || !resumed[1] {
 		t.Fatalf("resumed %v; want a full handshake, then a resumed one", resumed)
+	}
+}
+
+// A refusal with a slot of the device's own (retry_after_ms) is read to the
+// millisecond and marked scheduled; a slot beyond the hour is not trusted
+// as one, and the plain Retry-After is kept.
+func TestScheduledRetryIsReadToTheMillisecond(t *testing.T) {
+	for _, c := range []struct {
+		body      string
+		want      time.Duration
+		scheduled bool
+	}{
+		{`{"error":{"code":"rate_limited","message":"m","retry_after_seconds":13,"retry_after_ms":12345}}`, 12345 * time.Millisecond, true},
+		{`{"error":{"code":"rate_limited","message":"m","retry_after_seconds":13}}`, 13 * time.Second, false},
+		{`{"error":{"code":"rate_limited","message":"m","retry_after_seconds":13,"retry_after_ms":99999999}}`, 13 * time.Second, false},
+		{`{"error":{"code":"rate_limited","message":"m","retry_after_seconds":13,"retry_after_ms":-5}}`, 13 * time.Second, false},
+	} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Retry-After", "13")
+			w.WriteHeader(http.StatusTooManyRequests)
+			w.Write([]byte(c.body))
+		}))
+		_, err := serverapi.New(srv.URL, nil, 5*time.Second).Admit(context.Background(), wire.AdmitRequest{Fleet: "acme", DeviceID: "d"})
+		srv.Close()
+		var se *serverapi.Error
+		if !errors.As(err, &se) {
+			t.Fatalf("%s: %v", c.body, err)
+		}
+		if se.RetryAfter != c.want || se.Scheduled != c.scheduled {
+			t.Errorf("%s: retry after %v scheduled %v, want %v %v", c.body, se.RetryAfter, se.Scheduled, c.want, c.scheduled)
+		}
 	}
 }

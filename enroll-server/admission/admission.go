@@ -193,8 +193,7 @@ func (g *Gate) charge(now time.Time) bool {
 // comes back, is shed again and gets a later time.
 const maxRetryAfter = 5 * time.Minute
 
-// retryAfter gives a shed device a time of its own to come back, in
-// seconds: the times handed out follow one another at the pace devices
+// retryAfter gives a shed device a time of its own to come back: the times handed out follow one another at the pace devices
 // can get through, so that a crowd returns spread out at the rate there
 // will be room for it — not all at once, to be shed again, and not long
 // after the gate went idle. The pace is the one measured over the last
@@ -203,7 +202,7 @@ const maxRetryAfter = 5 * time.Minute
 // rate limit. Erring high costs little: a device back too early is only
 // shed again, cheaply, while one sent away too long leaves room unused.
 // Callers hold g.mu.
-func (g *Gate) retryAfter(now time.Time) int {
+func (g *Gate) retryAfter(now time.Time) time.Duration {
 	pace, settled := g.finished.rate(now)
 	if !settled {
 		pace = g.limits.Rate
@@ -221,7 +220,7 @@ func (g *Gate) retryAfter(now time.Time) int {
 	if g.next.Sub(now) < maxRetryAfter {
 		g.next = g.next.Add(time.Duration(float64(time.Second) / pace))
 	}
-	return max(1, int(math.Ceil(g.next.Sub(now).Seconds())))
+	return g.next.Sub(now)
 }
 
 // minPace is the slowest schedule: one device a second.
@@ -264,14 +263,21 @@ func closed() error {
 	return wire.Errorf(wire.CodeEnrollmentClosed, "enrollment for this fleet is closed; the device will check again later")
 }
 
-func busy(retryAfter int) error {
-	return &wire.Error{Code: wire.CodeRateLimited, Message: "too many enrollments in progress for this fleet; retry later",
-		RetryAfterSeconds: retryAfter}
+func busy(retryAfter time.Duration) error {
+	return scheduled(retryAfter, "too many enrollments in progress for this fleet; retry later")
 }
 
-func overRate(retryAfter int) error {
-	return &wire.Error{Code: wire.CodeRateLimited, Message: "too many enrollments for this fleet; retry later",
-		RetryAfterSeconds: retryAfter}
+func overRate(retryAfter time.Duration) error {
+	return scheduled(retryAfter, "too many enrollments for this fleet; retry later")
+}
+
+// scheduled is a refusal with a return time of the device's own: to the
+// millisecond for clients that keep to it, in whole seconds (rounded up)
+// for the Retry-After header.
+func scheduled(retryAfter time.Duration, msg string) error {
+	return &wire.Error{Code: wire.CodeRateLimited, Message: msg,
+		RetryAfterSeconds: max(1, int(math.Ceil(retryAfter.Seconds()))),
+		RetryAfterMillis:  max(1, int(retryAfter.Milliseconds()))}
 }
 
 // KeyedLimiter rate-limits each key (a device) on its own, in memory. It

@@ -74,6 +74,7 @@ func TestShedCrowdIsScheduled(t *testing.T) {
 		}
 	}
 	perSecond := map[int]int{}
+	lastMillis := 0
 	for i := range 100 {
 		err := g.Admit(now, fmt.Sprint("t", i), now.Add(time.Minute), "")
 		var we *wire.Error
@@ -81,6 +82,15 @@ func TestShedCrowdIsScheduled(t *testing.T) {
 			t.Fatalf("device %d: %v, want rate_limited", i, err)
 		}
 		perSecond[we.RetryAfterSeconds]++
+		// Each device's own slot, to the millisecond: a tenth of a second
+		// after the one before (ten a second), within its whole second.
+		if step := we.RetryAfterMillis - lastMillis; step < 99 || step > 101 {
+			t.Fatalf("device %d: slot %d ms, %d ms after the one before, want 100", i, we.RetryAfterMillis, step)
+		}
+		if we.RetryAfterMillis > we.RetryAfterSeconds*1000 || we.RetryAfterMillis <= (we.RetryAfterSeconds-1)*1000 {
+			t.Fatalf("device %d: slot %d ms but Retry-After %d s", i, we.RetryAfterMillis, we.RetryAfterSeconds)
+		}
+		lastMillis = we.RetryAfterMillis
 	}
 	for s := 1; s <= 10; s++ {
 		if n := perSecond[s]; n < 9 || n > 11 {

@@ -49,6 +49,9 @@ type Store struct {
 	db   *bolt.DB
 	w    committer
 	jobs sync.Map // name → *sync.Mutex, for Exclusive
+	// claims holds the claims on enrollments awaiting acknowledgement
+	// (ClaimAwaiting), by enrollment ID: when each was taken.
+	claims claims
 	// auditKey MACs each audit record; nil: the chain alone.
 	auditKey audit.Key
 }
@@ -185,9 +188,10 @@ func (s *Store) BeginEnrollment(_ context.Context, e inventory.Enrollment, stale
 	return out, claimed, err
 }
 
-// Record implements inventory.Store.
+// Record implements inventory.Store. A record that decides an enrollment
+// (any state but wrapped) ends the claim on it.
 func (s *Store) Record(_ context.Context, e inventory.Enrollment, d inventory.Device, rec *audit.Record) error {
-	return s.w.write(func(tx *bolt.Tx) error {
+	err := s.w.write(func(tx *bolt.Tx) error {
 		if rec != nil {
 			if _, err := s.appendAudit(tx, *rec); err != nil {
 				return err
@@ -198,7 +202,6 @@ func (s *Store) Record(_ context.Context, e inventory.Enrollment, d inventory.De
 		}
 		awaiting := tx.Bucket(bucketAwaitingAck)
 		if e.State == inventory.EnrollmentWrapped {
-			// A claim on it stands (as in the PostgreSQL store).
 			if k, _ := awaiting.Cursor().Seek([]byte(e.ID)); !bytes.Equal(k, []byte(e.ID)) {
 				if err := awaiting.Put([]byte(e.ID), nil); err != nil {
 					return err
@@ -209,36 +212,59 @@ func (s *Store) Record(_ context.Context, e inventory.Enrollment, d inventory.De
 		}
 		return putDevice(tx, d)
 	})
+	if err == nil && e.State != inventory.EnrollmentWrapped {
+		s.claims.forget(e.ID)
+	}
+	return err
 }
 
-// ClaimAwaiting implements inventory.Store. An awaiting enrollment's entry
-// is empty, or holds the time of its claim.
+// ClaimAwaiting implements inventory.Store. The claims live in memory, not
+// in the file: one process holds the file (bbolt locks it), so a claim
+// needs no other replica to see it, and writing it would cost an
+// acknowledgement a commit and an fsync of its own. A claim held by a
+// process that stopped ends with it, which is also when it could no longer
+// be acted on.
 func (s *Store) ClaimAwaiting(_ context.Context, id string, now, staleBefore time.Time) (bool, error) {
-	won := false
-	err := s.w.write(func(tx *bolt.Tx) error {
-		awaiting := tx.Bucket(bucketAwaitingAck)
-		k, v := awaiting.Cursor().Seek([]byte(id))
-		if !bytes.Equal(k, []byte(id)) {
-			return nil
-		}
-		if len(v) == 8 && !time.Unix(0, int64(binary.BigEndian.Uint64(v))).Before(staleBefore) {
-			return nil
-		}
-		won = true
-		return awaiting.Put([]byte(id), binary.BigEndian.AppendUint64(nil, uint64(now.UnixNano())))
-	})
-	return won, err
+	s.claims.mu.Lock()
+	defer s.claims.mu.Unlock()
+	awaits := false
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		k, _ := tx.Bucket(bucketAwaitingAck).Cursor().Seek([]byte(id))
+		awaits = bytes.Equal(k, []byte(id))
+		return nil
+	}); err != nil {
+		return false, err
+	}
+	if !awaits {
+		delete(s.claims.at, id)
+		return false, nil
+	}
+	if at, held := s.claims.at[id]; held && !at.Before(staleBefore) {
+		return false, nil
+	}
+	if s.claims.at == nil {
+		s.claims.at = map[string]time.Time{}
+	}
+	s.claims.at[id] = now
+	return true, nil
 }
 
 // ReleaseAwaiting implements inventory.Store.
 func (s *Store) ReleaseAwaiting(_ context.Context, id string) error {
-	return s.w.write(func(tx *bolt.Tx) error {
-		awaiting := tx.Bucket(bucketAwaitingAck)
-		if k, _ := awaiting.Cursor().Seek([]byte(id)); !bytes.Equal(k, []byte(id)) {
-			return nil
-		}
-		return awaiting.Put([]byte(id), nil)
-	})
+	s.claims.forget(id)
+	return nil
+}
+
+// claims are the claims on enrollments awaiting acknowledgement.
+type claims struct {
+	mu sync.Mutex
+	at map[string]time.Time
+}
+
+func (c *claims) forget(id string) {
+	c.mu.Lock()
+	delete(c.at, id)
+	c.mu.Unlock()
 }
 
 // AwaitingAck implements inventory.Store.

@@ -51,6 +51,19 @@ func (b *Backoff) Next(retryAfter time.Duration) time.Duration {
 	return d
 }
 
+// Scheduled returns the delay before the next attempt when the server gave
+// this client a return time of its own (a slot in a schedule that already
+// spreads the crowd): the slot, plus a jitter of at most a twentieth of it
+// and never more than maxSlotJitter, which keeps the order the server
+// chose. It counts as an attempt for the backoff that follows.
+func (b *Backoff) Scheduled(slot time.Duration) time.Duration {
+	b.attempt++
+	return slot + time.Duration(b.rand()*float64(min(slot/20, maxSlotJitter)))
+}
+
+// maxSlotJitter bounds the jitter added to a scheduled return time.
+const maxSlotJitter = 200 * time.Millisecond
+
 // Reset starts over after a success.
 func (b *Backoff) Reset() { b.attempt = 0 }
 

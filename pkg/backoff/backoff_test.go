@@ -86,3 +86,25 @@ func TestCrowdIsSpread(t *testing.T) {
 		}
 	}
 }
+
+// A return time the server gave this client alone is kept to: never
+// early, late by at most a twentieth of it and never by more than 200 ms,
+// so the order of a schedule survives (a plain Retry-After of 100 s could
+// become 150 s).
+func TestScheduledSlotIsKept(t *testing.T) {
+	one := func() float64 { return 0.999999 }
+	for _, c := range []struct{ slot, most time.Duration }{
+		{100 * time.Second, 100*time.Second + 200*time.Millisecond},
+		{time.Second, time.Second + 50*time.Millisecond},
+		{10 * time.Millisecond, 10*time.Millisecond + 500*time.Microsecond},
+	} {
+		b := backoff.New(time.Second, time.Minute, one)
+		if got := b.Scheduled(c.slot); got < c.slot || got > c.most {
+			t.Errorf("slot %v: waits %v, want within [%v, %v]", c.slot, got, c.slot, c.most)
+		}
+	}
+	zero := func() float64 { return 0 }
+	if got := backoff.New(time.Second, time.Minute, zero).Scheduled(3 * time.Second); got != 3*time.Second {
+		t.Errorf("slot 3s with no jitter: %v", got)
+	}
+}

@@ -109,6 +109,13 @@ type Error struct {
 	Message string `json:"message"`
 	// RetryAfterSeconds mirrors the Retry-After header when one is sent.
 	RetryAfterSeconds int `json:"retry_after_seconds,omitempty"`
+	// RetryAfterMillis, when set, is a return time of the caller's own,
+	// to the millisecond: a server that sheds a crowd hands each device
+	// its own slot, spaced at the pace it gets devices through. A client
+	// comes back then, without spreading the time further as it would a
+	// Retry-After shared by many; RetryAfterSeconds is the same time
+	// rounded up, for clients that know only the header.
+	RetryAfterMillis int `json:"retry_after_ms,omitempty"`
 }
 
 func (e *Error) Error() string { return fmt.Sprintf("%s: %s", e.Code, e.Message) }

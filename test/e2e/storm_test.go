@@ -101,6 +101,9 @@ func TestStorm(t *testing.T) {
 	if report.VaultFailures != 0 {
 		t.Fatalf("%d of the devices' own Vault calls failed", report.VaultFailures)
 	}
+	overall, steady := report.Rates()
+	t.Logf("storm rate %.1f enrollments/s over the whole run, steady rate %.1f/s (the middle 80%% of devices): ratio %.2f (target >= 0.9)",
+		overall, steady, overall/steady)
 	t.Logf("server outcomes: %d wrapped; shed with 429: %d at admission, %d at enrollment; Vault 5xx or no answer: %d; devices' Vault calls failed: %d; device retries %d",
 		outcome("wrapped"), admission("rate_limited"), outcome("rate_limited"), vaultErrors(metrics), report.VaultFailures, report.Retries)
 }

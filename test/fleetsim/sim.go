@@ -54,7 +54,9 @@ type Result struct {
 	// lookups, unwraps, renewals) that failed.
 	VaultFailures int64
 	Latencies     []time.Duration // per enrolled device, sorted
-	Elapsed       time.Duration
+	// Done is when each enrolled device finished, from the start, sorted.
+	Done    []time.Duration
+	Elapsed time.Duration
 	States        map[string]lifecycle.State
 }
 
@@ -77,12 +79,34 @@ type Report struct {
 	RetryCauses   map[string]int     `json:"retry_causes"`
 	VaultFailures int64              `json:"vault_failures"`
 	Devices       map[string]Outcome `json:"devices"`
+	// Done is when each enrolled device finished, from the start, sorted;
+	// Elapsed is the whole run.
+	Done    []time.Duration `json:"done"`
+	Elapsed time.Duration   `json:"elapsed"`
+}
+
+// Rates returns a run's overall enrollment rate (every enrolled device over
+// the whole run, its first seconds included) and its steady rate: the rate
+// at which the middle 80% of the devices finished, between the tenth and
+// the ninetieth percentile of finishing times. Their ratio is what the
+// start of a storm (every handshake at once, load shed) and its tail cost.
+func (r Report) Rates() (overall, steady float64) {
+	n := len(r.Done)
+	if n == 0 || r.Elapsed <= 0 {
+		return 0, 0
+	}
+	overall = float64(n) / r.Elapsed.Seconds()
+	lo, hi := n/10, n-1-n/10
+	if span := r.Done[hi] - r.Done[lo]; hi > lo && span > 0 {
+		steady = float64(hi-lo) / span.Seconds()
+	}
+	return overall, steady
 }
 
 // Report returns the run's report.
 func (r Result) Report() Report {
 	out := Report{Retries: r.Retries, RetryCauses: r.RetryCauses, VaultFailures: r.VaultFailures,
-		Devices: make(map[string]Outcome, len(r.States))}
+		Devices: make(map[string]Outcome, len(r.States)), Done: r.Done, Elapsed: r.Elapsed}
 	for id, st := range r.States {
 		out.Devices[id] = Outcome{Phase: st.Phase, Acknowledged: st.Acknowledged, SecretIDAccessor: st.SecretIDAccessor}
 	}
@@ -193,6 +217,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 			case err == nil:
 				enrolled.Add(1)
 				res.Latencies = append(res.Latencies, latency)
+				res.Done = append(res.Done, time.Since(start))
 			case st.Phase == lifecycle.PhasePending:
 				res.Pending++
 			default:
@@ -208,6 +233,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	res.RetryCauses = retries.causes
 	retries.mu.Unlock()
 	slices.Sort(res.Latencies)
+	slices.Sort(res.Done)
 	return res, nil
 }
 
