@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/edge-enroll/enroll/enroll-client/serverapi"
-	"github.com/edge-enroll/enroll/pkg/backoff"
 	"github.com/edge-enroll/enroll/enroll-client/vault"
+	"github.com/edge-enroll/enroll/pkg/backoff"
 )
 
 // ErrRejected is returned (wrapped) when the device stopped for a

@@ -57,7 +57,7 @@ type Result struct {
 	// Done is when each enrolled device finished, from the start, sorted.
 	Done    []time.Duration
 	Elapsed time.Duration
-	States        map[string]lifecycle.State
+	States  map[string]lifecycle.State
 }
 
 // Outcome is where one device ended: no credential, only what identifies
