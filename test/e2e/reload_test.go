@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -87,8 +88,10 @@ func TestHangupReloadsCertificateAndLevel(t *testing.T) {
 	client := func(caFile string, keepAlive bool) *http.Client {
 		pool := x509.NewCertPool()
 		pool.AppendCertsFromPEM([]byte(readFile(t, caFile)))
+		// A kept connection is one connection: never a second one dialled
+		// while it is busy or on its way back to the pool.
 		return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
-			TLSClientConfig: &tls.Config{RootCAs: pool}, DisableKeepAlives: !keepAlive}}
+			TLSClientConfig: &tls.Config{RootCAs: pool}, DisableKeepAlives: !keepAlive, MaxConnsPerHost: 1}}
 	}
 	waitFor(t, 20*time.Second, "ready", func() bool {
 		resp, err := client(first.CACert, false).Get("https://" + addr + "/readyz")
@@ -115,6 +118,8 @@ func TestHangupReloadsCertificateAndLevel(t *testing.T) {
 		if err != nil {
 			return err
 		}
+		// Read to the end: a body closed early takes its connection down.
+		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 		if resp.StatusCode != 200 {
 			return fmt.Errorf("status %d", resp.StatusCode)
@@ -128,7 +133,7 @@ func TestHangupReloadsCertificateAndLevel(t *testing.T) {
 	var firstFailure atomic.Value
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	for _, c := range []*http.Client{fresh, kept} {
+	for name, c := range map[string]*http.Client{"a new connection trusting either CA": fresh, "the connection kept from before": kept} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -141,7 +146,7 @@ func TestHangupReloadsCertificateAndLevel(t *testing.T) {
 				sent.Add(1)
 				if err := get(c); err != nil {
 					failed.Add(1)
-					firstFailure.CompareAndSwap(nil, err.Error())
+					firstFailure.CompareAndSwap(nil, name+": "+err.Error())
 				}
 			}
 		}()
