@@ -190,12 +190,8 @@ func (g *Gate) charge(now time.Time) bool {
 }
 
 // maxRetryAfter bounds how far ahead a shed device is sent: one beyond it
-// comes back, is shed again and gets a later time. It must cover the
-// largest crowd's queue: at five minutes, a 100,000-device storm getting
-// through at 85 a second had room in the schedule for a quarter of it, and
-// the rest came back every five minutes to be shed again (413,288
-// refusals in 31 minutes, each a handshake and a request).
-const maxRetryAfter = 30 * time.Minute
+// comes back, is shed again and gets a later time.
+const maxRetryAfter = 5 * time.Minute
 
 // retryAfter gives a shed device a time of its own to come back: the times handed out follow one another at the pace devices
 // can get through, so that a crowd returns spread out at the rate there
