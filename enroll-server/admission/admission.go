@@ -190,7 +190,13 @@ func (g *Gate) charge(now time.Time) bool {
 }
 
 // maxRetryAfter bounds how far ahead a shed device is sent: one beyond it
-// comes back, is shed again and gets a later time.
+// comes back, is shed again and gets a later time. It also bounds what a
+// pace measured too low costs: in a 100,000-device storm the pace seen
+// while the server was swamped with handshakes was a few devices a
+// second, and with a 30-minute horizon the crowd was scheduled at it and
+// the gate stood nearly idle (17.2 enrollments/s over 20 minutes, against
+// 31.4/s over 33 minutes with this five-minute one, whose price is the
+// crowd beyond it being shed again every five minutes).
 const maxRetryAfter = 5 * time.Minute
 
 // retryAfter gives a shed device a time of its own to come back: the times handed out follow one another at the pace devices
