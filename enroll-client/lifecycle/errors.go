@@ -29,13 +29,13 @@ func permanent(format string, args ...any) error {
 // backoff.
 func retryDelay(b *backoff.Backoff, err error) time.Duration {
 	var se *serverapi.Error
-	if errors.As(err, &se) && se.Scheduled {
+	if !errors.As(err, &se) {
+		return b.Next(0)
+	}
+	if se.Scheduled {
 		return b.Scheduled(se.RetryAfter)
 	}
-	if errors.As(err, &se) {
-		return b.Next(se.RetryAfter)
-	}
-	return b.Next(0)
+	return b.Next(se.RetryAfter)
 }
 
 // untrusted names the bundle field to fix when Vault's or the server's
