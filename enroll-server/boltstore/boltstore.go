@@ -149,12 +149,17 @@ func put(b *bolt.Bucket, key []byte, v any) error {
 }
 
 // BeginEnrollment implements inventory.Store.
-func (s *Store) BeginEnrollment(_ context.Context, e inventory.Enrollment, staleBefore time.Time) (inventory.Enrollment, bool, error) {
+func (s *Store) BeginEnrollment(_ context.Context, e inventory.Enrollment, staleBefore time.Time, spend *inventory.TokenSpend) (inventory.Enrollment, bool, error) {
 	var out inventory.Enrollment
-	var claimed bool
+	var claimed, busy bool
 	// A write may run more than once: it sets every result afresh.
 	err := s.w.write(func(tx *bolt.Tx) error {
-		out, claimed = inventory.Enrollment{}, false
+		out, claimed, busy = inventory.Enrollment{}, false, false
+		if spend != nil {
+			if err := consume(tx, *spend); err != nil {
+				return err
+			}
+		}
 		enrollments := tx.Bucket(bucketEnrollments)
 		if id := tx.Bucket(bucketIdempotency).Get(idemKey(e)); id != nil {
 			prev, err := get[inventory.Enrollment](enrollments, id)
@@ -173,7 +178,9 @@ func (s *Store) BeginEnrollment(_ context.Context, e inventory.Enrollment, stale
 			d = inventory.Device{Fleet: e.Fleet, ID: e.DeviceID, CreatedAt: e.CreatedAt}
 		}
 		if d.InFlight != "" && d.InFlight != e.ID && d.InFlightSince.After(staleBefore) {
-			return inventory.ErrBusy
+			// Busy, but the token's consumption (if any) is kept.
+			busy = true
+			return nil
 		}
 		d.InFlight, d.InFlightSince, d.UpdatedAt = e.ID, e.CreatedAt, e.CreatedAt
 		if err := putDevice(tx, d); err != nil {
@@ -185,6 +192,9 @@ func (s *Store) BeginEnrollment(_ context.Context, e inventory.Enrollment, stale
 		out, claimed = e, true
 		return tx.Bucket(bucketIdempotency).Put(idemKey(e), []byte(e.ID))
 	})
+	if err == nil && busy {
+		err = inventory.ErrBusy
+	}
 	return out, claimed, err
 }
 

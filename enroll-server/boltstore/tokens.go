@@ -16,18 +16,24 @@ import (
 // ConsumeToken implements inventory.Store.
 func (s *Store) ConsumeToken(_ context.Context, hash string, expires time.Time, fleet string, gen int) error {
 	return s.w.write(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketTokens)
-		if b.Get([]byte(hash)) != nil {
-			return inventory.ErrConsumed
-		}
-		if err := b.Put([]byte(hash), []byte(expires.UTC().Format(time.RFC3339Nano))); err != nil {
-			return err
-		}
-		if gen > 0 {
-			return countAttempt(tx, fleet, gen, time.Now())
-		}
-		return nil
+		return consume(tx, inventory.TokenSpend{Hash: hash, Expires: expires, Fleet: fleet, Generation: gen})
 	})
+}
+
+// consume records a token's consumption in tx; ErrConsumed when it was
+// recorded before.
+func consume(tx *bolt.Tx, t inventory.TokenSpend) error {
+	b := tx.Bucket(bucketTokens)
+	if b.Get([]byte(t.Hash)) != nil {
+		return inventory.ErrConsumed
+	}
+	if err := b.Put([]byte(t.Hash), []byte(t.Expires.UTC().Format(time.RFC3339Nano))); err != nil {
+		return err
+	}
+	if t.Generation > 0 {
+		return countAttempt(tx, t.Fleet, t.Generation, time.Now())
+	}
+	return nil
 }
 
 // TokenConsumed implements inventory.Store.

@@ -85,7 +85,7 @@ func (s *Service) preProvisionOne(ctx context.Context, fleet Fleet, id string) (
 	e, claimed, err := s.store.BeginEnrollment(ctx, inventory.Enrollment{
 		ID: newID(), Fleet: fleet.Name, DeviceID: id, IdempotencyKey: "batch-" + newID(),
 		State: inventory.EnrollmentMinting, Batch: true, CreatedAt: now, UpdatedAt: now,
-	}, now.Add(-s.staleAfter))
+	}, now.Add(-s.staleAfter), nil)
 	if errors.Is(err, inventory.ErrBusy) {
 		return wire.EnrollResponse{}, fail(wire.CodeEnrollmentInProgress, "another enrollment of this device is in progress")
 	}

@@ -90,6 +90,12 @@ func (s *Service) Enroll(ctx context.Context, req wire.EnrollRequest) (resp wire
 	defer release()
 	log := s.log.With("fleet", req.Fleet, "device_id", req.DeviceID)
 	p, err := s.prove(ctx, log, fleet, req)
+	defer func() {
+		// The enrollment token is consumed whatever the outcome.
+		if err = s.settle(ctx, req.Fleet, req.DeviceID, p.spend, err); err != nil {
+			resp = wire.EnrollResponse{}
+		}
+	}()
 	if err != nil {
 		return wire.EnrollResponse{}, err
 	}
@@ -104,9 +110,10 @@ func (s *Service) Enroll(ctx context.Context, req wire.EnrollRequest) (resp wire
 //
 //   - prove: what the request proves — a TPM (attestation, checked first,
 //     as it costs no Vault call), the fleet's bootstrap credential (its
-//     enrollment token, consumed), or both;
+//     enrollment token, looked up and revoked), or both;
 //   - claim: the idempotency key claimed for the device (a retry finds its
-//     answer here), after the device's standing was checked;
+//     answer here), after the device's standing was checked, in one commit
+//     with the enrollment token's consumption;
 //   - decide: held for an administrator, or let through (a recovery
 //     spent), then mint.
 
@@ -116,6 +123,7 @@ type proof struct {
 	bound inventory.Device     // the device record as the TPM check read it
 	gen   int                  // the bootstrap generation presented
 	kind  string               // KindBootstrap or KindAttested
+	spend *spend               // the enrollment token presented; nil without
 }
 
 // prove checks the request's attestation and enrollment token. A device
@@ -145,12 +153,21 @@ func (s *Service) prove(ctx context.Context, log *slog.Logger, fleet Fleet, req 
 	p.kind = inventory.KindBootstrap
 	switch {
 	case req.EnrollmentToken != "":
-		if p.gen, err = s.consumeEnrollmentToken(ctx, req.Fleet, req.DeviceID, req.EnrollmentToken); err != nil {
+		if p.spend, err = s.checkEnrollmentToken(ctx, req.Fleet, req.DeviceID, req.EnrollmentToken); err != nil {
 			return p, err
 		}
 		if mismatch != "" {
-			return p, s.hardwareMismatch(ctx, req, mismatch) // proven by the bootstrap credential
+			// Proven by the bootstrap credential, once the token is known
+			// not to have been spent before.
+			if err := s.settle(ctx, req.Fleet, req.DeviceID, p.spend, nil); err != nil {
+				return p, err
+			}
+			return p, s.hardwareMismatch(ctx, req, mismatch)
 		}
+		if err := s.liveGeneration(ctx, req.Fleet, p.spend.Generation); err != nil {
+			return p, err
+		}
+		p.gen = p.spend.Generation
 	case !attestedAlone(p.bound, p.att):
 		return p, fail(wire.CodeEnrollmentTokenBad,
 			"attestation alone re-enrolls only a device already bound to this TPM; send an enrollment token")
@@ -195,7 +212,13 @@ func (s *Service) claim(ctx context.Context, log *slog.Logger, fleet Fleet, req 
 	e, fresh, err := s.store.BeginEnrollment(ctx, inventory.Enrollment{
 		ID: newID(), Kind: p.kind, Fleet: req.Fleet, DeviceID: req.DeviceID, IdempotencyKey: req.IdempotencyKey,
 		State: inventory.EnrollmentMinting, Generation: p.gen, NewKey: req.DeviceKey, CreatedAt: now, UpdatedAt: now,
-	}, now.Add(-s.staleAfter))
+	}, now.Add(-s.staleAfter), p.spend.use())
+	if p.spend != nil && (err == nil || errors.Is(err, inventory.ErrBusy) || errors.Is(err, inventory.ErrConsumed)) {
+		p.spend.recorded = true // one commit for the claim and the token
+	}
+	if errors.Is(err, inventory.ErrConsumed) {
+		return c, nil, s.tokenReused(ctx, req.Fleet, req.DeviceID, "an enrollment token was presented twice at once")
+	}
 	if errors.Is(err, inventory.ErrBusy) {
 		return c, nil, failRetry(2, wire.CodeEnrollmentInProgress, "another enrollment of this device is in progress")
 	}
@@ -239,6 +262,15 @@ func (s *Service) claim(ctx context.Context, log *slog.Logger, fleet Fleet, req 
 		}
 		log.Warn("enrollment refused", "reason", refusal.Message)
 		return c, nil, refusal
+	}
+	// Nothing is minted for a token Vault may not have revoked.
+	if p.spend != nil {
+		if err := p.spend.revocation(); err != nil {
+			if e.State == inventory.EnrollmentMinting {
+				s.abandon(log, e, d)
+			}
+			return c, nil, vaultError("revoke the enrollment token", err)
+		}
 	}
 	return claimed{e: e, d: d, fresh: fresh, unknown: unknown}, nil, nil
 }

@@ -138,7 +138,7 @@ func (s *Service) renew(ctx context.Context, purpose string, req wire.IdentityRe
 		ID: newID(), Kind: kind, Fleet: req.Fleet, DeviceID: req.DeviceID, IdempotencyKey: req.IdempotencyKey,
 		State: inventory.EnrollmentMinting, Generation: d.Generation, Sequence: req.Sequence + 1, NewKey: req.NewKey,
 		CreatedAt: now, UpdatedAt: now,
-	}, now.Add(-s.staleAfter))
+	}, now.Add(-s.staleAfter), nil)
 	if errors.Is(err, inventory.ErrBusy) {
 		return wire.EnrollResponse{}, failRetry(2, wire.CodeEnrollmentInProgress, "another enrollment of this device is in progress")
 	}

@@ -47,7 +47,7 @@ import (
 // Store is what the core needs of the inventory (inventory.Store has the
 // contract of each method).
 type Store interface {
-	BeginEnrollment(ctx context.Context, e inventory.Enrollment, staleBefore time.Time) (inventory.Enrollment, bool, error)
+	BeginEnrollment(ctx context.Context, e inventory.Enrollment, staleBefore time.Time, spend *inventory.TokenSpend) (inventory.Enrollment, bool, error)
 	Record(ctx context.Context, e inventory.Enrollment, d inventory.Device, rec *audit.Record) error
 	Enrollment(ctx context.Context, id string) (inventory.Enrollment, error)
 	Device(ctx context.Context, fleet, id string) (inventory.Device, error)

@@ -22,62 +22,116 @@ func tokenHash(token string) string {
 	return hex.EncodeToString(h[:])
 }
 
-// consumeEnrollmentToken checks that token is a live token of the fleet's
-// enrollment role and revokes it: a token is good for one request only.
-// Then it checks the token's generation is live, and returns it.
+// spend is an enrollment token proven to be the fleet's, on its way to
+// being consumed: Vault revokes it while the request goes on, and the
+// store records its consumption in the same commit as the enrollment's
+// claim or, for a request that stops before one, on its own (settle).
+type spend struct {
+	inventory.TokenSpend
+	revoked   chan error
+	revokeErr error
+	waited    bool
+	// recorded: the store has settled the consumption (recorded it, or
+	// found it recorded before); nothing is left to write.
+	recorded bool
+}
+
+// revocation waits for the token's revocation in Vault and returns how it
+// went; it may be asked again.
+func (sp *spend) revocation() error {
+	if !sp.waited {
+		sp.revokeErr, sp.waited = <-sp.revoked, true
+	}
+	return sp.revokeErr
+}
+
+// use is what a claim should record with itself: nil when there is no
+// token, or its consumption is settled already.
+func (sp *spend) use() *inventory.TokenSpend {
+	if sp == nil || sp.recorded {
+		return nil
+	}
+	return &sp.TokenSpend
+}
+
+// checkEnrollmentToken checks that token is a live token of the fleet's
+// enrollment role and starts revoking it: a token is good for one request
+// only, whatever the checks after this one say. Its consumption is
+// recorded by the request's claim, or by settle.
 //
 // A token that is not an enrollment token of the fleet is refused and left
 // alone: the server burns only what is provably its own to burn.
-func (s *Service) consumeEnrollmentToken(ctx context.Context, fleet, device, token string) (int, error) {
+func (s *Service) checkEnrollmentToken(ctx context.Context, fleet, device, token string) (*spend, error) {
 	hash := tokenHash(token)
 	ti, err := s.vault.LookupToken(ctx, token)
 	if errors.Is(err, vault.ErrInvalidToken) {
 		if seen, _ := s.store.TokenConsumed(ctx, hash); seen {
-			return 0, s.tokenReused(ctx, fleet, device, "an enrollment token was presented a second time")
+			return nil, s.tokenReused(ctx, fleet, device, "an enrollment token was presented a second time")
 		}
-		return 0, fail(wire.CodeEnrollmentTokenBad, "enrollment token is not valid (expired, revoked or unknown)")
+		return nil, fail(wire.CodeEnrollmentTokenBad, "enrollment token is not valid (expired, revoked or unknown)")
 	}
 	if err != nil {
-		return 0, vaultError("look up the enrollment token", err)
+		return nil, vaultError("look up the enrollment token", err)
 	}
 	layout := s.vault.Layout()
 	if ti.Path != layout.EnrollLoginPath() || ti.Meta["role_name"] != vault.EnrollRole(fleet) {
 		s.log.Warn("enrollment token from the wrong role", "fleet", fleet, "device_id", device,
 			"token_path", ti.Path, "role_name", ti.Meta["role_name"], "accessor", ti.Accessor)
-		return 0, fail(wire.CodeEnrollmentTokenBad, "token is not an enrollment token of fleet %s", fleet)
+		return nil, fail(wire.CodeEnrollmentTokenBad, "token is not an enrollment token of fleet %s", fleet)
 	}
-	// The generation is counted with the consumption: one write.
 	gen, genErr := strconv.Atoi(ti.Meta["generation"])
 	if genErr != nil || gen < 1 {
-		gen = 0
+		gen = 0 // refused by liveGeneration, once consumed
 	}
-	// Record the consumption and burn the token, both before anything else
-	// whatever the checks below say; they do not depend on each other, so
-	// the disk and Vault do them at the same time.
-	revoked := make(chan error, 1)
-	go func() { revoked <- s.vault.RevokeEnrollmentToken(ctx, token) }()
-	err = s.store.ConsumeToken(ctx, hash, s.now().Add(consumedTokenMemory), fleet, gen)
-	revokeErr := <-revoked
-	if errors.Is(err, inventory.ErrConsumed) {
-		return 0, s.tokenReused(ctx, fleet, device, "an enrollment token was presented twice at once")
-	}
-	if err != nil {
-		return 0, err
-	}
-	if revokeErr != nil {
-		return 0, vaultError("revoke the enrollment token", revokeErr)
-	}
+	sp := &spend{TokenSpend: inventory.TokenSpend{Hash: hash, Expires: s.now().Add(consumedTokenMemory), Fleet: fleet, Generation: gen},
+		revoked: make(chan error, 1)}
+	go func() { sp.revoked <- s.vault.RevokeEnrollmentToken(ctx, token) }()
+	return sp, nil
+}
+
+// liveGeneration refuses a token of a generation the fleet no longer
+// accepts, or of none.
+func (s *Service) liveGeneration(ctx context.Context, fleet string, gen int) error {
 	if gen == 0 {
-		return 0, fail(wire.CodeEnrollmentTokenBad, "enrollment token carries no credential generation")
+		return fail(wire.CodeEnrollmentTokenBad, "enrollment token carries no credential generation")
 	}
 	gens, err := s.generations(ctx, fleet, gen)
 	if err != nil {
-		return 0, vaultError("read the fleet's credential generations", err)
+		return vaultError("read the fleet's credential generations", err)
 	}
 	if !gens.Live(gen) {
-		return 0, fail(wire.CodeRejected, "bootstrap credential generation %d of fleet %s is no longer accepted", gen, fleet)
+		return fail(wire.CodeRejected, "bootstrap credential generation %d of fleet %s is no longer accepted", gen, fleet)
 	}
-	return gen, nil
+	return nil
+}
+
+// settle finishes an enrollment token's consumption for a request that
+// ends with outcome err: it waits for Vault's revocation, records the
+// consumption when no claim did, and turns the outcome into a reuse
+// refusal when the token had been consumed before (the same token
+// presented twice at once), or into a Vault error when the revocation
+// failed.
+func (s *Service) settle(ctx context.Context, fleet, device string, sp *spend, err error) error {
+	if sp == nil {
+		return err
+	}
+	revokeErr := sp.revocation()
+	if !sp.recorded {
+		cerr := s.store.ConsumeToken(ctx, sp.Hash, sp.Expires, sp.Fleet, sp.Generation)
+		if cerr == nil || errors.Is(cerr, inventory.ErrConsumed) {
+			sp.recorded = true
+		}
+		if errors.Is(cerr, inventory.ErrConsumed) {
+			return s.tokenReused(ctx, fleet, device, "an enrollment token was presented twice at once")
+		}
+		if cerr != nil && err == nil {
+			return cerr
+		}
+	}
+	if revokeErr != nil && err == nil {
+		return vaultError("revoke the enrollment token", revokeErr)
+	}
+	return err
 }
 
 // tokenReused raises the alert for a replayed enrollment token and returns

@@ -260,6 +260,16 @@ type GenerationUse struct {
 	Last       time.Time `json:"last,omitzero"`
 }
 
+// TokenSpend is the consumption of an enrollment token: its hash,
+// remembered until Expires, and the fleet's bootstrap generation it was
+// issued under, counted as presented (when Generation > 0).
+type TokenSpend struct {
+	Hash       string
+	Expires    time.Time
+	Fleet      string
+	Generation int
+}
+
 // Store keeps the server's inventory. Every method is safe for concurrent
 // use; multi-record changes are atomic.
 type Store interface {
@@ -268,7 +278,12 @@ type Store interface {
 	// device has another enrollment minting since after staleBefore, it
 	// returns ErrBusy. Otherwise it stores e, marks the device in flight and
 	// returns e and true.
-	BeginEnrollment(ctx context.Context, e Enrollment, staleBefore time.Time) (Enrollment, bool, error)
+	//
+	// With spend, the request's enrollment token is consumed in the same
+	// transaction (as ConsumeToken): ErrConsumed, and nothing written, when
+	// it was consumed before; otherwise it stays consumed whatever else the
+	// call returns, ErrBusy included.
+	BeginEnrollment(ctx context.Context, e Enrollment, staleBefore time.Time, spend *TokenSpend) (Enrollment, bool, error)
 	// Record stores an enrollment and its device together, with the audit
 	// record of the change when rec is not nil: one transaction, so the log
 	// and the state never disagree.

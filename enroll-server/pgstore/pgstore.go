@@ -141,10 +141,15 @@ func putEnrollment(ctx context.Context, x execer, e inventory.Enrollment) error 
 }
 
 // BeginEnrollment implements inventory.Store.
-func (s *Store) BeginEnrollment(ctx context.Context, e inventory.Enrollment, staleBefore time.Time) (inventory.Enrollment, bool, error) {
+func (s *Store) BeginEnrollment(ctx context.Context, e inventory.Enrollment, staleBefore time.Time, spend *inventory.TokenSpend) (inventory.Enrollment, bool, error) {
 	var out inventory.Enrollment
-	var claimed bool
+	var claimed, busy bool
 	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
+		if spend != nil {
+			if err := consume(ctx, tx, *spend); err != nil {
+				return err
+			}
+		}
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, lockKey("device", e.Fleet, e.DeviceID)); err != nil {
 			return err
 		}
@@ -165,7 +170,9 @@ func (s *Store) BeginEnrollment(ctx context.Context, e inventory.Enrollment, sta
 			return err
 		}
 		if d.InFlight != "" && d.InFlight != e.ID && d.InFlightSince.After(staleBefore) {
-			return inventory.ErrBusy
+			// Busy, but the token's consumption (if any) is kept.
+			busy = true
+			return nil
 		}
 		d.InFlight, d.InFlightSince, d.UpdatedAt = e.ID, e.CreatedAt, e.CreatedAt
 		if err := putDevice(ctx, tx, d); err != nil {
@@ -177,6 +184,9 @@ func (s *Store) BeginEnrollment(ctx context.Context, e inventory.Enrollment, sta
 		out, claimed = e, true
 		return nil
 	})
+	if err == nil && busy {
+		err = inventory.ErrBusy
+	}
 	return out, claimed, err
 }
 
@@ -263,18 +273,24 @@ func (s *Store) AwaitingAck(ctx context.Context) ([]inventory.Enrollment, error)
 // ConsumeToken implements inventory.Store.
 func (s *Store) ConsumeToken(ctx context.Context, hash string, expires time.Time, fleet string, gen int) error {
 	return pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `INSERT INTO consumed_tokens (hash, expires) VALUES ($1, $2) ON CONFLICT DO NOTHING`, hash, expires)
-		if err != nil {
-			return err
-		}
-		if tag.RowsAffected() == 0 {
-			return inventory.ErrConsumed
-		}
-		if gen > 0 {
-			return countAttempt(ctx, tx, fleet, gen, time.Now())
-		}
-		return nil
+		return consume(ctx, tx, inventory.TokenSpend{Hash: hash, Expires: expires, Fleet: fleet, Generation: gen})
 	})
+}
+
+// consume records a token's consumption in tx; ErrConsumed when it was
+// recorded before.
+func consume(ctx context.Context, tx pgx.Tx, t inventory.TokenSpend) error {
+	tag, err := tx.Exec(ctx, `INSERT INTO consumed_tokens (hash, expires) VALUES ($1, $2) ON CONFLICT DO NOTHING`, t.Hash, t.Expires)
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() == 0 {
+		return inventory.ErrConsumed
+	}
+	if t.Generation > 0 {
+		return countAttempt(ctx, tx, t.Fleet, t.Generation, time.Now())
+	}
+	return nil
 }
 
 // TokenConsumed implements inventory.Store.

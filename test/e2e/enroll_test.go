@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/edge-enroll/enroll/enroll-server/inventory"
@@ -125,6 +127,52 @@ func (e *env) bootstrapLogin() string {
 	}
 	e.keep(sec.Auth.ClientToken)
 	return sec.Auth.ClientToken
+}
+
+// One enrollment token sent in two requests at the same moment, for two
+// device IDs: the token's lookup finds it live for both, and its
+// consumption (recorded in the same commit as the enrollment's claim) lets
+// exactly one through; the other is refused as a reuse. Five rounds, for
+// the two requests to overlap.
+func TestEnrollmentTokenSentTwiceAtOnce(t *testing.T) {
+	e := newEnv(t)
+	for round := range 5 {
+		tok := e.bootstrapLogin()
+		var wg sync.WaitGroup
+		type answer struct {
+			status int
+			body   string
+		}
+		answers := make([]answer, 2)
+		for i := range answers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				id := fmt.Sprintf("twice-%d-%d", round, i)
+				st, body := e.post("/v1/enroll", enrollBody(tok, id, "key-0000000000-"+id))
+				answers[i] = answer{st, body}
+			}()
+		}
+		wg.Wait()
+		ok, reused := 0, 0
+		for _, a := range answers {
+			switch {
+			case a.status == 200:
+				ok++
+				e.keep(jsonField(t, a.body, "wrapping_token"))
+			case a.status == 401 && errorCode(t, a.body) == "enrollment_token_reused":
+				reused++
+			default:
+				t.Fatalf("round %d: %d %s", round, a.status, a.body)
+			}
+		}
+		if ok != 1 || reused != 1 {
+			t.Fatalf("round %d: %d enrolled, %d refused as reused; want one of each", round, ok, reused)
+		}
+	}
+	if got := e.logs.lines("security alert"); len(got) != 5 {
+		t.Fatalf("%d security alerts, want one per round (5)", len(got))
+	}
 }
 
 // The server revokes an enrollment token the moment it is presented; a

@@ -405,6 +405,60 @@ func TestFailedAcknowledgementIsRetriedAtOnce(t *testing.T) {
 	}
 }
 
+// Vault fails to revoke a device's enrollment token once: the server mints
+// nothing for that request (its claim and the token's consumption were
+// one commit, the mint waits for the revocation), the device's retry with
+// a fresh token resumes the same enrollment at once, and the token whose
+// revocation failed, still live in Vault until its TTL, is refused by the
+// server as spent.
+func TestFailedRevocationMintsNothing(t *testing.T) {
+	var failedToken atomic.Pointer[string]
+	e := newEnv(t, options{server: func(c *config.File) {
+		target, _ := url.Parse(c.Vault.Address)
+		proxy := httputil.NewSingleHostReverseProxy(target)
+		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasSuffix(r.URL.Path, "/auth/token/revoke-self") {
+				tok := r.Header.Get("X-Vault-Token")
+				if failedToken.CompareAndSwap(nil, &tok) {
+					w.WriteHeader(http.StatusServiceUnavailable)
+					return
+				}
+			}
+			proxy.ServeHTTP(w, r)
+		}))
+		t.Cleanup(s.Close)
+		c.Vault.Address = s.URL
+	}})
+	d := e.newDevice("sensor-revoke", nil)
+	st := e.enroll(d)
+	tok := failedToken.Load()
+	if tok == nil {
+		t.Fatal("no revocation failed; the test proves nothing")
+	}
+	e.keep(*tok)
+	// The failed request left its enrollment unminted: the retry resumed
+	// it and minted, rather than replaying a credential already minted.
+	if n := len(e.logs.lines("issued wrapped secret ID")); n != 1 {
+		t.Fatalf("%d secret IDs issued, want 1", n)
+	}
+	if resumed, replayed := len(e.logs.lines("resuming an interrupted enrollment")), len(e.logs.lines("idempotent replay of an enrollment")); resumed != 1 || replayed != 0 {
+		t.Fatalf("the retry resumed %d and replayed %d enrollments: the request whose token Vault did not revoke minted", resumed, replayed)
+	}
+	for _, l := range e.logs.lines("step failed; will retry") {
+		if strings.Contains(fmt.Sprint(l["err"]), "being processed") {
+			t.Fatalf("the retry found the enrollment still in progress: %v", l["err"])
+		}
+	}
+	if got := e.deviceSecretIDAccessors(d.id); len(got) != 1 || got[0] != st.SecretIDAccessor {
+		t.Fatalf("live secret IDs %v, want only %s", got, st.SecretIDAccessor)
+	}
+	// The token Vault kept: spent all the same.
+	status, body := e.post("/v1/enroll", enrollBody(*tok, "sensor-other", "key-0000000000-other"))
+	if status != 401 || errorCode(t, body) != "enrollment_token_reused" {
+		t.Fatalf("the token whose revocation failed, sent again: %d %s, want 401 enrollment_token_reused", status, body)
+	}
+}
+
 // The server's Vault call that mints a device's secret ID fails once: the
 // device's retry resumes the same enrollment at once, instead of being told
 // it is in progress until it goes stale.

@@ -18,22 +18,23 @@ import (
 // Run runs the suite; open returns a new, empty store.
 func Run(t *testing.T, open func(t *testing.T) inventory.Store) {
 	tests := map[string]func(*testing.T, inventory.Store){
-		"idempotent begin":    testIdempotentBegin,
-		"busy device":         testBusyDevice,
-		"concurrent begins":   testConcurrentBegins,
-		"record and awaiting": testRecordAndAwaiting,
-		"claim awaiting":      testClaimAwaiting,
-		"consumed tokens":     testConsumedTokens,
-		"alerts":              testAlerts,
-		"audit chain":         testAuditChain,
-		"generation use":      testGenerationUse,
-		"devices by fleet":    testDevicesByFleet,
-		"devices page":        testDevicesPage,
-		"alert acknowledged":  testAcknowledgeAlert,
-		"device counts":       testCountDevices,
-		"missing records":     testMissing,
-		"challenges":          testChallenges,
-		"exclusive jobs":      testExclusive,
+		"idempotent begin":     testIdempotentBegin,
+		"busy device":          testBusyDevice,
+		"concurrent begins":    testConcurrentBegins,
+		"record and awaiting":  testRecordAndAwaiting,
+		"claim awaiting":       testClaimAwaiting,
+		"consumed tokens":      testConsumedTokens,
+		"token spent by begin": testSpendWithBegin,
+		"alerts":               testAlerts,
+		"audit chain":          testAuditChain,
+		"generation use":       testGenerationUse,
+		"devices by fleet":     testDevicesByFleet,
+		"devices page":         testDevicesPage,
+		"alert acknowledged":   testAcknowledgeAlert,
+		"device counts":        testCountDevices,
+		"missing records":      testMissing,
+		"challenges":           testChallenges,
+		"exclusive jobs":       testExclusive,
 	}
 	for name, fn := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -53,11 +54,11 @@ func enrollment(id, device, key string) inventory.Enrollment {
 
 func testIdempotentBegin(t *testing.T, s inventory.Store) {
 	ctx := context.Background()
-	got, claimed, err := s.BeginEnrollment(ctx, enrollment("e1", "d1", "k1"), t0.Add(-time.Minute))
+	got, claimed, err := s.BeginEnrollment(ctx, enrollment("e1", "d1", "k1"), t0.Add(-time.Minute), nil)
 	if err != nil || !claimed || got.ID != "e1" {
 		t.Fatalf("first begin = %v %v %v", got.ID, claimed, err)
 	}
-	got, claimed, err = s.BeginEnrollment(ctx, enrollment("e2", "d1", "k1"), t0.Add(-time.Minute))
+	got, claimed, err = s.BeginEnrollment(ctx, enrollment("e2", "d1", "k1"), t0.Add(-time.Minute), nil)
 	if err != nil || claimed || got.ID != "e1" {
 		t.Fatalf("same key again = %v %v %v, want e1 unclaimed", got.ID, claimed, err)
 	}
@@ -69,14 +70,14 @@ func testIdempotentBegin(t *testing.T, s inventory.Store) {
 
 func testBusyDevice(t *testing.T, s inventory.Store) {
 	ctx := context.Background()
-	if _, _, err := s.BeginEnrollment(ctx, enrollment("e1", "d1", "k1"), t0.Add(-time.Minute)); err != nil {
+	if _, _, err := s.BeginEnrollment(ctx, enrollment("e1", "d1", "k1"), t0.Add(-time.Minute), nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.BeginEnrollment(ctx, enrollment("e2", "d1", "k2"), t0.Add(-time.Minute)); !errors.Is(err, inventory.ErrBusy) {
+	if _, _, err := s.BeginEnrollment(ctx, enrollment("e2", "d1", "k2"), t0.Add(-time.Minute), nil); !errors.Is(err, inventory.ErrBusy) {
 		t.Fatalf("a second key while the first mints = %v, want ErrBusy", err)
 	}
 	// Once the first is stale, another may take over.
-	if _, claimed, err := s.BeginEnrollment(ctx, enrollment("e3", "d1", "k3"), t0.Add(time.Second)); err != nil || !claimed {
+	if _, claimed, err := s.BeginEnrollment(ctx, enrollment("e3", "d1", "k3"), t0.Add(time.Second), nil); err != nil || !claimed {
 		t.Fatalf("after the first went stale = %v %v", claimed, err)
 	}
 }
@@ -90,7 +91,7 @@ func testConcurrentBegins(t *testing.T, s inventory.Store) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, claimed, err := s.BeginEnrollment(ctx, enrollment("e"+string(rune('a'+i)), "d1", "same-key"), t0.Add(-time.Minute))
+			_, claimed, err := s.BeginEnrollment(ctx, enrollment("e"+string(rune('a'+i)), "d1", "same-key"), t0.Add(-time.Minute), nil)
 			if err != nil {
 				t.Error(err)
 			}
@@ -192,6 +193,52 @@ func testClaimAwaiting(t *testing.T, s inventory.Store) {
 	}
 	if won, _ := s.ClaimAwaiting(ctx, "e1", t0.Add(time.Hour), t0.Add(time.Hour)); won {
 		t.Fatal("a decided enrollment was claimed")
+	}
+}
+
+// A token consumed with a claim: once only, with nothing written for a
+// second presentation, and kept consumed when the device is busy or the
+// key was claimed before.
+func testSpendWithBegin(t *testing.T, s inventory.Store) {
+	ctx := context.Background()
+	spend := func(h string) *inventory.TokenSpend {
+		return &inventory.TokenSpend{Hash: h, Expires: t0.Add(time.Hour), Fleet: "acme", Generation: 2}
+	}
+	if _, claimed, err := s.BeginEnrollment(ctx, enrollment("e1", "d1", "k1"), t0.Add(-time.Minute), spend("h1")); err != nil || !claimed {
+		t.Fatalf("begin with a token = %v %v", claimed, err)
+	}
+	if seen, err := s.TokenConsumed(ctx, "h1"); err != nil || !seen {
+		t.Fatalf("the token spent with the claim is not recorded: %v %v", seen, err)
+	}
+	if use, _ := s.GenerationUse(ctx, "acme"); len(use) != 1 || use[0].Generation != 2 || use[0].Attempts != 1 {
+		t.Fatalf("the claim did not count the token's generation: %+v", use)
+	}
+	// The same token again, for another device: refused, nothing written.
+	if _, _, err := s.BeginEnrollment(ctx, enrollment("e2", "d2", "k2"), t0.Add(-time.Minute), spend("h1")); !errors.Is(err, inventory.ErrConsumed) {
+		t.Fatalf("begin with a spent token = %v, want ErrConsumed", err)
+	}
+	if _, err := s.Device(ctx, "acme", "d2"); !errors.Is(err, inventory.ErrNotFound) {
+		t.Fatalf("a begin refused for its token wrote device d2: %v", err)
+	}
+	if err := s.ConsumeToken(ctx, "h1", t0.Add(time.Hour), "acme", 2); !errors.Is(err, inventory.ErrConsumed) {
+		t.Fatalf("ConsumeToken after the claim spent it = %v, want ErrConsumed", err)
+	}
+	// Busy: the claim fails, the token is spent all the same.
+	if _, _, err := s.BeginEnrollment(ctx, enrollment("e3", "d1", "k3"), t0.Add(-time.Minute), spend("h2")); !errors.Is(err, inventory.ErrBusy) {
+		t.Fatalf("begin for a busy device = %v, want ErrBusy", err)
+	}
+	if seen, _ := s.TokenConsumed(ctx, "h2"); !seen {
+		t.Fatal("a token presented for a busy device was not consumed")
+	}
+	// A retry of a claimed key: the earlier enrollment, the token spent.
+	if got, claimed, err := s.BeginEnrollment(ctx, enrollment("e4", "d1", "k1"), t0.Add(-time.Minute), spend("h3")); err != nil || claimed || got.ID != "e1" {
+		t.Fatalf("retry with a new token = %v %v %v, want e1 unclaimed", got.ID, claimed, err)
+	}
+	if seen, _ := s.TokenConsumed(ctx, "h3"); !seen {
+		t.Fatal("the token of a retried request was not consumed")
+	}
+	if use, _ := s.GenerationUse(ctx, "acme"); len(use) != 1 || use[0].Attempts != 3 {
+		t.Fatalf("generation use after three spent tokens = %+v, want 3 attempts", use)
 	}
 }
 
