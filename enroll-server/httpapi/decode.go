@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json/jsontext"
 	json "encoding/json/v2"
 	"errors"
@@ -59,6 +60,8 @@ func describe(body []byte, err error) string {
 		return "unknown field " + member(sem.JSONPointer)
 	case errors.As(err, &sem) && sem.JSONPointer == "":
 		return "the body must be a JSON object"
+	case errors.As(err, &sem) && errors.As(sem.Err, new(base64.CorruptInputError)):
+		return "field " + member(sem.JSONPointer) + " is not valid base64"
 	case errors.As(err, &sem):
 		return "field " + member(sem.JSONPointer) + " has the wrong type"
 	}

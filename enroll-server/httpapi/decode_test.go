@@ -56,6 +56,21 @@ func TestDecode(t *testing.T) {
 	}
 }
 
+// A refusal names the field and what is wrong with it.
+func TestDecodeSaysWhatIsWrong(t *testing.T) {
+	for body, want := range map[string]string{
+		`{"fleet":42}`: `field "fleet" has the wrong type`,
+		`{"fleet":"acme","attestation":{"quote":"%%%"}}`: `field "attestation/quote" is not valid base64`,
+		`{"fleet":"acme","attestation":{"event_log":7}}`: `field "attestation/event_log" has the wrong type`,
+	} {
+		_, err := decodeBody("application/json", []byte(body))
+		var we *wire.Error
+		if !errors.As(err, &we) || we.Code != wire.CodeInvalidRequest || !strings.Contains(we.Message, want) {
+			t.Errorf("%s: %v, want invalid_request saying %s", body, err, want)
+		}
+	}
+}
+
 // The decoder never panics, only ever answers with a *wire.Error, and never
 // echoes the body back in its message.
 func FuzzDecode(f *testing.F) {
