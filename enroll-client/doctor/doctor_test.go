@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -34,6 +35,7 @@ type device struct {
 	dir, config, bundlePath, statePath, sinkPath string
 	bundle                                       bundle.Bundle
 	serverDate                                   *time.Duration // added to the server's Date header
+	logins, revoked                              atomic.Int32   // bootstrap logins at the fake Vault, tokens revoked
 }
 
 func certPEM(s *httptest.Server) string {
@@ -52,11 +54,30 @@ func newDevice(t *testing.T) *device {
 		fmt.Fprintln(w, `{"status":"ok"}`)
 	}))
 	vault := quietTLSServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/v1/sys/health" {
+		switch r.URL.Path {
+		case "/v1/sys/health":
+			_ = json.NewEncoder(w).Encode(map[string]any{"initialized": true, "sealed": false, "version": "1.99.0"})
+		case "/v1/auth/edge-enroll/login":
+			var creds struct {
+				RoleID   string `json:"role_id"`
+				SecretID string `json:"secret_id"`
+			}
+			_ = json.NewDecoder(r.Body).Decode(&creds)
+			if creds.RoleID != "role-1" || creds.SecretID != "secret-1" {
+				w.WriteHeader(http.StatusBadRequest)
+				_ = json.NewEncoder(w).Encode(map[string]any{"errors": []string{"invalid role or secret ID"}})
+				return
+			}
+			d.logins.Add(1)
+			_ = json.NewEncoder(w).Encode(map[string]any{"auth": map[string]any{"client_token": "hvs.bootstrap", "lease_duration": 60}})
+		case "/v1/auth/token/revoke-self":
+			if r.Header.Get("X-Vault-Token") == "hvs.bootstrap" {
+				d.revoked.Add(1)
+			}
+			w.WriteHeader(http.StatusNoContent)
+		default:
 			http.NotFound(w, r)
-			return
 		}
-		_ = json.NewEncoder(w).Encode(map[string]any{"initialized": true, "sealed": false, "version": "1.99.0"})
 	}))
 	d.bundle = bundle.Bundle{Version: bundle.Version, Fleet: "acme", ServerURL: server.URL, ServerCAPEM: certPEM(server),
 		VaultAddr: vault.URL, VaultCAPEM: certPEM(vault), EnrollMount: "edge-enroll", DeviceMount: "edge-devices-acme",
@@ -143,10 +164,27 @@ func TestHealthyDevice(t *testing.T) {
 			t.Errorf("not ok: %s", l)
 		}
 	}
-	for _, check := range []string{"config", "bundle", "state directory", "state", "sink 0 directory", "sink 0", "tpm", "server TLS", "clock", "vault TLS", "vault"} {
+	for _, check := range []string{"config", "bundle", "state directory", "state", "sink 0 directory", "sink 0", "tpm", "server TLS", "clock", "vault TLS", "vault", "bootstrap"} {
 		if find(lines, "ok    "+check+":") == "" {
 			t.Errorf("no ok line for %s:\n%s", check, strings.Join(lines, "\n"))
 		}
+	}
+	if d.logins.Load() != 1 || d.revoked.Load() != 1 {
+		t.Errorf("the doctor logged in %d times and revoked %d tokens, want one of each", d.logins.Load(), d.revoked.Load())
+	}
+}
+
+// A bundle whose bootstrap credential Vault refuses (a retired generation,
+// a mistyped secret ID) is a warning that says what it means.
+func TestRefusedBootstrapCredentialWarns(t *testing.T) {
+	d := newDevice(t)
+	d.bundle.SecretID = "secret-2"
+	d.writeBundle(t)
+	code, lines := run(t, d, doctor.Options{})
+	l := find(lines, "warn  bootstrap:")
+	if code != doctor.ExitOK || !strings.Contains(l, "refused the bundle's bootstrap credential (fleet acme, generation 1") ||
+		!strings.Contains(l, "install the fleet's current bundle") {
+		t.Fatalf("exit %d, bootstrap line %q:\n%s", code, l, strings.Join(lines, "\n"))
 	}
 }
 

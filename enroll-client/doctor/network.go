@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/edge-enroll/enroll/enroll-client/config"
+	"github.com/edge-enroll/enroll/enroll-client/vault"
 	"github.com/edge-enroll/enroll/pkg/bundle"
 	"github.com/edge-enroll/enroll/pkg/wire"
 )
@@ -54,9 +55,46 @@ func checkNetwork(ctx context.Context, cfg config.File, b *bundle.Bundle, opts O
 	resp, body, r := reach(ctx, cfg, vlt, opts)
 	out = append(out, r)
 	if resp != nil {
-		out = append(out, vaultHealth(cfg, b, resp, body))
+		h := vaultHealth(cfg, b, resp, body)
+		out = append(out, h)
+		if h.Status == OK {
+			out = append(out, checkBootstrap(ctx, cfg, b, opts))
+		}
 	}
 	return out
+}
+
+// checkBootstrap logs in to Vault with the bundle's bootstrap credential,
+// as a device's first boot does, and has the token it gets (which can do
+// nothing else) revoke itself at once. A refusal is a warning, not a
+// failure: a device that has enrolled no longer needs the credential, and
+// its fleet may have retired that generation since.
+func checkBootstrap(ctx context.Context, cfg config.File, b *bundle.Bundle, opts Options) Result {
+	const name = "bootstrap"
+	if b.RoleID == "" {
+		return res(OK, name, "the bundle holds no bootstrap credential: devices enroll with a pre-provisioned credential or their TPM", "")
+	}
+	vc, err := vault.New(b.VaultAddr, b.VaultCAPEM, opts.Timeout)
+	if err != nil {
+		return res(Fail, name, err.Error(), "fix vault_addr and vault_ca_pem in "+cfg.BundlePath)
+	}
+	defer vc.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
+	defer cancel()
+	a, err := vc.Login(ctx, b.EnrollMount, b.RoleID, b.SecretID)
+	if errors.Is(err, vault.ErrCredentialRefused) {
+		return res(Warn, name, fmt.Sprintf("Vault refused the bundle's bootstrap credential (fleet %s, generation %d, mount %s): %v",
+			b.Fleet, b.Generation, b.EnrollMount, err),
+			"a device that never enrolled cannot enroll with it: install the fleet's current bundle (enrollctl bundle); an enrolled device does not need it")
+	}
+	if err != nil {
+		return res(Fail, name, fmt.Sprintf("bootstrap login at %s: %v", b.EnrollMount, err), "check enroll_mount in "+cfg.BundlePath+" and Vault's health")
+	}
+	revoked := "its token revoked"
+	if err := vc.RevokeSelf(ctx, a.Token); err != nil {
+		revoked = "its token left to expire (" + err.Error() + ")"
+	}
+	return res(OK, name, fmt.Sprintf("the bundle's bootstrap credential (generation %d) logs in at %s; %s", b.Generation, b.EnrollMount, revoked), "")
 }
 
 // reach makes a real request to e, through TLS with the bundle's CA, and

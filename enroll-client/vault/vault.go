@@ -115,6 +115,18 @@ func authOf(a *api.SecretAuth) Auth {
 	}
 }
 
+// RevokeSelf has token revoke itself.
+func (c *Client) RevokeSelf(ctx context.Context, token string) error {
+	cl, err := c.withToken(token)
+	if err != nil {
+		return err
+	}
+	if _, err := cl.Logical().WriteWithContext(ctx, "auth/token/revoke-self", nil); err != nil {
+		return failed("vault revoke-self", err)
+	}
+	return nil
+}
+
 // WrapInfo is what a wrapping token lookup tells, without using it.
 type WrapInfo struct {
 	CreationPath string

@@ -29,6 +29,7 @@ func TestDoctorPassesAgainstTheRealServerAndVault(t *testing.T) {
 		"ok    config:", "ok    bundle:", "ok    state directory:", "ok    state: " + d.statePath + " is held by the running daemon",
 		"ok    sink 0:", "ok    server TLS: " + e.serverURL + ": certificate of 127.0.0.1 verified with server_ca_pem",
 		"ok    clock:", "ok    vault: " + e.bundle.VaultAddr + " is Vault",
+		"ok    bootstrap: the bundle's bootstrap credential (generation 1) logs in at " + e.bundle.EnrollMount + "; its token revoked",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("doctor did not say %q", want)
@@ -42,6 +43,7 @@ func TestDoctorPassesAgainstTheRealServerAndVault(t *testing.T) {
 	}
 	other := e.deviceDir("sensor-doc-2")
 	other.bundle.ServerCAPEM = readFile(t, otherCA.CACert)
+	other.bundle.SecretID = "00000000-0000-0000-0000-000000000000" // and a secret ID Vault never issued
 	raw, err := other.bundle.Marshal()
 	if err != nil {
 		t.Fatal(err)
@@ -51,5 +53,8 @@ func TestDoctorPassesAgainstTheRealServerAndVault(t *testing.T) {
 	t.Logf("doctor said:\n%s", out)
 	if code != doctor.ExitFail || !strings.Contains(out, "fail  server TLS: ") || !strings.Contains(out, "server_ca_pem in "+other.dir+"/bundle.json does not sign") {
 		t.Fatalf("doctor with the wrong server CA: exit %d", code)
+	}
+	if !strings.Contains(out, "warn  bootstrap: Vault refused the bundle's bootstrap credential (fleet acme") {
+		t.Fatal("doctor did not warn of the bootstrap credential Vault refused")
 	}
 }
