@@ -157,9 +157,12 @@ func (s *Service) prove(ctx context.Context, log *slog.Logger, fleet Fleet, req 
 			return p, err
 		}
 		if mismatch != "" {
-			// Proven by the bootstrap credential, once the token is known
-			// not to have been spent before.
+			// Proven by the bootstrap credential: once the token is known
+			// not to have been spent before, and of a live generation.
 			if err := s.settle(ctx, req.Fleet, req.DeviceID, p.spend, nil); err != nil {
+				return p, err
+			}
+			if err := s.liveGeneration(ctx, req.Fleet, p.spend.Generation); err != nil {
 				return p, err
 			}
 			return p, s.hardwareMismatch(ctx, req, mismatch)
@@ -226,6 +229,18 @@ func (s *Service) claim(ctx context.Context, log *slog.Logger, fleet Fleet, req 
 		return c, nil, fmt.Errorf("begin enrollment: %w", err)
 	}
 	log = log.With("enrollment_id", e.ID)
+	// Nothing is minted, replayed or reissued for a token Vault may not
+	// have revoked.
+	if p.spend != nil {
+		if err := p.spend.revocation(); err != nil {
+			if fresh { // this request's claim: its retry resumes it at once
+				if d, derr := s.store.Device(ctx, req.Fleet, req.DeviceID); derr == nil {
+					s.abandon(log, e, d)
+				}
+			}
+			return c, nil, vaultError("revoke the enrollment token", err)
+		}
+	}
 	if !fresh && e.Kind != p.kind && !(e.Kind == inventory.KindAttested && p.kind == inventory.KindBootstrap) {
 		return c, nil, fail(wire.CodeIdempotencyConflict, "this idempotency key belongs to another kind of request")
 	}
@@ -262,15 +277,6 @@ func (s *Service) claim(ctx context.Context, log *slog.Logger, fleet Fleet, req 
 		}
 		log.Warn("enrollment refused", "reason", refusal.Message)
 		return c, nil, refusal
-	}
-	// Nothing is minted for a token Vault may not have revoked.
-	if p.spend != nil {
-		if err := p.spend.revocation(); err != nil {
-			if e.State == inventory.EnrollmentMinting {
-				s.abandon(log, e, d)
-			}
-			return c, nil, vaultError("revoke the enrollment token", err)
-		}
 	}
 	return claimed{e: e, d: d, fresh: fresh, unknown: unknown}, nil, nil
 }

@@ -146,48 +146,60 @@ func (s *Store) BeginEnrollment(ctx context.Context, e inventory.Enrollment, sta
 	var claimed, busy bool
 	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
 		if spend != nil {
-			if err := consume(ctx, tx, *spend); err != nil {
+			if err := spendToken(ctx, tx, spend.Hash, spend.Expires); err != nil {
 				return err
 			}
 		}
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, lockKey("device", e.Fleet, e.DeviceID)); err != nil {
+		var err error
+		if out, claimed, busy, err = claimIn(ctx, tx, e, staleBefore); err != nil {
 			return err
 		}
-		prev, err := scan[inventory.Enrollment](tx.QueryRow(ctx,
-			`SELECT data FROM enrollments WHERE fleet = $1 AND device_id = $2 AND idempotency_key = $3`, e.Fleet, e.DeviceID, e.IdempotencyKey))
-		if err == nil {
-			out = prev
-			return nil
+		if spend != nil && spend.Generation > 0 {
+			// Counted last: the fleet's counter row stays locked only at
+			// the end of the transaction, not for the whole claim.
+			return countAttempt(ctx, tx, spend.Fleet, spend.Generation, time.Now())
 		}
-		if !errors.Is(err, inventory.ErrNotFound) {
-			return err
-		}
-		d, err := scan[inventory.Device](tx.QueryRow(ctx, `SELECT data FROM devices WHERE fleet = $1 AND id = $2`, e.Fleet, e.DeviceID))
-		if errors.Is(err, inventory.ErrNotFound) {
-			d, err = inventory.Device{Fleet: e.Fleet, ID: e.DeviceID, CreatedAt: e.CreatedAt}, nil
-		}
-		if err != nil {
-			return err
-		}
-		if d.InFlight != "" && d.InFlight != e.ID && d.InFlightSince.After(staleBefore) {
-			// Busy, but the token's consumption (if any) is kept.
-			busy = true
-			return nil
-		}
-		d.InFlight, d.InFlightSince, d.UpdatedAt = e.ID, e.CreatedAt, e.CreatedAt
-		if err := putDevice(ctx, tx, d); err != nil {
-			return err
-		}
-		if err := putEnrollment(ctx, tx, e); err != nil {
-			return err
-		}
-		out, claimed = e, true
 		return nil
 	})
 	if err == nil && busy {
 		err = inventory.ErrBusy
 	}
 	return out, claimed, err
+}
+
+// claimIn is BeginEnrollment's claim in tx: the enrollment that holds the
+// key (claimed when it is e), or busy when the device has another one
+// minting since after staleBefore (nothing is written then).
+func claimIn(ctx context.Context, tx pgx.Tx, e inventory.Enrollment, staleBefore time.Time) (out inventory.Enrollment, claimed, busy bool, err error) {
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, lockKey("device", e.Fleet, e.DeviceID)); err != nil {
+		return out, false, false, err
+	}
+	prev, err := scan[inventory.Enrollment](tx.QueryRow(ctx,
+		`SELECT data FROM enrollments WHERE fleet = $1 AND device_id = $2 AND idempotency_key = $3`, e.Fleet, e.DeviceID, e.IdempotencyKey))
+	if err == nil {
+		return prev, false, false, nil
+	}
+	if !errors.Is(err, inventory.ErrNotFound) {
+		return out, false, false, err
+	}
+	d, err := scan[inventory.Device](tx.QueryRow(ctx, `SELECT data FROM devices WHERE fleet = $1 AND id = $2`, e.Fleet, e.DeviceID))
+	if errors.Is(err, inventory.ErrNotFound) {
+		d, err = inventory.Device{Fleet: e.Fleet, ID: e.DeviceID, CreatedAt: e.CreatedAt}, nil
+	}
+	if err != nil {
+		return out, false, false, err
+	}
+	if d.InFlight != "" && d.InFlight != e.ID && d.InFlightSince.After(staleBefore) {
+		return out, false, true, nil
+	}
+	d.InFlight, d.InFlightSince, d.UpdatedAt = e.ID, e.CreatedAt, e.CreatedAt
+	if err := putDevice(ctx, tx, d); err != nil {
+		return out, false, false, err
+	}
+	if err := putEnrollment(ctx, tx, e); err != nil {
+		return out, false, false, err
+	}
+	return e, true, false, nil
 }
 
 // Record implements inventory.Store.
@@ -280,15 +292,24 @@ func (s *Store) ConsumeToken(ctx context.Context, hash string, expires time.Time
 // consume records a token's consumption in tx; ErrConsumed when it was
 // recorded before.
 func consume(ctx context.Context, tx pgx.Tx, t inventory.TokenSpend) error {
-	tag, err := tx.Exec(ctx, `INSERT INTO consumed_tokens (hash, expires) VALUES ($1, $2) ON CONFLICT DO NOTHING`, t.Hash, t.Expires)
+	if err := spendToken(ctx, tx, t.Hash, t.Expires); err != nil {
+		return err
+	}
+	if t.Generation > 0 {
+		return countAttempt(ctx, tx, t.Fleet, t.Generation, time.Now())
+	}
+	return nil
+}
+
+// spendToken records a token hash until expires; ErrConsumed when it was
+// recorded before.
+func spendToken(ctx context.Context, tx pgx.Tx, hash string, expires time.Time) error {
+	tag, err := tx.Exec(ctx, `INSERT INTO consumed_tokens (hash, expires) VALUES ($1, $2) ON CONFLICT DO NOTHING`, hash, expires)
 	if err != nil {
 		return err
 	}
 	if tag.RowsAffected() == 0 {
 		return inventory.ErrConsumed
-	}
-	if t.Generation > 0 {
-		return countAttempt(ctx, tx, t.Fleet, t.Generation, time.Now())
 	}
 	return nil
 }

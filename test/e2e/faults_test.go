@@ -459,6 +459,54 @@ func TestFailedRevocationMintsNothing(t *testing.T) {
 	}
 }
 
+// A request that repeats an enrollment whose wrapping token was lost
+// unused is answered with a new credential (reissue.go); when Vault fails
+// to revoke that request's enrollment token, nothing is reissued (no
+// secret ID destroyed, none minted) until a request whose token was
+// revoked comes.
+func TestReplayWaitsForTheTokensRevocation(t *testing.T) {
+	var failFor atomic.Pointer[string]
+	e := newEnv(t, options{server: func(c *config.File) {
+		target, _ := url.Parse(c.Vault.Address)
+		proxy := httputil.NewSingleHostReverseProxy(target)
+		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if tok := failFor.Load(); tok != nil && strings.HasSuffix(r.URL.Path, "/auth/token/revoke-self") && r.Header.Get("X-Vault-Token") == *tok {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				return
+			}
+			proxy.ServeHTTP(w, r)
+		}))
+		t.Cleanup(s.Close)
+		c.Vault.Address = s.URL
+	}})
+	const key = "key-replay-0000000001"
+	status, body := e.post("/v1/enroll", enrollBody(e.bootstrapLogin(), "sensor-replay", key))
+	if status != 200 {
+		t.Fatalf("first request: %d %s", status, body)
+	}
+	// The answer is lost: its wrapping token is used up, its secret ID never.
+	if _, err := e.root.Logical().Unwrap(jsonField(t, body, "wrapping_token")); err != nil {
+		t.Fatal(err)
+	}
+	tok := e.bootstrapLogin()
+	failFor.Store(&tok)
+	status, body = e.post("/v1/enroll", enrollBody(tok, "sensor-replay", key))
+	if status != http.StatusServiceUnavailable && status != http.StatusBadGateway {
+		t.Fatalf("the repeat whose token Vault did not revoke: %d %s, want a Vault error", status, body)
+	}
+	if n := len(e.logs.lines("reissuing a credential the device lost before using it")); n != 0 {
+		t.Fatal("a credential was reissued for a request whose token Vault did not revoke")
+	}
+	status, body = e.post("/v1/enroll", enrollBody(e.bootstrapLogin(), "sensor-replay", key))
+	if status != 200 {
+		t.Fatalf("the repeat with a revoked token: %d %s", status, body)
+	}
+	e.keep(jsonField(t, body, "wrapping_token"))
+	if n := len(e.logs.lines("reissuing a credential the device lost before using it")); n != 1 {
+		t.Fatalf("%d credentials reissued, want 1", n)
+	}
+}
+
 // The server's Vault call that mints a device's secret ID fails once: the
 // device's retry resumes the same enrollment at once, instead of being told
 // it is in progress until it goes stale.
