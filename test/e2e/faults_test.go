@@ -326,19 +326,15 @@ func TestSweepNeverRacesAnAcknowledgement(t *testing.T) {
 		server: func(c *config.File) {
 			c.Alerts.SweepInterval = 500 * time.Millisecond
 			c.Vault.Timeout = 30 * time.Second // the slowed call must not time out
-			target, _ := url.Parse(c.Vault.Address)
-			proxy := httputil.NewSingleHostReverseProxy(target)
-			s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			interceptVault(t, c, func(w http.ResponseWriter, r *http.Request) bool {
 				// The acknowledgement's lookup of the device's token, once
 				// the credential is out: answered after the deadline.
 				if e := ready.Load(); r.URL.Path == "/v1/auth/token/lookup" && e != nil &&
 					len(e.logs.lines("issued wrapped secret ID")) > 0 && slowed.CompareAndSwap(false, true) {
 					time.Sleep(13 * time.Second)
 				}
-				proxy.ServeHTTP(w, r)
-			}))
-			t.Cleanup(s.Close)
-			c.Vault.Address = s.URL
+				return false
+			})
 		},
 	})
 	ready.Store(e)
@@ -367,20 +363,16 @@ func TestFailedAcknowledgementIsRetriedAtOnce(t *testing.T) {
 	var ready atomic.Pointer[env]
 	var failed atomic.Bool
 	e := newEnv(t, options{server: func(c *config.File) {
-		target, _ := url.Parse(c.Vault.Address)
-		proxy := httputil.NewSingleHostReverseProxy(target)
-		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		interceptVault(t, c, func(w http.ResponseWriter, r *http.Request) bool {
 			// The lookup of the device's secret ID by its accessor,
 			// during the acknowledgement: Vault does not answer.
 			if e := ready.Load(); strings.HasSuffix(r.URL.Path, "/secret-id-accessor/lookup") && e != nil &&
 				len(e.logs.lines("issued wrapped secret ID")) > 0 && failed.CompareAndSwap(false, true) {
 				w.WriteHeader(http.StatusBadGateway)
-				return
+				return true
 			}
-			proxy.ServeHTTP(w, r)
-		}))
-		t.Cleanup(s.Close)
-		c.Vault.Address = s.URL
+			return false
+		})
 	}})
 	ready.Store(e)
 	d := e.newDevice("sensor-ack-retry", nil)
@@ -414,20 +406,16 @@ func TestFailedAcknowledgementIsRetriedAtOnce(t *testing.T) {
 func TestFailedRevocationMintsNothing(t *testing.T) {
 	var failedToken atomic.Pointer[string]
 	e := newEnv(t, options{server: func(c *config.File) {
-		target, _ := url.Parse(c.Vault.Address)
-		proxy := httputil.NewSingleHostReverseProxy(target)
-		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		interceptVault(t, c, func(w http.ResponseWriter, r *http.Request) bool {
 			if strings.HasSuffix(r.URL.Path, "/auth/token/revoke-self") {
 				tok := r.Header.Get("X-Vault-Token")
 				if failedToken.CompareAndSwap(nil, &tok) {
 					w.WriteHeader(http.StatusServiceUnavailable)
-					return
+					return true
 				}
 			}
-			proxy.ServeHTTP(w, r)
-		}))
-		t.Cleanup(s.Close)
-		c.Vault.Address = s.URL
+			return false
+		})
 	}})
 	d := e.newDevice("sensor-revoke", nil)
 	st := e.enroll(d)
@@ -467,17 +455,13 @@ func TestFailedRevocationMintsNothing(t *testing.T) {
 func TestReplayWaitsForTheTokensRevocation(t *testing.T) {
 	var failFor atomic.Pointer[string]
 	e := newEnv(t, options{server: func(c *config.File) {
-		target, _ := url.Parse(c.Vault.Address)
-		proxy := httputil.NewSingleHostReverseProxy(target)
-		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		interceptVault(t, c, func(w http.ResponseWriter, r *http.Request) bool {
 			if tok := failFor.Load(); tok != nil && strings.HasSuffix(r.URL.Path, "/auth/token/revoke-self") && r.Header.Get("X-Vault-Token") == *tok {
 				w.WriteHeader(http.StatusServiceUnavailable)
-				return
+				return true
 			}
-			proxy.ServeHTTP(w, r)
-		}))
-		t.Cleanup(s.Close)
-		c.Vault.Address = s.URL
+			return false
+		})
 	}})
 	const key = "key-replay-0000000001"
 	status, body := e.post("/v1/enroll", enrollBody(e.bootstrapLogin(), "sensor-replay", key))
@@ -507,23 +491,33 @@ func TestReplayWaitsForTheTokensRevocation(t *testing.T) {
 	}
 }
 
+// interceptVault puts a proxy in front of the server's Vault: hook sees
+// every request first, and answers it itself by returning true.
+func interceptVault(t *testing.T, c *config.File, hook func(w http.ResponseWriter, r *http.Request) bool) {
+	target, _ := url.Parse(c.Vault.Address)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !hook(w, r) {
+			proxy.ServeHTTP(w, r)
+		}
+	}))
+	t.Cleanup(s.Close)
+	c.Vault.Address = s.URL
+}
+
 // The server's Vault call that mints a device's secret ID fails once: the
 // device's retry resumes the same enrollment at once, instead of being told
 // it is in progress until it goes stale.
 func TestFailedMintIsResumedAtOnce(t *testing.T) {
 	var failed atomic.Bool
 	e := newEnv(t, options{server: func(c *config.File) {
-		target, _ := url.Parse(c.Vault.Address)
-		proxy := httputil.NewSingleHostReverseProxy(target)
-		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		interceptVault(t, c, func(w http.ResponseWriter, r *http.Request) bool {
 			if strings.HasSuffix(r.URL.Path, "/role/sensor-mint/secret-id") && r.Method == http.MethodPut && failed.CompareAndSwap(false, true) {
 				w.WriteHeader(http.StatusServiceUnavailable)
-				return
+				return true
 			}
-			proxy.ServeHTTP(w, r)
-		}))
-		t.Cleanup(s.Close)
-		c.Vault.Address = s.URL
+			return false
+		})
 	}})
 	d := e.newDevice("sensor-mint", nil)
 	st := e.enroll(d)
