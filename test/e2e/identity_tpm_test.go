@@ -101,6 +101,35 @@ func TestHardwareMismatchAlertsNeedProofAndAreBounded(t *testing.T) {
 	}
 }
 
+// A bootstrap token of a generation the fleet has retired proves nothing:
+// sent, without attestation, for a device bound to a TPM, it is refused for
+// its generation and raises no hardware alert.
+func TestRetiredGenerationRaisesNoHardwareAlert(t *testing.T) {
+	e, ca := tpmEnv(t, wire.TPMOptional)
+	sim := tpmsim.Open(t)
+	ca.ProvisionEKCert(t, sim, tpmsim.RSAEK)
+	d, err := e.tpmDevice("bound", sim, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.enroll(d)
+	old := e.bootstrapLogin() // generation 1, before its retirement
+	var rot wire.Rotated
+	e.adminJSON("POST", "/v1/admin/fleets/acme/rotate", "", &rot)
+	e.keep(rot.SecretID)
+	e.adminJSON("POST", "/v1/admin/fleets/acme/generations/1/retire", "", nil)
+	if _, err := e.root.Auth().Token().Lookup(old); err != nil {
+		t.Fatalf("the generation 1 token ended with its generation (%v): the test proves nothing", err)
+	}
+	status, body := e.post("/v1/enroll", enrollBody(old, "bound", "key-retired-0000000001"))
+	if status != 403 || errorCode(t, body) != "rejected" || !strings.Contains(body, "generation 1") {
+		t.Fatalf("a retired generation's token for a bound device: %d %s, want 403 rejected for its generation", status, body)
+	}
+	if _, alerts := e.inventory(); len(alerts) != 0 {
+		t.Fatalf("alerts %+v, want none", alerts)
+	}
+}
+
 // With a TPM the device key is made inside it: the state keeps no key,
 // only the name of its TPM-wrapped blob; the server registers the TPM's
 // public key, and refreshes are signed in the TPM.
