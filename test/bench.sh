@@ -34,6 +34,10 @@ fi
 (cd "$root/test/e2e" && "$bin/e2e.test" -test.run '^$' -test.bench '^BenchmarkFootprint$' -test.benchtime 1x) 2>&1 | filter
 (cd "$root/enroll-server/attest" && "$bin/attest.test" -test.run '^$' -test.bench '^BenchmarkAttestationRoundTrip$' -test.benchtime 100x) 2>&1 | filter
 (cd "$root/test/e2e" && "$bin/e2e.test" -test.run '^$' -test.bench '^BenchmarkRefresh$' -test.benchtime "${devices}x" -test.count 1) 2>&1 | filter
+# The server's Vault calls by path, one device at a time, each request apart
+# from its acknowledgement: first enrollment, refresh, rejoin, re-enrollment
+# with a TPM.
+(cd "$root/test/e2e" && "$bin/e2e.test" -test.run '^TestVaultCalls(ByPath|TPMReenrollment)$' -test.v -test.count 1) 2>&1 | filter
 # Vault stopped 30 s, then sealed 20 s, under devices with 10 s tokens: how
 # long after Vault answers the slowest device's sink works again (target 5 s).
 (cd "$root/test/e2e" && "$bin/e2e.test" -test.run '^$' -test.bench '^BenchmarkHealAfterVaultAway$' -test.benchtime 1x) 2>&1 | filter

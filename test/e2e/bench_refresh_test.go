@@ -92,14 +92,23 @@ func BenchmarkRefresh(b *testing.B) {
 // the signed refresh, the wrapping lookup, unwrap and login, and the
 // acknowledgement. It returns the device's next state.
 func (e *env) refreshOnce(srv *serverapi.Client, vc *clientvault.Client, st lifecycle.State) (lifecycle.State, error) {
+	return e.identityOnce(srv, vc, st, identity.PurposeRefresh)
+}
+
+// identityOnce is refreshOnce for either purpose: a refresh proves the
+// device's token, a rejoin has none to prove.
+func (e *env) identityOnce(srv *serverapi.Client, vc *clientvault.Client, st lifecycle.State, purpose string) (lifecycle.State, error) {
 	ctx := context.Background()
 	ch, err := srv.IdentityChallenge(ctx, wire.IdentityChallengeRequest{Fleet: fleet, DeviceID: st.DeviceID})
 	if err != nil {
 		return st, err
 	}
-	req := identityCall{purpose: identity.PurposeRefresh, device: st.DeviceID, key: ed25519.NewKeyFromSeed(st.DeviceKey),
-		token: st.Token, sequence: st.Sequence}.signedRequest(wire.IdentityChallengeResponse{ChallengeID: ch.ChallengeID, Nonce: ch.Nonce})
-	resp, err := srv.Refresh(ctx, req)
+	call := identityCall{purpose: purpose, device: st.DeviceID, key: ed25519.NewKeyFromSeed(st.DeviceKey), sequence: st.Sequence}
+	send := srv.Rejoin
+	if purpose == identity.PurposeRefresh {
+		call.token, send = st.Token, srv.Refresh
+	}
+	resp, err := send(ctx, call.signedRequest(wire.IdentityChallengeResponse{ChallengeID: ch.ChallengeID, Nonce: ch.Nonce}))
 	if err != nil {
 		return st, err
 	}

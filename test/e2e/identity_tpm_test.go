@@ -66,10 +66,10 @@ func TestTPMDoesNotBindAnEnrolledDevice(t *testing.T) {
 	}
 }
 
-// A request for a TPM-bound device without attestation raises nothing until
-// it proved the bootstrap credential; proven repeats are counted, not
-// raised again.
-func TestHardwareMismatchAlertsNeedProofAndAreBounded(t *testing.T) {
+// boundEnv is a fleet where attestation is optional, with one device,
+// "bound", enrolled with its TPM.
+func boundEnv(t *testing.T) *env {
+	t.Helper()
 	e, ca := tpmEnv(t, wire.TPMOptional)
 	sim := tpmsim.Open(t)
 	ca.ProvisionEKCert(t, sim, tpmsim.RSAEK)
@@ -78,6 +78,14 @@ func TestHardwareMismatchAlertsNeedProofAndAreBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.enroll(d)
+	return e
+}
+
+// A request for a TPM-bound device without attestation raises nothing until
+// it proved the bootstrap credential; proven repeats are counted, not
+// raised again.
+func TestHardwareMismatchAlertsNeedProofAndAreBounded(t *testing.T) {
+	e := boundEnv(t)
 	for i := range 20 {
 		status, body := e.post("/v1/enroll", enrollBody("hvs.bogus", "bound", fmt.Sprintf("key-bogus%011d", i)))
 		if status != 401 || errorCode(t, body) != "enrollment_token_invalid" {
@@ -105,14 +113,7 @@ func TestHardwareMismatchAlertsNeedProofAndAreBounded(t *testing.T) {
 // sent, without attestation, for a device bound to a TPM, it is refused for
 // its generation and raises no hardware alert.
 func TestRetiredGenerationRaisesNoHardwareAlert(t *testing.T) {
-	e, ca := tpmEnv(t, wire.TPMOptional)
-	sim := tpmsim.Open(t)
-	ca.ProvisionEKCert(t, sim, tpmsim.RSAEK)
-	d, err := e.tpmDevice("bound", sim, nil, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.enroll(d)
+	e := boundEnv(t)
 	old := e.bootstrapLogin() // generation 1, before its retirement
 	var rot wire.Rotated
 	e.adminJSON("POST", "/v1/admin/fleets/acme/rotate", "", &rot)

@@ -2,16 +2,27 @@ package e2e
 
 import (
 	"bufio"
+	"encoding/pem"
 	"fmt"
 	"maps"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/edge-enroll/enroll/enroll-client/lifecycle"
 	"github.com/edge-enroll/enroll/enroll-client/serverapi"
 	"github.com/edge-enroll/enroll/enroll-server/vault"
+	"github.com/edge-enroll/enroll/pkg/bundle"
+	"github.com/edge-enroll/enroll/pkg/identity"
+	"github.com/edge-enroll/enroll/pkg/wire"
+	"github.com/edge-enroll/enroll/test/tpmsim"
 )
 
 // vaultCalls reads the server's count of its Vault requests by operation
@@ -106,6 +117,126 @@ func TestVaultCallsAreCountedByOperation(t *testing.T) {
 	if total > 7 {
 		t.Errorf("a first enrollment cost %.0f Vault calls by the server, want at most 7: %s", total, detail)
 	}
+}
+
+// pathCounter reads the server's Vault calls for one device at a time,
+// each request apart from its acknowledgement: a proxy in front of the
+// server reads the server's own counts as the acknowledgement passes.
+type pathCounter struct {
+	t      *testing.T
+	e      *env
+	url    string // the proxy's
+	caPEM  string // its certificate
+	mu     sync.Mutex
+	atAck  map[string]float64
+	counts map[string][2]float64 // request, acknowledgement
+}
+
+func newPathCounter(t *testing.T, e *env) *pathCounter {
+	p := &pathCounter{t: t, e: e, counts: map[string][2]float64{}}
+	target, _ := url.Parse(e.serverURL)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.Transport = &http.Transport{TLSClientConfig: tlsTo(t, e.caPEM)}
+	front := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == wire.PathAck {
+			p.mu.Lock()
+			p.atAck = vaultCalls(t, e)
+			p.mu.Unlock()
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(front.Close)
+	p.url = front.URL
+	p.caPEM = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: front.Certificate().Raw}))
+	return p
+}
+
+// via points a device's bundle at the proxy.
+func (p *pathCounter) via(b *bundle.Bundle) { b.ServerURL, b.ServerCAPEM = p.url, p.caPEM }
+
+// measure runs one path and records its Vault calls, printed as `make
+// bench` shows them (-test.v). The fleet's generations, read once per
+// fleet every few seconds, are no one request's and are not counted.
+func (p *pathCounter) measure(path string, run func() error) {
+	t, e := p.t, p.e
+	t.Helper()
+	p.mu.Lock()
+	p.atAck = nil
+	p.mu.Unlock()
+	before := vaultCalls(t, e)
+	if err := run(); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	after := vaultCalls(t, e)
+	p.mu.Lock()
+	mid := p.atAck
+	p.mu.Unlock()
+	if mid == nil {
+		t.Fatalf("%s: no acknowledgement went through the proxy", path)
+	}
+	req, reqDetail := callsPer(before, mid, 1)
+	ack, ackDetail := callsPer(mid, after, 1)
+	p.counts[path] = [2]float64{req - (mid[generationsOp] - before[generationsOp]), ack - (after[generationsOp] - mid[generationsOp])}
+	line := fmt.Sprintf("bench: Vault calls by the server, %s: %.0f for the request (%s), %.0f for the acknowledgement (%s)", path, req, reqDetail, ack, ackDetail)
+	t.Log(line)
+	if testing.Verbose() {
+		fmt.Println(line)
+	}
+}
+
+// want checks a path's counts: what the design needs, no more.
+func (p *pathCounter) want(path string, request, ack float64) {
+	p.t.Helper()
+	if got := p.counts[path]; got != [2]float64{request, ack} {
+		p.t.Errorf("%s: %.0f + %.0f Vault calls, want %.0f + %.0f", path, got[0], got[1], request, ack)
+	}
+}
+
+// The server's Vault calls by path: a first enrollment (the enrollment
+// token's lookup and revocation, the role write and the mint; at the
+// acknowledgement the device's token and secret ID accessor looked up), a
+// refresh (the device's token looked up, the mint) and a rejoin (its
+// credentials dead, it proves its key: the mint), each acknowledged with
+// the older secret ID found and destroyed as well. Re-enrollment by TPM is
+// TestVaultCallsTPMReenrollment.
+func TestVaultCallsByPath(t *testing.T) {
+	e := newEnv(t)
+	p := newPathCounter(t, e)
+	e.enroll(e.newDevice("paths-warm", nil)) // the generations are read and cached
+	d := e.newDevice("paths", p.via)
+	var st lifecycle.State
+	p.measure("first enrollment", func() error { st = e.enroll(d); return nil })
+	srv := serverapi.New(p.url, mustPool(t, p.caPEM), 10*time.Second)
+	vc := mustClientVault(t, e.bundle)
+	var err error
+	p.measure("refresh", func() error { st, err = e.identityOnce(srv, vc, st, identity.PurposeRefresh); return err })
+	p.measure("rejoin", func() error { st, err = e.identityOnce(srv, vc, st, identity.PurposeRejoin); return err })
+	p.want("first enrollment", 4, 2)
+	p.want("refresh", 2, 5)
+	p.want("rejoin", 1, 5)
+}
+
+// A device bound to its TPM that lost its state enrolls again (attestation
+// and the bootstrap credential): the enrollment token's lookup and
+// revocation and the mint (its role unchanged); at the acknowledgement,
+// the lookups and its older secret ID found and destroyed.
+func TestVaultCallsTPMReenrollment(t *testing.T) {
+	e, ca := tpmEnv(t, wire.TPMOptional)
+	sim := tpmsim.Open(t)
+	ca.ProvisionEKCert(t, sim, tpmsim.ECCEK)
+	p := newPathCounter(t, e)
+	first, err := e.tpmDevice("paths-tpm", sim, p.via, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.measure("first enrollment with a TPM", func() error { e.enroll(first); return nil })
+	again, err := e.tpmDevice("paths-tpm", sim, p.via, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.measure("re-enrollment with a TPM, state lost", func() error { e.enroll(again); return nil })
+	p.want("first enrollment with a TPM", 4, 2)
+	p.want("re-enrollment with a TPM, state lost", 3, 5)
 }
 
 // The fleet's generation record is read from Vault once for many
