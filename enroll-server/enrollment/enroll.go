@@ -216,8 +216,12 @@ func (s *Service) claim(ctx context.Context, log *slog.Logger, fleet Fleet, req 
 		ID: newID(), Kind: p.kind, Fleet: req.Fleet, DeviceID: req.DeviceID, IdempotencyKey: req.IdempotencyKey,
 		State: inventory.EnrollmentMinting, Generation: p.gen, NewKey: req.DeviceKey, CreatedAt: now, UpdatedAt: now,
 	}, now.Add(-s.staleAfter), p.spend.use())
-	if p.spend != nil && (err == nil || errors.Is(err, inventory.ErrBusy) || errors.Is(err, inventory.ErrConsumed)) {
-		p.spend.recorded = true // one commit for the claim and the token
+	if p.spend != nil {
+		if err == nil || errors.Is(err, inventory.ErrBusy) || errors.Is(err, inventory.ErrConsumed) {
+			p.spend.recorded = true // one commit for the claim and the token
+		} else {
+			p.spend.unsure = true // it may have been written all the same
+		}
 	}
 	if errors.Is(err, inventory.ErrConsumed) {
 		return c, nil, s.tokenReused(ctx, req.Fleet, req.DeviceID, "an enrollment token was presented twice at once")

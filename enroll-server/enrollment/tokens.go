@@ -34,6 +34,10 @@ type spend struct {
 	// recorded: the store has settled the consumption (recorded it, or
 	// found it recorded before); nothing is left to write.
 	recorded bool
+	// unsure: a claim carrying the consumption failed without saying
+	// whether it was written (a commit whose answer was lost), so the
+	// consumption found later may be its own.
+	unsure bool
 }
 
 // revocation waits for the token's revocation in Vault and returns how it
@@ -121,7 +125,7 @@ func (s *Service) settle(ctx context.Context, fleet, device string, sp *spend, e
 		if cerr == nil || errors.Is(cerr, inventory.ErrConsumed) {
 			sp.recorded = true
 		}
-		if errors.Is(cerr, inventory.ErrConsumed) {
+		if errors.Is(cerr, inventory.ErrConsumed) && !sp.unsure {
 			return s.tokenReused(ctx, fleet, device, "an enrollment token was presented twice at once")
 		}
 		if cerr != nil && err == nil {
