@@ -175,16 +175,23 @@ func TestHealthyDevice(t *testing.T) {
 }
 
 // A bundle whose bootstrap credential Vault refuses (a retired generation,
-// a mistyped secret ID) is a warning that says what it means.
-func TestRefusedBootstrapCredentialWarns(t *testing.T) {
+// a mistyped secret ID) fails a device that never enrolled and has no TPM
+// (it can never enroll), and warns for one that has state (it no longer
+// needs the credential), saying what it means either way.
+func TestRefusedBootstrapCredential(t *testing.T) {
 	d := newDevice(t)
 	d.bundle.SecretID = "secret-2"
 	d.writeBundle(t)
 	code, lines := run(t, d, doctor.Options{})
-	l := find(lines, "warn  bootstrap:")
-	if code != doctor.ExitOK || !strings.Contains(l, "refused the bundle's bootstrap credential (fleet acme, generation 1") ||
+	l := find(lines, "fail  bootstrap:")
+	if code != doctor.ExitFail || !strings.Contains(l, "refused the bundle's bootstrap credential (fleet acme, generation 1") ||
 		!strings.Contains(l, "install the fleet's current bundle") {
-		t.Fatalf("exit %d, bootstrap line %q:\n%s", code, l, strings.Join(lines, "\n"))
+		t.Fatalf("never enrolled: exit %d, bootstrap line %q:\n%s", code, l, strings.Join(lines, "\n"))
+	}
+	d.enrolled(t)
+	code, lines = run(t, d, doctor.Options{})
+	if l := find(lines, "warn  bootstrap:"); code != doctor.ExitOK || l == "" {
+		t.Fatalf("enrolled: exit %d, bootstrap line %q:\n%s", code, l, strings.Join(lines, "\n"))
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -66,9 +67,11 @@ func checkNetwork(ctx context.Context, cfg config.File, b *bundle.Bundle, opts O
 
 // checkBootstrap logs in to Vault with the bundle's bootstrap credential,
 // as a device's first boot does, and has the token it gets (which can do
-// nothing else) revoke itself at once. A refusal is a warning, not a
-// failure: a device that has enrolled no longer needs the credential, and
-// its fleet may have retired that generation since.
+// nothing else) revoke itself at once. A refusal fails a device that has
+// no state yet and no TPM to prove itself with: it can never enroll. For
+// any other it is a warning: a device that has enrolled no longer needs
+// the credential (its fleet may have retired that generation since), and
+// one bound to its TPM enrolls again with attestation alone.
 func checkBootstrap(ctx context.Context, cfg config.File, b *bundle.Bundle, opts Options) Result {
 	const name = "bootstrap"
 	if b.RoleID == "" {
@@ -83,7 +86,11 @@ func checkBootstrap(ctx context.Context, cfg config.File, b *bundle.Bundle, opts
 	defer cancel()
 	a, err := vc.Login(ctx, b.EnrollMount, b.RoleID, b.SecretID)
 	if errors.Is(err, vault.ErrCredentialRefused) {
-		return res(Warn, name, fmt.Sprintf("Vault refused the bundle's bootstrap credential (fleet %s, generation %d, mount %s): %v",
+		status := Warn
+		if _, serr := os.Stat(cfg.StatePath); errors.Is(serr, os.ErrNotExist) && cfg.TPM.Mode == "off" {
+			status = Fail // never enrolled, nothing else to prove itself with
+		}
+		return res(status, name, fmt.Sprintf("Vault refused the bundle's bootstrap credential (fleet %s, generation %d, mount %s): %v",
 			b.Fleet, b.Generation, b.EnrollMount, err),
 			"a device that never enrolled cannot enroll with it: install the fleet's current bundle (enrollctl bundle); an enrolled device does not need it")
 	}
