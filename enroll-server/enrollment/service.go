@@ -139,6 +139,9 @@ type Service struct {
 	genMu    sync.Mutex
 	genCache map[string]cachedGenerations
 
+	// spending holds the enrollment tokens of requests under way.
+	spending tokensInFlight
+
 	gates map[string]*admission.Gate // per fleet, built once (fleets never change live)
 
 	// challenges limits identity challenges per device (see

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/edge-enroll/enroll/enroll-server/inventory"
@@ -20,6 +21,38 @@ const consumedTokenMemory = 10 * time.Minute
 func tokenHash(token string) string {
 	h := sha256.Sum256([]byte(token))
 	return hex.EncodeToString(h[:])
+}
+
+// tokensInFlight counts the requests under way with each enrollment token
+// (by hash), from their lookup to their settling: a second request whose
+// lookup finds the token already revoked by the first is a reuse even
+// before the first has recorded the consumption.
+type tokensInFlight struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (t *tokensInFlight) add(hash string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.n == nil {
+		t.n = map[string]int{}
+	}
+	t.n[hash]++
+}
+
+func (t *tokensInFlight) done(hash string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.n[hash]--; t.n[hash] <= 0 {
+		delete(t.n, hash)
+	}
+}
+
+func (t *tokensInFlight) has(hash string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.n[hash] > 0
 }
 
 // spend is an enrollment token proven to be the fleet's, on its way to
@@ -38,6 +71,16 @@ type spend struct {
 	// whether it was written (a commit whose answer was lost), so the
 	// consumption found later may be its own.
 	unsure bool
+	// inFlight holds the token's hash until settled.
+	inFlight *tokensInFlight
+}
+
+// finish tells inFlight the request is done with the token; once.
+func (sp *spend) finish() {
+	if sp.inFlight != nil {
+		sp.inFlight.done(sp.Hash)
+		sp.inFlight = nil
+	}
 }
 
 // revocation waits for the token's revocation in Vault and returns how it
@@ -69,6 +112,9 @@ func (s *Service) checkEnrollmentToken(ctx context.Context, fleet, device, token
 	hash := tokenHash(token)
 	ti, err := s.vault.LookupToken(ctx, token)
 	if errors.Is(err, vault.ErrInvalidToken) {
+		if s.spending.has(hash) {
+			return nil, s.tokenReused(ctx, fleet, device, "an enrollment token was presented twice at once")
+		}
 		if seen, _ := s.store.TokenConsumed(ctx, hash); seen {
 			return nil, s.tokenReused(ctx, fleet, device, "an enrollment token was presented a second time")
 		}
@@ -88,7 +134,8 @@ func (s *Service) checkEnrollmentToken(ctx context.Context, fleet, device, token
 		gen = 0 // refused by liveGeneration, once consumed
 	}
 	sp := &spend{TokenSpend: inventory.TokenSpend{Hash: hash, Expires: s.now().Add(consumedTokenMemory), Fleet: fleet, Generation: gen},
-		revoked: make(chan error, 1)}
+		revoked: make(chan error, 1), inFlight: &s.spending}
+	s.spending.add(hash)
 	go func() { sp.revoked <- s.vault.RevokeEnrollmentToken(ctx, token) }()
 	return sp, nil
 }
@@ -120,6 +167,7 @@ func (s *Service) settle(ctx context.Context, fleet, device string, sp *spend, e
 		return err
 	}
 	revokeErr := sp.revocation()
+	defer sp.finish() // once the consumption is recorded, the store tells a reuse
 	if !sp.recorded {
 		cerr := s.store.ConsumeToken(ctx, sp.Hash, sp.Expires, sp.Fleet, sp.Generation)
 		if cerr == nil || errors.Is(cerr, inventory.ErrConsumed) {

@@ -202,6 +202,12 @@ func (s *Server) RevokeEnrollmentToken(ctx context.Context, token string) error 
 		return nil // revoked or used up meanwhile
 	}
 	if err != nil {
+		// One token sent in two requests at once is revoked by both, and
+		// Vault may answer one of them 500: a token now gone is what was
+		// asked for.
+		if _, lerr := lookupToken(ctx, s.c, token); errors.Is(lerr, ErrInvalidToken) {
+			return nil
+		}
 		return fmt.Errorf("revoke the enrollment token: %w", err)
 	}
 	return nil
