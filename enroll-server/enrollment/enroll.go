@@ -157,18 +157,18 @@ func (s *Service) prove(ctx context.Context, log *slog.Logger, fleet Fleet, req 
 			return p, err
 		}
 		if mismatch != "" {
-			// Proven by the bootstrap credential: once the token is known
-			// not to have been spent before, and of a live generation.
+			// Proven by the bootstrap credential only once the token is
+			// known not to have been spent before (and, below, to be of
+			// a live generation).
 			if err := s.settle(ctx, req.Fleet, req.DeviceID, p.spend, nil); err != nil {
 				return p, err
 			}
-			if err := s.liveGeneration(ctx, req.Fleet, p.spend.Generation); err != nil {
-				return p, err
-			}
-			return p, s.hardwareMismatch(ctx, req, mismatch)
 		}
 		if err := s.liveGeneration(ctx, req.Fleet, p.spend.Generation); err != nil {
 			return p, err
+		}
+		if mismatch != "" {
+			return p, s.hardwareMismatch(ctx, req, mismatch)
 		}
 		p.gen = p.spend.Generation
 	case !attestedAlone(p.bound, p.att):
