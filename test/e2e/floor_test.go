@@ -23,22 +23,18 @@ import (
 )
 
 // serverFloor is the processor time, in milliseconds, of the parts of a
-// first enrollment the server cannot do without, each measured alone: one of its Vault requests (a token lookup, through the
-// server's own Vault client), the TLS handshake with a new device (the
-// server's side, with the server's certificate and the device's TLS
-// settings), and the enrollment's three store commits (claim, wrapped,
-// acknowledged, each durable). Everything else the server does (HTTP,
-// JSON, logging, scheduling, garbage collection) is left out: the floor is
-// a lower bound.
+// first enrollment the server cannot do without, each measured alone: one
+// of its Vault requests (a token lookup, through the server's own Vault
+// client), the TLS handshake with a new device (the server's side, with
+// the server's certificate and the device's TLS settings), and the
+// enrollment's three store commits (claim, wrapped, acknowledged, each
+// durable). Everything else the server does (HTTP, JSON, logging,
+// scheduling, garbage collection) is left out: the floor is a lower bound.
 type serverFloor struct{ vaultCall, handshake, commits float64 }
 
-// vaultCalls is the server's Vault requests per first enrollment (enrollment
-// token lookup and revocation, role write, wrapped mint; at the
-// acknowledgement, the device token's and secret ID accessor's lookups).
-const floorVaultCalls = 6
-
-func (f serverFloor) total() float64 {
-	return floorVaultCalls*f.vaultCall + f.handshake + f.commits
+// total is the floor of an enrollment that makes calls Vault requests.
+func (f serverFloor) total(calls float64) float64 {
+	return calls*f.vaultCall + f.handshake + f.commits
 }
 
 // measureFloor measures each part n times, in this process, with nothing
