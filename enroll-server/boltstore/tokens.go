@@ -14,10 +14,8 @@ import (
 // records, purged once expired.
 
 // ConsumeToken implements inventory.Store.
-func (s *Store) ConsumeToken(_ context.Context, hash string, expires time.Time, fleet string, gen int) error {
-	return s.w.write(func(tx *bolt.Tx) error {
-		return consume(tx, inventory.TokenSpend{Hash: hash, Expires: expires, Fleet: fleet, Generation: gen})
-	})
+func (s *Store) ConsumeToken(_ context.Context, t inventory.TokenSpend) error {
+	return s.w.write(func(tx *bolt.Tx) error { return consume(tx, t) })
 }
 
 // consume records a token's consumption in tx; ErrConsumed when it was

@@ -52,7 +52,7 @@ type Store interface {
 	Enrollment(ctx context.Context, id string) (inventory.Enrollment, error)
 	Device(ctx context.Context, fleet, id string) (inventory.Device, error)
 	SaveDevice(ctx context.Context, d inventory.Device) error
-	ConsumeToken(ctx context.Context, hash string, expires time.Time, fleet string, generation int) error
+	ConsumeToken(ctx context.Context, t inventory.TokenSpend) error
 	TokenConsumed(ctx context.Context, hash string) (bool, error)
 	PutChallenge(ctx context.Context, c inventory.Challenge) error
 	TakeChallenge(ctx context.Context, id string) (inventory.Challenge, error)

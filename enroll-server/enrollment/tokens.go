@@ -169,7 +169,7 @@ func (s *Service) settle(ctx context.Context, fleet, device string, sp *spend, e
 	revokeErr := sp.revocation()
 	defer sp.finish() // once the consumption is recorded, the store tells a reuse
 	if !sp.recorded {
-		cerr := s.store.ConsumeToken(ctx, sp.Hash, sp.Expires, sp.Fleet, sp.Generation)
+		cerr := s.store.ConsumeToken(ctx, sp.TokenSpend)
 		if cerr == nil || errors.Is(cerr, inventory.ErrConsumed) {
 			sp.recorded = true
 		}

@@ -32,7 +32,7 @@ func TestSettleTellsAReuseFromALostCommit(t *testing.T) {
 			revoked: make(chan error, 1), unsure: unsure}
 		sp.revoked <- nil
 		// Written already: by this request's lost commit, or by another.
-		if err := store.ConsumeToken(ctx, hash, sp.Expires, "acme", 1); err != nil {
+		if err := store.ConsumeToken(ctx, inventory.TokenSpend{Hash: hash, Expires: sp.Expires, Fleet: "acme", Generation: 1}); err != nil {
 			t.Fatal(err)
 		}
 		return sp

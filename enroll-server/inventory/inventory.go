@@ -302,9 +302,9 @@ type Store interface {
 	// those enrolled at or after since, reading only what the counts need.
 	CountDevices(ctx context.Context, since time.Time) ([]DeviceCount, int, error)
 	// ConsumeToken records the hash of a presented enrollment token until
-	// expires, and counts a presentation of the fleet's generation (when
-	// generation > 0); ErrConsumed when the hash was recorded before.
-	ConsumeToken(ctx context.Context, hash string, expires time.Time, fleet string, generation int) error
+	// t.Expires, and counts a presentation of t.Fleet's generation (when
+	// t.Generation > 0); ErrConsumed when the hash was recorded before.
+	ConsumeToken(ctx context.Context, t TokenSpend) error
 	// TokenConsumed reports whether a token hash was recorded.
 	TokenConsumed(ctx context.Context, hash string) (bool, error)
 	// PurgeTokens forgets token hashes that expired before now.

@@ -283,10 +283,8 @@ func (s *Store) AwaitingAck(ctx context.Context) ([]inventory.Enrollment, error)
 }
 
 // ConsumeToken implements inventory.Store.
-func (s *Store) ConsumeToken(ctx context.Context, hash string, expires time.Time, fleet string, gen int) error {
-	return pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
-		return consume(ctx, tx, inventory.TokenSpend{Hash: hash, Expires: expires, Fleet: fleet, Generation: gen})
-	})
+func (s *Store) ConsumeToken(ctx context.Context, t inventory.TokenSpend) error {
+	return pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error { return consume(ctx, tx, t) })
 }
 
 // consume records a token's consumption in tx; ErrConsumed when it was

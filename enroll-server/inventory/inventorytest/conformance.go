@@ -220,7 +220,7 @@ func testSpendWithBegin(t *testing.T, s inventory.Store) {
 	if _, err := s.Device(ctx, "acme", "d2"); !errors.Is(err, inventory.ErrNotFound) {
 		t.Fatalf("a begin refused for its token wrote device d2: %v", err)
 	}
-	if err := s.ConsumeToken(ctx, "h1", t0.Add(time.Hour), "acme", 2); !errors.Is(err, inventory.ErrConsumed) {
+	if err := s.ConsumeToken(ctx, inventory.TokenSpend{Hash: "h1", Expires: t0.Add(time.Hour), Fleet: "acme", Generation: 2}); !errors.Is(err, inventory.ErrConsumed) {
 		t.Fatalf("ConsumeToken after the claim spent it = %v, want ErrConsumed", err)
 	}
 	// Busy: the claim fails, the token is spent all the same.
@@ -244,13 +244,13 @@ func testSpendWithBegin(t *testing.T, s inventory.Store) {
 
 func testConsumedTokens(t *testing.T, s inventory.Store) {
 	ctx := context.Background()
-	if err := s.ConsumeToken(ctx, "h1", t0.Add(time.Minute), "acme", 3); err != nil {
+	if err := s.ConsumeToken(ctx, inventory.TokenSpend{Hash: "h1", Expires: t0.Add(time.Minute), Fleet: "acme", Generation: 3}); err != nil {
 		t.Fatal(err)
 	}
 	if use, _ := s.GenerationUse(ctx, "acme"); len(use) != 1 || use[0].Generation != 3 || use[0].Attempts != 1 {
 		t.Fatalf("consuming a token did not count its generation: %+v", use)
 	}
-	if err := s.ConsumeToken(ctx, "h1", t0.Add(time.Minute), "acme", 3); !errors.Is(err, inventory.ErrConsumed) {
+	if err := s.ConsumeToken(ctx, inventory.TokenSpend{Hash: "h1", Expires: t0.Add(time.Minute), Fleet: "acme", Generation: 3}); !errors.Is(err, inventory.ErrConsumed) {
 		t.Fatalf("second consume = %v, want ErrConsumed", err)
 	}
 	if seen, _ := s.TokenConsumed(ctx, "h1"); !seen {
@@ -296,11 +296,11 @@ func testAuditChain(t *testing.T, s inventory.Store) {
 func testGenerationUse(t *testing.T, s inventory.Store) {
 	ctx := context.Background()
 	for i, g := range []int{1, 1, 2} {
-		if err := s.ConsumeToken(ctx, fmt.Sprintf("h%d", i), t0.Add(time.Hour), "acme", g); err != nil {
+		if err := s.ConsumeToken(ctx, inventory.TokenSpend{Hash: fmt.Sprintf("h%d", i), Expires: t0.Add(time.Hour), Fleet: "acme", Generation: g}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	_ = s.ConsumeToken(ctx, "h-other", t0.Add(time.Hour), "other", 1)
+	_ = s.ConsumeToken(ctx, inventory.TokenSpend{Hash: "h-other", Expires: t0.Add(time.Hour), Fleet: "other", Generation: 1})
 	use, err := s.GenerationUse(ctx, "acme")
 	if err != nil || len(use) != 2 || use[0].Attempts != 2 || use[1].Attempts != 1 {
 		t.Fatalf("use = %+v %v", use, err)
