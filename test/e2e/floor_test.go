@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -117,34 +118,46 @@ func (e *env) floorHandshake(tb testing.TB, n int) float64 {
 		tb.Fatal(err)
 	}
 	defer ln.Close()
-	spent := make(chan time.Duration, 1)
+	type result struct {
+		cpu time.Duration
+		err error
+	}
+	spent := make(chan result, 1)
 	go func() {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
-		var total time.Duration
-		defer func() { spent <- total }()
+		var r result
+		defer func() { spent <- r }()
 		for range n {
 			c, err := ln.Accept()
 			if err != nil {
+				r.err = err
 				return
 			}
-			before := rusage(tb, unix.RUSAGE_THREAD)
-			err = tls.Server(c, srvCfg).Handshake()
-			total += rusage(tb, unix.RUSAGE_THREAD) - before
+			var before, after unix.Rusage
+			r.err = errors.Join(unix.Getrusage(unix.RUSAGE_THREAD, &before), tls.Server(c, srvCfg).Handshake(),
+				unix.Getrusage(unix.RUSAGE_THREAD, &after))
 			c.Close()
-			if err != nil {
+			if r.err != nil {
 				return
 			}
+			r.cpu += time.Duration(after.Utime.Nano() + after.Stime.Nano() - before.Utime.Nano() - before.Stime.Nano())
 		}
 	}()
+	dialer := &net.Dialer{Timeout: 10 * time.Second}
 	for range n {
-		c, err := tls.Dial("tcp", ln.Addr().String(), devCfg)
+		c, err := tls.DialWithDialer(dialer, "tcp", ln.Addr().String(), devCfg)
 		if err != nil {
-			tb.Fatal(err)
+			ln.Close()
+			tb.Fatalf("handshake: %v (server side: %v)", err, (<-spent).err)
 		}
 		c.Close()
 	}
-	return ms(<-spent) / float64(n)
+	r := <-spent
+	if r.err != nil {
+		tb.Fatal(r.err)
+	}
+	return ms(r.cpu) / float64(n)
 }
 
 // floorCommits measures the three commits of a first enrollment (benchWorkers
