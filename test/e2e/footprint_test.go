@@ -47,11 +47,15 @@ func BenchmarkFootprint(b *testing.B) {
 	}
 	cfg.Listen = l.Addr().String()
 	l.Close()
+	// The test's server holds the listeners it was given: this one takes
+	// its own.
+	cfg.MetricsListen, cfg.Console.Listen = "127.0.0.1:0", ""
 	cfg.StatePath = filepath.Join(dir, "server.db")
 	cfg.Log.Level = "warn"
 	raw, _ := yaml.Marshal(cfg)
 	writeFile(b, filepath.Join(dir, "server.yaml"), raw)
 	server := exec.Command(serverBin, "run", "-config", filepath.Join(dir, "server.yaml"))
+	server.Stderr = os.Stderr // why it did not start, if it did not
 	if err := server.Start(); err != nil {
 		b.Fatal(err)
 	}
