@@ -154,10 +154,10 @@ func (s *Store) BeginEnrollment(ctx context.Context, e inventory.Enrollment, sta
 		if out, claimed, busy, err = claimIn(ctx, tx, e, staleBefore); err != nil {
 			return err
 		}
-		if spend != nil && spend.Generation > 0 {
+		if spend != nil {
 			// Counted last: the fleet's counter row stays locked only at
 			// the end of the transaction, not for the whole claim.
-			return countAttempt(ctx, tx, spend.Fleet, spend.Generation, time.Now())
+			return countSpend(ctx, tx, *spend)
 		}
 		return nil
 	})
@@ -293,6 +293,11 @@ func consume(ctx context.Context, tx pgx.Tx, t inventory.TokenSpend) error {
 	if err := spendToken(ctx, tx, t.Hash, t.Expires); err != nil {
 		return err
 	}
+	return countSpend(ctx, tx, t)
+}
+
+// countSpend counts the presentation of t's generation, when it has one.
+func countSpend(ctx context.Context, tx pgx.Tx, t inventory.TokenSpend) error {
 	if t.Generation > 0 {
 		return countAttempt(ctx, tx, t.Fleet, t.Generation, time.Now())
 	}
