@@ -77,7 +77,7 @@ func BenchmarkEnrollment(b *testing.B) {
 
 	through := res.PerSecond()
 	ratio := through / direct
-	perEnroll := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 / float64(b.N) }
+	perEnroll := func(d time.Duration) float64 { return msPer(d, b.N) }
 	b.ReportMetric(through, "enroll/s")
 	b.ReportMetric(direct, "vault-seq/s")
 	b.ReportMetric(ratio, "ratio")

@@ -77,6 +77,6 @@ func (e *env) processCPU(tb testing.TB, n int, prefix string) enrollCPU {
 	if enrolled != n {
 		tb.Fatalf("%d of %d devices enrolled from their own process", enrolled, n)
 	}
-	per := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 / float64(n) }
+	per := func(d time.Duration) float64 { return msPer(d, n) }
 	return enrollCPU{vault: per(v1 - v0), server: per(s1 - s0), devices: per(devices)}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/edge-enroll/enroll/enroll-server/boltstore"
 	"github.com/edge-enroll/enroll/enroll-server/inventory"
 	"github.com/edge-enroll/enroll/enroll-server/vault"
+	"github.com/edge-enroll/enroll/test/vaulttest"
 )
 
 // serverFloor is the processor time, in milliseconds, of the parts of a
@@ -53,25 +54,18 @@ func cpuOf(tb testing.TB, n int, fn func(i int) error) float64 {
 	tb.Helper()
 	var g errgroup.Group
 	g.SetLimit(benchWorkers)
-	before := rusage(tb, unix.RUSAGE_SELF)
+	before := vaulttest.SelfCPUTime()
 	for i := range n {
 		g.Go(func() error { return fn(i) })
 	}
 	if err := g.Wait(); err != nil {
 		tb.Fatal(err)
 	}
-	return ms(rusage(tb, unix.RUSAGE_SELF)-before) / float64(n)
+	return msPer(vaulttest.SelfCPUTime()-before, n)
 }
 
-func rusage(tb testing.TB, who int) time.Duration {
-	var ru unix.Rusage
-	if err := unix.Getrusage(who, &ru); err != nil {
-		tb.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+// msPer is d shared among n, in milliseconds.
+func msPer(d time.Duration, n int) float64 { return float64(d.Microseconds()) / 1000 / float64(n) }
 
 func (e *env) floorVaultCall(tb testing.TB, n int) float64 {
 	ctx := context.Background()
@@ -157,7 +151,7 @@ func (e *env) floorHandshake(tb testing.TB, n int) float64 {
 	if r.err != nil {
 		tb.Fatal(r.err)
 	}
-	return ms(r.cpu) / float64(n)
+	return msPer(r.cpu, n)
 }
 
 // floorCommits measures the three commits of a first enrollment (benchWorkers
